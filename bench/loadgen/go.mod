@@ -1,0 +1,3 @@
+module concurrencylab/bench/loadgen
+
+go 1.22

@@ -1,0 +1,166 @@
+"""Per-framework `targets.toml` manifests: the single source of truth for every target.
+
+Each `<framework>_app/targets.toml` holds an array of tables:
+
+    [[targets]]
+    name = "flask-sync"                # public target name (SPEC §4)
+    framework = "flask"
+    model = "gunicorn sync: {workers} processes x 1 thread"   # words; placeholders allowed
+    port = 8001                        # default port (compose, `bench up`)
+    command = ["gunicorn", "...", "--bind", "{host}:{port}", "--workers", "{workers}", "..."]
+    params = { workers = 4, pool_size = 1 }   # defaults for placeholders; overridable per run
+    env = { DB_POOL_SIZE = "{pool_size}" }
+    capacity = "workers"               # max requests in flight the model allows; omit = unbounded
+    processes = "workers + 1"          # processes in the tree (master + workers)
+    db_pool = "workers * pool_size"    # total DB connections
+    anti_pattern = false               # true for targets kept on purpose to show a mistake
+    build = ["go", "build", "..."]     # optional: run once before the target starts
+
+`capacity`, `processes` and `db_pool` are integers or arithmetic over `params` (+ - * // min max).
+Commands run from the repository root; `{host}`, `{port}` and every param are substituted.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FRAMEWORK_DIRS = ("flask_app", "django_app", "fastapi_app", "go_app")
+
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.FloorDiv: operator.floordiv}
+_FUNCS = {"min": min, "max": max}
+
+
+class ManifestError(ValueError):
+    """A targets.toml entry is malformed or refers to an unknown parameter."""
+
+
+def evaluate(expr: int | str | None, params: dict[str, int]) -> int | None:
+    """Evaluate a manifest formula such as "workers * threads" over integer params."""
+    if expr is None or isinstance(expr, int):
+        return expr
+
+    def ev(node: ast.AST) -> int:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in params:
+                raise ManifestError(f"unknown parameter {node.id!r} in {expr!r}")
+            return int(params[node.id])
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in _FUNCS and not node.keywords):
+            return _FUNCS[node.func.id](*(ev(a) for a in node.args))
+        raise ManifestError(f"unsupported expression {expr!r}")
+
+    return ev(ast.parse(expr, mode="eval"))
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    framework: str
+    model: str
+    port: int
+    command: tuple[str, ...]
+    params: dict[str, int] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    capacity: int | str | None = None
+    processes: int | str = 1
+    db_pool: int | str = 1
+    anti_pattern: bool = False
+    build: tuple[str, ...] = ()
+    manifest: Path = REPO_ROOT
+
+    def resolve(self, overrides: dict[str, int] | None = None, *, host: str = "127.0.0.1",
+                port: int | None = None) -> ResolvedTarget:
+        """Bind params (defaults + per-run overrides), host and port into a runnable target."""
+        unknown = set(overrides or {}) - set(self.params)
+        if unknown:
+            raise ManifestError(
+                f"{self.name} has no parameter {', '.join(sorted(unknown))}; "
+                f"it has: {', '.join(sorted(self.params)) or 'none'}")
+        params = {**self.params, **(overrides or {})}
+        subst = {**{k: str(v) for k, v in params.items()}, "host": host,
+                 "port": str(port or self.port)}
+        try:
+            argv = tuple(part.format(**subst) for part in self.command)
+            env = {k: v.format(**subst) for k, v in self.env.items()}
+            model = self.model.format(**subst)
+        except KeyError as exc:
+            raise ManifestError(f"{self.name}: unknown placeholder {exc}") from None
+        return ResolvedTarget(
+            target=self, params=params, host=host, port=port or self.port, argv=argv, env=env,
+            model=model, capacity=evaluate(self.capacity, params),
+            processes=evaluate(self.processes, params), db_pool=evaluate(self.db_pool, params))
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    target: Target
+    params: dict[str, int]
+    host: str
+    port: int
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    model: str
+    capacity: int | None
+    processes: int
+    db_pool: int
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _load_file(path: Path) -> list[Target]:
+    data = tomllib.loads(path.read_text())
+    targets = []
+    for raw in data.get("targets", []):
+        raw = dict(raw)
+        try:
+            raw["command"] = tuple(raw["command"])
+            raw["build"] = tuple(raw.get("build", ()))
+            targets.append(Target(manifest=path, **raw))
+        except TypeError as exc:
+            raise ManifestError(f"{path}: {exc}") from None
+    return targets
+
+
+@lru_cache
+def load_targets(root: Path = REPO_ROOT) -> dict[str, Target]:
+    """All targets of all framework manifests, in SPEC order, keyed by name."""
+    found: dict[str, Target] = {}
+    for folder in FRAMEWORK_DIRS:
+        path = root / folder / "targets.toml"
+        if not path.exists():
+            continue
+        for target in _load_file(path):
+            if target.name in found:
+                raise ManifestError(f"target {target.name!r} defined twice")
+            found[target.name] = target
+    return found
+
+
+def select(names: list[str] | None, root: Path = REPO_ROOT) -> list[Target]:
+    """Targets by name (all when names is empty), with a clear error for an unknown name."""
+    targets = load_targets(root)
+    if not names:
+        return list(targets.values())
+    missing = [n for n in names if n not in targets]
+    if missing:
+        raise ManifestError(f"unknown target(s): {', '.join(missing)}; known: {', '.join(targets)}")
+    return [targets[n] for n in names]

@@ -1,0 +1,45 @@
+"""Model ceiling, efficiency and trust flags (SPEC §7): pure arithmetic, unit-tested."""
+
+from __future__ import annotations
+
+MACHINE_CPU_LIMIT = 90.0   # % of all cores
+LOCUST_CPU_LIMIT = 80.0    # % of one core (one Locust process)
+PROCESS_CPU_LIMIT = 90.0   # % of one core for any single target process
+FAILURE_LIMIT = 0.01       # share of requests
+
+
+def ceiling_rps(users: int, capacity: int | None, l1_s: float | None, db_pool: int | None,
+                db_ms: int) -> float | None:
+    """What the model allows: min(users, capacity) / L1, or db_pool / db_ms where that is lower.
+
+    L1 is the target's own median latency at 1 user, measured in the same run.
+    """
+    if not l1_s or l1_s <= 0:
+        return None
+    in_flight = users if capacity is None else min(users, capacity)
+    ceiling = in_flight / l1_s
+    if db_ms > 0 and db_pool:
+        ceiling = min(ceiling, db_pool / (db_ms / 1000.0))
+    return ceiling
+
+
+def efficiency(rps: float, ceiling: float | None) -> float | None:
+    return rps / ceiling if ceiling else None
+
+
+def flags(*, machine_cpu: float | None, locust_cpu: float | None,
+          max_process_cpu: float | None, failures: int, requests: int) -> list[str]:
+    """Why a result must not be read as a framework result (empty = trustworthy)."""
+    out = []
+    if machine_cpu is not None and machine_cpu >= MACHINE_CPU_LIMIT:
+        out.append(f"machine-cpu-bound ({machine_cpu:.0f}% of all cores)")
+    if locust_cpu is not None and locust_cpu >= LOCUST_CPU_LIMIT:
+        out.append(f"locust-bound ({locust_cpu:.0f}% of a core)")
+    if max_process_cpu is not None and max_process_cpu >= PROCESS_CPU_LIMIT:
+        out.append(f"target-process-cpu-bound ({max_process_cpu:.0f}% of a core)")
+    # Locust's request count includes the failed requests.
+    if requests and failures / requests > FAILURE_LIMIT:
+        out.append(f"failures {100 * failures / requests:.1f}%")
+    elif requests == 0:
+        out.append("no requests completed")
+    return out

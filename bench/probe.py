@@ -1,0 +1,123 @@
+"""Sample a process tree's memory (RSS, PSS, USS) and CPU while load runs.
+
+PSS is the headline: RSS counts pages shared by forked workers (the interpreter, imported modules)
+once per process, so summing RSS over a gunicorn tree overstates its memory; PSS splits each shared
+page between the processes that map it, so the tree's PSS adds up to what it really costs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+MB = 1024 * 1024
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants that still exist."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Summed RSS / PSS / USS of a process tree right now, in MB."""
+    total = {"rss": 0.0, "pss": 0.0, "uss": 0.0}
+    for proc in tree(pid):
+        try:
+            info = proc.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total["rss"] += info.rss / MB
+        total["pss"] += info.pss / MB
+        total["uss"] += info.uss / MB
+    return total
+
+
+@dataclass
+class _ProcStats:
+    role: str
+    first_cpu: float
+    last_cpu: float
+    peak_rss: float = 0.0
+    peak_pss: float = 0.0
+    peak_uss: float = 0.0
+
+
+@dataclass
+class TreeSampler:
+    """Background sampler of one process tree (the target, or Locust)."""
+
+    pid: int
+    interval: float = 0.5
+    memory: bool = True
+    peak: dict[str, float] = field(default_factory=lambda: {"rss": 0.0, "pss": 0.0, "uss": 0.0})
+    procs: dict[int, _ProcStats] = field(default_factory=dict)
+    samples: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sampler-{self.pid}", daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self.started = time.monotonic()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.elapsed = time.monotonic() - self.started
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        now = {"t": time.monotonic() - getattr(self, "started", time.monotonic()),
+               "rss": 0.0, "pss": 0.0, "uss": 0.0}
+        for proc in tree(self.pid):
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    cpu = times.user + times.system
+                    info = proc.memory_full_info() if self.memory else None
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            stats = self.procs.get(proc.pid)
+            if stats is None:
+                role = "main" if proc.pid == self.pid else "worker"
+                stats = self.procs[proc.pid] = _ProcStats(role=role, first_cpu=cpu, last_cpu=cpu)
+            stats.last_cpu = cpu
+            if info is not None:
+                rss, pss, uss = info.rss / MB, info.pss / MB, info.uss / MB
+                stats.peak_rss = max(stats.peak_rss, rss)
+                stats.peak_pss = max(stats.peak_pss, pss)
+                stats.peak_uss = max(stats.peak_uss, uss)
+                now["rss"] += rss
+                now["pss"] += pss
+                now["uss"] += uss
+        for key in ("rss", "pss", "uss"):
+            self.peak[key] = max(self.peak[key], now[key])
+        self.samples.append(now)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the tree used while sampled (processes that vanished count up to last sample)."""
+        return sum(s.last_cpu - s.first_cpu for s in self.procs.values())
+
+    def cpu_pct(self) -> float:
+        """Average CPU of the whole tree over the sampled time, % of one core."""
+        return 100.0 * self.cpu_seconds() / self.elapsed if self.elapsed else 0.0
+
+    def max_process_cpu_pct(self) -> float:
+        """The busiest single process, % of one core: ≥ 90 means that process was the limit."""
+        if not self.elapsed or not self.procs:
+            return 0.0
+        return max(100.0 * (s.last_cpu - s.first_cpu) / self.elapsed for s in self.procs.values())

@@ -1,0 +1,130 @@
+"""results.json (SPEC §7 schema, version 1): models, atomic writes, loading."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Machine(BaseModel):
+    cpus: int
+    mem_gb: float
+    python: str
+    go: str | None = None
+
+
+class Scenario(BaseModel):
+    name: str = "recommendation"
+    db_ms: int = 50
+    llm_ms: int = 500
+    duration_s: float = 20
+    warmup_s: float = 0
+
+
+class Latency(BaseModel):
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+class Memory(BaseModel):
+    idle_pss: float | None = None
+    peak_rss: float | None = None
+    peak_pss: float | None = None
+    peak_uss: float | None = None
+
+
+class Cpu(BaseModel):
+    target: float | None = None  # % of one core, whole process tree
+    locust: float | None = None  # % of one core
+    machine: float | None = None  # % of all cores
+
+
+class ProcessMemory(BaseModel):
+    pid: int
+    role: str
+    peak_rss: float
+    peak_pss: float
+    peak_uss: float
+    cpu_pct: float
+
+
+class Result(BaseModel):
+    target: str
+    framework: str
+    model: str
+    params: dict[str, int] = Field(default_factory=dict)
+    users: int
+    rps: float
+    requests: int
+    failures: int
+    latency_ms: Latency
+    canary_p95_ms: float | None = None
+    canary_answered: int | None = None  # /healthz checks answered; a blocked loop answers few
+    canary_expected: int | None = None
+    memory_mb: Memory
+    processes: int
+    capacity: int | None = None  # requests in flight the model allows (None = unbounded)
+    db_pool: int | None = None
+    cpu_pct: Cpu
+    cpu_ms_per_request: float | None = None
+    ceiling_rps: float | None = None
+    efficiency: float | None = None
+    flags: list[str] = Field(default_factory=list)
+    per_process: list[ProcessMemory] = Field(default_factory=list)
+    anti_pattern: bool = False
+    failure_samples: list[str] = Field(default_factory=list)
+
+    def canary_text(self) -> str:
+        """Canary p95, with the answered count when most health checks never came back."""
+        if self.canary_p95_ms is None:
+            return "—"
+        text = f"{self.canary_p95_ms:.0f}"
+        if self.canary_expected and (self.canary_answered or 0) < self.canary_expected / 2:
+            text += f" ({self.canary_answered}/{self.canary_expected} answered)"
+        return text
+
+    def mb_per_request_in_flight(self) -> float | None:
+        """Peak PSS divided by the requests actually being served (queued ones cost no worker)."""
+        in_flight = self.users if self.capacity is None else min(self.users, self.capacity)
+        return self.memory_mb.peak_pss / in_flight if self.memory_mb.peak_pss else None
+
+
+class Claim(BaseModel):
+    id: str
+    source: str
+    text: str
+    verdict: Literal["holds", "fails", "partly", "not_run"]
+    evidence: str
+
+
+class Run(BaseModel):
+    schema_: int = Field(1, alias="schema")
+    run_id: str
+    started_at: str
+    git_rev: str | None = None
+    machine: Machine
+    scenario: Scenario
+    results: list[Result] = Field(default_factory=list)
+    claims: list[Claim] = Field(default_factory=list)
+    skipped: dict[str, str] = Field(default_factory=dict)  # target -> why it was not measured
+
+    model_config = {"populate_by_name": True}
+
+    def save(self, run_dir: Path) -> Path:
+        """Write results.json atomically, so an interrupted run keeps what it measured."""
+        path = run_dir / "results.json"
+        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".results-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.model_dump_json(by_alias=True, indent=2))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Run:
+        return cls.model_validate_json((run_dir / "results.json").read_text())

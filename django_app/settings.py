@@ -1,0 +1,33 @@
+"""Settings for django-sync (gunicorn sync workers). Everything comes from the environment."""
+
+from django_app.config import database_from_url, get_settings
+
+_env = get_settings()
+
+DEBUG = False
+# Nothing in the app calls request.get_host() (no CommonMiddleware/CSRF), so this is a formality:
+# the native address and the docker-compose service names.
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "django-sync", "django-async"]
+SECRET_KEY = "unused: no sessions, auth, CSRF or signing in this app"
+INSTALLED_APPS = ["django_app"]  # only for the unmanaged models; no admin/auth/sessions
+MIDDLEWARE: list[str] = []  # every middleware is per-request CPU the endpoint doesn't need
+ROOT_URLCONF = "django_app.urls"
+USE_TZ = True
+TIME_ZONE = "UTC"
+USE_I18N = False
+
+# One persistent connection per worker process (pool_size = 1 for a 1-thread worker): opened on
+# first use after the fork, health-checked at the start of each request, reused forever. The view
+# simply does not touch it during the upstream call.
+DATABASES = {"default": {**database_from_url(_env.database_url),
+                         "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": True}}
+
+# Errors (5xx, uncaught exceptions with their traceback) go to stderr, never to the client;
+# expected 4xx responses are not logged.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,19 @@
+"""Settings for django-async (uvicorn, ASGIHandler): the sync settings plus a connection pool.
+
+Persistent connections are wrong under ASGI: each request's sync ORM work runs in a fresh
+per-request thread (see async_views.py) and connections are per thread. Django 5.1+'s native
+psycopg pool is the documented alternative; the connection goes back to the pool on close().
+"""
+
+from django_app.settings import *  # noqa: F403
+from django_app.settings import DATABASES, _env
+
+ROOT_URLCONF = "django_app.urls_async"
+
+DATABASES = {"default": {
+    **DATABASES["default"],
+    "CONN_MAX_AGE": 0,  # required with "pool"
+    "OPTIONS": {**DATABASES["default"]["OPTIONS"], "pool": {
+        "min_size": _env.db_pool_size, "max_size": _env.db_pool_size,
+        "timeout": _env.db_pool_timeout_s}},  # PoolTimeout -> OperationalError -> 503
+}}

@@ -1,0 +1,92 @@
+"""django-sync: plain views under gunicorn sync workers (one request per process at a time).
+
+Database: the worker's single persistent connection (settings.CONN_MAX_AGE = None). Step 2 uses it;
+step 3 (the upstream call) does not touch it, so "released" here means idle-but-open: with one
+thread per process nobody else could use it anyway, and pool size = capacity = 1 per worker.
+"""
+
+from functools import cache
+
+import openai
+from django.http import StreamingHttpResponse
+
+from django_app.common import (
+    DONE,
+    SSE_HEADERS,
+    completion_args,
+    cpu_body,
+    endpoint,
+    facts,
+    json_response,
+    recommendation_params,
+    recommendation_response,
+    sse,
+    stream_args,
+    stream_error_event,
+    stream_params,
+    token_of,
+)
+from django_app.config import get_settings
+from django_app.models import TOTALS, User, pg_sleep, recent_transactions, select_one, top_category
+
+
+@cache
+def llm() -> openai.OpenAI:
+    """One client per worker process, created on first use, i.e. after gunicorn's fork."""
+    env = get_settings()
+    return openai.OpenAI(base_url=env.upstream_url.rstrip("/") + "/v1", api_key="mock",
+                         max_retries=0, timeout=env.upstream_timeout_s)
+
+
+def load_facts(user_id: int, db_ms: int) -> dict:
+    if db_ms:
+        pg_sleep(db_ms)
+    user = User.objects.get(pk=user_id)  # DoesNotExist -> 404
+    return facts(user, recent_transactions(user_id).aggregate(**TOTALS),
+                 top_category(user_id).first())
+
+
+@endpoint
+def recommendation(request, user_id: str):
+    user_id, db_ms, llm_ms = recommendation_params(request, user_id)
+    f = load_facts(user_id, db_ms)
+    completion = llm().chat.completions.create(**completion_args(f, llm_ms))
+    return recommendation_response(f, completion.choices[0].message.content)
+
+
+@endpoint
+def stream(request, user_id: str):
+    user_id, db_ms, llm_ms, tokens = stream_params(request, user_id)
+    f = load_facts(user_id, db_ms)
+    # Opened here, before the first byte, so a refused/failed upstream is still a JSON 502/504.
+    chunks = llm().chat.completions.create(**stream_args(f, llm_ms, tokens))
+
+    def events():
+        with chunks:  # closes the upstream response on client disconnect too
+            try:
+                for chunk in chunks:
+                    if token := token_of(chunk):
+                        yield sse({"token": token})
+            except openai.APIError as exc:
+                yield stream_error_event(exc)
+                return
+        yield DONE
+
+    # The worker is held for the whole stream: seed 003's "one stream blocks the others".
+    return StreamingHttpResponse(events(), content_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@endpoint
+def cpu(request):
+    return json_response(cpu_body(request))
+
+
+@endpoint
+def healthz(request):
+    return json_response({"status": "ok"})
+
+
+@endpoint
+def readyz(request):
+    select_one()
+    return json_response({"status": "ready"})

@@ -1,0 +1,1 @@
+"""FastAPI targets of Concurrency Lab: fastapi-async, fastapi-threadpool, fastapi-blocking(-w4)."""

@@ -1,0 +1,114 @@
+"""fastapi-async: one uvicorn process, one event loop, every wait awaited.
+
+SQLAlchemy 2 asyncio + asyncpg and `openai.AsyncOpenAI`: while a request waits on PostgreSQL or the
+upstream, the loop serves the others (seed 000's "better fix"). Capacity is bounded only by the DB
+pool (DB_POOL_SIZE) during step 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+from openai import AsyncOpenAI
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from fastapi_app import seed002
+from fastapi_app.common import (
+    DB_DOWN,
+    READY_SQL,
+    SLEEP_SQL,
+    SSE_DONE,
+    USER_SQL,
+    ApiError,
+    User,
+    chat_request,
+    cpu_sum,
+    db_url,
+    engine_kwargs,
+    get_settings,
+    make_app,
+    openai_kwargs,
+    parse_n,
+    parse_query,
+    sse_error,
+    sse_token,
+)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+    s = get_settings()
+    # Neither connects here: the app starts without a reachable DB (readyz then says 503).
+    engine = create_async_engine(db_url(s.database_url, "asyncpg"), **engine_kwargs(s))
+    llm = AsyncOpenAI(**openai_kwargs(s))
+    try:
+        yield {"engine": engine, "llm": llm}
+    finally:
+        await llm.close()
+        await engine.dispose()
+
+
+app = make_app(lifespan)
+app.include_router(seed002.router)
+
+
+async def load_user(engine: AsyncEngine, user_id: int, db_ms: int) -> User:
+    # One pooled connection for the sleep and the query, returned before the upstream call.
+    async with engine.connect() as conn:
+        if db_ms:
+            await conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
+        row = (await conn.execute(USER_SQL, {"user_id": user_id})).first()
+    return User.from_row(user_id, row)
+
+
+@app.get("/recommendation/{user_id}")
+async def recommendation(request: Request, user_id: str, db_ms: str | None = None,
+                         llm_ms: str | None = None) -> dict:
+    q = parse_query(user_id, db_ms, llm_ms)
+    user = await load_user(request.state.engine, q.user_id, q.db_ms)
+    completion = await request.state.llm.chat.completions.create(**chat_request(user, q.llm_ms))
+    return user.payload(completion.choices[0].message.content, get_settings().target_name)
+
+
+@app.get("/stream/{user_id}")
+async def stream(request: Request, user_id: str, db_ms: str | None = None,
+                 llm_ms: str | None = None, tokens: str | None = None) -> StreamingResponse:
+    q = parse_query(user_id, db_ms, llm_ms, tokens)
+    user = await load_user(request.state.engine, q.user_id, q.db_ms)
+    # Opened before the response starts, so an upstream error is still a JSON 502/504.
+    chunks = await request.state.llm.chat.completions.create(
+        **chat_request(user, q.llm_ms, q.tokens))
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for chunk in chunks:
+                if event := sse_token(chunk):
+                    yield event
+            yield SSE_DONE
+        except Exception as exc:  # noqa: BLE001 - headers are sent; report in-band
+            yield sse_error(exc)
+        finally:
+            await chunks.close()
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@app.get("/readyz")
+async def readyz(request: Request) -> dict:
+    try:
+        async with request.state.engine.connect() as conn:
+            await conn.execute(READY_SQL)
+    except DB_DOWN:
+        raise ApiError(503, "database_unavailable", "database unavailable") from None
+    return {"status": "ready"}
+
+
+@app.get("/cpu")
+async def cpu(n: str | None = None) -> dict:
+    # `async def` on purpose: pure-Python CPU work runs ON the loop and stalls everything else
+    # for its duration (seed 004's CPU-bound lesson); /healthz latency shows it.
+    value = parse_n(n)
+    return {"n": value, "result": cpu_sum(value)}

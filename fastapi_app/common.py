@@ -1,0 +1,269 @@
+"""What every FastAPI target shares: settings, validation, the SQL, the prompt, the error shape.
+
+The three app modules differ ONLY in how they wait (event loop, threadpool, or - on purpose -
+blocking the loop); everything that defines the contract (docs/CONTRACT.md) lives here so the
+targets cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import openai
+import sqlalchemy.exc
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic_settings import BaseSettings
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("fastapi_app")
+
+
+class Settings(BaseSettings):
+    """Environment only (CONTRACT.md "Configuration"); names match the variables, any case."""
+
+    database_url: str
+    upstream_url: str
+    target_name: str
+    db_ms: int = 50
+    llm_ms: int = 500
+    upstream_timeout_s: float = 30.0
+    db_pool_size: int = 15
+    db_pool_timeout_s: float = 30.0
+    # AnyIO's default threadpool size (40) unless set: the capacity of `def` handlers.
+    threadpool_tokens: int | None = None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def db_url(url: str, driver: str) -> str:
+    """libpq-style DATABASE_URL -> SQLAlchemy URL for the given driver (psycopg / asyncpg)."""
+    return make_url(url.replace("postgres://", "postgresql://", 1)).set(
+        drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+
+
+def engine_kwargs(s: Settings) -> dict[str, Any]:
+    # max_overflow=0: the pool size IS the model's DB capacity (SPEC §4 fairness rule).
+    # AUTOCOMMIT: read-only statements, so skip the BEGIN/ROLLBACK round trips per checkout.
+    return {"pool_size": s.db_pool_size, "max_overflow": 0, "pool_timeout": s.db_pool_timeout_s,
+            "isolation_level": "AUTOCOMMIT"}
+
+
+def openai_kwargs(s: Settings) -> dict[str, Any]:
+    # No retries: a failed upstream call is a measured error, not a hidden second attempt.
+    return {"base_url": s.upstream_url.rstrip("/") + "/v1", "api_key": "mock",
+            "max_retries": 0, "timeout": s.upstream_timeout_s}
+
+
+# --- errors: one JSON shape for everything (CONTRACT.md "Responses") -------------------------
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+_HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allowed",
+               502: "upstream_error", 503: "database_unavailable", 504: "upstream_timeout"}
+
+# What "the database is unavailable" looks like from SQLAlchemy, psycopg and asyncpg: refused or
+# dropped connections, and waiting longer than DB_POOL_TIMEOUT_S for a pooled connection.
+DB_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+           sqlalchemy.exc.TimeoutError, OSError)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def handler(status: int, code: str, message: Callable[[Exception], str]):
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            return error_response(status, code, message(exc))
+        return handle
+
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own 404 (unknown route) and 405 (known path, wrong method; keeps Allow).
+        return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"),
+                              str(exc.detail), headers=exc.headers)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(500, "internal_error", "internal server error")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    # Parameters are taken as strings and validated by `parse_int`; this only catches the rest.
+    app.add_exception_handler(RequestValidationError, handler(
+        400, "invalid_parameter", lambda e: "invalid request parameters"))
+    # Most specific class wins (Starlette walks the MRO): timeout before the generic API error.
+    app.add_exception_handler(openai.APITimeoutError, handler(
+        504, "upstream_timeout", lambda e: "upstream did not answer in time"))
+    app.add_exception_handler(openai.APIError, handler(
+        502, "upstream_error", lambda e: f"upstream call failed: {type(e).__name__}"))
+    for exc_class in DB_DOWN:
+        app.add_exception_handler(exc_class, handler(
+            503, "database_unavailable", lambda e: "database unavailable"))
+    app.add_exception_handler(Exception, unexpected)
+
+
+# --- validation (CONTRACT.md "Validation") --------------------------------------------------
+
+_INT = re.compile(r"-?[0-9]+")
+
+
+def parse_int(name: str, raw: str | None, lo: int, hi: int, default: int | None = None) -> int:
+    """Text must fully match ^-?[0-9]+$ and lie in lo..hi; absent -> default; empty -> 400."""
+    if raw is None and default is not None:
+        return default
+    # fullmatch, not `$`: `$` would accept a trailing newline. The length cap keeps int() cheap.
+    if raw is None or not _INT.fullmatch(raw) or len(raw) > 20 or not lo <= int(raw) <= hi:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer in {lo}..{hi}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Params:
+    user_id: int
+    db_ms: int
+    llm_ms: int
+    tokens: int = 16
+
+
+def parse_query(user_id: str, db_ms: str | None, llm_ms: str | None,
+                tokens: str | None = None) -> Params:
+    """Checked in the contract's order: user_id, db_ms, llm_ms, tokens."""
+    s = get_settings()
+    return Params(parse_int("user_id", user_id, 1, 2_147_483_647),
+                 parse_int("db_ms", db_ms, 0, 5000, s.db_ms),
+                 parse_int("llm_ms", llm_ms, 0, 20000, s.llm_ms),
+                 parse_int("tokens", tokens, 1, 1000, 16))
+
+
+# --- step 2: the database --------------------------------------------------------------------
+
+SLEEP_SQL = text("SELECT pg_sleep(:seconds)")
+READY_SQL = text("SELECT 1")
+USER_SQL = text("""
+WITH recent AS (
+    SELECT amount_cents, category FROM transactions
+    WHERE user_id = :user_id ORDER BY created_at DESC, id DESC LIMIT 20)
+SELECT u.name, u.monthly_budget_cents,
+       (SELECT count(*) FROM recent)::int,
+       (SELECT coalesce(sum(amount_cents), 0) FROM recent)::bigint,
+       (SELECT category FROM recent GROUP BY category
+        ORDER BY sum(amount_cents) DESC, category ASC LIMIT 1)
+FROM users u WHERE u.id = :user_id
+""")
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    name: str
+    budget_cents: int
+    transactions: int
+    spent_cents: int
+    top_category: str | None
+
+    @classmethod
+    def from_row(cls, user_id: int, row: Any) -> User:
+        if row is None:
+            raise ApiError(404, "not_found", f"user {user_id} not found")
+        return cls(user_id, *row)
+
+    def payload(self, advice: str, served_by: str) -> dict[str, Any]:
+        # Key order is part of the contract.
+        return {"user_id": self.user_id, "name": self.name, "budget_cents": self.budget_cents,
+                "spent_cents": self.spent_cents, "transactions": self.transactions,
+                "top_category": self.top_category, "advice": advice, "served_by": served_by}
+
+
+# --- step 3: the upstream call ---------------------------------------------------------------
+
+def chat_request(user: User, llm_ms: int, tokens: int | None = None) -> dict[str, Any]:
+    """Keyword arguments for `chat.completions.create` (sync and async clients alike)."""
+    prompt = (f"{user.name} spent {user.spent_cents} of a {user.budget_cents} cent budget over "
+              f"{user.transactions} transactions; top category: {user.top_category or 'none'}. "
+              "One tip?")
+    kwargs: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": "You are a concise personal-finance assistant."},
+                     {"role": "user", "content": prompt}],
+        "extra_headers": {"X-Mock-Latency-Ms": str(llm_ms)},
+    }
+    if tokens is not None:
+        kwargs |= {"stream": True, "max_completion_tokens": tokens}
+    return kwargs
+
+
+def sse_token(chunk: Any) -> str | None:
+    """One `chat.completion.chunk` -> one SSE event, or None for chunks without text."""
+    content = chunk.choices[0].delta.content if chunk.choices else None
+    return f"data: {json.dumps({'token': content})}\n\n" if content else None
+
+
+SSE_DONE = "data: [DONE]\n\n"
+
+
+def sse_error(exc: Exception) -> str:
+    # Headers are already sent, so a mid-stream failure can only be reported in-band.
+    code = "upstream_timeout" if isinstance(exc, openai.APITimeoutError) else "upstream_error"
+    return f"data: {json.dumps({'error': {'code': code, 'message': type(exc).__name__}})}\n\n"
+
+
+# --- /cpu ------------------------------------------------------------------------------------
+
+def cpu_sum(n: int) -> int:
+    """Pure-Python CPU work (holds the GIL): sum of isqrt(i) for i in [0, n)."""
+    return sum(map(math.isqrt, range(n)))
+
+
+def parse_n(n: str | None) -> int:
+    return parse_int("n", n, 1, 5_000_000, 100_000)
+
+
+# --- the app skeleton --------------------------------------------------------------------------
+
+common = APIRouter()
+
+
+@common.get("/healthz")
+async def healthz() -> dict[str, str]:
+    # The canary: async and touching nothing, so its latency is the event loop's responsiveness.
+    return {"status": "ok"}
+
+
+@common.get("/recommendation/", include_in_schema=False)
+@common.get("/stream/", include_in_schema=False)
+async def empty_user_id() -> None:
+    raise ApiError(400, "invalid_parameter", "user_id must be an integer in 1..2147483647")
+
+
+def make_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]]) -> FastAPI:
+    """A FastAPI app with the shared routes and the error handlers; each model adds the rest."""
+    # No /docs or /openapi.json (the same route table as the other frameworks) and no slash
+    # redirects (`/recommendation` is an unknown route, not a 307).
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)
+    install_error_handlers(app)
+    app.include_router(common)
+    return app

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+var (
+	errNotFound      = errors.New("not found")
+	errDBUnavailable = errors.New("database unavailable")
+)
+
+// summary is step 2 of the contract: the user and the aggregate of their 20 latest transactions.
+type summary struct {
+	Name         string
+	BudgetCents  int64
+	Transactions int64
+	SpentCents   int64
+	TopCategory  *string // nil when the user has no transactions
+}
+
+// store is what the handlers need from the database; tests use a fake.
+type store interface {
+	// Summary returns errNotFound for an unknown user and wraps errDBUnavailable otherwise.
+	Summary(ctx context.Context, userID int64, dbWait time.Duration) (summary, error)
+	Ping(ctx context.Context) error
+}
+
+const summarySQL = `WITH recent AS (
+    SELECT amount_cents, category FROM transactions
+    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 20)
+SELECT u.name, u.monthly_budget_cents,
+       (SELECT count(*) FROM recent)::int,
+       (SELECT coalesce(sum(amount_cents), 0) FROM recent)::bigint,
+       (SELECT category FROM recent GROUP BY category
+        ORDER BY sum(amount_cents) DESC, category ASC LIMIT 1)
+FROM users u WHERE u.id = $1`
+
+type pgStore struct {
+	pool           *pgxpool.Pool
+	acquireTimeout time.Duration // DB_POOL_TIMEOUT_S
+}
+
+func (s pgStore) Summary(ctx context.Context, userID int64, dbWait time.Duration) (summary, error) {
+	// ONE pooled connection for both statements, released when Summary returns, i.e. before the
+	// upstream call (holding it across the call would cap throughput at pool size / LLM latency).
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return summary{}, err
+	}
+	defer conn.Release()
+
+	if dbWait > 0 {
+		if _, err := conn.Exec(ctx, "SELECT pg_sleep($1)", dbWait.Seconds()); err != nil {
+			return summary{}, fmt.Errorf("%w: %w", errDBUnavailable, err)
+		}
+	}
+	var out summary
+	err = conn.QueryRow(ctx, summarySQL, userID).Scan(
+		&out.Name, &out.BudgetCents, &out.Transactions, &out.SpentCents, &out.TopCategory)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return summary{}, errNotFound
+	case err != nil:
+		return summary{}, fmt.Errorf("%w: %w", errDBUnavailable, err)
+	}
+	return out, nil
+}
+
+func (s pgStore) Ping(ctx context.Context) error {
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	var one int
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("%w: %w", errDBUnavailable, err)
+	}
+	return nil
+}
+
+// acquire waits at most acquireTimeout for a pooled connection (pool exhausted or DB down → 503).
+func (s pgStore) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.acquireTimeout)
+	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errDBUnavailable, err)
+	}
+	return conn, nil
+}

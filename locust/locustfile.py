@@ -1,0 +1,149 @@
+"""Concurrency Lab load: one user class per scenario plus a fixed-rate canary (SPEC §6).
+
+No host is baked in: `-H http://127.0.0.1:8001` (or the web UI's Host field) picks the target.
+Every response is validated — status, JSON keys and the requested user — so an error never counts
+as throughput. Users run closed-loop (no think time): N users = N requests in flight.
+
+    locust -f locust/locustfile.py -H http://127.0.0.1:8021 --db-ms 50 --llm-ms 500 \
+        RecommendationUser Canary
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from locust import FastHttpUser, constant, constant_throughput, events, task
+
+RECOMMENDATION_KEYS = {"user_id", "name", "budget_cents", "spent_cents", "transactions",
+                       "top_category", "advice", "served_by"}
+
+
+@events.init_command_line_parser.add_listener
+def add_lab_arguments(parser) -> None:
+    # Locust's own parser (not an argument group) knows include_in_web_ui.
+    parser.add_argument("--db-ms", type=int, default=50, env_var="LOCUST_DB_MS",
+                       include_in_web_ui=True, help="pg_sleep per request, ms (0..5000)")
+    parser.add_argument("--llm-ms", type=int, default=500, env_var="LOCUST_LLM_MS",
+                       include_in_web_ui=True, help="mock upstream latency, ms (0..20000)")
+    parser.add_argument("--user-ids", type=str, default="1-10000", env_var="LOCUST_USER_IDS",
+                       include_in_web_ui=True, help="range of user ids to request, e.g. 1-10000")
+    parser.add_argument("--tokens", type=int, default=16, env_var="LOCUST_TOKENS",
+                       include_in_web_ui=True, help="tokens per stream (stream scenario)")
+    parser.add_argument("--cpu-n", type=int, default=100000, env_var="LOCUST_CPU_N",
+                       include_in_web_ui=True, help="n for /cpu (cpu scenario)")
+
+
+def _user_id_range(spec: str) -> tuple[int, int]:
+    low, _, high = spec.partition("-")
+    return int(low), int(high or low)
+
+
+class LabUser(FastHttpUser):
+    abstract = True
+    wait_time = constant(0)
+    # A queued sync worker can hold a request for many seconds; that is a result, not an error.
+    network_timeout = 120.0
+    connection_timeout = 120.0
+
+    def on_start(self) -> None:
+        opts = self.environment.parsed_options
+        self.db_ms, self.llm_ms = opts.db_ms, opts.llm_ms
+        self.ids = _user_id_range(opts.user_ids)
+
+    def pick_user(self) -> int:
+        return random.randint(*self.ids)
+
+
+class RecommendationUser(LabUser):
+    """The endpoint under comparison: one DB read plus one external call."""
+
+    @task
+    def recommendation(self) -> None:
+        uid = self.pick_user()
+        with self.client.get(f"/recommendation/{uid}?db_ms={self.db_ms}&llm_ms={self.llm_ms}",
+                             name="/recommendation/[id]", catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:120]}")
+                return
+            try:
+                body = resp.json()
+            except (ValueError, TypeError):
+                resp.failure("body is not JSON")
+                return
+            if set(body) != RECOMMENDATION_KEYS:
+                resp.failure(f"unexpected keys {sorted(body)}")
+            elif body["user_id"] != uid:
+                resp.failure(f"asked for user {uid}, got {body['user_id']}")
+            elif not body["advice"]:
+                resp.failure("empty advice")
+
+
+class StreamUser(LabUser):
+    """Concurrent SSE streams; also reports time to first token as its own row."""
+
+    @task
+    def stream(self) -> None:
+        uid = self.pick_user()
+        tokens = self.environment.parsed_options.tokens
+        url = f"/stream/{uid}?db_ms={self.db_ms}&llm_ms={self.llm_ms}&tokens={tokens}"
+        started = time.perf_counter()
+        first_token_ms = None
+        received = 0
+        with self.client.get(url, name="/stream/[id]", stream=True, catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return
+            buffer = b""
+            done = False
+            try:
+                for chunk in resp.iter_content(chunk_size=1024, decode_content=True):
+                    buffer += chunk.encode() if isinstance(chunk, str) else chunk
+                    while b"\n\n" in buffer:
+                        event, buffer = buffer.split(b"\n\n", 1)
+                        data = event.removeprefix(b"data: ")
+                        if data == b"[DONE]":
+                            done = True
+                        else:
+                            json.loads(data)["token"]
+                            received += 1
+                            if first_token_ms is None:
+                                first_token_ms = (time.perf_counter() - started) * 1000
+            except (ValueError, KeyError) as exc:
+                resp.failure(f"bad SSE event: {exc!r}")
+                return
+            # With stream=True Locust times only the headers; the row should show the whole stream.
+            resp.request_meta["response_time"] = (time.perf_counter() - started) * 1000
+            if not done or received != tokens:
+                resp.failure(f"stream ended after {received}/{tokens} tokens (done={done})")
+                return
+        self.environment.events.request.fire(
+            request_type="TTFT", name="/stream first token", response_time=first_token_ms,
+            response_length=0, exception=None, context={})
+
+
+class CpuUser(LabUser):
+    """Pure CPU in the target's language: shows the GIL (1 process vs N)."""
+
+    @task
+    def cpu(self) -> None:
+        n = self.environment.parsed_options.cpu_n
+        with self.client.get(f"/cpu?n={n}", name="/cpu", catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+            elif resp.json().get("n") != n:
+                resp.failure("wrong n in response")
+
+
+class Canary(FastHttpUser):
+    """One user at a fixed low rate on /healthz: its latency exposes a blocked event loop."""
+
+    fixed_count = 1
+    wait_time = constant_throughput(4)  # bench.load.CANARY_RATE
+
+    @task
+    def healthz(self) -> None:
+        with self.client.get("/healthz", name="/healthz", catch_response=True) as resp:
+            if resp.status_code != 200 or resp.json() != {"status": "ok"}:
+                resp.failure(f"HTTP {resp.status_code}")

@@ -1,0 +1,91 @@
+"""Each model does what its manifest says, measured as ratios with wide margins.
+
+8 concurrent requests of 400 ms take ceil(8 / min(8, capacity)) "rounds" of the 1-request latency:
+~2 on 4 sync workers, ~1 on an event loop / threadpool / goroutines, ~8 on the blocking
+anti-pattern. The capacity comes from targets.toml, so this also checks the manifests' claims.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+CONCURRENT = 8
+LLM_MS = 400
+
+pytestmark = pytest.mark.slow
+
+
+def expected_rounds(capacity: int | None) -> int:
+    return math.ceil(CONCURRENT / min(CONCURRENT, capacity or CONCURRENT))
+
+
+def assert_rounds(measured: float, expected: int, what: str) -> None:
+    if expected == 1:
+        assert measured < 1.6, f"{what}: {measured:.2f} rounds, expected ~1"
+    elif expected == 2:
+        # uvicorn --workers spreads connections unevenly, so allow up to ~4.
+        assert 1.6 <= measured < 4.6, f"{what}: {measured:.2f} rounds, expected ~2"
+    else:
+        assert measured >= 0.6 * expected, f"{what}: {measured:.2f} rounds, expected ~{expected}"
+
+
+def timed_get(client: httpx.Client, path: str) -> float:
+    started = time.perf_counter()
+    resp = client.get(path)
+    assert resp.status_code == 200, resp.text
+    return time.perf_counter() - started
+
+
+def concurrent_gets(base_url: str, paths: list[str]) -> float:
+    """Wall time for all paths fetched at once, each on its own connection."""
+    def one(path: str) -> None:
+        with httpx.Client(base_url=base_url, timeout=60) as c:
+            resp = c.get(path)
+            assert resp.status_code == 200, resp.text
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(paths)) as pool:
+        list(pool.map(one, paths))
+    return time.perf_counter() - started
+
+
+def test_concurrent_requests_take_the_rounds_the_model_allows(client, target):
+    path = "/recommendation/{}?db_ms=0&llm_ms=" + str(LLM_MS)
+    timed_get(client, path.format(1))  # warm: pools and connections exist
+    single = min(timed_get(client, path.format(2)) for _ in range(2))
+    total = concurrent_gets(target.base_url, [path.format(10 + i) for i in range(CONCURRENT)])
+    assert_rounds(total / single, expected_rounds(target.capacity), target.name)
+
+
+def test_concurrent_streams_take_the_rounds_the_model_allows(client, target):
+    """Seed 003: a sync worker is held for a whole stream; an event loop interleaves them."""
+    path = "/stream/{}?db_ms=0&tokens=4&llm_ms=" + str(LLM_MS)
+    timed_get(client, path.format(1))
+    single = min(timed_get(client, path.format(2)) for _ in range(2))
+    total = concurrent_gets(target.base_url, [path.format(10 + i) for i in range(CONCURRENT)])
+    assert_rounds(total / single, expected_rounds(target.capacity), f"{target.name} streams")
+
+
+def test_healthz_answers_under_load_only_with_spare_capacity(client, target):
+    """The canary: /healthz stays fast while 8 slow requests run iff the model has room left.
+
+    It does on fastapi-async (the loop is free while requests await); it does not on
+    fastapi-blocking (the loop itself is stuck in a sync call) nor on 4 busy sync workers.
+    """
+    spare = target.capacity is None or target.capacity > CONCURRENT
+    slow = "/recommendation/{}?db_ms=0&llm_ms=1000"
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        busy = [pool.submit(concurrent_gets, target.base_url, [slow.format(20 + i)])
+                for i in range(CONCURRENT)]
+        time.sleep(0.3)  # let all of them reach the upstream call
+        health = timed_get(client, "/healthz")
+        for future in busy:
+            future.result()
+    if spare:
+        assert health < 0.1, f"{target.name}: /healthz took {health * 1000:.0f} ms under load"
+    else:
+        assert health > 0.3, f"{target.name}: /healthz took only {health * 1000:.0f} ms"

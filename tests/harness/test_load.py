@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bench.load import LoadSpec, locust_argv, read_stats
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_read_stats_by_column_name():
+    rows = read_stats(DATA / "locust_flask-sync_u100")
+    rec = rows["/recommendation/[id]"]
+    assert (rec.requests, rec.failures) == (60, 0)
+    assert rec.rps > 6.9 and rec.p50 == 4500 and rec.max > 8000
+    assert rows["/healthz"].requests == 1
+
+
+def test_read_stats_survives_reordered_columns(tmp_path):
+    src = (DATA / "locust_fastapi-async_u100_stats.csv").read_text().splitlines()
+    header = src[0].split(",")
+    order = list(reversed(range(len(header))))
+    shuffled = [",".join(line.split(",")[i] for i in order) for line in src]
+    (tmp_path / "x_stats.csv").write_text("\n".join(shuffled) + "\n")
+    assert read_stats(tmp_path / "x") == read_stats(DATA / "locust_fastapi-async_u100")
+
+
+def test_locust_argv_adds_the_canary_and_no_host_in_file(tmp_path):
+    argv = locust_argv(LoadSpec(host="http://127.0.0.1:9", users=100, duration_s=20), tmp_path / "p")
+    assert argv[argv.index("-u") + 1] == "101"  # 100 scenario users + the fixed-count canary
+    assert argv[-2:] == ["RecommendationUser", "Canary"]
+    assert "http://127.0.0.1:9" in argv
+    assert shutil.which(argv[0])

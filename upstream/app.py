@@ -1,0 +1,285 @@
+"""Mock OpenAI chat-completions API: the lab's "external call" (SPEC §5, docs/CONTRACT.md).
+
+A plain ASGI callable rather than a framework: the mock must never be the bottleneck
+(>= 3,000 req/s on one core at 500 in flight; bench/upstream_bench.py measures it), so a request
+costs one JSON parse, one SHA-256 and one JSON dump, and no framework layers.
+Injected errors (X-Mock-Status, /mock/faults) answer at once, without the latency.
+
+    uvicorn upstream.app:app --host 127.0.0.1 --port 9000 --no-access-log --loop uvloop --http httptools
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import re
+import time
+from collections import deque
+
+SENTENCE = "Review your top category and set a weekly limit so the month ends within budget."
+FILLER = SENTENCE.split(" ")
+DEFAULT_TOKENS = 16
+MAX_TOKENS = 100_000
+MAX_LATENCY_MS = 600_000
+DEFAULT_MODEL = "gpt-4o-mini"
+
+_INT = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit accepts other scripts)
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_DONE = b"data: [DONE]\n\n"
+_ids = itertools.count(1)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+# OpenAI's error `type` per status; everything else 4xx/5xx falls back below.
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "invalid_request_error", 405: "invalid_request_error", 409: "conflict_error",
+                422: "invalid_request_error", 429: "rate_limit_error"}
+
+
+class Stats:
+    """Counters for GET /mock/stats; plain ints are safe on one event loop."""
+
+    def __init__(self) -> None:
+        self.requests = self.streams = self.faults_served = self.in_flight = self.max_in_flight = 0
+        self.faults: deque[int] = deque()  # one-shot statuses queued by POST /mock/faults
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "streams": self.streams,
+                "faults_served": self.faults_served, "faults_pending": len(self.faults),
+                "in_flight": self.in_flight, "max_in_flight": self.max_in_flight}
+
+
+stats = Stats()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+def error_body(status: int, message: str, code: str | None) -> bytes:
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return _dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+
+
+async def send_json(send, status: int, body: bytes) -> None:
+    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send, status: int, message: str, code: str | None) -> None:
+    await send_json(send, status, error_body(status, message, code))
+
+
+# ---- deterministic content ------------------------------------------------------------------
+
+def tokens(digest: str, n: int) -> list[str]:
+    """The answer's n tokens; the completion's content is them joined by single spaces."""
+    return ["[" + digest + "]"] + [FILLER[(i - 1) % len(FILLER)] for i in range(1, n)]
+
+
+def content_text(content) -> str:
+    """A message's content as text: a string, or the text parts of a content-part list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def parse_request(raw: bytes) -> tuple[dict, str, int]:
+    """Validate the chat request; returns (body, digest, n)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "We could not parse the JSON body of your request.", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.", "invalid_json")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        raise ApiError(400, "'messages' must be a non-empty array of message objects.", "invalid_messages")
+    n = body.get("max_completion_tokens")
+    if n is None:
+        n = body.get("max_tokens")
+    if n is None:
+        n = DEFAULT_TOKENS
+    elif type(n) is not int or not 1 <= n <= MAX_TOKENS:
+        raise ApiError(400, f"max_completion_tokens must be an integer in 1..{MAX_TOKENS}.", "invalid_value")
+    text = content_text(messages[-1].get("content"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return body, digest, n
+
+
+def prompt_tokens(messages: list) -> int:
+    # Not a tokenizer: whitespace words, so usage is cheap and deterministic.
+    return sum(len(content_text(m.get("content")).split()) for m in messages if isinstance(m, dict))
+
+
+def header_ints(scope) -> tuple[int, int | None]:
+    """(latency_ms, forced status) from X-Mock-Latency-Ms / X-Mock-Status."""
+    latency, status = 0, None
+    for name, value in scope["headers"]:
+        if name == b"x-mock-latency-ms":
+            text = value.decode("latin-1").strip()
+            if not _INT.fullmatch(text) or int(text) > MAX_LATENCY_MS:
+                raise ApiError(400, f"X-Mock-Latency-Ms must be an integer in 0..{MAX_LATENCY_MS}.",
+                               "invalid_header")
+            latency = int(text)
+        elif name == b"x-mock-status":
+            text = value.decode("latin-1").strip()
+            if not _INT.fullmatch(text) or not 400 <= int(text) <= 599:
+                raise ApiError(400, "X-Mock-Status must be an integer in 400..599.", "invalid_header")
+            status = int(text)
+    return latency, status
+
+
+# ---- handlers -------------------------------------------------------------------------------
+
+async def read_body(receive) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body  # the common case: one message, no copying
+    parts = [body]
+    while message.get("more_body"):
+        message = await receive()
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
+
+
+async def chat_completions(scope, receive, send) -> None:
+    stats.requests += 1
+    stats.in_flight += 1
+    stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+    try:
+        latency_ms, status = header_ints(scope)
+        raw = await read_body(receive)
+        if status is None and stats.faults:
+            status = stats.faults.popleft()
+        if status is not None:
+            stats.faults_served += 1
+            raise ApiError(status, f"Mock upstream: injected HTTP {status}.", "mock_fault")
+        body, digest, n = parse_request(raw)
+        model = body.get("model")
+        model = model if isinstance(model, str) else DEFAULT_MODEL
+        if body.get("stream") is True:
+            stats.streams += 1
+            await stream_completion(receive, send, body, digest, n, model, latency_ms)
+            return
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)
+        content = " ".join(tokens(digest, n))
+        p = prompt_tokens(body["messages"])
+        await send_json(send, 200, _dumps({
+            "id": f"chatcmpl-mock{next(_ids)}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n},
+        }).encode())
+    except ApiError as e:
+        await send_error(send, e.status, e.message, e.code)
+    finally:
+        stats.in_flight -= 1
+
+
+async def stream_completion(receive, send, body, digest, n, model, latency_ms) -> None:
+    """n content chunks at start + latency*(i+1)/n, then the stop chunk and [DONE]."""
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+    # Once the body is read, receive() only returns on disconnect: stop sleeping for a gone client.
+    gone = asyncio.ensure_future(receive())
+    head = {"id": f"chatcmpl-mock{next(_ids)}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model}
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return dict(head, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+
+    def sse(event: dict) -> dict:
+        return {"type": "http.response.body", "body": b"data: " + _dumps(event).encode() + b"\n\n",
+                "more_body": True}
+
+    try:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, token in enumerate(tokens(digest, n)):
+            if latency_ms:
+                await asyncio.sleep(max(0.0, start + latency_ms * (i + 1) / n / 1000 - loop.time()))
+            if gone.done():
+                return
+            delta = {"content": token if i == n - 1 else token + " "}
+            if i == 0:
+                delta = {"role": "assistant", **delta}
+            await send(sse(chunk(delta)))
+        await send(sse(chunk({}, "stop")))
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            p = prompt_tokens(body["messages"])
+            usage = {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}
+            await send(sse(dict(head, choices=[], usage=usage)))
+        await send({"type": "http.response.body", "body": _DONE})
+    finally:
+        gone.cancel()
+
+
+async def faults(scope, receive, send) -> None:
+    if scope["method"] == "DELETE":
+        stats.faults.clear()
+    else:
+        try:
+            spec = json.loads(await read_body(receive))
+            status, count = spec.get("status", 500), spec.get("count", 1)
+        except (ValueError, AttributeError):
+            raise ApiError(400, 'Expected {"status": 500, "count": 1}.', "invalid_json") from None
+        valid = type(status) is int and 400 <= status <= 599 and type(count) is int and 0 <= count <= 10**6
+        if not valid:
+            raise ApiError(400, "status must be an integer in 400..599, count in 0..10**6.", "invalid_value")
+        stats.faults.extend([status] * count)
+    await send_json(send, 200, _dumps({"faults_pending": len(stats.faults)}).encode())
+
+
+async def get_stats(scope, receive, send) -> None:
+    await send_json(send, 200, _dumps(stats.as_dict()).encode())
+
+
+async def healthz(scope, receive, send) -> None:
+    await send_json(send, 200, b'{"status":"ok"}')
+
+
+ROUTES = {
+    "/v1/chat/completions": ({"POST"}, chat_completions),
+    "/mock/faults": ({"POST", "DELETE"}, faults),
+    "/mock/stats": ({"GET"}, get_stats),
+    "/healthz": ({"GET"}, healthz),
+}
+
+
+async def lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope, receive, send) -> None:
+    if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+        return
+    path, method = scope["path"], scope["method"]
+    route = ROUTES.get(path.rstrip("/") or "/")
+    try:
+        if route is None:
+            raise ApiError(404, f"Invalid URL ({method} {path})", "unknown_url")
+        methods, handler = route
+        if method not in methods:
+            raise ApiError(405, f"Method {method} not allowed for {path}.", "method_not_allowed")
+        await handler(scope, receive, send)
+    except ApiError as e:
+        await send_error(send, e.status, e.message, e.code)
