@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 from rich.console import Console
 from rich.table import Table
+
+from bench.procs import free_port, spawn, wait_http
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOADGEN_DIR = REPO_ROOT / "bench" / "loadgen"
@@ -37,12 +37,6 @@ CHAT_BODY = json.dumps({
 })
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def two_cpus() -> tuple[int, int]:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
@@ -52,20 +46,6 @@ def two_cpus() -> tuple[int, int]:
 
 def pinned(cpu: int, argv: list[str]) -> list[str]:
     return ["taskset", "-c", str(cpu), *argv]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"upstream exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("upstream did not become healthy")
 
 
 def build_loadgen() -> Path:
@@ -79,12 +59,11 @@ def run(concurrency: int = 500, duration_s: float = 10, latency_ms: int = 50) ->
     loadgen = build_loadgen()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    upstream = subprocess.Popen(
-        pinned(up_cpu, [sys.executable, "-m", "uvicorn", "upstream.app:app", "--host", "127.0.0.1",
-                        "--port", str(port), "--no-access-log", "--loop", "uvloop", "--http", "httptools"]),
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    upstream = spawn("upstream", pinned(up_cpu, [
+        sys.executable, "-m", "uvicorn", "upstream.app:app", "--host", "127.0.0.1", "--port", str(port),
+        "--no-access-log", "--loop", "uvloop", "--http", "httptools"]), cwd=REPO_ROOT)
     try:
-        wait_healthy(url, upstream)
+        wait_http(url + "/healthz", upstream, timeout=15)
         argv = [str(loadgen), "-url", url + "/v1/chat/completions", "-c", str(concurrency),
                 "-header", f"X-Mock-Latency-Ms: {latency_ms}", "-body", CHAT_BODY]
         # Warm up (connections opened, code paths hot) before the measured run.
@@ -97,12 +76,7 @@ def run(concurrency: int = 500, duration_s: float = 10, latency_ms: int = 50) ->
         cpu1, t1 = ps.cpu_times(), time.monotonic()
         machine_pct = psutil.cpu_percent()
     finally:
-        upstream.terminate()
-        try:
-            upstream.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            upstream.kill()
-            upstream.wait()
+        upstream.stop()
     result = json.loads(out.strip().splitlines()[-1])
     busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     result.update(concurrency=concurrency, duration_s=duration_s, latency_ms=latency_ms,

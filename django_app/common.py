@@ -170,7 +170,8 @@ def stream_error_event(exc: openai.APIError) -> bytes:
     log.warning("upstream failed mid-stream: %r", exc)
     timeout = isinstance(exc, openai.APITimeoutError)
     code = "upstream_timeout" if timeout else "upstream_error"
-    return sse({"error": {"code": code, "message": "the upstream stream failed"}})
+    body = json.dumps({"error": {"code": code, "message": "the upstream stream failed"}})
+    return f"event: error\ndata: {body}\n\n".encode()
 
 
 def token_of(chunk) -> str | None:

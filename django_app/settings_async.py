@@ -5,14 +5,22 @@ per-request thread (see async_views.py) and connections are per thread. Django 5
 psycopg pool is the documented alternative; the connection goes back to the pool on close().
 """
 
+from django_app.config import get_settings
 from django_app.settings import *  # noqa: F403
-from django_app.settings import DATABASES, _env
+from django_app.settings import DATABASES
+
+_env = get_settings()
 
 ROOT_URLCONF = "django_app.urls_async"
 
 DATABASES = {"default": {
     **DATABASES["default"],
     "CONN_MAX_AGE": 0,  # required with "pool"
+    # With health checks Django gives the pool check=check_connection, and psycopg_pool retries
+    # failed checks with exponential backoff (1, 2, 4... s): after a DB restart, one request walks
+    # the 15 dead connections and hits DB_POOL_TIMEOUT_S (measured: 30 s). Without them, each dead
+    # connection fails one query fast (503) and the pool discards it when it is given back.
+    "CONN_HEALTH_CHECKS": False,
     "OPTIONS": {**DATABASES["default"]["OPTIONS"], "pool": {
         "min_size": _env.db_pool_size, "max_size": _env.db_pool_size,
         "timeout": _env.db_pool_timeout_s}},  # PoolTimeout -> OperationalError -> 503

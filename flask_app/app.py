@@ -6,6 +6,7 @@ workers); only the worker class on the command line differs (see targets.toml).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -175,23 +176,31 @@ def create_app(settings: Settings | None = None) -> Flask:
         user_id, db_ms, llm_ms = params(user_id)
         tokens = _query_int("tokens", 16, 1, 1000)
         user = load_user(user_id, db_ms)
-        # Opened before the first byte, so an upstream failure still gets the JSON error shape.
         chunks = upstream(user, llm_ms, stream=True, max_completion_tokens=tokens)
+        pieces = (c.choices[0].delta.content for c in chunks
+                  if c.choices and c.choices[0].delta.content)
+        try:  # wait for the first token here, so an upstream failure so far gets the JSON shape
+            first = next(pieces, None)
+        except BaseException:
+            chunks.close()
+            raise
 
         def events():
             try:
-                with chunks:  # also closes the upstream response when the client goes away
-                    for chunk in chunks:
-                        if chunk.choices and (token := chunk.choices[0].delta.content):
-                            yield f"data: {json.dumps({'token': token})}\n\n"
+                for token in itertools.chain([first] if first else [], pieces):
+                    yield f"data: {json.dumps({'token': token})}\n\n"
                 yield "data: [DONE]\n\n"
-            except Exception as exc:  # noqa: BLE001 - headers are sent: report in-band, stop
+            except openai.APIError as exc:  # the status line is sent: report it in-band
                 app.logger.warning("stream aborted: %r", exc)
-                body = {"error": {"code": "upstream_error", "message": str(exc)}}
+                code = ("upstream_timeout" if isinstance(exc, openai.APITimeoutError)
+                        else "upstream_error")
+                body = {"error": {"code": code, "message": str(exc)}}
                 yield f"event: error\ndata: {json.dumps(body)}\n\n"
 
-        return Response(events(), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache"})
+        response = Response(events(), mimetype="text/event-stream",
+                            headers={"Cache-Control": "no-cache"})
+        response.call_on_close(chunks.close)  # also when the client goes away mid-stream
+        return response
 
     @app.get("/cpu")
     def cpu():

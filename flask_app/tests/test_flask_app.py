@@ -86,9 +86,12 @@ def test_bad_cpu_n(client, query):
 
 def test_parameter_order(client):
     # user_id is checked before db_ms, db_ms before llm_ms.
-    assert "user_id" in client.get("/recommendation/0?db_ms=x&llm_ms=x").get_json()["error"]["message"]
-    assert "db_ms" in client.get("/recommendation/1?db_ms=x&llm_ms=x").get_json()["error"]["message"]
-    assert "llm_ms" in client.get("/recommendation/1?llm_ms=x").get_json()["error"]["message"]
+    def message(path):
+        return client.get(path).get_json()["error"]["message"]
+
+    assert "user_id" in message("/recommendation/0?db_ms=x&llm_ms=x")
+    assert "db_ms" in message("/recommendation/1?db_ms=x&llm_ms=x")
+    assert "llm_ms" in message("/recommendation/1?llm_ms=x")
 
 
 @pytest.mark.parametrize("path", ["/nope", "/recommendation/1/extra", "/recommendation//1", "/"])
@@ -178,4 +181,6 @@ def test_live_upstream_errors(appmod):
     client = make_client(appmod, database_url=os.environ["DATABASE_URL"],
                          upstream_url=os.environ["UPSTREAM_URL"], upstream_timeout_s=0.2)
     assert_error(client.get("/recommendation/1?db_ms=0&llm_ms=2000"), 504, "upstream_timeout")
+    # the stream waits for its first token before answering: a timeout so far is still a 504
+    assert_error(client.get("/stream/1?db_ms=0&llm_ms=2000&tokens=1"), 504, "upstream_timeout")
     client.application.extensions["lab"].close()
