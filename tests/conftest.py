@@ -13,7 +13,8 @@ from bench.targets import TargetUnavailable, running
 
 ALL_TARGETS = list(manifest.load_targets().values())
 UPSTREAM_TIMEOUT_S = 1.5  # short, so the 504 test is quick; model tests stay well under it
-FILLER = ["Review", "your", "top", "category", "and", "set", "a", "weekly", "limit", "so", "the", "month", "ends", "within", "budget."]
+FILLER = ["Review", "your", "top", "category", "and", "set", "a", "weekly", "limit", "so", "the",
+          "month", "ends", "within", "budget."]
 
 
 @pytest.fixture(scope="session")
