@@ -26,7 +26,9 @@ def expected_rounds(capacity: int | None) -> int:
 
 def assert_rounds(measured: float, expected: int, what: str) -> None:
     if expected == 1:
-        assert measured < 1.6, f"{what}: {measured:.2f} rounds, expected ~1"
+        # flask-gthread measures 1.3-1.8 here (GIL + per-thread connection set-up); a model
+        # that really queues 8 requests behind 4 slots measures >= 2.
+        assert measured < 1.9, f"{what}: {measured:.2f} rounds, expected ~1"
     elif expected == 2:
         # uvicorn --workers spreads connections unevenly, so allow up to ~4.
         assert 1.6 <= measured < 4.6, f"{what}: {measured:.2f} rounds, expected ~2"
