@@ -131,8 +131,9 @@ def upstream_bench(
     latency_ms: Annotated[int, typer.Option(help="mock latency per request")] = 50,
 ) -> None:
     """Benchmark the mock upstream on one core (the other core drives load)."""
-    from bench.upstream_bench import run
-    run(concurrency=concurrency, duration_s=duration, latency_ms=latency_ms)
+    from bench.upstream_bench import main
+    raise typer.Exit(main(["--concurrency", str(concurrency), "--duration", str(duration),
+                           "--latency-ms", str(latency_ms)]))
 
 
 if __name__ == "__main__":
