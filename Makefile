@@ -6,7 +6,7 @@ APP_REQS := $(wildcard upstream/requirements.txt flask_app/requirements.txt djan
 STAMP  := $(VENV)/.installed
 GO     := $(shell command -v go 2>/dev/null)
 
-.PHONY: compare compare-full test lint unit go-test up report upstream-bench clean
+.PHONY: compare compare-full test lint unit go-test report upstream-bench clean
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,10 +38,6 @@ endif
 
 unit: $(STAMP)
 	$(BIN)/pytest
-
-## Native interactive path: infra + one target, kept running (make up TARGET=fastapi-async).
-up: $(STAMP)
-	$(BIN)/bench up $(TARGET)
 
 report: $(STAMP)
 	$(BIN)/bench report results/latest

@@ -26,7 +26,7 @@ from bench import metrics, probe
 from bench.load import CANARY_RATE, CANARY_ROW, SCENARIOS, LoadSpec, read_failures, read_stats, start_locust
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
 from bench.results import Cpu, Latency, Machine, Memory, ProcessMemory, Result, Run, Scenario
-from bench.targets import TargetUnavailable, running
+from bench.targets import TargetUnavailable, label, running
 
 RESULTS_DIR = REPO_ROOT / "results"
 STARTUP_ESTIMATE_S = 8  # start + ready + warm-up, for the progress bar's ETA only
@@ -84,10 +84,6 @@ def warm_up(base_url: str, opts: CompareOptions, concurrency: int = 8, rounds: i
             list(pool.map(lambda i: client.get(path.format(uid=1 + i)),
                           range(concurrency * rounds)))
     return time.monotonic() - started
-
-
-def label(target: Target, combo: dict[str, int]) -> str:
-    return target.name + "".join(f"-{k}{v}" for k, v in combo.items())
 
 
 @dataclass

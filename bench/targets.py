@@ -35,6 +35,11 @@ def build(target: Target, log_dir: Path) -> None:
         raise TargetUnavailable(f"build failed:\n{log.read_text()[-2000:]}")
 
 
+def label(target: Target, overrides: dict[str, int] | None = None) -> str:
+    """A target's name plus its per-run overrides (flask-sync-workers16): logs, raw files."""
+    return target.name + "".join(f"-{k}{v}" for k, v in (overrides or {}).items())
+
+
 def target_env(resolved: ResolvedTarget, infra: Infra, **settings: object) -> dict[str, str]:
     """The target's environment: ours + infra URLs + manifest env + TARGET_NAME + settings."""
     return {
@@ -55,9 +60,8 @@ def running(target: Target, infra: Infra, log_dir: Path, *, overrides: dict[str,
     """
     build(target, log_dir)
     resolved = target.resolve(overrides, host=host, port=port or free_port(host))
-    log_name = target.name + "".join(f"-{k}{v}" for k, v in (overrides or {}).items())
     proc = spawn(target.name, resolved.argv, env=target_env(resolved, infra, **settings),
-                 cwd=REPO_ROOT, log_path=log_dir / f"{log_name}.log")
+                 cwd=REPO_ROOT, log_path=log_dir / f"{label(target, overrides)}.log")
     try:
         wait_http(f"http://{host}:{resolved.port}/readyz", proc, timeout=ready_timeout)
         yield resolved, proc
