@@ -5,8 +5,13 @@ BIN    := $(VENV)/bin
 APP_REQS := $(wildcard upstream/requirements.txt flask_app/requirements.txt django_app/requirements.txt fastapi_app/requirements.txt)
 STAMP  := $(VENV)/.installed
 GO     := $(shell command -v go 2>/dev/null)
+# Debian packages the lab drives: headless Chromium (+ chromedriver) for the browser tests,
+# redis-server for seed 003's pub/sub experiment. Installed once, with apt, when missing.
+SYSTEM_PKGS  := chromium chromium-driver redis-server
+SYSTEM_BINS  := chromium chromedriver redis-server
+SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: compare compare-full test lint unit go-test report upstream-bench clean
+.PHONY: system-deps compare compare-full test lint unit go-test report upstream-bench clean
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,12 +19,24 @@ $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
 		$(foreach r,$(APP_REQS),-r $(r)) -e '.[dev]'
 	touch $@
 
+$(SYSTEM_STAMP): $(STAMP)
+	@missing=""; for bin in $(SYSTEM_BINS); do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$sudo apt-get install -y -qq --no-install-recommends $(SYSTEM_PKGS) >/dev/null; \
+	fi
+	touch $@
+
+system-deps: $(SYSTEM_STAMP)
+
 ## The main job: the quick comparison of every target (users 1 and 100), table + results/latest/.
-compare: $(STAMP)
+compare: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/bench compare --quick
 
 ## The full default sweep (users 1, 10, 50, 100, 200; 30 s each).
-compare-full: $(STAMP)
+compare-full: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/bench compare
 
 ## Every check: lint, go vet/test, unit tests, the contract suite against every target, model behaviour.
@@ -36,7 +53,7 @@ else
 	cd bench/loadgen && go vet ./...
 endif
 
-unit: $(STAMP)
+unit: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/pytest
 
 report: $(STAMP)

@@ -58,6 +58,7 @@ class Result(BaseModel):
     target: str
     framework: str
     model: str
+    scenario: str = "recommendation"  # recommendation | stream | cpu | calibration
     params: dict[str, int] = Field(default_factory=dict)
     users: int
     rps: float
@@ -97,10 +98,21 @@ class Result(BaseModel):
 
 class Claim(BaseModel):
     id: str
-    source: str
-    text: str
+    source: str  # seed file, e.g. "001_bee04df1af4bf523.txt"
+    text: str  # the quote
+    check: str = ""  # how the lab checks it, in words
     verdict: Literal["holds", "fails", "partly", "not_run"]
     evidence: str
+
+
+class Experiment(BaseModel):
+    """A small timed experiment run against a live target (e.g. 10 concurrent requests)."""
+    id: str
+    target: str
+    params: dict[str, int] = Field(default_factory=dict)
+    description: str
+    measured: dict[str, float | int | list[float] | None] = Field(default_factory=dict)
+    error: str | None = None
 
 
 class Run(BaseModel):
@@ -111,6 +123,7 @@ class Run(BaseModel):
     machine: Machine
     scenario: Scenario
     results: list[Result] = Field(default_factory=list)
+    experiments: list[Experiment] = Field(default_factory=list)
     claims: list[Claim] = Field(default_factory=list)
     skipped: dict[str, str] = Field(default_factory=dict)  # target -> why it was not measured
 
