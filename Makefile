@@ -11,7 +11,7 @@ SYSTEM_PKGS  := chromium chromium-driver redis-server
 SYSTEM_BINS  := chromium chromedriver redis-server
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: system-deps compare compare-full test lint unit go-test report upstream-bench clean
+.PHONY: system-deps compare compare-full test lint unit go-test report readme upstream-bench up clean
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,8 +59,17 @@ unit: $(STAMP) $(SYSTEM_STAMP)
 report: $(STAMP)
 	$(BIN)/bench report results/latest
 
+## Put results/latest's headline table and claims into README.md (snapshot in docs/latest-run.json).
+readme: $(STAMP)
+	$(BIN)/bench readme results/latest
+
 upstream-bench: $(STAMP)
 	$(BIN)/bench upstream-bench
+
+## The native interactive path: infra + targets until Ctrl-C, e.g. make up TARGET="fastapi-async go-gin";
+## it prints the `locust` command for the web UI (http://127.0.0.1:8089).
+up: $(STAMP)
+	$(BIN)/bench up $(TARGET)
 
 clean:
 	rm -rf $(VENV) go_app/bin bench/loadgen/bin

@@ -12,13 +12,14 @@ from rich.console import Console
 
 from bench import manifest
 from bench.compare import RESULTS_DIR, CompareOptions, run_compare
+from bench.docker import DockerError
 from bench.load import SCENARIOS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Concurrency Lab: compare web frameworks' concurrency models under load.")
 console = Console()
 
-QUICK_USERS, QUICK_DURATION = [1, 100], 20.0
+QUICK_USERS, QUICK_DURATION = [1, 100], 15.0
 FULL_USERS, FULL_DURATION = [1, 10, 50, 100, 200], 30.0
 
 
@@ -56,6 +57,12 @@ def compare(
     scenario: Annotated[str, typer.Option(help=f"one of {', '.join(SCENARIOS)}")] = "recommendation",
     set_: Annotated[list[str], typer.Option("--set", help="param sweep: workers=4,8,16")] = [],  # noqa: B006
     quick: Annotated[bool, typer.Option(help=f"users {QUICK_USERS}, {QUICK_DURATION:g} s each")] = False,
+    calibration: Annotated[bool, typer.Option(
+        help="also run Locust straight at the upstream (row `calibration`)")] = True,
+    claims: Annotated[bool, typer.Option(
+        help="also run the cells and experiments the claims table needs")] = True,
+    docker: Annotated[bool, typer.Option(
+        "--docker", help="targets via docker compose; memory = the container's working set")] = False,
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:
     """Measure targets under identical Locust load; write results/<run>/ and print the table."""
@@ -64,6 +71,9 @@ def compare(
     try:
         chosen = manifest.select([t.strip() for t in targets.split(",") if t.strip()])
         sweep = _parse_sets(set_)
+        if docker and sweep:
+            raise typer.BadParameter("--set needs native targets: compose runs each target's "
+                                     "manifest defaults (drop --docker to sweep)")
         for target in chosen:
             target.resolve({k: v[0] for k, v in sweep.items()})  # unknown params fail now
     except manifest.ManifestError as exc:
@@ -72,11 +82,15 @@ def compare(
         targets=chosen,
         users=_int_list(users, "--users") if users else (QUICK_USERS if quick else FULL_USERS),
         duration_s=duration or (QUICK_DURATION if quick else FULL_DURATION),
-        db_ms=db_ms, llm_ms=llm_ms, scenario=scenario, sweep=sweep, results_dir=results_dir)
+        db_ms=db_ms, llm_ms=llm_ms, scenario=scenario, sweep=sweep, results_dir=results_dir,
+        calibration=calibration, claims=claims, quick=quick, docker=docker)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     try:
         run_dir = run_compare(opts, console, run_id=run_id)
+    except DockerError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         run_dir = results_dir / run_id
         console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
@@ -86,22 +100,45 @@ def compare(
 
 
 def _render(run_dir: Path) -> None:
-    from bench.report import print_table, write_reports
+    from bench.claims import claims_table
+    from bench.compare import finalize
+    from bench.report import print_table
     if not (run_dir / "results.json").exists():
         return
-    run = write_reports(run_dir)
+    run = finalize(run_dir)
     print_table(run, console)
-    console.print(f"report: {run_dir / 'report.md'}")
+    if run.claims:
+        (console if console.is_terminal else Console(width=200)).print(claims_table(run))
+    console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
 
 
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="a results/<run> folder")] = RESULTS_DIR / "latest",
 ) -> None:
-    """Re-render report.md (and the table) from a run's results.json, without running load."""
+    """Re-render report.md, report.html, the claims and the table from a run's results.json (no load)."""
     if not (run_dir / "results.json").exists():
         raise typer.BadParameter(f"no results.json in {run_dir}")
     _render(run_dir.resolve())
+
+
+@app.command()
+def readme(
+    run_dir: Annotated[Path, typer.Argument(help="a results/<run> folder")] = RESULTS_DIR / "latest",
+) -> None:
+    """Put a run's headline table and claims into README.md (snapshot: docs/latest-run.json)."""
+    from bench import readme as readme_mod
+    if not (run_dir / "results.json").exists():
+        raise typer.BadParameter(f"no results.json in {run_dir}")
+    run = readme_mod.update(run_dir.resolve())
+    console.print(f"README.md updated from run {run.run_id}; snapshot {readme_mod.SNAPSHOT}")
+
+
+@app.command()
+def compose() -> None:
+    """Regenerate docker-compose.yml from the targets.toml manifests."""
+    from bench.compose import write_compose
+    console.print(f"wrote {write_compose()}")
 
 
 @app.command("targets")
@@ -134,6 +171,24 @@ def upstream_bench(
     from bench.upstream_bench import main
     raise typer.Exit(main(["--concurrency", str(concurrency), "--duration", str(duration),
                            "--latency-ms", str(latency_ms)]))
+
+
+@app.command()
+def up(
+    targets: Annotated[list[str] | None, typer.Argument(help="target names (see `bench targets`)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every target")] = False,
+    db_ms: Annotated[int, typer.Option(help="targets' default pg_sleep, ms", min=0, max=5000)] = 50,
+    llm_ms: Annotated[int, typer.Option(help="targets' default upstream latency, ms", min=0,
+                                       max=20000)] = 500,
+    set_: Annotated[list[str], typer.Option("--set", help="param override: workers=8")] = [],  # noqa: B006
+) -> None:
+    """Start infra + targets natively on their manifest ports; print the locust command; Ctrl-C stops all."""
+    from bench.up import main
+    try:
+        code = main(targets or [], console, all_targets=all_, sets=set_, db_ms=db_ms, llm_ms=llm_ms)
+    except (manifest.ManifestError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Results are written after every measured cell, so an interrupted run keeps what 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -12,7 +13,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,8 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from bench import docker, experiments, metrics, probe
 from bench import infra as infra_mod
-from bench import metrics, probe
 from bench.load import CANARY_RATE, CANARY_ROW, SCENARIOS, LoadSpec, read_failures, read_stats, start_locust
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
 from bench.results import Cpu, Latency, Machine, Memory, ProcessMemory, Result, Run, Scenario
@@ -45,6 +46,10 @@ class CompareOptions:
     sweep: dict[str, list[int]] = field(default_factory=dict)
     upstream_timeout_s: float = 30
     results_dir: Path = RESULTS_DIR
+    calibration: bool = True  # Locust straight at the upstream: the load generator's own ceiling
+    claims: bool = True  # the extra cells and experiments the claims table needs
+    quick: bool = False
+    docker: bool = False  # targets through docker compose, memory from `docker stats`
 
     def levels(self) -> list[int]:
         """Users levels, always starting at 1: the 1-user median is each target's own L1."""
@@ -88,20 +93,88 @@ def warm_up(base_url: str, opts: CompareOptions, concurrency: int = 8, rounds: i
 
 @dataclass
 class Cell:
-    """One (target, params) run to measure at every users level."""
-    target: Target
+    """One (target, params, scenario) run, measured at each of its users levels."""
+    target: Target | None  # None: the calibration row (Locust straight at the upstream)
     combo: dict[str, int]
+    scenario: str
+    levels: list[int]
+    experiments: bool = False  # run bench/experiments.py's bursts while the target is up
+    cpu_n: int | None = None
+
+    @property
+    def name(self) -> str:
+        base = CALIBRATION if self.target is None else label(self.target, self.combo)
+        return base if self.scenario in ("recommendation", "calibration") else f"{base}-{self.scenario}"
+
+
+CALIBRATION = "calibration"
+# Extra cells for the claims table (seeds 001 and 004), added when their targets are selected.
+CLAIM_USERS = 100
+CLAIM_SWEEP = ("flask-sync", "workers", {True: (16,), False: (8, 16, 32)})  # quick → values
+CLAIM_CPU_TARGETS = ("fastapi-threadpool", "fastapi-blocking-w4")  # threads vs processes
+CLAIM_CPU_USERS = [1, os.cpu_count() or 2]  # 1 vs one request per core
+CLAIM_CPU_N = 300_000  # ~15 ms of pure Python per request: long against Locust's overhead
 
 
 def plan(opts: CompareOptions) -> Iterator[Cell]:
+    by_name = {t.name: t for t in opts.targets}
+    if opts.calibration:
+        yield Cell(None, {}, CALIBRATION, opts.levels())
+    extras = opts.claims and not opts.sweep and opts.scenario == "recommendation"
     for target in opts.targets:
         for combo in opts.combos():
-            yield Cell(target, combo)
+            yield Cell(target, combo, opts.scenario, opts.levels(), experiments=extras and not combo)
+    if not extras:
+        return
+    name, param, values = CLAIM_SWEEP
+    if name in by_name and not opts.docker:  # compose runs the manifest defaults only
+        default = by_name[name].params[param]
+        for value in values[opts.quick]:
+            if value != default:
+                yield Cell(by_name[name], {param: value}, "recommendation", [1, CLAIM_USERS])
+    for name in CLAIM_CPU_TARGETS:
+        if name in by_name:
+            yield Cell(by_name[name], {}, "cpu", CLAIM_CPU_USERS, cpu_n=CLAIM_CPU_N)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What one cell measures: a target's process tree, or the upstream for calibration."""
+    name: str
+    framework: str
+    model: str
+    params: dict[str, int]
+    base_url: str
+    pid: int | None
+    capacity: int | None
+    db_pool: int | None
+    anti_pattern: bool = False
+    idle: dict[str, float] = field(default_factory=dict)  # memory before any load, MB
+    container: str | None = None  # --docker: memory and CPU come from `docker stats`
+    processes: int | None = None
+
+    @classmethod
+    def of(cls, resolved: ResolvedTarget, pid: int) -> Subject:
+        return cls(resolved.name, resolved.target.framework, resolved.model, resolved.params,
+                   resolved.base_url, pid, resolved.capacity, resolved.db_pool,
+                   resolved.target.anti_pattern, probe.memory_mb(pid))
+
+    def sampler(self) -> contextlib.AbstractContextManager | None:
+        """The process tree's sampler, or the container's in --docker mode (None: unmeasured)."""
+        if self.container:
+            return docker.StatsSampler(self.container)
+        return probe.TreeSampler(self.pid) if self.pid else None
+
+
+def cell_budget_s(cell: Cell, opts: CompareOptions) -> float:
+    return len(cell.levels) * opts.duration_s + STARTUP_ESTIMATE_S + (20 if cell.experiments else 0)
 
 
 def run_compare(opts: CompareOptions, console: Console | None = None,
                 run_id: str | None = None) -> Path:
     console = console or Console()
+    if opts.docker and (problem := docker.engine_problem()):
+        raise docker.DockerError(f"--docker needs Docker: {problem}")
     started = dt.datetime.now(dt.UTC)
     run_id = run_id or started.strftime("%Y%m%d-%H%M%S")
     run_dir = opts.results_dir / run_id
@@ -114,19 +187,38 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
     run.save(run_dir)
     point_latest(run_dir)
     cells = list(plan(opts))
-    total_s = len(cells) * (len(opts.levels()) * opts.duration_s + STARTUP_ESTIMATE_S)
+    total_s = sum(cell_budget_s(cell, opts) for cell in cells)
 
-    with infra_mod.start(raw_dir) as infra, Progress(
+    with contextlib.ExitStack() as stack:
+        if opts.docker:
+            stack.callback(docker.compose_down)
+            infra = None  # compose runs postgres, redis and the upstream
+        else:
+            infra = stack.enter_context(infra_mod.start(raw_dir))
+        progress = stack.enter_context(Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-            transient=False) as progress:
+            transient=False))
         task = progress.add_task("starting infra", total=total_s)
         for cell in cells:
-            _measure_cell(cell, opts, infra, run, run_dir, progress, task, console)
+            if cell.target is None:
+                _measure_calibration(cell, opts, infra, run, run_dir, progress, task)
+            elif opts.docker:
+                _measure_docker_cell(cell, opts, run, run_dir, progress, task)
+            else:
+                _measure_cell(cell, opts, infra, run, run_dir, progress, task, console)
         progress.update(task, completed=total_s, description="done")
-    from bench.report import write_reports
-    write_reports(run_dir)
     return run_dir
+
+
+def finalize(run_dir: Path) -> Run:
+    """Claims verdicts from the measured results, then report.md and report.html."""
+    from bench.claims import evaluate
+    from bench.report import write_reports
+    run = Run.load(run_dir)
+    run.claims = evaluate(run)
+    run.save(run_dir)
+    return write_reports(run_dir)
 
 
 def point_latest(run_dir: Path) -> None:
@@ -138,55 +230,116 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, latest)
 
 
+def _measure_levels(cell: Cell, subject: Subject, opts: CompareOptions, run: Run, run_dir: Path,
+                    progress: Progress, task, alive: Callable[[], bool]) -> None:
+    """Each users level in turn; L1 (the 1-user median) sets the ceiling of the levels after it."""
+    l1_s = None
+    for users in cell.levels:
+        progress.update(task, description=f"{cell.name} @ {users} users")
+        result = _measure_level(subject, cell, users, opts, run_dir / "raw" / f"{cell.name}_u{users}",
+                                l1_s, progress, task)
+        if users == 1 and result.latency_ms.p50:
+            l1_s = result.latency_ms.p50 / 1000
+            ceiling = metrics.ceiling_rps(1, subject.capacity, l1_s, subject.db_pool, opts.db_ms)
+            result.ceiling_rps = round(ceiling, 2)
+            result.efficiency = round(metrics.efficiency(result.rps, ceiling), 3)
+        run.results.append(result)
+        run.save(run_dir)
+        if not alive():
+            raise RuntimeError(f"{cell.name} died during the run")
+
+
+def _measure_calibration(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra | None, run: Run,
+                         run_dir: Path, progress: Progress, task) -> None:
+    """Locust straight at the upstream: what this machine's load generator can reach.
+
+    It measures the machine, not a container, so in --docker mode it uses a native upstream too.
+    """
+    start_mark = progress.tasks[task].completed
+    try:
+        with contextlib.ExitStack() as stack:
+            if infra is None:
+                url, upstream = stack.enter_context(infra_mod.upstream(run_dir / "raw"))
+            else:
+                url = infra.upstream_url
+                upstream = next((p for p in infra.procs if p.name == "upstream"), None)
+            subject = Subject(CALIBRATION, "locust", "Locust straight at the mock upstream "
+                              "(latency db_ms + llm_ms, no framework): the load generator's ceiling",
+                              {}, url, upstream.pid if upstream else None, None, None,
+                              idle=probe.memory_mb(upstream.pid) if upstream else {})
+            _measure_levels(cell, subject, opts, run, run_dir, progress, task,
+                            alive=lambda: upstream is None or upstream.alive())
+    finally:
+        progress.update(task, completed=start_mark + cell_budget_s(cell, opts))
+
+
+def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Path,
+                         progress: Progress, task) -> None:
+    """One target through compose at its manifest defaults; memory is the cgroup working set."""
+    start_mark = progress.tasks[task].completed
+    progress.update(task, description=f"{cell.name}: docker compose up")
+    try:
+        with docker.running(cell.target) as (base_url, container):
+            resolved = cell.target.resolve()
+            subject = Subject(resolved.name, resolved.target.framework, resolved.model,
+                              resolved.params, base_url, None, resolved.capacity, resolved.db_pool,
+                              resolved.target.anti_pattern, docker.memory_mb(container),
+                              container=container, processes=resolved.processes)
+            progress.update(task, description=f"{cell.name}: warming up")
+            run.scenario.warmup_s = round(warm_up(base_url, opts), 2)
+            _measure_levels(cell, subject, opts, run, run_dir, progress, task, alive=lambda: True)
+            if cell.experiments:
+                run.experiments.extend(experiments.run_for(resolved.name, resolved.params, base_url,
+                                                           db_ms=opts.db_ms))
+                run.save(run_dir)
+    finally:
+        progress.update(task, completed=start_mark + cell_budget_s(cell, opts))
+
+
 def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run: Run,
                   run_dir: Path, progress: Progress, task, console: Console) -> None:
-    name = label(cell.target, cell.combo)
+    name = cell.name
     raw_dir = run_dir / "raw"
-    budget = len(opts.levels()) * opts.duration_s + STARTUP_ESTIMATE_S
     start_mark = progress.tasks[task].completed
     progress.update(task, description=f"{name}: building/starting")
     try:
         with running(cell.target, infra, raw_dir, overrides=cell.combo, db_ms=opts.db_ms,
                      llm_ms=opts.llm_ms, upstream_timeout_s=opts.upstream_timeout_s) as (resolved, proc):
             time.sleep(1.0)  # let the workers settle before the idle reading
-            idle = probe.memory_mb(proc.pid)
+            subject = Subject.of(resolved, proc.pid)
             progress.update(task, description=f"{name}: warming up")
             run.scenario.warmup_s = round(warm_up(resolved.base_url, opts), 2)
             progress.update(task, completed=start_mark + STARTUP_ESTIMATE_S)
-            l1_s = None
-            for users in opts.levels():
-                progress.update(task, description=f"{name} @ {users} users")
-                result = _measure_level(resolved, users, opts, proc.pid, idle,
-                                        raw_dir / f"{name}_u{users}", l1_s, progress, task)
-                if users == 1 and result.latency_ms.p50:
-                    l1_s = result.latency_ms.p50 / 1000
-                    ceiling = metrics.ceiling_rps(1, resolved.capacity, l1_s, resolved.db_pool,
-                                                  opts.db_ms)
-                    result.ceiling_rps = round(ceiling, 2)
-                    result.efficiency = round(metrics.efficiency(result.rps, ceiling), 3)
-                run.results.append(result)
+            _measure_levels(cell, subject, opts, run, run_dir, progress, task, alive=proc.alive)
+            if cell.experiments:
+                progress.update(task, description=f"{name}: experiments")
+                run.experiments.extend(experiments.run_for(
+                    resolved.name, resolved.params, resolved.base_url, db_ms=opts.db_ms,
+                    redis_url=getattr(infra, "redis_url", None)))
                 run.save(run_dir)
-                if not proc.alive():
-                    raise RuntimeError(f"{name} died during the run:\n{proc.log_tail()}")
+            if not proc.alive():
+                raise RuntimeError(f"{name} died during the run:\n{proc.log_tail()}")
     except TargetUnavailable as why:
         console.print(f"[yellow]skipping {name}: {str(why).splitlines()[0]}[/]")
         run.skipped[name] = str(why).splitlines()[0]
         run.save(run_dir)
     finally:
-        progress.update(task, completed=start_mark + budget)
+        progress.update(task, completed=start_mark + cell_budget_s(cell, opts))
 
 
-def _measure_level(resolved: ResolvedTarget, users: int, opts: CompareOptions, pid: int,
-                   idle: dict[str, float], csv_prefix: Path, l1_s: float | None,
-                   progress: Progress, task) -> Result:
-    spec = LoadSpec(host=resolved.base_url, users=users, duration_s=opts.duration_s,
-                    scenario=opts.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
-                    tokens=opts.tokens, cpu_n=opts.cpu_n)
+def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
+                   l1_s: float | None, progress: Progress, task) -> Result:
+    spec = LoadSpec(host=subject.base_url, users=users, duration_s=opts.duration_s,
+                    scenario=cell.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
+                    tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n)
     psutil.cpu_percent()  # resets the machine-wide counter
     base = progress.tasks[task].completed
     locust = start_locust(spec, csv_prefix)
     try:
-        with probe.TreeSampler(pid) as target_s, probe.TreeSampler(locust.pid, memory=False) as locust_s:
+        with contextlib.ExitStack() as stack:
+            sampler = subject.sampler()
+            target_s = stack.enter_context(sampler) if sampler else None
+            locust_s = stack.enter_context(probe.TreeSampler(locust.pid, memory=False))
             deadline = time.monotonic() + opts.duration_s + 60
             t0 = time.monotonic()
             while locust.alive():
@@ -200,39 +353,45 @@ def _measure_level(resolved: ResolvedTarget, users: int, opts: CompareOptions, p
     if not Path(f"{csv_prefix}_stats.csv").exists():
         raise RuntimeError(f"Locust wrote no statistics:\n{locust.log_tail()}")
     stats = read_stats(csv_prefix)
-    _, row_name = SCENARIOS[opts.scenario]
+    _, row_name = SCENARIOS[cell.scenario]
     row = stats.get(row_name)
     if row is None:
         raise RuntimeError(f"no '{row_name}' row in Locust's CSV:\n{locust.log_tail()}")
     canary = stats.get(CANARY_ROW)
     served = max(row.requests - row.failures, 0)
-    cpu_s = target_s.cpu_seconds()
-    ceiling = metrics.ceiling_rps(users, resolved.capacity, l1_s, resolved.db_pool, opts.db_ms)
+    ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, subject.db_pool, opts.db_ms)
+    peak = target_s.peak if target_s else {}
     return Result(
-        target=resolved.name, framework=resolved.target.framework, model=resolved.model,
-        params=resolved.params, users=users, rps=round(row.rps, 2), requests=row.requests,
-        failures=row.failures,
+        target=subject.name, framework=subject.framework, model=subject.model,
+        scenario=cell.scenario, params=subject.params, users=users, rps=round(row.rps, 2),
+        requests=row.requests, failures=row.failures,
         latency_ms=Latency(p50=row.p50, p95=row.p95, p99=row.p99, max=row.max),
         canary_p95_ms=canary.p95 if canary else None,
         canary_answered=canary.requests if canary else 0,
         canary_expected=int(CANARY_RATE * opts.duration_s),
-        memory_mb=Memory(idle_pss=round(idle["pss"], 1), peak_rss=round(target_s.peak["rss"], 1),
-                         peak_pss=round(target_s.peak["pss"], 1),
-                         peak_uss=round(target_s.peak["uss"], 1)),
-        processes=len(target_s.procs), capacity=resolved.capacity, db_pool=resolved.db_pool,
-        cpu_pct=Cpu(target=round(target_s.cpu_pct(), 1), locust=round(locust_s.cpu_pct(), 1),
-                    machine=round(machine_cpu, 1)),
-        cpu_ms_per_request=round(1000 * cpu_s / served, 2) if served else None,
+        memory_mb=Memory(idle_pss=_round(subject.idle.get("pss")), peak_rss=_round(peak.get("rss")),
+                         peak_pss=_round(peak.get("pss")), peak_uss=_round(peak.get("uss"))),
+        processes=(len(target_s.procs) if target_s else 0) or subject.processes or 0,
+        capacity=subject.capacity,
+        db_pool=subject.db_pool,
+        cpu_pct=Cpu(target=_round(target_s.cpu_pct()) if target_s else None,
+                    locust=round(locust_s.cpu_pct(), 1), machine=round(machine_cpu, 1)),
+        cpu_ms_per_request=(round(1000 * target_s.cpu_seconds() / served, 2)
+                            if served and target_s else None),
         ceiling_rps=round(ceiling, 2) if ceiling else None,
         efficiency=round(metrics.efficiency(row.rps, ceiling), 3) if ceiling else None,
         flags=metrics.flags(machine_cpu=machine_cpu, locust_cpu=locust_s.cpu_pct(),
-                            max_process_cpu=target_s.max_process_cpu_pct(),
+                            max_process_cpu=target_s.max_process_cpu_pct() if target_s else None,
                             failures=row.failures, requests=row.requests),
         per_process=[ProcessMemory(pid=p, role=s.role, peak_rss=round(s.peak_rss, 1),
                                    peak_pss=round(s.peak_pss, 1), peak_uss=round(s.peak_uss, 1),
                                    cpu_pct=round(100 * (s.last_cpu - s.first_cpu)
                                                  / target_s.elapsed, 1))
-                     for p, s in target_s.procs.items()],
-        anti_pattern=resolved.target.anti_pattern,
+                     for p, s in (target_s.procs.items() if target_s else ())],
+        anti_pattern=subject.anti_pattern,
         failure_samples=read_failures(csv_prefix),
     )
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)

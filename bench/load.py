@@ -18,6 +18,8 @@ SCENARIOS = {
     "recommendation": ("RecommendationUser", "/recommendation/[id]"),
     "stream": ("StreamUser", "/stream/[id]"),
     "cpu": ("CpuUser", "/cpu"),
+    # Locust straight at the upstream: the load generator's own ceiling (target `calibration`).
+    "calibration": ("CalibrationUser", "/v1/chat/completions"),
 }
 CANARY_ROW = "/healthz"
 CANARY_RATE = 4  # /healthz checks per second (locustfile's Canary)

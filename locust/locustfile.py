@@ -6,6 +6,9 @@ as throughput. Users run closed-loop (no think time): N users = N requests in fl
 
     locust -f locust/locustfile.py -H http://127.0.0.1:8021 --db-ms 50 --llm-ms 500 \
         RecommendationUser Canary
+
+The web UI also gets a live "Target memory" tab (live_memory.py): `--memory-pid PID` (default: the
+process listening on the host's port) or, in compose, `--memory-container NAME`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import json
 import random
 import time
+
+import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (no-op when headless)
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
@@ -134,6 +139,31 @@ class CpuUser(LabUser):
                 resp.failure(f"HTTP {resp.status_code}")
             elif resp.json().get("n") != n:
                 resp.failure("wrong n in response")
+
+
+class CalibrationUser(LabUser):
+    """Locust straight at the mock upstream with the targets' total latency (db_ms + llm_ms).
+
+    No framework in between, so throughput should be users / latency (Little's law): the row
+    shows how close this machine's load generator gets to a perfect model.
+    """
+
+    @task
+    def completion(self) -> None:
+        body = {"model": "mock", "messages": [{"role": "user", "content": "calibration"}]}
+        headers = {"X-Mock-Latency-Ms": str(self.db_ms + self.llm_ms)}
+        with self.client.post("/v1/chat/completions", json=body, headers=headers,
+                              name="/v1/chat/completions", catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return
+            try:
+                content = resp.json()["choices"][0]["message"]["content"]
+            except (ValueError, TypeError, KeyError, IndexError):
+                resp.failure("not a chat.completion")
+                return
+            if not content:
+                resp.failure("empty completion")
 
 
 class Canary(FastHttpUser):

@@ -1,0 +1,328 @@
+"""Verdicts on the seeds' claims, computed from a run's results (bench/claims.toml lists them).
+
+Each claim names a rule below. A rule reads the run's results and experiments and returns a verdict
+with the numbers behind it: holds, partly, fails, or not_run when the run lacks what it needs (the
+evidence then says which command would measure it). A flagged result (CPU-, Locust- or
+failure-limited) never makes a claim hold on its own: the evidence names the flag.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tomllib
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from rich.table import Table
+
+from bench import manifest
+from bench.results import Claim, Experiment, Result, Run
+
+CLAIMS_FILE = Path(__file__).with_name("claims.toml")
+APPROX = 1.5  # "~X" holds within X / 1.5 .. X * 1.5, and is partly right within a factor of 2
+
+
+class NotRun(Exception):
+    """The run has no data for this rule; the message says what would measure it."""
+
+
+@lru_cache
+def load_claims() -> list[dict]:
+    return tomllib.loads(CLAIMS_FILE.read_text())["claims"]
+
+
+def evaluate(run: Run) -> list[Claim]:
+    claims = []
+    for spec in load_claims():
+        try:
+            verdict, evidence = RULES[spec["rule"]](run, **spec.get("args", {}))
+        except NotRun as why:
+            verdict, evidence = "not_run", str(why)
+        claims.append(Claim(id=spec["id"], source=spec["source"], text=spec["quote"],
+                            check=spec["check"], verdict=verdict, evidence=evidence))
+    return claims
+
+
+VERDICT_STYLE = {"holds": "green", "partly": "yellow", "fails": "red", "not_run": "dim"}
+
+
+def claims_table(run: Run) -> Table:
+    table = Table(title="Claims from the seeds", expand=False)
+    table.add_column("claim", max_width=60)
+    table.add_column("source", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("evidence", max_width=90)
+    for c in run.claims:
+        style = VERDICT_STYLE[c.verdict]
+        table.add_row(c.text, c.source[:3], f"[{style}]{c.verdict}[/]", c.evidence)
+    return table
+
+
+# --- finding results --------------------------------------------------------------------------
+
+def _defaults(target: str) -> dict[str, int]:
+    known = manifest.load_targets()
+    return dict(known[target].params) if target in known else {}
+
+
+def find(run: Run, target: str, users: int | None = None, scenario: str = "recommendation",
+         **params: int) -> Result:
+    """The result of `target` at `users` (default: its highest level) with these params
+    (default: the manifest's defaults, i.e. not a sweep cell)."""
+    wanted = {**_defaults(target), **params}
+    rows = [r for r in run.results if r.target == target and r.scenario == scenario
+            and all(r.params.get(k) == v for k, v in wanted.items())]
+    if users is not None:
+        rows = [r for r in rows if r.users == users]
+    if not rows:
+        at = f" at {users} users" if users else ""
+        extra = "".join(f" {k}={v}" for k, v in params.items())
+        raise NotRun(f"no {scenario} result for {target}{extra}{at} in this run")
+    return max(rows, key=lambda r: r.users)
+
+
+def l1_ms(run: Run, target: str, scenario: str = "recommendation", **params: int) -> float:
+    one = find(run, target, 1, scenario, **params)
+    if not one.latency_ms.p50:
+        raise NotRun(f"{target} has no 1-user latency in this run")
+    return one.latency_ms.p50
+
+
+def get_experiment(run: Run, exp_id: str, target: str | None = None) -> Experiment:
+    for exp in run.experiments:
+        if exp.id == exp_id and (target is None or exp.target == target):
+            if exp.error:
+                raise NotRun(f"experiment {exp_id} on {exp.target} failed: {exp.error}")
+            return exp
+    on = f" on {target}" if target else ""
+    raise NotRun(f"experiment {exp_id}{on} not in this run (bench compare runs it with the "
+                 "target's default settings)")
+
+
+def flagged(*results: Result) -> str:
+    notes = [f"{r.target} flagged: {'; '.join(r.flags)}" for r in results if r.flags]
+    return f" ({'. '.join(notes)})" if notes else ""
+
+
+def worker_pss(result: Result) -> list[float]:
+    return [p.peak_pss for p in result.per_process if p.role == "worker"]
+
+
+def _canary(r: Result) -> str:
+    answered = f" ({r.canary_answered} of {r.canary_expected} checks answered)" if (
+        r.canary_expected and (r.canary_answered or 0) < r.canary_expected / 2) else ""
+    return f"{r.canary_p95_ms or 0:.0f} ms{answered}"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+def fifth_request_waits(run: Run, target: str) -> tuple[str, str]:
+    m = get_experiment(run, "fifth-request", target).measured
+    ratio, lat = m["fifth_over_others"], m["latencies_s"]
+    evidence = (f"{target}: latencies {', '.join(f'{x:.2f}' for x in lat)} s; the 5th took "
+                f"{ratio:.1f}x the median of the first four")
+    verdict = "holds" if ratio >= 1.6 else "partly" if ratio >= 1.3 else "fails"
+    return verdict, evidence
+
+
+def burst_concurrent(run: Run, target: str) -> tuple[str, str]:
+    m = get_experiment(run, "fifth-request", target).measured
+    ratio, lat = m["fifth_over_others"], m["latencies_s"]
+    evidence = (f"{target}: latencies {', '.join(f'{x:.2f}' for x in lat)} s (one request "
+                f"{m['request_s']:.2f} s of waiting); slowest/median of the others {ratio:.2f}x")
+    verdict = "holds" if ratio <= 1.3 else "partly" if ratio < 1.6 else "fails"
+    return verdict, evidence
+
+
+def workers_needed(run: Run, target: str, users: int, claimed_workers: int) -> tuple[str, str]:
+    l1 = l1_ms(run, target) / 1000
+    demand = users / l1  # what `users` concurrent requests ask for, if none waited
+    rows = sorted((r for r in run.results if r.target == target and r.users == users
+                   and r.scenario == "recommendation" and "workers" in r.params),
+                  key=lambda r: r.params["workers"])
+    swept = [r for r in rows if r.params["workers"] >= claimed_workers]
+    if not swept:
+        raise NotRun(f"no {target} result with workers >= {claimed_workers} at {users} users: "
+                     f"run bench compare --targets {target} --set workers=4,8,16,32")
+    parts = [f"workers={r.params['workers']}: {r.rps:.1f} rps = {100 * r.rps / demand:.0f}% of the "
+             f"{demand:.0f} rps {users} concurrent requests need, p50 {r.latency_ms.p50 or 0:.0f} ms"
+             for r in rows]
+    at_claim = next(r for r in swept if r.params["workers"] == swept[0].params["workers"])
+    served = at_claim.rps / demand
+    per_worker = statistics.median(worker_pss(at_claim) or [0])
+    evidence = (f"L1 {l1 * 1000:.0f} ms; " + "; ".join(parts) +
+                f". Each sync worker serves one request at a time, so {users} concurrent requests "
+                f"need ~{users} workers (~{users * per_worker / 1000:.1f} GB PSS at "
+                f"{per_worker:.0f} MB each)" + flagged(at_claim))
+    if served >= 0.85 and not at_claim.flags:
+        return "holds", evidence
+    # 16 is a lower bound that is right in direction: more workers do raise throughput.
+    grew = len(rows) >= 2 and rows[-1].rps > 1.5 * rows[0].rps
+    return ("partly" if grew else "fails"), evidence
+
+
+def handles_load(run: Run, target: str, users: int, processes: int | None = None,
+                 db_pool: int | None = None) -> tuple[str, str]:
+    r = find(run, target, users)
+    shape = []
+    if processes is not None:
+        shape.append(f"{r.processes} process{'es' if r.processes != 1 else ''}")
+    if db_pool is not None:
+        shape.append(f"DB pool {r.db_pool}")
+    evidence = (f"{target} at {users} users{' (' + ', '.join(shape) + ')' if shape else ''}: "
+                f"{r.rps:.1f} rps = {r.efficiency or 0:.2f} of its ceiling {r.ceiling_rps or 0:.1f}, "
+                f"p50 {r.latency_ms.p50 or 0:.0f} ms vs L1 {l1_ms(run, target):.0f} ms, "
+                f"{r.failures} failures" + flagged(r))
+    matches = ((processes is None or r.processes == processes)
+               and (db_pool is None or r.db_pool == db_pool))
+    eff = r.efficiency or 0
+    if eff >= 0.85 and matches and not r.flags and not r.failures:
+        return "holds", evidence
+    return ("partly" if eff >= 0.6 else "fails"), evidence
+
+
+def _approx(measured: float, claimed: float) -> str:
+    ratio = measured / claimed
+    if 1 / APPROX <= ratio <= APPROX:
+        return "holds"
+    return "partly" if 0.5 <= ratio <= 2 else "fails"
+
+
+def approx_mb(run: Run, target: str, users: int, of: str, mb: float) -> tuple[str, str]:
+    r = find(run, target, users)
+    if of == "worker":
+        workers = [p for p in r.per_process if p.role == "worker"]
+        if not workers:
+            raise NotRun(f"no per-worker memory for {target}")
+        pss = statistics.median(p.peak_pss for p in workers)
+        uss = statistics.median(p.peak_uss for p in workers)
+        rss = statistics.median(p.peak_rss for p in workers)
+        what = f"{target}: median of {len(workers)} workers"
+    else:
+        if r.memory_mb.peak_pss is None:
+            raise NotRun(f"no memory reading for {target}")
+        pss, uss, rss = r.memory_mb.peak_pss, r.memory_mb.peak_uss or 0, r.memory_mb.peak_rss or 0
+        what = f"{target}: {r.processes} process{'es' if r.processes != 1 else ''}"
+    evidence = (f"{what} at {users} users: peak PSS {pss:.0f} MB (USS {uss:.0f}, RSS {rss:.0f}) "
+                f"vs ~{mb:g} MB claimed = {pss / mb:.1f}x")
+    return _approx(pss, mb), evidence
+
+
+def approx_seconds(run: Run, experiment_id: str, seconds: float) -> tuple[str, str]:
+    exp = get_experiment(run, experiment_id)
+    wall = exp.measured["wall_s"]
+    evidence = (f"{exp.target}: {exp.description}: {_s(wall)} wall (slowest request "
+                f"{_s(exp.measured['slowest_s'])}) vs ~{seconds:g} s claimed = {wall / seconds:.1f}x")
+    return _approx(wall, seconds), evidence
+
+
+def more_memory(run: Run, users: int, heavy: list[str], light: str) -> tuple[str, str]:
+    ref = find(run, light, users)
+    rows = []
+    for name in heavy:
+        try:
+            rows.append(find(run, name, users))
+        except NotRun:
+            continue
+    if not rows or ref.memory_mb.peak_pss is None:
+        raise NotRun(f"needs {light} and one of {', '.join(heavy)} at {users} users")
+    parts = [f"{r.target} ({r.processes} processes) {r.memory_mb.peak_pss or 0:.0f} MB PSS "
+             f"= {(r.memory_mb.peak_pss or 0) / ref.memory_mb.peak_pss:.1f}x" for r in rows]
+    evidence = (f"at {users} users: {light} (1 process) {ref.memory_mb.peak_pss:.0f} MB PSS; "
+                + "; ".join(parts) + f"; while serving {ref.rps:.0f} vs "
+                + ", ".join(f"{r.rps:.0f}" for r in rows) + " rps")
+    heavier = [r for r in rows if (r.memory_mb.peak_pss or 0) > ref.memory_mb.peak_pss]
+    return ("holds" if len(heavier) == len(rows) else "partly" if heavier else "fails"), evidence
+
+
+def blocks_everything(run: Run, target: str, reference: str, users: int) -> tuple[str, str]:
+    bad, good = find(run, target, users), find(run, reference, users)
+    if bad.canary_p95_ms is None or good.canary_p95_ms is None:
+        raise NotRun("no canary readings")
+    evidence = (f"at {users} users: {target} {bad.rps:.1f} rps, /healthz p95 {_canary(bad)}; "
+                f"{reference} {good.rps:.1f} rps, /healthz p95 {_canary(good)}")
+    slow_canary = bad.canary_p95_ms >= 10 * max(good.canary_p95_ms, 1)
+    serial = bad.rps <= 1.5 * 1000 / l1_ms(run, target)  # about one request at a time
+    return ("holds" if slow_canary and serial else "partly" if slow_canary or serial
+            else "fails"), evidence + flagged(bad, good)
+
+
+def workers_fix(run: Run, fixed: str, broken: str, reference: str, users: int) -> tuple[str, str]:
+    f, b, ref = find(run, fixed, users), find(run, broken, users), find(run, reference, users)
+    speedup = f.rps / b.rps if b.rps else float("inf")
+    mem = (f.memory_mb.peak_pss or 0) / (b.memory_mb.peak_pss or 1)
+    evidence = (f"at {users} users: {fixed} {f.rps:.1f} rps ({speedup:.1f}x {broken}'s {b.rps:.1f}) "
+                f"at {f.memory_mb.peak_pss or 0:.0f} MB PSS ({mem:.1f}x); {reference} "
+                f"{ref.rps:.1f} rps at {ref.memory_mb.peak_pss or 0:.0f} MB: the fix serves "
+                f"{f.rps / ref.rps:.2f}x of async" + flagged(f, b))
+    if speedup >= 3 and mem >= 1.5 and f.rps >= 0.85 * ref.rps:
+        return "holds", evidence
+    # It helps, and costs memory, but concurrency stays capped at the worker count.
+    return ("partly" if speedup >= 2 and mem >= 1.5 else "fails"), evidence
+
+
+def threads_vs_processes(run: Run, threads: str, processes: str) -> tuple[str, str]:
+    def speedup(name: str) -> tuple[float, Result, Result]:
+        one, many = find(run, name, 1, "cpu"), find(run, name, None, "cpu")
+        if many.users == 1:
+            raise NotRun(f"{name} has only a 1-user cpu result")
+        return (many.rps / one.rps if one.rps else 0), one, many
+
+    t, t1, tn = speedup(threads)
+    p, p1, pn = speedup(processes)
+    cores = run.machine.cpus
+    evidence = (f"/cpu 1 -> {tn.users} users: {threads} {t1.rps:.1f} -> {tn.rps:.1f} rps "
+                f"({t:.2f}x, process tree at {tn.cpu_pct.target or 0:.0f}% of a core); {processes} "
+                f"{p1.rps:.1f} -> {pn.rps:.1f} rps ({p:.2f}x, {pn.cpu_pct.target or 0:.0f}% of a core) "
+                f"on {cores} cores shared with Locust (CPU-bound by design: flags expected)")
+    threads_flat, processes_scale = t <= 1.25, p >= 1.5
+    return ("holds" if threads_flat and processes_scale else
+            "partly" if threads_flat or processes_scale else "fails"), evidence
+
+
+def goroutines(run: Run, target: str, users: int, driver_default_pool: str) -> tuple[str, str]:
+    r = find(run, target, users)
+    default_pool = manifest.evaluate(driver_default_pool.replace("cpus", str(run.machine.cpus)), {})
+    capped = default_pool / (run.scenario.db_ms / 1000) if run.scenario.db_ms else None
+    evidence = (f"{target} at {users} users, 1 process, no worker/thread setting: {r.rps:.1f} rps = "
+                f"{r.efficiency or 0:.2f} of its ceiling, p50 {r.latency_ms.p50 or 0:.0f} ms"
+                + flagged(r))
+    if r.db_pool and default_pool and r.db_pool > default_pool:
+        evidence += (f". But the pgx pool was raised to {r.db_pool}: its default ({driver_default_pool}"
+                     f" = {default_pool} here) would cap it at {capped:.0f} rps at "
+                     f"db_ms={run.scenario.db_ms}")
+        return ("partly" if (r.efficiency or 0) >= 0.85 else "fails"), evidence
+    return ("holds" if (r.efficiency or 0) >= 0.85 and not r.flags else "fails"), evidence
+
+
+def pubsub_blocks(run: Run, experiment_id: str) -> tuple[str, str]:
+    exp = get_experiment(run, experiment_id)
+    m = exp.measured
+    ratio = m["blocking_total_s"] / m["async_total_s"]
+    canary = m["blocking_healthz_ms"] / max(m["async_healthz_ms"], 0.1)
+    evidence = (f"{exp.target}: {exp.description}: blocking total {_s(m['blocking_total_s'])} vs "
+                f"async {_s(m['async_total_s'])} ({ratio:.1f}x); /healthz meanwhile "
+                f"{m['blocking_healthz_ms']:.0f} ms vs {m['async_healthz_ms']:.0f} ms")
+    return ("holds" if ratio >= 1.8 and canary >= 5 else "partly" if ratio >= 1.8 or canary >= 5
+            else "fails"), evidence
+
+
+RULES: dict[str, Callable[..., tuple[str, str]]] = {
+    "fifth_request_waits": fifth_request_waits,
+    "burst_concurrent": burst_concurrent,
+    "workers_needed": workers_needed,
+    "handles_load": handles_load,
+    "approx_mb": approx_mb,
+    "approx_seconds": approx_seconds,
+    "more_memory": more_memory,
+    "blocks_everything": blocks_everything,
+    "workers_fix": workers_fix,
+    "threads_vs_processes": threads_vs_processes,
+    "goroutines": goroutines,
+    "pubsub_blocks": pubsub_blocks,
+}

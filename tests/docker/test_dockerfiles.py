@@ -1,0 +1,147 @@
+"""Every Dockerfile, checked statically: hadolint-clean, pinned bases, non-root, and its CMD equal to
+the command the harness runs (first target of its manifest, the upstream's argv in bench/infra.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench import compose, infra, manifest
+from bench.manifest import REPO_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+DOCKERFILES = sorted(REPO_ROOT.glob("*/Dockerfile"))
+FIRST_TARGET: dict[str, manifest.Target] = {}  # framework folder → its manifest's first target
+for _target in manifest.load_targets().values():
+    FIRST_TARGET.setdefault(_target.manifest.parent.name, _target)
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, comments dropped and continuation lines joined."""
+    text = re.sub(r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines()
+                                          if not line.lstrip().startswith("#")))
+    pairs = []
+    for line in text.splitlines():
+        if line.strip():
+            word, _, args = line.strip().partition(" ")
+            pairs.append((word.upper(), args.strip()))
+    return pairs
+
+
+def cmd(path: Path) -> list[str]:
+    cmds = [args for word, args in instructions(path) if word == "CMD"]
+    return json.loads(cmds[-1])  # exec form, or json.loads fails (a shell-form CMD is a finding)
+
+
+def ids(path: Path) -> str:
+    return path.parent.name
+
+
+def test_every_image_has_a_dockerfile():
+    assert {p.parent.name for p in DOCKERFILES} == {*FIRST_TARGET, "upstream", "locust"}
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=ids)
+def test_hadolint_clean(path):
+    done = subprocess.run([str(VENV_BIN / "hadolint"), "--config", str(REPO_ROOT / ".hadolint.yaml"),
+                           "--no-color", str(path)], capture_output=True, text=True, check=False,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_ignores_carry_a_reason():
+    lines = (REPO_ROOT / ".hadolint.yaml").read_text().splitlines()
+    ignored = yaml.safe_load("\n".join(lines)).get("ignored") or []
+    for rule in ignored:
+        line = next(line for line in lines if re.search(rf"-\s*{rule}\b", line))
+        assert "#" in line and line.split("#", 1)[1].strip(), f"ignored {rule} without a reason"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=ids)
+def test_base_images_are_pinned(path):
+    stages: set[str] = set()
+    for word, args in instructions(path):
+        if word != "FROM":
+            continue
+        parts = args.split()
+        image = next(p for p in parts if not p.startswith("--"))
+        if len(parts) >= 3 and parts[-2].upper() == "AS":
+            stages.add(parts[-1].lower())
+        if image.lower() in stages:
+            continue
+        tag = image.split("@")[0].rpartition(":")[2] if ":" in image else ""
+        assert re.match(r"\d+\.\d+", tag) and "latest" not in tag, f"{path}: unpinned base {image}"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=ids)
+def test_runs_as_non_root(path):
+    users = [args for word, args in instructions(path) if word == "USER"]
+    assert users, f"{path} has no USER"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=ids)
+def test_pip_installs_are_pinned_and_cacheless(path):
+    for word, args in instructions(path):
+        if word == "RUN" and "pip install" in args:
+            assert "-c constraints.txt" in args and "--no-cache-dir" in args, args
+            assert not re.search(r"\[dev\]|requirements-dev|pytest|ruff", args), "dev deps in image"
+
+
+@pytest.mark.parametrize("folder", sorted(FIRST_TARGET))
+def test_cmd_is_the_first_targets_command(folder):
+    first = FIRST_TARGET[folder]
+    path = REPO_ROOT / folder / "Dockerfile"
+    assert cmd(path) == list(first.resolve(host="0.0.0.0").argv), (
+        f"{path}'s CMD must be {first.name}'s command from targets.toml (host 0.0.0.0)")
+    exposed = {int(p.split("/")[0]) for word, args in instructions(path) if word == "EXPOSE"
+               for p in args.split()}
+    ports = {t.port for t in manifest.load_targets().values() if t.manifest.parent.name == folder}
+    assert ports <= exposed
+
+
+def test_upstream_cmd_is_the_harness_argv(monkeypatch, tmp_path):
+    """bench/infra.py builds the upstream's argv inline: capture it by stubbing spawn."""
+    captured: list[list[str]] = []
+
+    def fake_spawn(name, argv, **kwargs):
+        captured.append(list(argv))
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(infra, "spawn", fake_spawn)
+    monkeypatch.setattr(infra, "free_port", lambda *a: compose.UPSTREAM_PORT)
+    with pytest.raises(RuntimeError, match="captured"), infra.upstream(tmp_path):
+        pass
+    harness = [Path(captured[0][0]).name, *captured[0][1:]]
+    harness[harness.index("--host") + 1] = "0.0.0.0"
+    assert cmd(REPO_ROOT / "upstream" / "Dockerfile") == harness
+
+
+def test_locust_image_pins_as_the_project_does():
+    deps = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = dict(d.split("==") for d in deps if "==" in d)
+    runs = " ".join(args for word, args in instructions(REPO_ROOT / "locust" / "Dockerfile") if word == "RUN")
+    installed = dict(re.findall(r"(?<!\S)([A-Za-z0-9_.-]+)==(\S+)", runs))
+    assert "locust" in installed
+    assert all(pins.get(name) == version for name, version in installed.items()), (installed, pins)
+    assert cmd(REPO_ROOT / "locust" / "Dockerfile") == compose.locust_command("--master")
+
+
+def test_dockerignore_lets_every_copy_source_in():
+    lines = [line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines[0] == "*", ".dockerignore should be an allow-list"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    for path in DOCKERFILES:
+        for word, args in instructions(path):
+            if word == "COPY" and "--from" not in args:
+                for source in args.split()[:-1]:
+                    assert source.split("/")[0] in allowed, f"{path}: {source} is ignored"

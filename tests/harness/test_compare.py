@@ -1,0 +1,114 @@
+"""`bench compare`: the plan of cells, short real runs per scenario, and Ctrl-C mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench import manifest
+from bench.compare import CALIBRATION, CLAIM_CPU_N, CompareOptions, plan, run_compare
+from bench.results import Run
+
+TARGETS = manifest.load_targets()
+
+
+def opts(*names: str, **kw) -> CompareOptions:
+    return CompareOptions(targets=[TARGETS[n] for n in names], users=kw.pop("users", [100]), **kw)
+
+
+def test_plan_adds_calibration_sweep_and_cpu_cells_for_the_claims():
+    cells = list(plan(opts("flask-sync", "fastapi-async", "fastapi-threadpool", quick=True)))
+    names = [c.name for c in cells]
+    assert names[0] == CALIBRATION and cells[0].scenario == "calibration"
+    assert names[1:4] == ["flask-sync", "fastapi-async", "fastapi-threadpool"]
+    assert all(c.levels == [1, 100] for c in cells[:4])
+    assert all(c.experiments for c in cells[1:4])
+    assert "flask-sync-workers16" in names  # quick: the claim's own worker count
+    cpu = next(c for c in cells if c.scenario == "cpu")
+    assert cpu.name == "fastapi-threadpool-cpu" and cpu.cpu_n == CLAIM_CPU_N and cpu.levels[0] == 1
+    full = [c.name for c in plan(opts("flask-sync"))]
+    assert [n for n in full if "workers" in n] == ["flask-sync-workers8", "flask-sync-workers16",
+                                                   "flask-sync-workers32"]
+
+
+def test_plan_without_claims_or_with_a_user_sweep_is_just_the_matrix():
+    bare = list(plan(opts("flask-sync", "fastapi-threadpool", calibration=False, claims=False)))
+    assert [c.name for c in bare] == ["flask-sync", "fastapi-threadpool"]
+    assert not any(c.experiments for c in bare)
+    swept = list(plan(opts("flask-sync", calibration=False, sweep={"workers": [2, 8]})))
+    assert [c.name for c in swept] == ["flask-sync-workers2", "flask-sync-workers8"]
+    stream = list(plan(opts("fastapi-threadpool", calibration=False, scenario="stream")))
+    assert [(c.name, c.scenario) for c in stream] == [("fastapi-threadpool-stream", "stream")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["stream", "cpu"])
+def test_short_real_run_per_scenario(scenario, lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", lab.database_url)  # reuse the session's infra
+    monkeypatch.setenv("UPSTREAM_URL", lab.upstream_url)
+    run_dir = run_compare(opts("fastapi-async", users=[4], duration_s=4, scenario=scenario,
+                               llm_ms=200, calibration=False, results_dir=tmp_path),
+                          run_id="t")
+    run = Run.load(run_dir)
+    assert [(r.target, r.scenario, r.users) for r in run.results] == [
+        ("fastapi-async", scenario, 1), ("fastapi-async", scenario, 4)]
+    for r in run.results:
+        assert r.requests > 0 and r.failures == 0, r.failure_samples
+        assert r.memory_mb.peak_pss and r.memory_mb.idle_pss and r.cpu_pct.locust is not None
+    assert (run_dir / "raw" / f"fastapi-async-{scenario}_u4_stats.csv").exists()
+    assert (tmp_path / "latest").resolve() == run_dir.resolve()
+
+
+@pytest.mark.slow
+def test_calibration_row_reaches_littles_law(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", lab.database_url)
+    monkeypatch.setenv("UPSTREAM_URL", lab.upstream_url)
+    run = Run.load(run_compare(opts(users=[20], duration_s=5, llm_ms=200, results_dir=tmp_path),
+                               run_id="c"))
+    one, twenty = run.results
+    assert (one.target, one.scenario, twenty.users) == (CALIBRATION, "calibration", 20)
+    assert 240 <= one.latency_ms.p50 <= 400  # db_ms 50 + llm_ms 200 of upstream latency
+    # Little's law with a wide margin: this test checks the arithmetic, not the machine.
+    assert twenty.efficiency > 0.7 and twenty.failures == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_run_keeps_results_and_leaves_no_process(lab, tmp_path):
+    env = {**os.environ, "DATABASE_URL": lab.database_url, "UPSTREAM_URL": lab.upstream_url}
+    bench = Path(sys.executable).parent / "bench"
+    proc = subprocess.Popen(
+        [str(bench), "compare", "--targets", "flask-sync,fastapi-async", "--users", "2",
+         "--duration", "4", "--no-claims", "--no-calibration", "--results-dir", str(tmp_path)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    results = None
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:  # wait for the first target's results, then interrupt
+            found = list(tmp_path.glob("*/results.json"))
+            if found and '"fastapi-async"' not in found[0].read_text() and len(
+                    Run.load(found[0].parent).results) >= 2:
+                results = found[0]
+                break
+            time.sleep(0.5)
+        assert results, "no results written in time"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "a target or Locust should be running"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out.decode()[-2000:]
+    assert "interrupted" in out.decode()
+    run = Run.load(results.parent)
+    assert [r.target for r in run.results][:2] == ["flask-sync", "flask-sync"]
+    assert (results.parent / "report.md").exists()
+    time.sleep(1)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
