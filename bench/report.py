@@ -1,16 +1,55 @@
-"""Render a run's results.json into report.md and the console table. Never runs load."""
+"""Render a run's results.json into report.md, report.html and the console table. Never runs load.
+
+Both files are rendered from the same `Table`s built here, so they always show the same numbers;
+the HTML adds the charts of bench/charts.py as inline SVG.
+"""
 
 from __future__ import annotations
 
+import logging
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from rich.console import Console
-from rich.table import Table
+from rich.table import Table as RichTable
 
-from bench.results import Result, Run
+from bench import charts
+from bench.metrics import FAILURE_LIMIT, LOCUST_CPU_LIMIT, MACHINE_CPU_LIMIT, PROCESS_CPU_LIMIT
+from bench.results import ProcessMemory, Result, Run
 
 TEMPLATES = Path(__file__).parent / "templates"
+CALIBRATION = "calibration"
+MAX_WORKER_ROWS = 8  # per-process table: more workers than this become one averaged row
+SCENARIO_ORDER = ["recommendation", "stream", "cpu"]
+SCENARIO_TITLES = {
+    "recommendation": "GET /recommendation: DB query + external call",
+    "stream": "GET /stream: server-sent events held open for the whole completion (rps = streams/s)",
+    "cpu": "GET /cpu: pure CPU in the language itself",
+}
+PSS_NOTE = ("Memory is PSS: RSS double-counts the pages that forked workers share (interpreter, "
+            "imported modules), so summing RSS over a gunicorn tree overstates it; PSS splits each "
+            "shared page between the processes that map it.")
+CEILING_NOTE = ("Ceiling = min(users, capacity) / L1 (or db_pool / db_ms where lower), with L1 the "
+                "target's own 1-user median; efficiency = rps / ceiling.")
+CALIBRATION_NOTE = ("Locust straight at the mock upstream, no framework in between, with the same "
+                    "total latency: the load generator's own ceiling on this machine. Framework rows "
+                    "near this rate may be limited by Locust, not by the framework.")
+FLAG_MEANINGS = {
+    "machine-cpu-bound": f"the machine was ≥ {MACHINE_CPU_LIMIT:.0f} % busy: Locust and the target "
+                         "competed for the cores",
+    "locust-bound": f"Locust used ≥ {LOCUST_CPU_LIMIT:.0f} % of a core: the load generator may be the "
+                    "limit",
+    "target-process-cpu-bound": f"one target process used ≥ {PROCESS_CPU_LIMIT:.0f} % of a core: the "
+                                "model is CPU-bound here, not waiting on I/O",
+    "failures": f"more than {100 * FAILURE_LIMIT:.0f} % of requests failed (errors never count as "
+                "throughput)",
+    "no requests completed": "not a single request succeeded",
+}
+
+log = logging.getLogger(__name__)
 
 
 def fmt(value: float | None, digits: int = 0) -> str:
@@ -21,33 +60,375 @@ def pct(part: int, whole: int) -> str:
     return "—" if not whole else f"{100 * part / whole:.1f}%"
 
 
-def _env() -> Environment:
+@dataclass(frozen=True)
+class Column:
+    name: str
+    numeric: bool = False  # right-aligned
+    strong: bool = False
+    css: str = ""  # extra class of its HTML cells
+
+
+FLAGS_COLUMN = Column("flags", css="flags")
+
+
+@dataclass
+class TableRow:
+    cells: list[str]
+    marks: tuple[str, ...] = ()  # CSS classes in HTML: anti-pattern, flagged, verdict-holds, ...
+
+
+@dataclass
+class Table:
+    kind: str  # CSS class in HTML, e.g. "throughput"
+    columns: list[Column]
+    rows: list[TableRow] = field(default_factory=list)
+
+    def add(self, *cells: object, marks: tuple[str, ...] = ()) -> None:
+        self.rows.append(TableRow([str(c) for c in cells], marks))
+
+
+@dataclass(frozen=True)
+class Row:
+    """A result with its row label: the target plus the params that differ between its runs."""
+    label: str
+    result: Result
+
+    @property
+    def marks(self) -> tuple[str, ...]:
+        return (("anti-pattern",) if self.result.anti_pattern else ()) + (
+            ("flagged",) if self.result.flags else ())
+
+    @property
+    def name(self) -> str:
+        return self.label + (" ⚠" if self.result.anti_pattern else "")
+
+
+@dataclass
+class Chart:
+    key: str
+    title: str
+    caption: str
+    svg: str | None = None
+    missing: str | None = None  # why the chart is not drawn ("not in this run")
+    error: str | None = None
+
+
+def is_calibration(r: Result) -> bool:
+    return r.target == CALIBRATION or r.scenario == CALIBRATION
+
+
+def params_text(params: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items())) or "—"
+
+
+def varying_params(results: list[Result]) -> dict[str, list[str]]:
+    """target → the params whose values differ between its results (a missing one counts too)."""
+    names: dict[str, set[str]] = defaultdict(set)
+    for r in results:
+        names[r.target].update(r.params)
+    return {target: sorted(k for k in keys if len({r.params.get(k) for r in results
+                                                   if r.target == target}) > 1)
+            for target, keys in names.items()}
+
+
+def rows(run: Run) -> list[Row]:
+    """Every result with its label, e.g. `flask-sync workers=16` when a run swept workers."""
+    varying = varying_params(run.results)
+    out = [Row("calibration: Locust → mock upstream", r) if is_calibration(r) else
+           Row(" ".join([r.target, *(f"{k}={r.params.get(k, '—')}" for k in varying.get(r.target, []))]), r)
+           for r in run.results]
+    # Keep a target's rows together (a sweep may be appended later), in the order measured.
+    first_target = {row.result.target: i for i, row in reversed(list(enumerate(out)))}
+    first_label = {row.label: i for i, row in reversed(list(enumerate(out)))}
+    return sorted(out, key=lambda row: (first_target[row.result.target], first_label[row.label],
+                                        row.result.users))
+
+
+def by_scenario(all_rows: list[Row]) -> dict[str, list[Row]]:
+    """Framework rows grouped by scenario, recommendation first; calibration rows left out."""
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for row in all_rows:
+        if not is_calibration(row.result):
+            groups[row.result.scenario].append(row)
+    order = [s for s in SCENARIO_ORDER if s in groups] + sorted(set(groups) - set(SCENARIO_ORDER))
+    return {s: groups[s] for s in order}
+
+
+def highest_level(group: list[Row]) -> list[Row]:
+    """Per label, the row at its highest users level (where memory and latency differ most)."""
+    top: dict[str, Row] = {}
+    for row in group:
+        if row.label not in top or row.result.users > top[row.label].result.users:
+            top[row.label] = row
+    return list(top.values())
+
+
+def throughput_table(group: list[Row]) -> Table:
+    t = Table("throughput", [Column("target"), *(Column(n, numeric=True) for n in (
+        "users", "rps", "p50 ms", "p95 ms", "p99 ms", "failures", "ceiling rps", "efficiency",
+        "canary p95 ms")), FLAGS_COLUMN])
+    for row in group:
+        r = row.result
+        t.add(row.name, r.users, f"{r.rps:.1f}", fmt(r.latency_ms.p50), fmt(r.latency_ms.p95),
+              fmt(r.latency_ms.p99), pct(r.failures, r.requests), fmt(r.ceiling_rps, 1),
+              fmt(r.efficiency, 2), r.canary_text(), "; ".join(r.flags) or "—", marks=row.marks)
+    return t
+
+
+def calibration_table(group: list[Row]) -> Table:
+    t = Table("throughput calibration", [Column("load generator"), *(Column(n, numeric=True) for n in (
+        "users", "rps", "p50 ms", "p95 ms", "p99 ms", "failures", "ceiling rps", "efficiency",
+        "CPU Locust %", "CPU machine %")), FLAGS_COLUMN])
+    for row in group:
+        r = row.result
+        t.add(row.label, r.users, f"{r.rps:.1f}", fmt(r.latency_ms.p50), fmt(r.latency_ms.p95),
+              fmt(r.latency_ms.p99), pct(r.failures, r.requests), fmt(r.ceiling_rps, 1),
+              fmt(r.efficiency, 2), fmt(r.cpu_pct.locust), fmt(r.cpu_pct.machine),
+              "; ".join(r.flags) or "—", marks=row.marks)
+    return t
+
+
+def resources_table(group: list[Row]) -> Table:
+    t = Table("resources", [Column("target"), *(Column(n, numeric=True) for n in (
+        "users", "idle PSS MB", "peak PSS MB", "peak RSS MB", "peak USS MB", "processes",
+        "MB per request in flight", "CPU target %", "CPU Locust %", "CPU machine %",
+        "CPU ms / request"))])
+    for row in group:
+        r, m = row.result, row.result.memory_mb
+        t.add(row.name, r.users, fmt(m.idle_pss, 1), fmt(m.peak_pss, 1), fmt(m.peak_rss, 1),
+              fmt(m.peak_uss, 1), r.processes, fmt(r.mb_per_request_in_flight(), 2),
+              fmt(r.cpu_pct.target), fmt(r.cpu_pct.locust), fmt(r.cpu_pct.machine),
+              fmt(r.cpu_ms_per_request, 2), marks=row.marks)
+    return t
+
+
+def per_process_table(groups: dict[str, list[Row]]) -> Table:
+    t = Table("per-process", [Column("target"), Column("users", numeric=True), Column("process"),
+                              *(Column(n, numeric=True) for n in (
+                                  "pid", "peak PSS MB", "peak RSS MB", "peak USS MB", "CPU %"))])
+    for scenario, group in groups.items():
+        for row in highest_level(group):
+            r = row.result
+            name = row.name + ("" if scenario == "recommendation" else f" ({scenario})")
+            for role, pid, procs in _process_rows(r.per_process):
+                t.add(name, r.users, role, pid, *(fmt(statistics.mean(getattr(p, key) for p in procs), 1)
+                                                  for key in ("peak_pss", "peak_rss", "peak_uss")),
+                      fmt(statistics.mean(p.cpu_pct for p in procs)), marks=row.marks)
+    return t
+
+
+def _process_rows(procs: list[ProcessMemory]) -> list[tuple[str, str, list[ProcessMemory]]]:
+    """(role, pid, processes) per table row: each process, or one averaged row for many workers."""
+    # The tree's root is gunicorn's master / uvicorn's supervisor when it has workers.
+    named = [("master" if p.role == "main" and len(procs) > 1 else p.role, p) for p in procs]
+    workers = [p for role, p in named if role == "worker"]
+    if len(workers) <= MAX_WORKER_ROWS:
+        return [(role, str(p.pid), [p]) for role, p in named]
+    return [*((role, str(p.pid), [p]) for role, p in named if role != "worker"),
+            (f"{len(workers)} workers, mean of each", "—", workers)]
+
+
+def targets_table(all_rows: list[Row]) -> Table:
+    t = Table("targets", [Column("target"), Column("framework"), Column("concurrency model"),
+                          Column("params"), Column("capacity", numeric=True),
+                          Column("DB pool", numeric=True)])
+    seen = set()
+    for row in all_rows:
+        r = row.result
+        if is_calibration(r) or row.label in seen:
+            continue
+        seen.add(row.label)
+        t.add(row.name, r.framework, r.model, params_text(r.params),
+              "∞" if r.capacity is None else r.capacity, fmt(r.db_pool), marks=row.marks)
+    return t
+
+
+def claims_table(run: Run) -> Table:
+    t = Table("claims", [Column("claim"), Column("source"), Column("how checked"),
+                         Column("verdict", strong=True), Column("evidence")])
+    for c in run.claims:
+        t.add(c.text, c.source, c.check or "—", c.verdict.replace("_", " "), c.evidence,
+              marks=(f"verdict-{c.verdict}",))
+    return t
+
+
+def measured_text(measured: dict) -> str:
+    """Compact `key=value` pairs; long lists become their count, min, median and max."""
+    parts = []
+    for key, value in measured.items():
+        if isinstance(value, list):
+            nums = [v for v in value if v is not None]
+            if len(value) <= 4:
+                text = "[" + ", ".join(_num(v) for v in value) + "]"
+            elif nums:
+                text = (f"[{len(value)} values: min {_num(min(nums))}, median "
+                        f"{_num(statistics.median(nums))}, max {_num(max(nums))}]")
+            else:
+                text = f"[{len(value)} values]"
+        else:
+            text = _num(value)
+        parts.append(f"{key}={text}")
+    return "; ".join(parts) or "—"
+
+
+def _num(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int) or abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def experiments_table(run: Run) -> Table:
+    t = Table("experiments", [Column("id"), Column("target"), Column("description"), Column("measured")])
+    for e in run.experiments:
+        target = e.target + (f" {params_text(e.params)}" if e.params else "")
+        measured = "; ".join(filter(None, [measured_text(e.measured) if e.measured else "",
+                                           f"error: {e.error}" if e.error else ""])) or "—"
+        t.add(e.id, target, e.description, measured, marks=("flagged",) if e.error else ())
+    return t
+
+
+def flag_legend(run: Run) -> list[tuple[str, str, int]]:
+    """(flag, meaning, how many rows carry it) for every kind of flag."""
+    counts = {name: sum(any(f.startswith(name) for f in r.flags) for r in run.results)
+              for name in FLAG_MEANINGS}
+    return [(name, meaning, counts[name]) for name, meaning in FLAG_MEANINGS.items()]
+
+
+def sweeps(group: list[Row]) -> dict[str, dict[str, list[tuple[int, Result]]]]:
+    """param → line (target + other varying params) → (value, result) at the target's top level.
+
+    A sweep is one target measured with several values of one param at the same users level.
+    """
+    out: dict[str, dict[str, list[tuple[int, Result]]]] = defaultdict(lambda: defaultdict(list))
+    by_target: dict[str, list[Result]] = defaultdict(list)
+    for row in group:
+        by_target[row.result.target].append(row.result)
+    for target, results in by_target.items():
+        top = max(r.users for r in results)
+        at_top = [r for r in results if r.users == top]
+        keys = {k for r in at_top for k in r.params}
+        varying = sorted(k for k in keys if len({r.params.get(k) for r in at_top}) > 1)
+        for key in varying:
+            for r in at_top:
+                if key in r.params:
+                    others = [f"{k}={r.params.get(k)}" for k in varying if k != key]
+                    out[key][" ".join([f"{target} @ {top} users", *others])].append((r.params[key], r))
+    return {k: {line: pts for line, pts in lines.items() if len(pts) > 1} for k, lines in out.items()
+            if any(len(pts) > 1 for pts in lines.values())}
+
+
+def build_charts(groups: dict[str, list[Row]], colors: dict[str, str]) -> list[Chart]:
+    scenario = next(iter(groups), "recommendation")  # the charts show one scenario: the first
+    group = groups.get(scenario, [])
+    top = highest_level(group)
+    levels = sorted({row.result.users for row in top})
+    at = f"{levels[0]} users" if len(levels) == 1 else "each target's highest users level"
+    lines: dict[str, list[Result]] = defaultdict(list)
+    for row in group:
+        lines[row.label].append(row.result)
+    lines = {name: sorted(rs, key=lambda r: r.users) for name, rs in lines.items()}
+    pairs = [(row.label, row.result) for row in top]
+    out = [
+        _chart("throughput", f"Throughput vs users ({scenario} scenario)",
+               "Requests per second at each users level; log axes. A model that queues flattens early.",
+               group, lambda: charts.throughput_vs_users(lines, colors)),
+        _chart("memory", f"Memory per target at {at}",
+               "Peak PSS (solid) vs peak RSS (pale) of the whole process tree. " + PSS_NOTE,
+               top, lambda: charts.memory_bars(pairs, colors)),
+        _chart("latency", f"Latency percentiles at {at}",
+               "p50, p95, p99 in ms (log axis).", top, lambda: charts.latency_bars(pairs, colors)),
+    ]
+    swept = sweeps(group)
+    if not swept:
+        out.append(Chart("sweep", "Parameter sweep", "", missing=(
+            "Not in this run: no target was measured with several values of one parameter "
+            "(e.g. bench compare --targets flask-sync --set workers=4,8,16,32).")))
+    for param, param_lines in swept.items():
+        out.append(_chart(f"sweep-{param}", f"Sweep of {param}",
+                          f"Requests per second and peak PSS against {param}, at the same users level.",
+                          group, lambda p=param, pl=param_lines: charts.sweep(p, pl, colors)))
+    return out
+
+
+def _chart(key: str, title: str, caption: str, data: list, draw) -> Chart:
+    chart = Chart(key, title, caption)
+    if not data:
+        chart.missing = "Not in this run: no results to draw."
+        return chart
+    try:
+        chart.svg = draw()
+    except Exception as exc:  # a broken chart must not cost the report (results.json is what matters)
+        log.exception("chart %s failed", key)
+        chart.error = f"{type(exc).__name__}: {exc}"
+    return chart
+
+
+def context(run: Run) -> dict:
+    """Everything both templates show."""
+    all_rows = rows(run)
+    groups = by_scenario(all_rows)
+    calibration = [row for row in all_rows if is_calibration(row.result)]
+    return {
+        "run": run,
+        "notes": {"pss": PSS_NOTE, "ceiling": CEILING_NOTE, "calibration": CALIBRATION_NOTE},
+        "scenario_titles": SCENARIO_TITLES,
+        "targets": targets_table(all_rows),
+        "throughput": {s: throughput_table(g) for s, g in groups.items()},
+        "calibration": calibration_table(calibration) if calibration else None,
+        "resources": {s: resources_table(g) for s, g in groups.items()},
+        "per_process": per_process_table(groups),
+        "flags": flag_legend(run),
+        "experiments": experiments_table(run) if run.experiments else None,
+        "claims": claims_table(run) if run.claims else None,
+        "failing": [row for row in all_rows if row.result.failure_samples],
+        "groups": groups,
+    }
+
+
+def md_cell(text: str) -> str:
+    """A table cell's text that cannot break a markdown table."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _env(html: bool) -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
-                      trim_blocks=False, lstrip_blocks=False, autoescape=False)
-    env.globals.update(fmt=fmt, pct=pct, mb_per_inflight=Result.mb_per_request_in_flight)
+                      autoescape=select_autoescape(["html.j2"]) if html else False,
+                      keep_trailing_newline=True)
+    env.filters["md"] = md_cell
     return env
 
 
 def render_markdown(run: Run) -> str:
-    return _env().get_template("report.md.j2").render(run=run)
+    return _env(html=False).get_template("report.md.j2").render(**context(run))
+
+
+def render_html(run: Run) -> str:
+    ctx = context(run)
+    colors = charts.palette([row.result.target for group in ctx["groups"].values() for row in group])
+    ctx["charts"] = build_charts(ctx["groups"], colors)
+    return _env(html=True).get_template("report.html.j2").render(**ctx)
 
 
 def write_reports(run_dir: Path) -> Run:
+    """(Re)write report.md and report.html from results.json; never runs load."""
     run = Run.load(run_dir)
     (run_dir / "report.md").write_text(render_markdown(run))
+    (run_dir / "report.html").write_text(render_html(run))
     return run
 
 
-def console_table(run: Run) -> Table:
-    table = Table(expand=False, title=f"Concurrency Lab {run.run_id}: {run.scenario.name}, "
-                        f"db_ms={run.scenario.db_ms} llm_ms={run.scenario.llm_ms}")
+def console_table(run: Run) -> RichTable:
+    table = RichTable(expand=False, title=f"Concurrency Lab {run.run_id}: {run.scenario.name}, "
+                      f"db_ms={run.scenario.db_ms} llm_ms={run.scenario.llm_ms}")
     for col in ("target", "users", "rps", "p50 ms", "p95 ms", "fail", "ceiling", "eff.",
                 "canary p95 ms", "PSS idle→peak MB", "RSS peak MB", "CPU %", "flags"):
         table.add_column(col, justify="left" if col in ("target", "flags") else "right",
                          no_wrap=col != "flags")
-    for r in run.results:
-        name = r.target + ("".join(f" {k}={v}" for k, v in r.params.items()
-                                   if k == "workers") if r.params else "")
+    for row in rows(run):
+        r = row.result
+        name = row.label + ("" if r.scenario in ("recommendation", CALIBRATION) else f" [{r.scenario}]")
         table.add_row(
             name + (" ⚠" if r.anti_pattern else ""), str(r.users), f"{r.rps:.1f}",
             fmt(r.latency_ms.p50), fmt(r.latency_ms.p95), pct(r.failures, r.requests),

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from fastapi_app import seed002
+from fastapi_app import pubsub, seed002
 from fastapi_app.common import (
     DB_DOWN,
     READY_SQL,
@@ -53,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
 
 app = make_app(lifespan)
 app.include_router(seed002.router)
+app.include_router(pubsub.router)  # seed 003; its lifespan opens the Redis clients
 
 
 async def load_user(engine: AsyncEngine, user_id: int, db_ms: int) -> User:

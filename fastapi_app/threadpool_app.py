@@ -10,11 +10,12 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from fastapi_app import seed002, sync_core
+from fastapi_app import pubsub, seed002, sync_core
 from fastapi_app.common import cpu_sum, make_app, parse_n, parse_query
 
 app = make_app(sync_core.lifespan)
 app.include_router(seed002.router)
+app.include_router(pubsub.router)  # seed 003; its lifespan opens the Redis clients
 
 
 @app.get("/recommendation/{user_id}")

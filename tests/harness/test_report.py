@@ -1,23 +1,164 @@
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
-from bench.report import console_table, render_markdown, write_reports
-from bench.results import Run
+import pytest
+from typer.testing import CliRunner
+
+from bench.report import console_table, render_html, render_markdown, write_reports
+from bench.results import Claim, Experiment, Latency, Memory, Run
 
 DATA = Path(__file__).parent / "data"
+RECORDED = ["results_recorded.json", "results_quick_all.json"]
 
 
-def test_report_renders_recorded_run(tmp_path):
-    shutil.copy(DATA / "results_recorded.json", tmp_path / "results.json")
+def constructed_run() -> Run:
+    """The recorded 9-target run plus CONSTRUCTED rows (made-up numbers, not measurements).
+
+    Adds what that run lacks: a flask-sync workers sweep, a stream-scenario row, a calibration
+    row, experiments and claims, so every part of the report has something to render.
+    """
+    run = Run.model_validate_json((DATA / "results_quick_all.json").read_text())
+    base = next(r for r in run.results if r.target == "flask-sync" and r.users == 100)
+    master, worker = base.per_process[:2]
+    for workers in (8, 16, 32):
+        run.results.append(base.model_copy(deep=True, update={
+            "params": {**base.params, "workers": workers}, "capacity": workers,
+            "rps": round(1.8 * workers, 1), "processes": workers + 1,
+            "per_process": [master, *(worker.model_copy(update={"pid": worker.pid + i})
+                                      for i in range(workers))],
+            "memory_mb": Memory(idle_pss=13 + 57 * workers, peak_pss=13 + 67 * workers,
+                                peak_rss=24 + 86 * workers, peak_uss=11 + 63 * workers),
+            "flags": ["machine-cpu-bound (95% of all cores)"] if workers == 32 else []}))
+    fastapi = next(r for r in run.results if r.target == "fastapi-async" and r.users == 100)
+    run.results.append(fastapi.model_copy(deep=True, update={"scenario": "stream", "rps": 160.0}))
+    run.results.append(fastapi.model_copy(deep=True, update={
+        "target": "calibration", "scenario": "calibration", "framework": "locust",
+        "model": "Locust straight at the mock upstream", "params": {}, "rps": 178.0,
+        "memory_mb": Memory(), "processes": 0, "per_process": []}))
+    run.experiments = [
+        Experiment(id="ten-concurrent", target="flask-sync", params={"workers": 4},
+                   description="10 concurrent 400 ms requests",
+                   measured={"rounds": 3, "wall_s": 1.234, "latencies_s": [0.4] * 4 + [0.8] * 4 + [1.2] * 2}),
+        Experiment(id="broken", target="fastapi-async", description="an experiment that failed",
+                   error="target died"),
+    ]
+    run.claims = [
+        Claim(id="sync-queues", source="000_example.txt", text="sync workers queue the 5th request",
+              check="5 concurrent requests on 4 workers", verdict="holds", evidence="2 rounds | 1.1 s"),
+        Claim(id="thirty-mb", source="001_example.txt", text="~30 MB per worker",
+              verdict="fails", evidence="67 MB PSS per worker"),
+    ]
+    return run
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_report_renders_recorded_run(tmp_path, name):
+    shutil.copy(DATA / name, tmp_path / "results.json")
     run = write_reports(tmp_path)
     text = (tmp_path / "report.md").read_text()
     assert "| flask-sync" in text and "| fastapi-async" in text
-    assert "PSS" in text and "efficiency" in text
-    # every result row appears in both tables
-    assert text.count("| flask-sync") == 2 * sum(r.target == "flask-sync" for r in run.results)
+    assert "PSS" in text and "efficiency" in text and "double-counts" in text
+    throughput = section(text, "## Throughput and latency")
+    resources = section(text, "## Resources").split("### Per process")[0]
+    # every result row appears once in the throughput table and once in the resources table
+    for table in (throughput, resources):
+        assert table.count("\n| flask-sync") == sum(r.target == "flask-sync" for r in run.results)
+        assert len(table_rows(table)) == len(run.results)
+    assert "### Per process" in text and "| master |" in text and "| worker |" in text
+    assert "## Claims" not in text and "## Experiments" not in text
     assert console_table(run).row_count == len(run.results)
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def test_anti_pattern_and_flags_are_marked():
+    text = render_markdown(Run.model_validate_json((DATA / "results_quick_all.json").read_text()))
+    assert "| fastapi-blocking ⚠ |" in text
+    assert "target-process-cpu-bound (94% of a core)" in section(text, "## Throughput and latency")
+    assert re.search(r"`target-process-cpu-bound`: .* \*\*1\*\* row in this run", text)
+
+
+def test_constructed_run_renders_every_section():
+    run = constructed_run()
+    text = render_markdown(run)
+    for workers in (4, 8, 16, 32):
+        assert f"| flask-sync workers={workers} |" in section(text, "## Throughput and latency")
+    per_process = section(text, "### Per process")
+    assert per_process.count("| flask-sync workers=8 | 100 | worker |") == 8
+    assert "| flask-sync workers=16 | 100 | 16 workers, mean of each | — | 67.1 | 85.8 | 63.1 | 1 |" \
+        in per_process
+    assert "### GET /stream" in text and "| fastapi-async |" in section(text, "### GET /stream")
+    calibration = section(text, "## Load-generator calibration")
+    assert "load generator" in calibration and "| calibration: Locust → mock upstream |" in calibration
+    for elsewhere in ("## Targets", "## Resources"):
+        assert "calibration" not in section(text, elsewhere)
+    claims = section(text, "## Claims from the seeds")
+    assert "| sync workers queue the 5th request | 000_example.txt | 5 concurrent requests on 4 workers |" \
+           " **holds** | 2 rounds \\| 1.1 s |" in claims  # a pipe in a cell must not split it
+    assert "**fails**" in claims
+    experiments = section(text, "## Experiments")
+    assert "| ten-concurrent | flask-sync workers=4 |" in experiments
+    assert "latencies_s=[10 values: min 0.4, median 0.8, max 1.2]" in experiments
+    assert "error: target died" in experiments
+    assert len(table_rows(section(text, "## Throughput and latency"))) + len(table_rows(calibration)) \
+        == len(run.results)
+
+
+def test_recorded_run_with_claims_experiments_and_a_sweep():
+    """A real short run (results_experiments.json): calibration, a workers sweep, a cpu scenario."""
+    run = Run.model_validate_json((DATA / "results_experiments.json").read_text())
+    text = render_markdown(run)
+    assert len(table_rows(section(text, "## Claims from the seeds"))) == len(run.claims)
+    assert len(table_rows(section(text, "## Experiments"))) == len(run.experiments)
+    calibration = [r for r in run.results if r.target == "calibration"]
+    assert len(table_rows(section(text, "## Load-generator calibration"))) == len(calibration)
+    assert "### GET /cpu" in text
+    html = render_html(run)
+    assert 'id="chart-sweep-workers"' in html and 'class="chart-error"' not in html
+
+
+def test_html_is_self_contained_and_has_every_chart():
+    html = render_html(constructed_run())
+    # nothing to fetch: no scripts, stylesheets or images from elsewhere (xmlns URIs are names)
+    assert "<script" not in html and "<link" not in html
+    assert not re.search(r"(src|href)=\"(?!#)", html)
+    assert html.count("<svg") == 4  # throughput, memory, latency, the workers sweep
+    assert 'id="chart-sweep-workers"' in html and 'class="chart-error"' not in html
+    assert "2 rounds | 1.1 s" in html  # the same cells as the markdown, HTML-escaped where needed
+    escaped = render_html(constructed_run().model_copy(update={"run_id": "<b>run</b>"}))
+    assert "<b>run</b>" not in escaped and "&lt;b&gt;run&lt;/b&gt;" in escaped
+
+
+def test_missing_chart_is_explained():
+    html = render_html(Run.model_validate_json((DATA / "results_recorded.json").read_text()))
+    assert html.count("<svg") == 3
+    assert "Not in this run: no target was measured with several values" in html
+
+
+def test_empty_and_failed_results_render():
+    run = Run.model_validate_json((DATA / "results_recorded.json").read_text())
+    empty = render_html(run.model_copy(update={"results": []}))
+    assert "<svg" not in empty and empty.count('class="chart-missing"') == 4
+    failed = run.model_copy(deep=True)
+    for r in failed.results:  # a target whose every request failed: nothing to plot on a log axis
+        if r.target == "fastapi-async":
+            r.rps, r.latency_ms, r.memory_mb = 0.0, Latency(), Memory()
+    html = render_html(failed)
+    assert html.count("<svg") == 3 and 'class="chart-error"' not in html
+    assert "| fastapi-async | 100 | 0.0 | — | — | — |" in render_markdown(failed)
+
+
+def test_bench_report_rerenders_both_files_without_load(tmp_path, monkeypatch):
+    from bench import cli
+    # Load means processes (infra, targets, Locust): none may start.
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail(f"bench report started {a}"))
+    shutil.copy(DATA / "results_recorded.json", tmp_path / "results.json")
+    result = CliRunner().invoke(cli.app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.html").exists()
 
 
 def test_save_is_atomic_and_round_trips(tmp_path):
@@ -28,3 +169,19 @@ def test_save_is_atomic_and_round_trips(tmp_path):
     assert again == run
     assert '"schema": 1' in (tmp_path / "results.json").read_text()
     assert render_markdown(again) == render_markdown(run)
+
+
+def section(text: str, heading: str) -> str:
+    """From a heading to the next heading of the same or a higher level."""
+    rest = text[text.index(heading) + len(heading):]
+    level = len(heading.split(" ")[0])
+    end = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
+    return heading + (rest[:end.start()] if end else rest)
+
+
+def table_rows(text: str) -> list[str]:
+    """Data rows of every markdown table in text (not headers or separators)."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [line for i, line in enumerate(lines)
+            if not re.match(r"^\|[-:| ]+\|$", line) and not (i + 1 < len(lines)
+                                                           and re.match(r"^\|[-:| ]+\|$", lines[i + 1]))]

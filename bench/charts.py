@@ -1,0 +1,214 @@
+"""The report's charts: one function per chart, each returning a self-contained SVG string.
+
+Figures are drawn with matplotlib's object API (no pyplot, so no global state or GUI backend) and
+saved as SVG with text as paths, so the HTML report needs no fonts, scripts or network.
+Anti-pattern targets are dashed / hatched and marked ⚠; flagged results get a red ring or a red
+"*" label, because they are not framework results.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib as mpl
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator, ScalarFormatter
+
+from bench.results import Result
+
+FLAG_RED = "#d62728"
+MARKERS = "osD^vPX<>"
+Labelled = Sequence[tuple[str, Result]]  # (row label, its result)
+
+
+def palette(names: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per name: tab10, then tab20's lighter shades; grey is left out because the
+    legends use it for "any target"."""
+    tab20 = mpl.colormaps["tab20"].colors
+    colors = [c for i, c in enumerate(tab20) if i % 2 == 0 and i != 14] + [
+        c for i, c in enumerate(tab20) if i % 2 == 1 and i != 15]
+    return {name: mpl.colors.to_hex(colors[i % len(colors)]) for i, name in enumerate(dict.fromkeys(names))}
+
+
+def throughput_vs_users(lines: dict[str, list[Result]], colors: dict[str, str]) -> str:
+    """rps against users, one line per row label; log axes keep 2 rps and 200 rps readable."""
+    fig, ax = _figure()
+    markers = _markers_per_target(lines)
+    flagged = False
+    for name, results in lines.items():
+        first = results[0]
+        users = [r.users for r in results]
+        rps = [r.rps for r in results]
+        ax.plot(users, rps, color=colors[first.target], marker=markers[name], markersize=5,
+                linestyle="--" if first.anti_pattern else "-", label=_legend_name(name, first))
+        bad = [(r.users, r.rps) for r in results if r.flags]
+        if bad:
+            flagged = True
+            ax.scatter(*zip(*bad, strict=True), s=150, facecolors="none", edgecolors=FLAG_RED,
+                       linewidths=1.5, zorder=3)
+    levels = sorted({r.users for results in lines.values() for r in results})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_ticks(ax.xaxis, levels)
+    _plain_ticks(ax.yaxis)
+    ax.set_xlabel("users (concurrent Locust users)")
+    ax.set_ylabel("requests / s")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax, flagged_ring=flagged)
+    return _svg(fig, "throughput")
+
+
+def memory_bars(rows: Labelled, colors: dict[str, str]) -> str:
+    """Peak PSS (solid) next to peak RSS (pale) per row: the gap is RSS double-counting shared pages."""
+    fig, ax = _figure()
+    width = 0.4
+    for i, (_, r) in enumerate(rows):
+        color = colors[r.target]
+        hatch = "//" if r.anti_pattern else None
+        pss = r.memory_mb.peak_pss or 0
+        ax.bar(i - width / 2, pss, width, color=color, hatch=hatch, edgecolor="black", linewidth=0.5)
+        ax.bar(i + width / 2, r.memory_mb.peak_rss or 0, width, color=color, alpha=0.35, hatch=hatch,
+               edgecolor=color, linewidth=0.8)
+        ax.annotate(f"{pss:.0f}", (i - width / 2, pss), ha="center", va="bottom", fontsize=7,
+                    xytext=(0, 2), textcoords="offset points")
+    _bar_ticks(ax, rows)
+    ax.set_ylabel("MB (whole process tree)")
+    ax.grid(True, axis="y", alpha=0.3)
+    handles = [Patch(facecolor="0.35", edgecolor="black", linewidth=0.5, label="peak PSS"),
+               Patch(facecolor="0.35", alpha=0.35, label="peak RSS")]
+    _legend(ax, handles, rows=rows)
+    return _svg(fig, "memory")
+
+
+def latency_bars(rows: Labelled, colors: dict[str, str]) -> str:
+    """p50 / p95 / p99 per row as three bars of falling opacity, on a log axis."""
+    fig, ax = _figure()
+    width = 0.27
+    shades = {"p50": 1.0, "p95": 0.6, "p99": 0.3}
+    for i, (_, r) in enumerate(rows):
+        for j, (name, alpha) in enumerate(shades.items()):
+            value = getattr(r.latency_ms, name)
+            if value:
+                ax.bar(i + (j - 1) * width, value, width, color=colors[r.target], alpha=alpha,
+                       hatch="//" if r.anti_pattern else None, edgecolor="black", linewidth=0.4)
+    ax.set_yscale("log")
+    _plain_ticks(ax.yaxis)
+    _bar_ticks(ax, rows)
+    ax.set_ylabel("latency, ms (log)")
+    ax.grid(True, axis="y", which="major", alpha=0.3)
+    handles = [Patch(facecolor="0.35", alpha=alpha, edgecolor="black", linewidth=0.4, label=name)
+               for name, alpha in shades.items()]
+    _legend(ax, handles, rows=rows)
+    return _svg(fig, "latency")
+
+
+def sweep(param: str, lines: dict[str, list[tuple[int, Result]]], colors: dict[str, str]) -> str:
+    """rps and peak PSS against one swept parameter (e.g. workers), one line per target."""
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    rps_ax, mem_ax = fig.subplots(1, 2)
+    flagged = False
+    for name, points in lines.items():
+        points = sorted(points, key=lambda p: p[0])
+        first = points[0][1]
+        xs = [value for value, _ in points]
+        style = {"color": colors[first.target], "marker": "o", "markersize": 5,
+                 "linestyle": "--" if first.anti_pattern else "-"}
+        rps_ax.plot(xs, [r.rps for _, r in points], label=_legend_name(name, first), **style)
+        mem_ax.plot(xs, [r.memory_mb.peak_pss for _, r in points], **style)
+        for ax, value in ((rps_ax, lambda r: r.rps), (mem_ax, lambda r: r.memory_mb.peak_pss)):
+            bad = [(x, value(r)) for x, r in points if r.flags]
+            if bad:
+                flagged = True
+                ax.scatter(*zip(*bad, strict=True), s=150, facecolors="none", edgecolors=FLAG_RED,
+                           linewidths=1.5, zorder=3)
+    values = sorted({value for points in lines.values() for value, _ in points})
+    for ax, ylabel in ((rps_ax, "requests / s"), (mem_ax, "peak PSS, MB")):
+        ax.set_xlabel(param)
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(values)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    _legend(rps_ax, flagged_ring=flagged, loc="lower right", outside=False)
+    return _svg(fig, f"sweep-{param}")
+
+
+def _figure() -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _svg(fig: Figure, salt: str) -> str:
+    """The figure as an <svg> element; a per-chart hash salt keeps ids unique within one page."""
+    buf = io.StringIO()
+    with mpl.rc_context({"svg.hashsalt": salt}):
+        # No date (reproducible) and no RDF metadata block (bytes nobody reads).
+        fig.savefig(buf, format="svg", metadata=dict.fromkeys(("Date", "Type", "Format", "Creator")))
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: it goes inline in HTML
+
+
+def _legend_name(name: str, result: Result) -> str:
+    return name + (" ⚠" if result.anti_pattern else "")
+
+
+def _markers_per_target(lines: dict[str, list[Result]]) -> dict[str, str]:
+    """Rows of one target share its colour; different params of it get different markers."""
+    seen: dict[str, int] = {}
+    out = {}
+    for name, results in lines.items():
+        n = seen[results[0].target] = seen.get(results[0].target, -1) + 1
+        out[name] = MARKERS[n % len(MARKERS)]
+    return out
+
+
+def _plain_ticks(axis, ticks: Sequence[float] | None = None) -> None:
+    """Log axes labelled 2, 10, 40 rather than 2×10⁰: at the given ticks, or matplotlib's own
+    (minor ones too when the axis spans only a decade or two, so a short axis still has labels)."""
+    if ticks is not None:
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_minor_locator(NullLocator())
+        formatter = ScalarFormatter()
+        formatter.set_scientific(False)
+        axis.set_major_formatter(formatter)
+        return
+    axis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+class _PlainLogFormatter(LogFormatter):
+    """LogFormatter's choice of which ticks get a label, written plainly (20000, not 2e+04)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _bar_ticks(ax: Axes, rows: Labelled) -> None:
+    """One tick per row; ⚠ for anti-patterns, a red "*" for flagged results."""
+    ax.set_xticks(range(len(rows)),
+                  [_legend_name(name, r) + (" *" if r.flags else "") for name, r in rows],
+                  rotation=30, ha="right", fontsize=8)
+    for tick, (_, r) in zip(ax.get_xticklabels(), rows, strict=True):
+        if r.flags:
+            tick.set_color(FLAG_RED)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+
+
+def _legend(ax: Axes, handles: list | None = None, *, rows: Labelled = (), flagged_ring: bool = False,
+            loc: str = "upper left", outside: bool = True) -> None:
+    if handles is None:
+        handles = ax.get_legend_handles_labels()[0]
+    handles = list(handles)
+    if any(r.anti_pattern for _, r in rows):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="⚠ anti-pattern"))
+    if any(r.flags for _, r in rows):
+        handles.append(Line2D([], [], color=FLAG_RED, marker="$*$", linestyle="none",
+                              label="* flagged: not a framework result"))
+    if flagged_ring:
+        handles.append(Line2D([], [], color=FLAG_RED, marker="o", markerfacecolor="none", markersize=9,
+                              linestyle="none", label="flagged: not a framework result"))
+    where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if outside else {"loc": loc}
+    ax.legend(handles=handles, fontsize=8, frameon=False, **where)

@@ -1,0 +1,236 @@
+"""Seed 003's Redis pub/sub stream, on every FastAPI target, in the forms the seed discusses.
+
+The seed's symptom: "when one conversation is streaming, you cannot open another", caused by a
+blocking `pubsub.listen()` inside an `async def` endpoint. Each route subscribes to `{channel}` and
+streams what is published there as SSE until a message equals `[DONE]` or `timeout_s` elapses:
+
+- `/pubsub/blocking/{channel}`: sync `redis.Redis` + `listen()` inside `async def` (THE
+  ANTI-PATTERN, kept on purpose): the loop is frozen while it waits, so streams run one at a time
+  and even /healthz waits.
+- `/pubsub/polling/{channel}`: the seed's own fix, as written: sync `get_message(timeout=0.1)`
+  plus `await asyncio.sleep(0.01)`. Streams interleave, but each poll still blocks the loop for up
+  to 100 ms, so the canary pays for it.
+- `/pubsub/async/{channel}`: `redis.asyncio`, `await pubsub.get_message(timeout=...)`: the loop
+  is free while it waits.
+
+Every stream is bounded by `timeout_s`, so even the blocking form always ends. Events:
+`data: {"subscribed": channel}` once the subscription is confirmed, `data: {"message": text}` per
+message, then `data: [DONE]` (stop word received) or `data: [TIMEOUT]` (timeout_s elapsed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis
+import redis.asyncio
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import StreamingResponse
+from pydantic_settings import BaseSettings
+
+from fastapi_app.common import ApiError
+
+STOP_WORD = "[DONE]"
+DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S = 5.0, 60.0
+SSE_DONE, SSE_TIMEOUT = "data: [DONE]\n\n", "data: [TIMEOUT]\n\n"
+# decode_responses: messages are text; a short connect timeout so a dead Redis is a quick 503
+# (in the blocking form the connect itself stalls the loop).
+CLIENT_KWARGS: dict[str, Any] = {"decode_responses": True, "encoding_errors": "replace",
+                                 "socket_connect_timeout": 2}
+
+
+class RedisSettings(BaseSettings):
+    redis_url: str | None = None  # unset: the routes answer 503 (nothing else needs Redis)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+    # FastAPI merges an included router's lifespan into the app's, so the app modules only
+    # include the router. Neither client connects here: the app starts without Redis.
+    url = RedisSettings().redis_url
+    if not url:
+        yield {}
+        return
+    sync_client = redis.Redis.from_url(url, **CLIENT_KWARGS)
+    async_client = redis.asyncio.Redis.from_url(url, **CLIENT_KWARGS)
+    try:
+        yield {"redis_sync": sync_client, "redis_async": async_client}
+    finally:
+        await async_client.aclose()
+        sync_client.close()
+
+
+router = APIRouter(lifespan=lifespan)
+
+
+# --- validation (the contract's 400 invalid_parameter shape) --------------------------------
+
+_CHANNEL = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_SECONDS = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?")
+
+
+def parse_channel(raw: str) -> str:
+    if not _CHANNEL.fullmatch(raw):
+        raise ApiError(400, "invalid_parameter", "channel must be 1..128 of [A-Za-z0-9._:-]")
+    return raw
+
+
+def parse_timeout(raw: str | None) -> float:
+    if raw is None:
+        return DEFAULT_TIMEOUT_S
+    if not _SECONDS.fullmatch(raw) or not 0 < float(raw) <= MAX_TIMEOUT_S:
+        raise ApiError(400, "invalid_parameter", f"timeout_s must be a number in (0, {MAX_TIMEOUT_S:g}]")
+    return float(raw)
+
+
+def client(request: Request, kind: str) -> Any:
+    found = getattr(request.state, f"redis_{kind}", None)
+    if found is None:
+        raise ApiError(503, "database_unavailable", "redis unavailable: REDIS_URL is not set")
+    return found
+
+
+def redis_down(exc: redis.RedisError) -> ApiError:
+    return ApiError(503, "database_unavailable", f"redis unavailable: {type(exc).__name__}")
+
+
+# --- SSE ---------------------------------------------------------------------------------------
+
+def event(message: dict) -> str | None:
+    """One pub/sub message -> one SSE event (None for the kinds we do not forward)."""
+    if message["type"] == "subscribe":
+        return f"data: {json.dumps({'subscribed': message['channel']})}\n\n"
+    if message["type"] != "message":
+        return None
+    if message["data"] == STOP_WORD:
+        return SSE_DONE
+    return f"data: {json.dumps({'message': message['data']})}\n\n"
+
+
+def sse_redis_error(exc: redis.RedisError) -> str:
+    # Headers are already sent, so a mid-stream failure can only be reported in-band.
+    error = {"code": "database_unavailable", "message": f"redis: {type(exc).__name__}"}
+    return f"data: {json.dumps({'error': error})}\n\n"
+
+
+def sse_response(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream")
+
+
+# --- the three forms ---------------------------------------------------------------------------
+
+def subscribe_sync(request: Request, channel: str) -> redis.client.PubSub:
+    # A blocking connect + SUBSCRIBE on the event loop: short, but the loop waits for it too.
+    # Done before the response starts, so a dead Redis is still a JSON 503.
+    pubsub = client(request, "sync").pubsub()
+    try:
+        pubsub.subscribe(channel)
+    except redis.RedisError as exc:
+        pubsub.close()
+        raise redis_down(exc) from None
+    return pubsub
+
+
+def listen(pubsub: redis.client.PubSub, deadline: float) -> Iterator[dict]:
+    """`pubsub.listen()` with a deadline.
+
+    redis-py's listen() is a loop of blocking reads (`parse_response(block=True)`); get_message
+    with a timeout is the same blocking read, bounded, so the stream cannot outlive timeout_s.
+    """
+    while (left := deadline - time.monotonic()) > 0:
+        if (message := pubsub.get_message(timeout=left)) is not None:
+            yield message
+
+
+@router.get("/pubsub/blocking/{channel}")
+async def pubsub_blocking(request: Request, channel: str, timeout_s: str | None = None) -> StreamingResponse:
+    channel, seconds = parse_channel(channel), parse_timeout(timeout_s)
+    pubsub = subscribe_sync(request, channel)
+    deadline = time.monotonic() + seconds
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            # ANTI-PATTERN, on purpose (seed 003): a blocking iterator inside an async generator.
+            # Every wait for the next message freezes the whole event loop.
+            for message in listen(pubsub, deadline):
+                if sse := event(message):
+                    yield sse
+                    if sse == SSE_DONE:
+                        return
+            yield SSE_TIMEOUT
+        except redis.RedisError as exc:
+            yield sse_redis_error(exc)
+        finally:
+            pubsub.close()
+
+    return sse_response(events())
+
+
+@router.get("/pubsub/polling/{channel}")
+async def pubsub_polling(request: Request, channel: str, timeout_s: str | None = None) -> StreamingResponse:
+    channel, seconds = parse_channel(channel), parse_timeout(timeout_s)
+    pubsub = subscribe_sync(request, channel)
+    deadline = time.monotonic() + seconds
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            while time.monotonic() < deadline:
+                # The seed's fix, as written: each call still blocks the loop for up to 100 ms;
+                # the sleep is what lets the other requests run in between.
+                message = pubsub.get_message(timeout=0.1)
+                if message is None:
+                    await asyncio.sleep(0.01)
+                    continue
+                if sse := event(message):
+                    yield sse
+                    if sse == SSE_DONE:
+                        return
+            yield SSE_TIMEOUT
+        except redis.RedisError as exc:
+            yield sse_redis_error(exc)
+        finally:
+            pubsub.close()
+
+    return sse_response(events())
+
+
+@router.get("/pubsub/async/{channel}")
+async def pubsub_async(request: Request, channel: str, timeout_s: str | None = None) -> StreamingResponse:
+    channel, seconds = parse_channel(channel), parse_timeout(timeout_s)
+    pubsub = client(request, "async").pubsub()
+    try:
+        await pubsub.subscribe(channel)
+    except redis.RedisError as exc:
+        await pubsub.aclose()
+        raise redis_down(exc) from None
+    deadline = time.monotonic() + seconds
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                # Awaited: while this stream waits for Redis, the loop serves everything else.
+                message = await pubsub.get_message(timeout=left)
+                if message is not None and (sse := event(message)):
+                    yield sse
+                    if sse == SSE_DONE:
+                        return
+            yield SSE_TIMEOUT
+        except redis.RedisError as exc:
+            yield sse_redis_error(exc)
+        finally:
+            await pubsub.aclose()
+
+    return sse_response(events())
+
+
+@router.get("/pubsub/blocking/", include_in_schema=False)
+@router.get("/pubsub/polling/", include_in_schema=False)
+@router.get("/pubsub/async/", include_in_schema=False)
+async def empty_channel() -> None:
+    raise ApiError(400, "invalid_parameter", "channel must be 1..128 of [A-Za-z0-9._:-]")
