@@ -315,13 +315,13 @@ def pubsub_blocks(run: Run, experiment_id: str) -> tuple[str, str]:
 def pubsub_polling(run: Run, experiment_id: str, start_within_s: float) -> tuple[str, str]:
     exp = get_experiment(run, experiment_id)
     m = exp.measured
-    last, p50 = m["polling_last_start_s"], m["polling_healthz_p50_ms"]
+    last = m["polling_last_start_s"]
     evidence = (f"{exp.target}: {exp.description}: the last of {m['listeners']} streams started after "
                 f"{_s(last)} (claimed: all within {start_within_s:g} s); /healthz meanwhile p50 "
-                f"{p50:.0f} ms, slowest {m['polling_healthz_ms']:.0f} ms: each idle get_message() "
-                "still blocks the loop for up to its 0.1 s timeout")
-    ok_start, ok_wait = last <= start_within_s, p50 < start_within_s * 1000
-    return ("holds" if ok_start and ok_wait else "partly" if ok_start or ok_wait else "fails"), evidence
+                f"{m['polling_healthz_p50_ms']:.0f} ms, slowest {m['polling_healthz_ms']:.0f} ms. "
+                "Each idle sync get_message() still blocks the loop for up to its 0.1 s timeout")
+    ratio = last / start_within_s
+    return ("holds" if ratio <= 1 else "partly" if ratio <= 3 else "fails"), evidence
 
 
 RULES: dict[str, Callable[..., tuple[str, str]]] = {

@@ -166,6 +166,11 @@ class Subject:
         return probe.TreeSampler(self.pid) if self.pid else None
 
 
+def cell_db_pool(cell: Cell, subject: Subject) -> int | None:
+    """The DB pool bounds the ceiling only where requests use the DB (/cpu never does)."""
+    return None if cell.scenario == "cpu" else subject.db_pool
+
+
 def cell_budget_s(cell: Cell, opts: CompareOptions) -> float:
     return len(cell.levels) * opts.duration_s + STARTUP_ESTIMATE_S + (20 if cell.experiments else 0)
 
@@ -240,7 +245,8 @@ def _measure_levels(cell: Cell, subject: Subject, opts: CompareOptions, run: Run
                                 l1_s, progress, task)
         if users == 1 and result.latency_ms.p50:
             l1_s = result.latency_ms.p50 / 1000
-            ceiling = metrics.ceiling_rps(1, subject.capacity, l1_s, subject.db_pool, opts.db_ms)
+            ceiling = metrics.ceiling_rps(1, subject.capacity, l1_s, cell_db_pool(cell, subject),
+                                          opts.db_ms)
             result.ceiling_rps = round(ceiling, 2)
             result.efficiency = round(metrics.efficiency(result.rps, ceiling), 3)
         run.results.append(result)
@@ -359,7 +365,8 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
         raise RuntimeError(f"no '{row_name}' row in Locust's CSV:\n{locust.log_tail()}")
     canary = stats.get(CANARY_ROW)
     served = max(row.requests - row.failures, 0)
-    ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, subject.db_pool, opts.db_ms)
+    ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, cell_db_pool(cell, subject),
+                                  opts.db_ms)
     peak = target_s.peak if target_s else {}
     return Result(
         target=subject.name, framework=subject.framework, model=subject.model,

@@ -13,7 +13,15 @@ import psutil
 import pytest
 
 from bench import manifest
-from bench.compare import CALIBRATION, CLAIM_CPU_N, CompareOptions, plan, run_compare
+from bench.compare import (
+    CALIBRATION,
+    CLAIM_CPU_N,
+    CompareOptions,
+    Subject,
+    cell_db_pool,
+    plan,
+    run_compare,
+)
 from bench.results import Run
 
 TARGETS = manifest.load_targets()
@@ -112,3 +120,10 @@ def test_ctrl_c_mid_run_keeps_results_and_leaves_no_process(lab, tmp_path):
     assert (results.parent / "report.md").exists()
     time.sleep(1)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_db_pool_bounds_the_ceiling_only_where_requests_use_the_db():
+    cells = {c.scenario: c for c in plan(opts("fastapi-blocking-w4", "fastapi-threadpool"))}
+    subject = Subject("fastapi-blocking-w4", "fastapi", "m", {}, "http://x", None, 4, 4)
+    assert cell_db_pool(cells["recommendation"], subject) == 4
+    assert cell_db_pool(cells["cpu"], subject) is None
