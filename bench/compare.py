@@ -24,7 +24,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from bench import docker, experiments, metrics, probe
 from bench import infra as infra_mod
-from bench.load import CANARY_RATE, CANARY_ROW, SCENARIOS, LoadSpec, read_failures, read_stats, start_locust
+from bench.load import (
+    CANARY_RATE,
+    CANARY_ROW,
+    SCENARIOS,
+    TTFT_ROW,
+    LoadSpec,
+    read_failures,
+    read_stats,
+    start_locust,
+)
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
 from bench.results import Cpu, Latency, Machine, Memory, ProcessMemory, Result, Run, Scenario
 from bench.targets import TargetUnavailable, label, running
@@ -364,6 +373,7 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
     if row is None:
         raise RuntimeError(f"no '{row_name}' row in Locust's CSV:\n{locust.log_tail()}")
     canary = stats.get(CANARY_ROW)
+    first_token = stats.get(TTFT_ROW)
     served = max(row.requests - row.failures, 0)
     ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, cell_db_pool(cell, subject),
                                   opts.db_ms)
@@ -374,6 +384,8 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
         requests=row.requests, failures=row.failures,
         latency_ms=Latency(p50=row.p50, p95=row.p95, p99=row.p99, max=row.max),
         canary_p95_ms=canary.p95 if canary else None,
+        ttft_ms=(Latency(p50=first_token.p50, p95=first_token.p95, p99=first_token.p99,
+                         max=first_token.max) if first_token else None),
         canary_answered=canary.requests if canary else 0,
         canary_expected=int(CANARY_RATE * opts.duration_s),
         memory_mb=Memory(idle_pss=_round(subject.idle.get("pss")), peak_rss=_round(peak.get("rss")),

@@ -22,6 +22,7 @@ SCENARIOS = {
     "calibration": ("CalibrationUser", "/v1/chat/completions"),
 }
 CANARY_ROW = "/healthz"
+TTFT_ROW = "/stream first token"  # the locustfile's StreamUser reports time to first token here
 CANARY_RATE = 4  # /healthz checks per second (locustfile's Canary)
 
 

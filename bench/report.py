@@ -164,13 +164,15 @@ def highest_level(group: list[Row]) -> list[Row]:
 
 
 def throughput_table(group: list[Row]) -> Table:
+    ttft = any(row.result.ttft_ms for row in group)  # stream scenario: time to first token
     t = Table("throughput", [Column("target"), *(Column(n, numeric=True) for n in (
-        "users", "rps", "p50 ms", "p95 ms", "p99 ms", "failures", "ceiling rps", "efficiency",
-        "canary p95 ms")), FLAGS_COLUMN])
+        "users", "rps", "p50 ms", "p95 ms", "p99 ms", *(("TTFT p50 ms", "TTFT p95 ms") if ttft else ()),
+        "failures", "ceiling rps", "efficiency", "canary p95 ms")), FLAGS_COLUMN])
     for row in group:
         r = row.result
+        first = ((fmt(r.ttft_ms.p50), fmt(r.ttft_ms.p95)) if r.ttft_ms else ("—", "—")) if ttft else ()
         t.add(row.name, r.users, f"{r.rps:.1f}", fmt(r.latency_ms.p50), fmt(r.latency_ms.p95),
-              fmt(r.latency_ms.p99), pct(r.failures, r.requests), fmt(r.ceiling_rps, 1),
+              fmt(r.latency_ms.p99), *first, pct(r.failures, r.requests), fmt(r.ceiling_rps, 1),
               fmt(r.efficiency, 2), r.canary_text(), "; ".join(r.flags) or "—", marks=row.marks)
     return t
 

@@ -66,6 +66,7 @@ class Result(BaseModel):
     failures: int
     latency_ms: Latency
     canary_p95_ms: float | None = None
+    ttft_ms: Latency | None = None  # stream scenario: time to the first token
     canary_answered: int | None = None  # /healthz checks answered; a blocked loop answers few
     canary_expected: int | None = None
     memory_mb: Memory

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterator
 
 import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (no-op when headless)
 
@@ -85,6 +86,18 @@ class RecommendationUser(LabUser):
                 resp.failure("empty advice")
 
 
+def sse_lines(resp) -> Iterator[bytes]:
+    """An SSE body's lines as they arrive.
+
+    FastResponse.iter_content(n) waits until n bytes are buffered, which holds small token events
+    back until the stream ends (time to first token would equal the whole stream); the HTTP
+    parser's own readline returns each line as soon as it is complete.
+    """
+    raw = resp._response
+    while line := raw.readline(b"\n"):
+        yield line
+
+
 class StreamUser(LabUser):
     """Concurrent SSE streams; also reports time to first token as its own row."""
 
@@ -100,21 +113,19 @@ class StreamUser(LabUser):
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
                 return
-            buffer = b""
             done = False
             try:
-                for chunk in resp.iter_content(chunk_size=1024, decode_content=True):
-                    buffer += chunk.encode() if isinstance(chunk, str) else chunk
-                    while b"\n\n" in buffer:
-                        event, buffer = buffer.split(b"\n\n", 1)
-                        data = event.removeprefix(b"data: ")
-                        if data == b"[DONE]":
-                            done = True
-                        else:
-                            json.loads(data)["token"]
-                            received += 1
-                            if first_token_ms is None:
-                                first_token_ms = (time.perf_counter() - started) * 1000
+                for line in sse_lines(resp):
+                    data = line.strip().removeprefix(b"data: ")
+                    if not data:
+                        continue  # the blank line between events
+                    if data == b"[DONE]":
+                        done = True
+                    else:
+                        json.loads(data)["token"]
+                        received += 1
+                        if first_token_ms is None:
+                            first_token_ms = (time.perf_counter() - started) * 1000
             except (ValueError, KeyError) as exc:
                 resp.failure(f"bad SSE event: {exc!r}")
                 return

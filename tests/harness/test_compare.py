@@ -70,6 +70,8 @@ def test_short_real_run_per_scenario(scenario, lab, tmp_path, monkeypatch):
     for r in run.results:
         assert r.requests > 0 and r.failures == 0, r.failure_samples
         assert r.memory_mb.peak_pss and r.memory_mb.idle_pss and r.cpu_pct.locust is not None
+        if scenario == "stream":  # time to first token comes before the whole stream
+            assert r.ttft_ms and 0 < r.ttft_ms.p50 < r.latency_ms.p50
     assert (run_dir / "raw" / f"fastapi-async-{scenario}_u4_stats.csv").exists()
     assert (tmp_path / "latest").resolve() == run_dir.resolve()
 

@@ -25,5 +25,5 @@ def test_update_rewrites_only_the_block(tmp_path):
     readme.update(run_dir, readme=doc, snapshot=tmp_path / "snap.json")
     text = doc.read_text()
     assert text.startswith("# title\n\n") and text.endswith(f"{readme.END}\n\ntail\n")
-    assert "old" not in text and "| calibration" in text
+    assert "\nold\n" not in text and "| calibration" in text
     assert (tmp_path / "snap.json").read_text() == readme.SNAPSHOT.read_text()
