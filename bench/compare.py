@@ -30,6 +30,7 @@ from bench.load import (
     SCENARIOS,
     TTFT_ROW,
     LoadSpec,
+    RowStats,
     read_failures,
     read_stats,
     start_locust,
@@ -111,6 +112,10 @@ class Cell:
     cpu_n: int | None = None
 
     @property
+    def capacity(self) -> int | None:
+        return None if self.target is None else self.target.resolve(self.combo).capacity
+
+    @property
     def name(self) -> str:
         base = CALIBRATION if self.target is None else label(self.target, self.combo)
         return base if self.scenario in ("recommendation", "calibration") else f"{base}-{self.scenario}"
@@ -181,7 +186,8 @@ def cell_db_pool(cell: Cell, subject: Subject) -> int | None:
 
 
 def cell_budget_s(cell: Cell, opts: CompareOptions) -> float:
-    return len(cell.levels) * opts.duration_s + STARTUP_ESTIMATE_S + (20 if cell.experiments else 0)
+    starts = len(segments(cell.levels, cell.capacity))
+    return len(cell.levels) * opts.duration_s + starts * STARTUP_ESTIMATE_S + (20 if cell.experiments else 0)
 
 
 def run_compare(opts: CompareOptions, console: Console | None = None,
@@ -215,14 +221,30 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
             transient=False))
         task = progress.add_task("starting infra", total=total_s)
         for cell in cells:
-            if cell.target is None:
-                _measure_calibration(cell, opts, infra, run, run_dir, progress, task)
-            elif opts.docker:
-                _measure_docker_cell(cell, opts, run, run_dir, progress, task)
-            else:
-                _measure_cell(cell, opts, infra, run, run_dir, progress, task, console)
+            start_mark = progress.tasks[task].completed
+            try:
+                if cell.target is None:
+                    _measure_calibration(cell, opts, infra, run, run_dir, progress, task)
+                elif opts.docker:
+                    _measure_docker_cell(cell, opts, run, run_dir, progress, task)
+                else:
+                    _measure_cell(cell, opts, infra, run, run_dir, progress, task)
+            except TargetUnavailable as why:
+                _not_measured(run, run_dir, cell, str(why), console, "yellow")
+            except Exception as exc:  # one broken cell must not lose the rest of the run
+                _not_measured(run, run_dir, cell, f"failed: {type(exc).__name__}: {exc}", console, "red")
+            finally:
+                progress.update(task, completed=start_mark + cell_budget_s(cell, opts))
         progress.update(task, completed=total_s, description="done")
     return run_dir
+
+
+def _not_measured(run: Run, run_dir: Path, cell: Cell, why: str, console: Console, color: str) -> None:
+    first = why.strip().splitlines()[0] if why.strip() else why
+    console.print(f"[{color}]{cell.name} not measured: {first}[/]")
+    (run_dir / "raw" / f"{cell.name}.error.txt").write_text(why)
+    run.skipped[cell.name] = first
+    run.save(run_dir)
 
 
 def finalize(run_dir: Path) -> Run:
@@ -244,24 +266,48 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, latest)
 
 
-def _measure_levels(cell: Cell, subject: Subject, opts: CompareOptions, run: Run, run_dir: Path,
-                    progress: Progress, task, alive: Callable[[], bool]) -> None:
-    """Each users level in turn; L1 (the 1-user median) sets the ceiling of the levels after it."""
+def segments(levels: list[int], capacity: int | None) -> list[list[int]]:
+    """Users levels grouped by target start: a fresh start follows every level that queued more
+    requests than the model serves at once. Those requests (their Locust clients are gone) stay
+    in the server's accept queue or event loop and would eat into the next level's time."""
+    groups: list[list[int]] = [[]]
+    for users in levels:
+        if groups[-1] and capacity is not None and groups[-1][-1] > capacity:
+            groups.append([])
+        groups[-1].append(users)
+    return groups
+
+
+Started = Callable[[], contextlib.AbstractContextManager[tuple[Subject, Callable[[], bool]]]]
+
+
+def _measure_levels(cell: Cell, start: Started, capacity: int | None, opts: CompareOptions, run: Run,
+                    run_dir: Path, progress: Progress, task,
+                    finally_up: Callable[[Subject], None] | None = None) -> None:
+    """Each users level in turn; L1 (the 1-user median) sets the ceiling of the levels after it.
+
+    `start()` brings the subject up (and warm); `finally_up` runs while the last start is still up.
+    """
     l1_s = None
-    for users in cell.levels:
-        progress.update(task, description=f"{cell.name} @ {users} users")
-        result = _measure_level(subject, cell, users, opts, run_dir / "raw" / f"{cell.name}_u{users}",
-                                l1_s, progress, task)
-        if users == 1 and result.latency_ms.p50:
-            l1_s = result.latency_ms.p50 / 1000
-            ceiling = metrics.ceiling_rps(1, subject.capacity, l1_s, cell_db_pool(cell, subject),
-                                          opts.db_ms)
-            result.ceiling_rps = round(ceiling, 2)
-            result.efficiency = round(metrics.efficiency(result.rps, ceiling), 3)
-        run.results.append(result)
-        run.save(run_dir)
-        if not alive():
-            raise RuntimeError(f"{cell.name} died during the run")
+    groups = segments(cell.levels, capacity)
+    for n, group in enumerate(groups, 1):
+        with start() as (subject, alive):
+            for users in group:
+                progress.update(task, description=f"{cell.name} @ {users} users")
+                result = _measure_level(subject, cell, users, opts,
+                                        run_dir / "raw" / f"{cell.name}_u{users}", l1_s, progress, task)
+                if users == 1 and result.latency_ms.p50:
+                    l1_s = result.latency_ms.p50 / 1000
+                    ceiling = metrics.ceiling_rps(1, subject.capacity, l1_s,
+                                                  cell_db_pool(cell, subject), opts.db_ms)
+                    result.ceiling_rps = round(ceiling, 2)
+                    result.efficiency = round(metrics.efficiency(result.rps, ceiling), 3)
+                run.results.append(result)
+                run.save(run_dir)
+                if not alive():
+                    raise RuntimeError(f"{cell.name} died during the run")
+            if n == len(groups) and finally_up:
+                finally_up(subject)
 
 
 def _measure_calibration(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra | None, run: Run,
@@ -270,76 +316,76 @@ def _measure_calibration(cell: Cell, opts: CompareOptions, infra: infra_mod.Infr
 
     It measures the machine, not a container, so in --docker mode it uses a native upstream too.
     """
-    start_mark = progress.tasks[task].completed
-    try:
+
+    @contextlib.contextmanager
+    def start():
         with contextlib.ExitStack() as stack:
             if infra is None:
                 url, upstream = stack.enter_context(infra_mod.upstream(run_dir / "raw"))
             else:
                 url = infra.upstream_url
                 upstream = next((p for p in infra.procs if p.name == "upstream"), None)
-            subject = Subject(CALIBRATION, "locust", "Locust straight at the mock upstream "
-                              "(latency db_ms + llm_ms, no framework): the load generator's ceiling",
-                              {}, url, upstream.pid if upstream else None, None, None,
-                              idle=probe.memory_mb(upstream.pid) if upstream else {})
-            _measure_levels(cell, subject, opts, run, run_dir, progress, task,
-                            alive=lambda: upstream is None or upstream.alive())
-    finally:
-        progress.update(task, completed=start_mark + cell_budget_s(cell, opts))
+            yield (Subject(CALIBRATION, "locust", "Locust straight at the mock upstream "
+                           "(latency db_ms + llm_ms, no framework): the load generator's ceiling",
+                           {}, url, upstream.pid if upstream else None, None, None,
+                           idle=probe.memory_mb(upstream.pid) if upstream else {}),
+                   lambda: upstream is None or upstream.alive())
+
+    _measure_levels(cell, start, None, opts, run, run_dir, progress, task)
 
 
 def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Path,
                          progress: Progress, task) -> None:
     """One target through compose at its manifest defaults; memory is the cgroup working set."""
-    start_mark = progress.tasks[task].completed
-    progress.update(task, description=f"{cell.name}: docker compose up")
-    try:
+    resolved = cell.target.resolve()
+
+    @contextlib.contextmanager
+    def start():
+        progress.update(task, description=f"{cell.name}: docker compose up")
         with docker.running(cell.target) as (base_url, container):
-            resolved = cell.target.resolve()
             subject = Subject(resolved.name, resolved.target.framework, resolved.model,
                               resolved.params, base_url, None, resolved.capacity, resolved.db_pool,
                               resolved.target.anti_pattern, docker.memory_mb(container),
                               container=container, processes=resolved.processes)
             progress.update(task, description=f"{cell.name}: warming up")
             run.scenario.warmup_s = round(warm_up(base_url, opts), 2)
-            _measure_levels(cell, subject, opts, run, run_dir, progress, task, alive=lambda: True)
-            if cell.experiments:
-                run.experiments.extend(experiments.run_for(resolved.name, resolved.params, base_url,
-                                                           db_ms=opts.db_ms))
-                run.save(run_dir)
-    finally:
-        progress.update(task, completed=start_mark + cell_budget_s(cell, opts))
+            yield subject, lambda: True
+
+    def run_experiments(subject: Subject) -> None:
+        run.experiments.extend(experiments.run_for(resolved.name, resolved.params, subject.base_url,
+                                                   db_ms=opts.db_ms))
+        run.save(run_dir)
+
+    _measure_levels(cell, start, cell.capacity, opts, run, run_dir, progress, task,
+                    finally_up=run_experiments if cell.experiments else None)
 
 
 def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run: Run,
-                  run_dir: Path, progress: Progress, task, console: Console) -> None:
-    name = cell.name
+                  run_dir: Path, progress: Progress, task) -> None:
     raw_dir = run_dir / "raw"
-    start_mark = progress.tasks[task].completed
-    progress.update(task, description=f"{name}: building/starting")
-    try:
+
+    @contextlib.contextmanager
+    def start():
+        progress.update(task, description=f"{cell.name}: building/starting")
         with running(cell.target, infra, raw_dir, overrides=cell.combo, db_ms=opts.db_ms,
                      llm_ms=opts.llm_ms, upstream_timeout_s=opts.upstream_timeout_s) as (resolved, proc):
             time.sleep(1.0)  # let the workers settle before the idle reading
             subject = Subject.of(resolved, proc.pid)
-            progress.update(task, description=f"{name}: warming up")
+            progress.update(task, description=f"{cell.name}: warming up")
             run.scenario.warmup_s = round(warm_up(resolved.base_url, opts), 2)
-            progress.update(task, completed=start_mark + STARTUP_ESTIMATE_S)
-            _measure_levels(cell, subject, opts, run, run_dir, progress, task, alive=proc.alive)
-            if cell.experiments:
-                progress.update(task, description=f"{name}: experiments")
-                run.experiments.extend(experiments.run_for(
-                    resolved.name, resolved.params, resolved.base_url, db_ms=opts.db_ms,
-                    redis_url=getattr(infra, "redis_url", None)))
-                run.save(run_dir)
+            yield subject, proc.alive
             if not proc.alive():
-                raise RuntimeError(f"{name} died during the run:\n{proc.log_tail()}")
-    except TargetUnavailable as why:
-        console.print(f"[yellow]skipping {name}: {str(why).splitlines()[0]}[/]")
-        run.skipped[name] = str(why).splitlines()[0]
+                raise RuntimeError(f"{cell.name} died during the run:\n{proc.log_tail()}")
+
+    def run_experiments(subject: Subject) -> None:
+        progress.update(task, description=f"{cell.name}: experiments")
+        run.experiments.extend(experiments.run_for(
+            subject.name, subject.params, subject.base_url, db_ms=opts.db_ms,
+            redis_url=getattr(infra, "redis_url", None)))
         run.save(run_dir)
-    finally:
-        progress.update(task, completed=start_mark + cell_budget_s(cell, opts))
+
+    _measure_levels(cell, start, cell.capacity, opts, run, run_dir, progress, task,
+                    finally_up=run_experiments if cell.experiments else None)
 
 
 def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
@@ -369,9 +415,8 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
         raise RuntimeError(f"Locust wrote no statistics:\n{locust.log_tail()}")
     stats = read_stats(csv_prefix)
     _, row_name = SCENARIOS[cell.scenario]
-    row = stats.get(row_name)
-    if row is None:
-        raise RuntimeError(f"no '{row_name}' row in Locust's CSV:\n{locust.log_tail()}")
+    # No row: not one request completed in the whole level (flagged "no requests completed").
+    row = stats.get(row_name) or RowStats(0, 0, 0.0, None, None, None, None)
     canary = stats.get(CANARY_ROW)
     first_token = stats.get(TTFT_ROW)
     served = max(row.requests - row.failures, 0)

@@ -14,7 +14,6 @@ import contextlib
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from bench.compose import COMPOSE_FILE, PROJECT, PUBLISH_HOST
 from bench.manifest import REPO_ROOT, Target
+from bench.probe import PeriodicSampler
 
 Runner = Callable[[Sequence[str]], str]
 MB = 1024 * 1024  # as bench/probe.py: MB means MiB
@@ -165,7 +165,7 @@ def memory_mb(container: str, runner: Runner = run) -> dict[str, float]:
 
 
 @dataclass
-class StatsSampler:
+class StatsSampler(PeriodicSampler):
     """Background `docker stats` sampler of one container; stands in for probe.TreeSampler.
 
     Same interface as far as compare uses it: `.peak` {"rss", "pss", "uss"} (all three the
@@ -185,27 +185,6 @@ class StatsSampler:
     procs: dict[int, Any] = field(default_factory=dict)
     max_pids: int = 0
     elapsed: float = 0.0
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"docker-stats-{self.container}",
-                                        daemon=True)
-
-    def __enter__(self) -> StatsSampler:
-        self.started = time.monotonic()
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-        self.elapsed = time.monotonic() - self.started
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
 
     def _sample(self) -> None:
         try:

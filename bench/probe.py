@@ -49,23 +49,22 @@ class _ProcStats:
     peak_uss: float = 0.0
 
 
-@dataclass
-class TreeSampler:
-    """Background sampler of one process tree (the target, or Locust)."""
+class PeriodicSampler:
+    """Calls `_sample()` on entry, every `interval` seconds in a thread, and on exit.
 
-    pid: int
-    interval: float = 0.5
-    memory: bool = True
-    peak: dict[str, float] = field(default_factory=lambda: {"rss": 0.0, "pss": 0.0, "uss": 0.0})
-    procs: dict[int, _ProcStats] = field(default_factory=dict)
-    samples: list[dict[str, float]] = field(default_factory=list)
+    Subclasses (dataclasses) define `interval` and `_sample`; `started` and `elapsed` are set here.
+    """
 
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sampler-{self.pid}", daemon=True)
+    interval: float
+    elapsed: float = 0.0
 
-    def __enter__(self) -> TreeSampler:
+    def _sample(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
         self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
         self._sample()
         self._thread.start()
         return self
@@ -79,6 +78,18 @@ class TreeSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
+
+
+@dataclass
+class TreeSampler(PeriodicSampler):
+    """Background sampler of one process tree (the target, or Locust)."""
+
+    pid: int
+    interval: float = 0.5
+    memory: bool = True
+    peak: dict[str, float] = field(default_factory=lambda: {"rss": 0.0, "pss": 0.0, "uss": 0.0})
+    procs: dict[int, _ProcStats] = field(default_factory=dict)
+    samples: list[dict[str, float]] = field(default_factory=list)
 
     def _sample(self) -> None:
         now = {"t": time.monotonic() - getattr(self, "started", time.monotonic()),

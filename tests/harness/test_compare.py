@@ -21,6 +21,7 @@ from bench.compare import (
     cell_db_pool,
     plan,
     run_compare,
+    segments,
 )
 from bench.results import Run
 
@@ -96,7 +97,9 @@ def test_ctrl_c_mid_run_keeps_results_and_leaves_no_process(lab, tmp_path):
     proc = subprocess.Popen(
         [str(bench), "compare", "--targets", "flask-sync,fastapi-async", "--users", "2",
          "--duration", "4", "--no-claims", "--no-calibration", "--results-dir", str(tmp_path)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        # A shell's background job starts with SIGINT ignored; this test is about Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     results = None
     deadline = time.monotonic() + 90
     try:
@@ -129,3 +132,25 @@ def test_db_pool_bounds_the_ceiling_only_where_requests_use_the_db():
     subject = Subject("fastapi-blocking-w4", "fastapi", "m", {}, "http://x", None, 4, 4)
     assert cell_db_pool(cells["recommendation"], subject) == 4
     assert cell_db_pool(cells["cpu"], subject) is None
+
+
+def test_a_target_restarts_after_each_level_that_queued_beyond_its_capacity():
+    # 4 sync workers: 1 fits; 10, 50, 100 queue -> each next level gets a fresh target
+    assert segments([1, 10, 50, 100, 200], 4) == [[1, 10], [50], [100], [200]]
+    assert segments([1, 10, 50, 100, 200], 40) == [[1, 10, 50], [100], [200]]
+    assert segments([1, 100], 4) == [[1, 100]]  # the quick run never restarts
+    assert segments([1, 10, 50, 100, 200], None) == [[1, 10, 50, 100, 200]]  # unbounded models
+
+
+@pytest.mark.slow
+def test_a_level_with_no_completed_request_is_recorded_and_flagged(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", lab.database_url)
+    monkeypatch.setenv("UPSTREAM_URL", lab.upstream_url)
+    # 1 request at a time, each 3 s of upstream latency, a 2 s level: nothing can complete
+    run = Run.load(run_compare(opts("fastapi-blocking", users=[3], duration_s=2, llm_ms=3000,
+                                    calibration=False, claims=False, results_dir=tmp_path),
+                               run_id="z"))
+    assert not run.skipped
+    last = run.results[-1]
+    assert (last.users, last.requests, last.rps) == (3, 0, 0.0)
+    assert "no requests completed" in last.flags
