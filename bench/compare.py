@@ -125,7 +125,10 @@ CALIBRATION = "calibration"
 # Extra cells for the claims table (seeds 001 and 004), added when their targets are selected.
 CLAIM_USERS = 100
 CLAIM_SWEEP = ("flask-sync", "workers", {True: (16,), False: (8, 16, 32)})  # quick → values
-CLAIM_CPU_TARGETS = ("fastapi-threadpool", "fastapi-blocking-w4")  # threads vs processes
+# Threads vs processes: 1 process x 40 threads vs 4 gunicorn sync workers. Not uvicorn --workers:
+# an idle uvicorn worker accepts every pending connection at once, so a burst of keep-alive clients
+# can all land on one worker and the other processes never see a request.
+CLAIM_CPU_TARGETS = ("fastapi-threadpool", "flask-sync")
 CLAIM_CPU_USERS = [1, os.cpu_count() or 2]  # 1 vs one request per core
 CLAIM_CPU_N = 300_000  # ~15 ms of pure Python per request: long against Locust's overhead
 
