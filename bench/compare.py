@@ -171,10 +171,14 @@ class Subject:
     processes: int | None = None
 
     @classmethod
-    def of(cls, resolved: ResolvedTarget, pid: int) -> Subject:
+    def of(cls, resolved: ResolvedTarget, *, pid: int | None = None, container: str | None = None,
+           base_url: str | None = None) -> Subject:
+        """A running target: its process tree (pid), or its container in --docker mode."""
+        idle = docker.memory_mb(container) if container else probe.memory_mb(pid)
         return cls(resolved.name, resolved.target.framework, resolved.model, resolved.params,
-                   resolved.base_url, pid, resolved.capacity, resolved.db_pool,
-                   resolved.target.anti_pattern, probe.memory_mb(pid))
+                   base_url or resolved.base_url, pid, resolved.capacity, resolved.db_pool,
+                   resolved.target.anti_pattern, idle, container=container,
+                   processes=resolved.processes)
 
     def sampler(self) -> contextlib.AbstractContextManager | None:
         """The process tree's sampler, or the container's in --docker mode (None: unmeasured)."""
@@ -346,10 +350,7 @@ def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Pa
     def start():
         progress.update(task, description=f"{cell.name}: docker compose up")
         with docker.running(cell.target) as (base_url, container):
-            subject = Subject(resolved.name, resolved.target.framework, resolved.model,
-                              resolved.params, base_url, None, resolved.capacity, resolved.db_pool,
-                              resolved.target.anti_pattern, docker.memory_mb(container),
-                              container=container, processes=resolved.processes)
+            subject = Subject.of(resolved, container=container, base_url=base_url)
             progress.update(task, description=f"{cell.name}: warming up")
             run.scenario.warmup_s = round(warm_up(base_url, opts), 2)
             yield subject, lambda: True
@@ -373,7 +374,7 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
         with running(cell.target, infra, raw_dir, overrides=cell.combo, db_ms=opts.db_ms,
                      llm_ms=opts.llm_ms, upstream_timeout_s=opts.upstream_timeout_s) as (resolved, proc):
             time.sleep(1.0)  # let the workers settle before the idle reading
-            subject = Subject.of(resolved, proc.pid)
+            subject = Subject.of(resolved, pid=proc.pid)
             progress.update(task, description=f"{cell.name}: warming up")
             run.scenario.warmup_s = round(warm_up(resolved.base_url, opts), 2)
             yield subject, proc.alive

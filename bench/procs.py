@@ -30,6 +30,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on host:port now (SO_REUSEADDR, as servers bind)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _die_with_parent(sig: int) -> Callable[[], None]:
     def preexec() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, sig)

@@ -12,7 +12,6 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from rich.table import Table
 from bench import infra, manifest
 from bench.load import LOCUSTFILE
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
-from bench.procs import Proc, free_port
+from bench.procs import Proc, free_port, port_is_free
 from bench.targets import TargetUnavailable, running
 
 RUNS_DIR = REPO_ROOT / ".lab" / "up"
@@ -43,17 +42,6 @@ def parse_overrides(items: Sequence[str]) -> dict[str, int]:
             raise ValueError(f"--set takes NAME=INTEGER, got {item!r}")
         overrides[key.strip()] = int(value)
     return overrides
-
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    """Whether a server could listen on host:port now (SO_REUSEADDR, as servers bind)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _shown(path: Path) -> str:

@@ -24,7 +24,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -148,28 +148,58 @@ def listen(pubsub: redis.client.PubSub, deadline: float) -> Iterator[dict]:
             yield message
 
 
+async def relay(messages: AsyncIterator[dict | None], close: Callable[[], Awaitable[None]]
+                ) -> AsyncIterator[str]:
+    """SSE events from one form's messages, until the stop word, their deadline or a Redis error."""
+    try:
+        async for message in messages:
+            if message is not None and (sse := event(message)):
+                yield sse
+                if sse == SSE_DONE:
+                    return
+        yield SSE_TIMEOUT
+    except redis.RedisError as exc:
+        yield sse_redis_error(exc)
+    finally:
+        await close()
+
+
+async def blocking_messages(pubsub: redis.client.PubSub, deadline: float) -> AsyncIterator[dict]:
+    # ANTI-PATTERN, on purpose (seed 003): a blocking iterator inside an async generator.
+    # Every wait for the next message freezes the whole event loop.
+    for message in listen(pubsub, deadline):
+        yield message
+
+
+async def polling_messages(pubsub: redis.client.PubSub, deadline: float) -> AsyncIterator[dict | None]:
+    while time.monotonic() < deadline:
+        # The seed's fix, as written: each call still blocks the loop for up to 100 ms;
+        # the sleep is what lets the other requests run in between.
+        message = pubsub.get_message(timeout=0.1)
+        if message is None:
+            await asyncio.sleep(0.01)
+        yield message
+
+
+async def async_messages(pubsub: redis.asyncio.client.PubSub, deadline: float
+                         ) -> AsyncIterator[dict | None]:
+    while (left := deadline - time.monotonic()) > 0:
+        # Awaited: while this stream waits for Redis, the loop serves everything else.
+        yield await pubsub.get_message(timeout=left)
+
+
+def closer(pubsub: redis.client.PubSub) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        pubsub.close()
+    return close
+
+
 @router.get("/pubsub/blocking/{channel}")
 async def pubsub_blocking(request: Request, channel: str, timeout_s: str | None = None) -> StreamingResponse:
     channel, seconds = parse_channel(channel), parse_timeout(timeout_s)
     pubsub = subscribe_sync(request, channel)
     deadline = time.monotonic() + seconds
-
-    async def events() -> AsyncIterator[str]:
-        try:
-            # ANTI-PATTERN, on purpose (seed 003): a blocking iterator inside an async generator.
-            # Every wait for the next message freezes the whole event loop.
-            for message in listen(pubsub, deadline):
-                if sse := event(message):
-                    yield sse
-                    if sse == SSE_DONE:
-                        return
-            yield SSE_TIMEOUT
-        except redis.RedisError as exc:
-            yield sse_redis_error(exc)
-        finally:
-            pubsub.close()
-
-    return sse_response(events())
+    return sse_response(relay(blocking_messages(pubsub, deadline), closer(pubsub)))
 
 
 @router.get("/pubsub/polling/{channel}")
@@ -177,27 +207,7 @@ async def pubsub_polling(request: Request, channel: str, timeout_s: str | None =
     channel, seconds = parse_channel(channel), parse_timeout(timeout_s)
     pubsub = subscribe_sync(request, channel)
     deadline = time.monotonic() + seconds
-
-    async def events() -> AsyncIterator[str]:
-        try:
-            while time.monotonic() < deadline:
-                # The seed's fix, as written: each call still blocks the loop for up to 100 ms;
-                # the sleep is what lets the other requests run in between.
-                message = pubsub.get_message(timeout=0.1)
-                if message is None:
-                    await asyncio.sleep(0.01)
-                    continue
-                if sse := event(message):
-                    yield sse
-                    if sse == SSE_DONE:
-                        return
-            yield SSE_TIMEOUT
-        except redis.RedisError as exc:
-            yield sse_redis_error(exc)
-        finally:
-            pubsub.close()
-
-    return sse_response(events())
+    return sse_response(relay(polling_messages(pubsub, deadline), closer(pubsub)))
 
 
 @router.get("/pubsub/async/{channel}")
@@ -210,23 +220,7 @@ async def pubsub_async(request: Request, channel: str, timeout_s: str | None = N
         await pubsub.aclose()
         raise redis_down(exc) from None
     deadline = time.monotonic() + seconds
-
-    async def events() -> AsyncIterator[str]:
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                # Awaited: while this stream waits for Redis, the loop serves everything else.
-                message = await pubsub.get_message(timeout=left)
-                if message is not None and (sse := event(message)):
-                    yield sse
-                    if sse == SSE_DONE:
-                        return
-            yield SSE_TIMEOUT
-        except redis.RedisError as exc:
-            yield sse_redis_error(exc)
-        finally:
-            await pubsub.aclose()
-
-    return sse_response(events())
+    return sse_response(relay(async_messages(pubsub, deadline), pubsub.aclose))
 
 
 @router.get("/pubsub/blocking/", include_in_schema=False)

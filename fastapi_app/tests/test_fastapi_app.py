@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fastapi_app import async_app, blocking_app, common, sync_core, threadpool_app
+from tests.errors import assert_error
 
 APPS = {"async": async_app, "threadpool": threadpool_app, "blocking": blocking_app}
 USER = common.User(7, "User 7", 105433, 20, 98765, "rent")
@@ -46,14 +47,6 @@ def app_module(request: pytest.FixtureRequest):
 def client(app_module) -> Iterator[TestClient]:
     with TestClient(app_module.app, raise_server_exceptions=False) as c:
         yield c
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error"] and list(body["error"]) == ["code", "message"]
-    assert body["error"]["code"] == code and body["error"]["message"]
 
 
 def test_healthz(client: TestClient) -> None:

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from bench import infra
 from fastapi_app import async_app, blocking_app, common, pubsub, threadpool_app
+from tests.errors import assert_error
 
 APPS = {"async": async_app, "threadpool": threadpool_app, "blocking": blocking_app}
 FORMS = ["blocking", "polling", "async"]
@@ -56,14 +57,6 @@ def make_client(monkeypatch: pytest.MonkeyPatch, redis_url: str | None, app_modu
     if redis_url:
         monkeypatch.setenv("REDIS_URL", redis_url)
     return TestClient(app_module.app, raise_server_exceptions=False)
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error"] and list(body["error"]) == ["code", "message"]
-    assert body["error"]["code"] == code and body["error"]["message"]
 
 
 def events(body: str) -> list[str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import socket
 from pathlib import Path
 
 import pytest
 
 from bench import docker, manifest
 from bench.compare import CompareOptions, run_compare
+from bench.procs import port_is_free
 from bench.results import Run
 from bench.targets import running
 
@@ -76,11 +76,3 @@ def test_compare_docker_uses_compose_and_docker_stats(lab, tmp_path, monkeypatch
     assert up[up.index("--profile"):up.index("--profile") + 2] == ["--profile", "fastapi"]
     assert "--wait" in up and up[-1] == "fastapi-async"
 
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True

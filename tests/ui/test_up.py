@@ -19,7 +19,8 @@ import psutil
 import pytest
 
 from bench.manifest import REPO_ROOT
-from bench.up import parse_overrides, port_is_free
+from bench.procs import port_is_free
+from bench.up import parse_overrides
 
 BENCH = Path(sys.executable).parent / "bench"
 
