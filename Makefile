@@ -11,7 +11,8 @@ SYSTEM_PKGS  := chromium chromium-driver redis-server
 SYSTEM_BINS  := chromium chromedriver redis-server
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: system-deps compare compare-full test lint unit go-test report readme upstream-bench up clean
+.PHONY: system-deps compare compare-full test lint unit go-test report readme upstream-bench up clean \
+	docker-lab docker-lab-stop
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,11 +34,11 @@ system-deps: $(SYSTEM_STAMP)
 
 ## The main job: the quick comparison of every target (users 1 and 100), table + results/latest/.
 compare: $(STAMP) $(SYSTEM_STAMP)
-	$(BIN)/bench compare --quick
+	LAB_MAKE_TARGET=$@ $(BIN)/bench compare --quick
 
 ## The full default sweep (users 1, 10, 50, 100, 200; 30 s each).
 compare-full: $(STAMP) $(SYSTEM_STAMP)
-	$(BIN)/bench compare
+	LAB_MAKE_TARGET=$@ $(BIN)/bench compare
 
 ## Every check: lint, go vet/test, unit tests, the contract suite against every target, model behaviour.
 test: lint go-test unit
@@ -53,18 +54,35 @@ else
 	cd bench/loadgen && go vet ./...
 endif
 
+# Docker is set up first (engine, compose plugin, base images; best effort: where it can't be, the
+# live Docker tests skip with the reason), and a dockerd started for the tests is stopped after them.
 unit: $(STAMP) $(SYSTEM_STAMP)
-	$(BIN)/pytest
+	@if docker info >/dev/null 2>&1; then engine_was_up=yes; else engine_was_up=; fi; \
+	$(BIN)/bench docker-lab --best-effort; \
+	$(BIN)/pytest; status=$$?; \
+	if [ -z "$$engine_was_up" ]; then $(BIN)/bench docker-lab --stop; fi; \
+	exit $$status
 
 report: $(STAMP)
 	$(BIN)/bench report results/latest
 
-## Put results/latest's headline table and claims into README.md (snapshot in docs/latest-run.json).
+## Put results/latest's headline table and claims (snapshot in docs/latest-run.json) and the
+## upstream-bench figures (docs/upstream-bench.json) into README.md.
 readme: $(STAMP)
 	$(BIN)/bench readme results/latest
 
+## The mock upstream alone on one core; writes docs/upstream-bench.json (then `make readme`).
 upstream-bench: $(STAMP)
-	$(BIN)/bench upstream-bench
+	LAB_MAKE_TARGET=$@ $(BIN)/bench upstream-bench
+
+## Make Docker usable here (engine, Compose v2, local stand-ins for base images no registry serves),
+## each step only when missing; then e.g. `docker compose --profile fastapi up --build`.
+docker-lab: $(STAMP)
+	$(BIN)/bench docker-lab
+
+## Stop the Docker daemon that docker-lab started (never one it did not start).
+docker-lab-stop: $(STAMP)
+	$(BIN)/bench docker-lab --stop
 
 ## The native interactive path: infra + targets until Ctrl-C, e.g. make up TARGET="fastapi-async go-gin";
 ## it prints the `locust` command for the web UI (http://127.0.0.1:8089).

@@ -11,9 +11,18 @@ import typer
 from rich.console import Console
 
 from bench import manifest
-from bench.compare import RESULTS_DIR, CompareOptions, run_compare
+from bench.compare import (
+    CALIBRATION,
+    CALIBRATION_REFUSED,
+    RESULTS_DIR,
+    RUNTIMES,
+    TARGET_SCENARIOS,
+    CompareOptions,
+    run_compare,
+)
 from bench.docker import DockerError
 from bench.load import SCENARIOS
+from bench.results import invocation
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Concurrency Lab: compare web frameworks' concurrency models under load.")
@@ -33,16 +42,6 @@ def _int_list(text: str, what: str) -> list[int]:
     return values
 
 
-def _parse_sets(items: list[str]) -> dict[str, list[int]]:
-    sweep: dict[str, list[int]] = {}
-    for item in items:
-        key, sep, values = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--set takes NAME=V1[,V2...], got {item!r}")
-        sweep[key.strip()] = _int_list(values, f"--set {key}")
-    return sweep
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -54,7 +53,7 @@ def compare(
     duration: Annotated[float, typer.Option(help="seconds of load per users level")] = 0,
     db_ms: Annotated[int, typer.Option(help="pg_sleep per request, ms", min=0, max=5000)] = 50,
     llm_ms: Annotated[int, typer.Option(help="upstream latency, ms", min=0, max=20000)] = 500,
-    scenario: Annotated[str, typer.Option(help=f"one of {', '.join(SCENARIOS)}")] = "recommendation",
+    scenario: Annotated[str, typer.Option(help=f"one of {', '.join(TARGET_SCENARIOS)}")] = "recommendation",
     set_: Annotated[list[str], typer.Option("--set", help="param sweep: workers=4,8,16")] = [],  # noqa: B006
     quick: Annotated[bool, typer.Option(help=f"users {QUICK_USERS}, {QUICK_DURATION:g} s each")] = False,
     calibration: Annotated[bool, typer.Option(
@@ -63,27 +62,36 @@ def compare(
         help="also run the cells and experiments the claims table needs")] = True,
     docker: Annotated[bool, typer.Option(
         "--docker", help="targets via docker compose; memory = the container's working set")] = False,
+    runtime: Annotated[str, typer.Option(
+        help="native, docker, or native,docker: both, side by side in one run (report: Docker vs native)"
+    )] = "",
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:
     """Measure targets under identical Locust load; write results/<run>/ and print the table."""
+    if scenario == CALIBRATION:
+        raise typer.BadParameter(CALIBRATION_REFUSED)
     if scenario not in SCENARIOS:
-        raise typer.BadParameter(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+        raise typer.BadParameter(f"unknown scenario {scenario!r}; use one of {', '.join(TARGET_SCENARIOS)}")
     try:
         chosen = manifest.select([t.strip() for t in targets.split(",") if t.strip()])
-        sweep = _parse_sets(set_)
-        if docker and sweep:
-            raise typer.BadParameter("--set needs native targets: compose runs each target's "
-                                     "manifest defaults (drop --docker to sweep)")
-        for target in chosen:
-            target.resolve({k: v[0] for k, v in sweep.items()})  # unknown params fail now
+        sweep = manifest.parse_sets(set_, chosen)
     except manifest.ManifestError as exc:
         raise typer.BadParameter(str(exc)) from None
+    runtimes = tuple(r.strip() for r in runtime.split(",") if r.strip()) or (
+        ("docker",) if docker else ("native",))
+    if set(runtimes) - set(RUNTIMES) or len(set(runtimes)) != len(runtimes):
+        raise typer.BadParameter(f"--runtime takes {', '.join(RUNTIMES)} or both, got {runtime!r}")
+    if docker and runtimes != ("docker",):
+        raise typer.BadParameter("--docker is --runtime docker: give one of them")
+    if "docker" in runtimes and sweep:
+        raise typer.BadParameter("--set needs native targets: compose runs each target's "
+                                 "manifest defaults (drop --docker to sweep)")
     opts = CompareOptions(
         targets=chosen,
         users=_int_list(users, "--users") if users else (QUICK_USERS if quick else FULL_USERS),
         duration_s=duration or (QUICK_DURATION if quick else FULL_DURATION),
         db_ms=db_ms, llm_ms=llm_ms, scenario=scenario, sweep=sweep, results_dir=results_dir,
-        calibration=calibration, claims=claims, quick=quick, docker=docker)
+        calibration=calibration, claims=claims, quick=quick, runtimes=runtimes, invocation=invocation())
     signal.signal(signal.SIGTERM, _raise_interrupt)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     try:
@@ -124,14 +132,26 @@ def report(
 
 @app.command()
 def readme(
-    run_dir: Annotated[Path, typer.Argument(help="a results/<run> folder")] = RESULTS_DIR / "latest",
+    run_dir: Annotated[Path | None, typer.Argument(
+        help="a results/<run> folder (default results/latest, when there is one)")] = None,
 ) -> None:
-    """Put a run's headline table and claims into README.md (snapshot: docs/latest-run.json)."""
+    """Put a run's headline table and claims (snapshot: docs/latest-run.json) and the upstream-bench
+    figures (docs/upstream-bench.json, written by `bench upstream-bench`) into README.md."""
     from bench import readme as readme_mod
-    if not (run_dir / "results.json").exists():
+    chosen = run_dir or RESULTS_DIR / "latest"
+    if (chosen / "results.json").exists():
+        run = readme_mod.update(chosen.resolve())
+        console.print(f"README.md updated from run {run.run_id}; snapshot {readme_mod.SNAPSHOT}",
+                      soft_wrap=True, highlight=False)
+    elif run_dir is not None:
         raise typer.BadParameter(f"no results.json in {run_dir}")
-    run = readme_mod.update(run_dir.resolve())
-    console.print(f"README.md updated from run {run.run_id}; snapshot {readme_mod.SNAPSHOT}")
+    else:
+        console.print(f"no run in {chosen}: the latest-comparison block is left as it is",
+                      soft_wrap=True, highlight=False)
+    if readme_mod.UPSTREAM_SNAPSHOT.exists():
+        snap = readme_mod.update_upstream()
+        console.print(f"README.md upstream-bench block updated from {readme_mod.UPSTREAM_SNAPSHOT} "
+                      f"({snap.started_at})", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -166,11 +186,13 @@ def upstream_bench(
     concurrency: Annotated[int, typer.Option(help="requests in flight")] = 500,
     duration: Annotated[float, typer.Option(help="seconds")] = 10,
     latency_ms: Annotated[int, typer.Option(help="mock latency per request")] = 50,
+    snapshot: Annotated[Path | None, typer.Option(
+        help="JSON snapshot to write (default: docs/upstream-bench.json, for `bench readme`)")] = None,
 ) -> None:
-    """Benchmark the mock upstream on one core (the other core drives load)."""
-    from bench.upstream_bench import main
+    """Benchmark the mock upstream on one core (the other core drives load); write its snapshot."""
+    from bench.upstream_bench import SNAPSHOT, main
     raise typer.Exit(main(["--concurrency", str(concurrency), "--duration", str(duration),
-                           "--latency-ms", str(latency_ms)]))
+                           "--latency-ms", str(latency_ms), "--snapshot", str(snapshot or SNAPSHOT)]))
 
 
 @app.command()
@@ -189,6 +211,26 @@ def up(
     except (manifest.ManifestError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
     raise typer.Exit(code)
+
+
+@app.command("docker-lab")
+def docker_lab(
+    stop: Annotated[bool, typer.Option(
+        "--stop", help="stop the dockerd that docker-lab started (never one it did not)")] = False,
+    best_effort: Annotated[bool, typer.Option(
+        help="exit 0 when Docker can't be set up here; the live Docker tests then skip, saying why")] = False,
+) -> None:
+    """Make Docker usable here: engine, Compose v2 plugin, base images (stand-ins), each only if missing."""
+    from bench import dockerlab
+    if stop:
+        dockerlab.stop_engine(console.print)
+        return
+    try:
+        dockerlab.setup(console)
+    except (dockerlab.LabError, DockerError) as exc:
+        console.print(f"[{'yellow' if best_effort else 'red'}]docker-lab: {exc}[/]")
+        raise typer.Exit(0 if best_effort else 2) from None
+    console.print("docker-lab: ready; e.g. docker compose --profile fastapi up --build")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -40,6 +40,13 @@ from bench.results import Cpu, Latency, Machine, Memory, ProcessMemory, Result, 
 from bench.targets import TargetUnavailable, label, running
 
 RESULTS_DIR = REPO_ROOT / "results"
+CALIBRATION = "calibration"
+TARGET_SCENARIOS = [name for name in SCENARIOS if name != CALIBRATION]  # what a framework target serves
+CALIBRATION_REFUSED = (
+    "--scenario calibration is Locust straight at the mock upstream, not a load for framework targets "
+    "(they serve no /v1/chat/completions): it runs as the `calibration` row of every compare "
+    f"(--calibration, on by default); pick a target scenario: {', '.join(TARGET_SCENARIOS)}")
+RUNTIMES = ("native", "docker")
 STARTUP_ESTIMATE_S = 8  # start + ready + warm-up, for the progress bar's ETA only
 
 
@@ -59,7 +66,18 @@ class CompareOptions:
     calibration: bool = True  # Locust straight at the upstream: the load generator's own ceiling
     claims: bool = True  # the extra cells and experiments the claims table needs
     quick: bool = False
-    docker: bool = False  # targets through docker compose, memory from `docker stats`
+    docker: bool = False  # targets through docker compose only, memory from `docker stats`
+    # Where targets run: ("native",), ("docker",) or both, measured side by side in one run.
+    runtimes: tuple[str, ...] = ()
+    invocation: tuple[list[str], str | None] | None = None  # results.invocation(): argv, make target
+
+    def __post_init__(self) -> None:
+        if self.scenario == CALIBRATION:
+            raise ValueError(CALIBRATION_REFUSED)
+        self.runtimes = self.runtimes or (("docker",) if self.docker else ("native",))
+        if unknown := set(self.runtimes) - set(RUNTIMES):
+            raise ValueError(f"unknown runtime {', '.join(sorted(unknown))}: use {' or '.join(RUNTIMES)}")
+        self.docker = "docker" in self.runtimes
 
     def levels(self) -> list[int]:
         """Users levels, always starting at 1: the 1-user median is each target's own L1."""
@@ -110,6 +128,7 @@ class Cell:
     levels: list[int]
     experiments: bool = False  # run bench/experiments.py's bursts while the target is up
     cpu_n: int | None = None
+    runtime: str = "native"  # or "docker": the target's compose service
 
     @property
     def capacity(self) -> int | None:
@@ -118,10 +137,10 @@ class Cell:
     @property
     def name(self) -> str:
         base = CALIBRATION if self.target is None else label(self.target, self.combo)
-        return base if self.scenario in ("recommendation", "calibration") else f"{base}-{self.scenario}"
+        base = base if self.scenario in ("recommendation", "calibration") else f"{base}-{self.scenario}"
+        return base if self.runtime == "native" else f"{base}@{self.runtime}"
 
 
-CALIBRATION = "calibration"
 # Extra cells for the claims table (seeds 001 and 004), added when their targets are selected.
 CLAIM_USERS = 100
 CLAIM_SWEEP = ("flask-sync", "workers", {True: (16,), False: (8, 16, 32)})  # quick → values
@@ -138,20 +157,25 @@ def plan(opts: CompareOptions) -> Iterator[Cell]:
     if opts.calibration:
         yield Cell(None, {}, CALIBRATION, opts.levels())
     extras = opts.claims and not opts.sweep and opts.scenario == "recommendation"
+    # The claims' experiments and extra cells run once: natively when the run has both runtimes.
+    claims_runtime = opts.runtimes[0]
     for target in opts.targets:
         for combo in opts.combos():
-            yield Cell(target, combo, opts.scenario, opts.levels(), experiments=extras and not combo)
+            for runtime in opts.runtimes:
+                yield Cell(target, combo, opts.scenario, opts.levels(), runtime=runtime,
+                           experiments=extras and not combo and runtime == claims_runtime)
     if not extras:
         return
     name, param, values = CLAIM_SWEEP
-    if name in by_name and not opts.docker:  # compose runs the manifest defaults only
+    if name in by_name and claims_runtime == "native":  # compose runs the manifest defaults only
         default = by_name[name].params[param]
         for value in values[opts.quick]:
             if value != default:
                 yield Cell(by_name[name], {param: value}, "recommendation", [1, CLAIM_USERS])
     for name in CLAIM_CPU_TARGETS:
         if name in by_name:
-            yield Cell(by_name[name], {}, "cpu", CLAIM_CPU_USERS, cpu_n=CLAIM_CPU_N)
+            yield Cell(by_name[name], {}, "cpu", CLAIM_CPU_USERS, cpu_n=CLAIM_CPU_N,
+                       runtime=claims_runtime)
 
 
 @dataclass(frozen=True)
@@ -169,6 +193,7 @@ class Subject:
     idle: dict[str, float] = field(default_factory=dict)  # memory before any load, MB
     container: str | None = None  # --docker: memory and CPU come from `docker stats`
     processes: int | None = None
+    warmup_s: float | None = None  # the warm-up after this start (None: not warmed, e.g. calibration)
 
     @classmethod
     def of(cls, resolved: ResolvedTarget, *, pid: int | None = None, container: str | None = None,
@@ -207,8 +232,9 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
     run_dir = opts.results_dir / run_id
     raw_dir = run_dir / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
+    command, make_target = opts.invocation or (None, None)
     run = Run(run_id=run_id, started_at=started.isoformat(timespec="seconds"), git_rev=git_rev(),
-              machine=machine_info(),
+              command=command, make_target=make_target, machine=machine_info(),
               scenario=Scenario(name=opts.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
                                 duration_s=opts.duration_s))
     run.save(run_dir)
@@ -217,11 +243,9 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
     total_s = sum(cell_budget_s(cell, opts) for cell in cells)
 
     with contextlib.ExitStack() as stack:
-        if opts.docker:
+        if opts.docker:  # compose runs its own postgres, redis and upstream
             stack.callback(docker.compose_down)
-            infra = None  # compose runs postgres, redis and the upstream
-        else:
-            infra = stack.enter_context(infra_mod.start(raw_dir))
+        infra = stack.enter_context(infra_mod.start(raw_dir)) if "native" in opts.runtimes else None
         progress = stack.enter_context(Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
@@ -232,7 +256,7 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
             try:
                 if cell.target is None:
                     _measure_calibration(cell, opts, infra, run, run_dir, progress, task)
-                elif opts.docker:
+                elif cell.runtime == "docker":
                     _measure_docker_cell(cell, opts, run, run_dir, progress, task)
                 else:
                     _measure_cell(cell, opts, infra, run, run_dir, progress, task)
@@ -352,12 +376,14 @@ def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Pa
         with docker.running(cell.target) as (base_url, container):
             subject = Subject.of(resolved, container=container, base_url=base_url)
             progress.update(task, description=f"{cell.name}: warming up")
-            run.scenario.warmup_s = round(warm_up(base_url, opts), 2)
-            yield subject, lambda: True
+            yield replace(subject, warmup_s=round(warm_up(base_url, opts), 2)), lambda: True
 
     def run_experiments(subject: Subject) -> None:
+        progress.update(task, description=f"{cell.name}: experiments")
+        # Seed 003's pub/sub messages are published from here, to compose's Redis on its host port.
+        redis_url = docker.published_url("redis", 6379, "redis") + "/0"
         run.experiments.extend(experiments.run_for(resolved.name, resolved.params, subject.base_url,
-                                                   db_ms=opts.db_ms))
+                                                   db_ms=opts.db_ms, redis_url=redis_url))
         run.save(run_dir)
 
     _measure_levels(cell, start, cell.capacity, opts, run, run_dir, progress, task,
@@ -376,8 +402,7 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
             time.sleep(1.0)  # let the workers settle before the idle reading
             subject = Subject.of(resolved, pid=proc.pid)
             progress.update(task, description=f"{cell.name}: warming up")
-            run.scenario.warmup_s = round(warm_up(resolved.base_url, opts), 2)
-            yield subject, proc.alive
+            yield replace(subject, warmup_s=round(warm_up(resolved.base_url, opts), 2)), proc.alive
             if not proc.alive():
                 raise RuntimeError(f"{cell.name} died during the run:\n{proc.log_tail()}")
 
@@ -457,7 +482,9 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
                                                  / target_s.elapsed, 1))
                      for p, s in (target_s.procs.items() if target_s else ())],
         anti_pattern=subject.anti_pattern,
+        runtime="docker" if subject.container else "native",
         failure_samples=read_failures(csv_prefix),
+        warmup_s=subject.warmup_s,
     )
 
 

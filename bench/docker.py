@@ -98,6 +98,15 @@ def running(target: Target, *, build: bool = True, runner: Runner = run) -> Iter
         compose_stop([target.name], runner=runner)
 
 
+def published_url(service: str, port: int, scheme: str, runner: Runner = run) -> str:
+    """`scheme://host:port` where the host reaches a service's container port (`docker compose port`)."""
+    address = runner(compose_argv("port", service, str(port))).strip().splitlines()
+    if not address or ":" not in address[0]:
+        raise DockerError(f"{service}:{port} is not published")
+    host, _, host_port = address[0].rpartition(":")
+    return f"{scheme}://{host}:{host_port}"
+
+
 def parse_ps(output: str) -> list[dict[str, Any]]:
     """`docker compose ps --format json`: a JSON array (compose < 2.21) or one object per line."""
     text = output.strip()

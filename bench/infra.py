@@ -114,7 +114,9 @@ def embedded_postgres(log_dir: Path) -> Iterator[tuple[str, Proc]]:
         argv = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
                 "-k", str(sockets), "-c", "max_connections=400", "-c", "fsync=off",
                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                "-c", "shared_buffers=128MB"]
+                "-c", "shared_buffers=128MB",
+                # Per-statement counters: the contract suite counts each target's DB round trips.
+                "-c", "shared_preload_libraries=pg_stat_statements"]
         # SIGINT is PostgreSQL's "fast" shutdown (SIGTERM would wait for clients to leave).
         proc = spawn("postgres", argv, log_path=log_dir / "postgres.log", user=user,
                      stop_signal=signal.SIGINT)
@@ -123,6 +125,8 @@ def embedded_postgres(log_dir: Path) -> Iterator[tuple[str, Proc]]:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DB_NAME}")
         url = f"postgresql://postgres@127.0.0.1:{port}/{DB_NAME}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         load_schema(url)
         yield url, proc
     finally:

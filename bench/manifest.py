@@ -3,7 +3,7 @@
 Each `<framework>_app/targets.toml` holds an array of tables:
 
     [[targets]]
-    name = "flask-sync"                # public target name (SPEC §4)
+    name = "flask-sync"                # public target name
     framework = "flask"
     model = "gunicorn sync: {workers} processes x 1 thread"   # words; placeholders allowed
     port = 8001                        # default port (compose, `bench up`)
@@ -18,6 +18,9 @@ Each `<framework>_app/targets.toml` holds an array of tables:
 
 `capacity`, `processes` and `db_pool` are integers or arithmetic over `params` (+ - * // min max).
 Commands run from the repository root; `{host}`, `{port}` and every param are substituted.
+docs/DESIGN.md (Targets and their manifests) explains the format and the fairness rules.
+
+`--set NAME=V1[,V2...]` (bench compare, bench up) overrides params; `parse_sets` is its only parser.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import ast
 import operator
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -142,7 +146,7 @@ def _load_file(path: Path) -> list[Target]:
 
 @lru_cache
 def load_targets(root: Path = REPO_ROOT) -> dict[str, Target]:
-    """All targets of all framework manifests, in SPEC order, keyed by name."""
+    """All targets of all framework manifests, in FRAMEWORK_DIRS then file order, keyed by name."""
     found: dict[str, Target] = {}
     for folder in FRAMEWORK_DIRS:
         path = root / folder / "targets.toml"
@@ -164,3 +168,43 @@ def select(names: list[str] | None, root: Path = REPO_ROOT) -> list[Target]:
     if missing:
         raise ManifestError(f"unknown target(s): {', '.join(missing)}; known: {', '.join(targets)}")
     return [targets[n] for n in names]
+
+
+def parse_sets(items: Iterable[str], targets: Sequence[Target]) -> dict[str, list[int]]:
+    """`--set workers=4,8 --set pool_size=2` → {"workers": [4, 8], "pool_size": [2]}.
+
+    Every value is a positive integer (params count workers, threads or connections); a name given
+    twice is an error, and so is a param that any of `targets` lacks (the message names them).
+    """
+    sets: dict[str, list[int]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ManifestError(f"--set takes NAME=V1[,V2...], got {item!r}")
+        if key in sets:
+            raise ManifestError(f"--set {key} given twice")
+        try:
+            values = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            values = []
+        if not values or any(v < 1 for v in values):
+            raise ManifestError(f"--set {key} takes positive integers (e.g. {key}=4,8), got {text!r}")
+        sets[key] = values
+    for key in sets:
+        lacking = [t for t in targets if key not in t.params]
+        if lacking:
+            has = "; ".join(f"{t.name} has {', '.join(sorted(t.params)) or 'none'}" for t in lacking)
+            raise ManifestError(f"--set {key}: no such parameter in {', '.join(t.name for t in lacking)} "
+                                f"({has})")
+    return sets
+
+
+def parse_overrides(items: Iterable[str], targets: Sequence[Target]) -> dict[str, int]:
+    """`parse_sets` for commands that run one configuration: one value per parameter."""
+    sets = parse_sets(items, targets)
+    several = [f"{key}={','.join(map(str, values))}" for key, values in sets.items() if len(values) > 1]
+    if several:
+        raise ManifestError(f"--set takes one value per parameter here, got {' '.join(several)} "
+                            "(`bench compare --set` sweeps several)")
+    return {key: values[0] for key, values in sets.items()}

@@ -1,4 +1,4 @@
-"""Model ceiling, efficiency and trust flags (SPEC §7): pure arithmetic, unit-tested."""
+"""Model ceiling, efficiency and trust flags (docs/DESIGN.md, Ceilings): pure arithmetic, unit-tested."""
 
 from __future__ import annotations
 

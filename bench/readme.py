@@ -1,8 +1,13 @@
-"""Put a run's headline table and claims into README.md, from a committed snapshot of the run.
+"""Generated blocks of README.md, each rendered from a committed snapshot.
 
-`bench readme results/latest` copies the run's results.json to docs/latest-run.json and rewrites the
-block between the markers below; a test re-renders the block from the snapshot and compares, so the
-README's numbers are always the output of a command, never hand-edited.
+- latest-comparison: `bench readme results/latest` copies the run's results.json to
+  docs/latest-run.json and renders its headline table and claims;
+- upstream-bench: `bench upstream-bench` writes docs/upstream-bench.json, and `bench readme`
+  renders its figures.
+
+Each block sits between `<!-- NAME:start -->` and `<!-- NAME:end -->`; a test re-renders every block
+from its snapshot and compares, so the README's numbers are always the output of a command, never
+hand-edited.
 """
 
 from __future__ import annotations
@@ -10,18 +15,51 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bench.manifest import REPO_ROOT
 from bench.report import TEMPLATES, fmt
-from bench.results import Result, Run
+from bench.results import Result, Run, command_text
+from bench.upstream_bench import SNAPSHOT as UPSTREAM_SNAPSHOT
+from bench.upstream_bench import Snapshot
 
 README = REPO_ROOT / "README.md"
 SNAPSHOT = REPO_ROOT / "docs" / "latest-run.json"
-START, END = "<!-- latest-comparison:start -->", "<!-- latest-comparison:end -->"
-BLOCK = re.compile(re.escape(START) + r"\n(.*?)" + re.escape(END), re.S)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A generated region of README.md, between its two marker comments."""
+    name: str
+
+    @property
+    def start(self) -> str:
+        return f"<!-- {self.name}:start -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- {self.name}:end -->"
+
+    def _pattern(self) -> re.Pattern[str]:
+        return re.compile(re.escape(self.start) + r"\n(.*?)" + re.escape(self.end), re.S)
+
+    def current(self, text: str) -> str:
+        match = self._pattern().search(text)
+        if not match:
+            raise ValueError(f"README.md has no {self.start} ... {self.end} block")
+        return match.group(1)
+
+    def replace(self, text: str, body: str) -> str:
+        self.current(text)  # fail before anything is written if the markers are missing
+        return self._pattern().sub(lambda _: f"{self.start}\n{body}{self.end}", text)
+
+
+COMPARISON = Block("latest-comparison")
+UPSTREAM = Block("upstream-bench")
+START, END = COMPARISON.start, COMPARISON.end
 
 
 def headline(run: Run) -> list[Result]:
@@ -38,33 +76,47 @@ def headline(run: Run) -> list[Result]:
     return list(best.values())
 
 
-def command_for(run: Run) -> str:
-    quick = run.scenario.duration_s <= 15 and max((r.users for r in run.results), default=0) <= 100
-    return "make compare" if quick else "make compare-full"
+def command_for(command: list[str] | None, make_target: str | None, program: str) -> str:
+    """The recorded command as Markdown; older snapshots did not record it, and say so."""
+    text = command_text(command, make_target)
+    return f"`{text}`" if text else f"`{program}` (this older snapshot does not record its command line)"
+
+
+def _render(template: str, **context) -> str:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
+                      keep_trailing_newline=True)
+    env.globals["fmt"] = fmt
+    return env.get_template(template).render(**context)
 
 
 def render_block(run: Run) -> str:
     counts = Counter(c.verdict for c in run.claims)
     summary = ", ".join(f"{counts[v]} {v.replace('_', ' ')}" for v in ("holds", "partly", "fails",
                                                                         "not_run") if counts[v])
-    env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
-                      keep_trailing_newline=True)
-    env.globals["fmt"] = fmt
-    return env.get_template("readme.md.j2").render(
-        run=run, headline=headline(run), counts=summary, command=command_for(run))
+    return _render("readme.md.j2", run=run, headline=headline(run), counts=summary,
+                   command=command_for(run.command, run.make_target, "bench compare"))
+
+
+def render_upstream_block(snap: Snapshot) -> str:
+    return _render("readme_upstream.md.j2", snap=snap, r=snap.result,
+                   command=command_for(snap.command, snap.make_target, "bench upstream-bench"))
 
 
 def current_block(text: str) -> str:
-    match = BLOCK.search(text)
-    if not match:
-        raise ValueError(f"README.md has no {START} ... {END} block")
-    return match.group(1)
+    return COMPARISON.current(text)
 
 
 def update(run_dir: Path, readme: Path = README, snapshot: Path = SNAPSHOT) -> Run:
+    """The latest-comparison block from a run; its results.json becomes the snapshot."""
     run = Run.load(run_dir)
+    text = COMPARISON.replace(readme.read_text(), render_block(run))
     shutil.copyfile(run_dir / "results.json", snapshot)
-    text = readme.read_text()
-    current_block(text)  # fail before writing anything if the markers are missing
-    readme.write_text(BLOCK.sub(lambda _: f"{START}\n{render_block(run)}{END}", text))
+    readme.write_text(text)
     return run
+
+
+def update_upstream(readme: Path = README, snapshot: Path = UPSTREAM_SNAPSHOT) -> Snapshot:
+    """The upstream-bench block from `bench upstream-bench`'s snapshot."""
+    snap = Snapshot.load(snapshot)
+    readme.write_text(UPSTREAM.replace(readme.read_text(), render_upstream_block(snap)))
+    return snap

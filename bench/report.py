@@ -32,6 +32,18 @@ SCENARIO_TITLES = {
 PSS_NOTE = ("Memory is PSS: RSS double-counts the pages that forked workers share (interpreter, "
             "imported modules), so summing RSS over a gunicorn tree overstates it; PSS splits each "
             "shared page between the processes that map it.")
+WORKING_SET_NOTE = (
+    "Rows measured in Docker show the container's working set instead (cgroup usage minus inactive "
+    "file cache, what `docker stats` shows), which has no PSS/RSS/USS split. It reads higher than "
+    "the native PSS of the same code: the container's copy of the interpreter and libraries is "
+    "not shared with other processes, so it counts in full rather than split, and the cgroup is "
+    "also charged for active page cache and kernel memory (page tables, socket buffers).")
+RUNTIMES_NOTE = (
+    "The same targets measured natively and under docker compose in one run, on the same machine. "
+    "The memory figures differ in kind: natively the PSS of the process tree (shared pages split "
+    "between the processes that map them), in Docker the container's working set (every page the "
+    "container is charged for, counted once and in full, plus page cache and kernel memory), so "
+    "the Docker figure reads higher for the same code.")
 CEILING_NOTE = ("Ceiling = min(users, capacity) / L1 (or db_pool / db_ms where lower), with L1 the "
                 "target's own 1-user median; efficiency = rps / ceiling.")
 CALIBRATION_NOTE = ("Locust straight at the mock upstream, no framework in between, with the same "
@@ -134,14 +146,27 @@ def varying_params(results: list[Result]) -> dict[str, list[str]]:
 def rows(run: Run) -> list[Row]:
     """Every result with its label, e.g. `flask-sync workers=16` when a run swept workers."""
     varying = varying_params(run.results)
+    mixed = len({r.runtime for r in run.results if not is_calibration(r)}) > 1
     out = [Row("calibration: Locust → mock upstream", r) if is_calibration(r) else
-           Row(" ".join([r.target, *(f"{k}={r.params.get(k, '—')}" for k in varying.get(r.target, []))]), r)
+           Row(" ".join([r.target, *(f"{k}={r.params.get(k, '—')}" for k in varying.get(r.target, [])),
+                         *(["[docker]"] if mixed and r.runtime == "docker" else [])]), r)
            for r in run.results]
     # Keep a target's rows together (a sweep may be appended later), in the order measured.
     first_target = {row.result.target: i for i, row in reversed(list(enumerate(out)))}
     first_label = {row.label: i for i, row in reversed(list(enumerate(out)))}
-    return sorted(out, key=lambda row: (first_target[row.result.target], first_label[row.label],
-                                        row.result.users))
+    return sorted(out, key=lambda row: (first_target[row.result.target], row.result.runtime != "native",
+                                        first_label[row.label], row.result.users))
+
+
+def memory_source(results: list[Result]) -> str | None:
+    """ "PSS" or "working set" when every row measured the same kind of memory, else None."""
+    sources = {r.memory_source for r in results if not is_calibration(r)}
+    return sources.pop() if len(sources) == 1 else None
+
+
+def _mem(r: Result, value: float | None, digits: int = 1) -> str:
+    """RSS and USS exist natively only: a container's working set has no such split."""
+    return "—" if r.runtime == "docker" else fmt(value, digits)
 
 
 def by_scenario(all_rows: list[Row]) -> dict[str, list[Row]]:
@@ -191,16 +216,45 @@ def calibration_table(group: list[Row]) -> Table:
 
 
 def resources_table(group: list[Row]) -> Table:
+    source = memory_source([row.result for row in group])
+    mem = source or "memory"  # a mixed table names the source per row
     t = Table("resources", [Column("target"), *(Column(n, numeric=True) for n in (
-        "users", "idle PSS MB", "peak PSS MB", "peak RSS MB", "peak USS MB", "processes",
-        "MB per request in flight", "CPU target %", "CPU Locust %", "CPU machine %",
-        "CPU ms / request"))])
+        "users", f"idle {mem} MB", f"peak {mem} MB", "peak RSS MB", "peak USS MB")),
+        *(() if source else (Column("memory is"),)), *(Column(n, numeric=True) for n in (
+            "processes", "MB per request in flight", "CPU target %", "CPU Locust %", "CPU machine %",
+            "CPU ms / request"))])
     for row in group:
         r, m = row.result, row.result.memory_mb
-        t.add(row.name, r.users, fmt(m.idle_pss, 1), fmt(m.peak_pss, 1), fmt(m.peak_rss, 1),
-              fmt(m.peak_uss, 1), r.processes, fmt(r.mb_per_request_in_flight(), 2),
-              fmt(r.cpu_pct.target), fmt(r.cpu_pct.locust), fmt(r.cpu_pct.machine),
-              fmt(r.cpu_ms_per_request, 2), marks=row.marks)
+        t.add(row.name, r.users, fmt(m.idle_pss, 1), fmt(m.peak_pss, 1), _mem(r, m.peak_rss),
+              _mem(r, m.peak_uss), *(() if source else (r.memory_source,)), r.processes,
+              fmt(r.mb_per_request_in_flight(), 2), fmt(r.cpu_pct.target), fmt(r.cpu_pct.locust),
+              fmt(r.cpu_pct.machine), fmt(r.cpu_ms_per_request, 2), marks=row.marks)
+    return t
+
+
+def runtimes_table(all_rows: list[Row]) -> Table | None:
+    """Docker vs native for the targets a run measured both ways: each at its highest users level."""
+    pairs: dict[tuple, dict[str, Row]] = defaultdict(dict)
+    for row in all_rows:
+        r = row.result
+        if not is_calibration(r):
+            pairs[(r.target, r.scenario, params_text(r.params), r.users)][r.runtime] = row
+    top: dict[tuple[str, str, str], dict[str, Row]] = {}
+    for (target, scenario, params, users), got in pairs.items():
+        key = (target, scenario, params)
+        if len(got) == 2 and (key not in top or users > top[key]["native"].result.users):
+            top[key] = got
+    if not top:
+        return None
+    t = Table("runtimes", [Column("target"), *(Column(n, numeric=True) for n in (
+        "users", "rps native", "rps docker", "p50 ms native", "p50 ms docker", "efficiency native",
+        "efficiency docker", "peak PSS MB native", "peak working set MB docker"))])
+    for (_, scenario, _), got in top.items():
+        n, d = got["native"].result, got["docker"].result
+        name = got["native"].name + ("" if scenario == "recommendation" else f" ({scenario})")
+        t.add(name, n.users, f"{n.rps:.1f}", f"{d.rps:.1f}", fmt(n.latency_ms.p50), fmt(d.latency_ms.p50),
+              fmt(n.efficiency, 2), fmt(d.efficiency, 2), fmt(n.memory_mb.peak_pss, 1),
+              fmt(d.memory_mb.peak_pss, 1))
     return t
 
 
@@ -337,7 +391,8 @@ def build_charts(groups: dict[str, list[Row]], colors: dict[str, str]) -> list[C
                "Requests per second at each users level; log axes. A model that queues flattens early.",
                group, lambda: charts.throughput_vs_users(lines, colors)),
         _chart("memory", f"Memory per target at {at}",
-               "Peak PSS (solid) vs peak RSS (pale) of the whole process tree. " + PSS_NOTE,
+               "Peak PSS (solid) vs peak RSS (pale) of the whole process tree. " + PSS_NOTE
+               + (" " + WORKING_SET_NOTE if any(r.runtime == "docker" for _, r in pairs) else ""),
                top, lambda: charts.memory_bars(pairs, colors)),
         _chart("latency", f"Latency percentiles at {at}",
                "p50, p95, p99 in ms (log axis).", top, lambda: charts.latency_bars(pairs, colors)),
@@ -372,9 +427,13 @@ def context(run: Run) -> dict:
     all_rows = rows(run)
     groups = by_scenario(all_rows)
     calibration = [row for row in all_rows if is_calibration(row.result)]
+    docker = any(row.result.runtime == "docker" for row in all_rows)
     return {
         "run": run,
-        "notes": {"pss": PSS_NOTE, "ceiling": CEILING_NOTE, "calibration": CALIBRATION_NOTE},
+        "notes": {"pss": PSS_NOTE + (" " + WORKING_SET_NOTE if docker else ""),
+                  "ceiling": CEILING_NOTE, "calibration": CALIBRATION_NOTE,
+                  "runtimes": RUNTIMES_NOTE},
+        "runtimes": runtimes_table(all_rows),
         "scenario_titles": SCENARIO_TITLES,
         "targets": targets_table(all_rows),
         "throughput": {s: throughput_table(g) for s, g in groups.items()},
@@ -424,8 +483,9 @@ def write_reports(run_dir: Path) -> Run:
 def console_table(run: Run) -> RichTable:
     table = RichTable(expand=False, title=f"Concurrency Lab {run.run_id}: {run.scenario.name}, "
                       f"db_ms={run.scenario.db_ms} llm_ms={run.scenario.llm_ms}")
-    for col in ("target", "users", "rps", "p50 ms", "p95 ms", "fail", "ceiling", "eff.",
-                "canary p95 ms", "PSS idle→peak MB", "RSS peak MB", "CPU %", "flags"):
+    source = memory_source(run.results)
+    for col in ("target", "users", "rps", "p50 ms", "p95 ms", "fail", "ceiling", "eff.", "canary p95 ms",
+                f"{source or 'memory (PSS | working set)'} idle→peak MB", "RSS peak MB", "CPU %", "flags"):
         table.add_column(col, justify="left" if col in ("target", "flags") else "right",
                          no_wrap=col != "flags")
     for row in rows(run):
@@ -435,7 +495,7 @@ def console_table(run: Run) -> RichTable:
             name + (" ⚠" if r.anti_pattern else ""), str(r.users), f"{r.rps:.1f}",
             fmt(r.latency_ms.p50), fmt(r.latency_ms.p95), pct(r.failures, r.requests),
             fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), r.canary_text(),
-            f"{fmt(r.memory_mb.idle_pss)}→{fmt(r.memory_mb.peak_pss)}", fmt(r.memory_mb.peak_rss),
+            f"{fmt(r.memory_mb.idle_pss)}→{fmt(r.memory_mb.peak_pss)}", _mem(r, r.memory_mb.peak_rss, 0),
             fmt(r.cpu_pct.target), "; ".join(r.flags) or "—")
     return table
 

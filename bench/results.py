@@ -1,9 +1,15 @@
-"""results.json (SPEC §7 schema, version 1): models, atomic writes, loading."""
+"""results.json (schema version 1, described in docs/DESIGN.md): models, atomic writes, loading.
+
+Fields added since version 1 first shipped are optional, so every older results.json still loads.
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +28,8 @@ class Scenario(BaseModel):
     db_ms: int = 50
     llm_ms: int = 500
     duration_s: float = 20
-    warmup_s: float = 0
+    # Older files only: the last cell's warm-up, overwritten by every cell. Now Result.warmup_s.
+    warmup_s: float | None = None
 
 
 class Latency(BaseModel):
@@ -81,6 +88,10 @@ class Result(BaseModel):
     per_process: list[ProcessMemory] = Field(default_factory=list)
     anti_pattern: bool = False
     failure_samples: list[str] = Field(default_factory=list)
+    warmup_s: float | None = None  # the warm-up before this row's target start (None: none, or older file)
+    # Where the target ran: "native" (process tree; memory is PSS) or "docker" (a compose
+    # container; memory is the cgroup working set, stored in the pss/rss/uss fields alike).
+    runtime: Literal["native", "docker"] = "native"
 
     def canary_text(self) -> str:
         """Canary p95, with the answered count when most health checks never came back."""
@@ -90,6 +101,11 @@ class Result(BaseModel):
         if self.canary_expected and (self.canary_answered or 0) < self.canary_expected / 2:
             text += f" ({self.canary_answered}/{self.canary_expected} answered)"
         return text
+
+    @property
+    def memory_source(self) -> str:
+        """What the memory figures are: "PSS" natively, "working set" in Docker."""
+        return "working set" if self.runtime == "docker" else "PSS"
 
     def mb_per_request_in_flight(self) -> float | None:
         """Peak PSS divided by the requests actually being served (queued ones cost no worker)."""
@@ -121,6 +137,8 @@ class Run(BaseModel):
     run_id: str
     started_at: str
     git_rev: str | None = None
+    command: list[str] | None = None  # the command line that produced the run (None: older file)
+    make_target: str | None = None  # the make target that ran that command, e.g. "compare"
     machine: Machine
     scenario: Scenario
     results: list[Result] = Field(default_factory=list)
@@ -142,3 +160,27 @@ class Run(BaseModel):
     @classmethod
     def load(cls, run_dir: Path) -> Run:
         return cls.model_validate_json((run_dir / "results.json").read_text())
+
+
+MAKE_TARGET_ENV = "LAB_MAKE_TARGET"  # the Makefile's recipes set it: `LAB_MAKE_TARGET=$@ bench ...`
+
+
+def invocation(argv: Sequence[str] | None = None,
+               env: Mapping[str, str] | None = None) -> tuple[list[str], str | None]:
+    """The command line as typed (`bench compare --quick`) and the make target that ran it, if any.
+
+    The make target counts only under make itself (MAKELEVEL is set), so a stray exported
+    LAB_MAKE_TARGET in a shell is not mistaken for a make run.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    env = os.environ if env is None else env
+    command = [Path(argv[0]).name, *argv[1:]] if argv else []
+    make_target = env.get(MAKE_TARGET_ENV) or None
+    return command, make_target if make_target and "MAKELEVEL" in env else None
+
+
+def command_text(command: Sequence[str] | None, make_target: str | None) -> str | None:
+    """How to write the recorded command in prose: `make compare`, else the command line."""
+    if make_target:
+        return f"make {make_target}"
+    return shlex.join(command) if command else None

@@ -1,4 +1,4 @@
-"""`bench up TARGET...`: the native interactive path (SPEC §9, `make up TARGET=...`).
+"""`bench up TARGET...`: the native interactive path (`make up TARGET=...`; docs/DESIGN.md).
 
 Starts the infra (embedded PostgreSQL + mock upstream, or the servers DATABASE_URL / UPSTREAM_URL
 name) and each target on its manifest port, bound to 127.0.0.1; prints the URLs and the exact
@@ -31,17 +31,6 @@ LOCUST_CONF = REPO_ROOT / "locust" / "locust.conf"
 LOCUST = Path(sys.executable).parent / "locust"
 HOST = "127.0.0.1"
 WEB_PORT = 8089
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, int]:
-    """`--set workers=8 --set pool_size=2` → {"workers": 8, "pool_size": 2}."""
-    overrides = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key.strip() or not value.strip().lstrip("-").isdigit():
-            raise ValueError(f"--set takes NAME=INTEGER, got {item!r}")
-        overrides[key.strip()] = int(value)
-    return overrides
 
 
 def _shown(path: Path) -> str:
@@ -107,11 +96,10 @@ def up(targets: list[Target], console: Console, *, overrides: dict[str, int] | N
                 if not port_is_free(port):
                     port = free_port(HOST)
                     console.print(f"[yellow]{target.name}: port {target.port} is busy, using {port}[/]")
-                mine = {k: v for k, v in (overrides or {}).items() if k in target.params}
                 console.print(f"starting {target.name} …", highlight=False)
                 try:
                     started.append(stack.enter_context(running(
-                        target, lab, run_dir, overrides=mine, port=port, host=HOST,
+                        target, lab, run_dir, overrides=overrides, port=port, host=HOST,
                         db_ms=db_ms, llm_ms=llm_ms)))
                 except TargetUnavailable as why:
                     console.print(f"[yellow]{target.name} skipped: {why}[/]")
@@ -145,8 +133,5 @@ def main(names: list[str], console: Console, *, all_targets: bool = False, sets:
     if not names and not all_targets:
         raise ValueError("name at least one target (or --all); `bench targets` lists them")
     chosen = manifest.select([] if all_targets else names)
-    overrides = parse_overrides(sets)
-    unknown = set(overrides) - {p for t in chosen for p in t.params}
-    if unknown:
-        raise manifest.ManifestError(f"no chosen target has parameter {', '.join(sorted(unknown))}")
+    overrides = manifest.parse_overrides(sets, chosen)
     return up(chosen, console, overrides=overrides, db_ms=db_ms, llm_ms=llm_ms)

@@ -1,14 +1,17 @@
 """Prove the mock upstream is never the bottleneck: >= 3,000 req/s on ONE core at 500 in flight.
 
 The upstream (uvicorn, exactly as the lab runs it) is pinned to one CPU and the Go closed-loop
-load generator (bench/loadgen) to another, so the two never compete for a core.
+load generator (bench/loadgen) to another, so the two never compete for a core. The figures, with
+the machine and the command line, go to a snapshot (docs/upstream-bench.json by default) that
+`bench readme` renders into README.md's upstream-bench block.
 
-    .venv/bin/python -m bench.upstream_bench [--concurrency 500] [--duration 10] [--latency-ms 50]
+    .venv/bin/bench upstream-bench [--concurrency 500] [--duration 10] [--latency-ms 50]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import subprocess
@@ -17,12 +20,15 @@ import time
 from pathlib import Path
 
 import psutil
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
 from bench.procs import free_port, spawn, wait_http
+from bench.results import Machine, invocation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT = REPO_ROOT / "docs" / "upstream-bench.json"
 LOADGEN_DIR = REPO_ROOT / "bench" / "loadgen"
 LOADGEN_BIN = LOADGEN_DIR / "bin" / "loadgen"
 TARGET_RPS = 3000
@@ -35,6 +41,44 @@ CHAT_BODY = json.dumps({
                                     "top category: groceries. One tip?"},
     ],
 })
+
+
+class Figures(BaseModel):
+    """What one run measured: the loadgen's numbers plus the upstream's CPU."""
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    concurrency: int
+    duration_s: float
+    latency_ms: int
+    upstream_cpu_pct: float
+    upstream_cpu_ms_per_request: float
+    machine_cpu_pct: float
+    target_rps: int
+    passed: bool
+
+
+class Snapshot(BaseModel):
+    """docs/upstream-bench.json: one run of this benchmark, as README.md quotes it."""
+    schema_: int = Field(1, alias="schema")
+    started_at: str
+    git_rev: str | None = None
+    command: list[str] | None = None
+    make_target: str | None = None
+    machine: Machine
+    result: Figures
+
+    model_config = {"populate_by_name": True}
+
+    def save(self, path: Path) -> Path:
+        path.write_text(self.model_dump_json(by_alias=True, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path = SNAPSHOT) -> Snapshot:
+        return cls.model_validate_json(path.read_text())
 
 
 def two_cpus() -> tuple[int, int]:
@@ -87,19 +131,34 @@ def run(concurrency: int = 500, duration_s: float = 10, latency_ms: int = 50) ->
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def snapshot(result: dict, started_at: str,
+             command: tuple[list[str], str | None] | None = None) -> Snapshot:
+    from bench.compare import git_rev, machine_info
+    argv, make_target = command or invocation()
+    return Snapshot(started_at=started_at, git_rev=git_rev(), command=argv, make_target=make_target,
+                    machine=machine_info(), result=Figures(**result))
+
+
+def main(argv: list[str] | None = None, command: tuple[list[str], str | None] | None = None) -> int:
+    """Run, print the table, write the snapshot; `command` is the command line to record."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=500)
     parser.add_argument("--duration", type=float, default=10, help="seconds")
     parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--snapshot", type=Path, default=SNAPSHOT, help="where the JSON snapshot goes")
     args = parser.parse_args(argv)
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     result = run(args.concurrency, args.duration, args.latency_ms)
     table = Table(title="mock upstream, 1 core: POST /v1/chat/completions")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
         table.add_row(key, str(value))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    path = snapshot(result, started_at, command).save(args.snapshot)
+    console.print(f"snapshot: {path}; `bench readme` puts it into README.md", soft_wrap=True,
+                  highlight=False)
     return 0 if result["passed"] else 1
 
 

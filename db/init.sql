@@ -1,4 +1,4 @@
--- Concurrency Lab schema and deterministic seed (SPEC §2).
+-- Concurrency Lab schema and deterministic seed (docs/DESIGN.md, The database).
 -- Every value is arithmetic on the ids (no random()), so every implementation returns the same
 -- numbers and a test can compute the expected answer with SQL. Used natively by the harness and by
 -- the postgres image (/docker-entrypoint-initdb.d).

@@ -29,9 +29,13 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+# The contract's one wire form of a JSON body: compact, UTF-8 (docs/CONTRACT.md, "Responses").
+JSON_DUMPS_PARAMS = {"separators": (",", ":"), "ensure_ascii": False}
+
+
 def json_response(body: dict, status: int = 200) -> JsonResponse:
     # Content-Length, as CommonMiddleware would set it (we run none): no chunked encoding.
-    response = JsonResponse(body, status=status)
+    response = JsonResponse(body, status=status, json_dumps_params=JSON_DUMPS_PARAMS)
     response["Content-Length"] = str(len(response.content))
     return response
 
@@ -133,11 +137,14 @@ def cpu_body(request: HttpRequest) -> dict:
 
 
 # -- step 2's result and step 3's request -----------------------------------------------------------
-def facts(user, totals: dict, top: str | None) -> dict:
-    """The 200 body up to (not including) advice/served_by, in the contract's key order."""
+def facts(user) -> dict:
+    """The 200 body up to (not including) advice/served_by, in the contract's key order.
+
+    `user` comes from models.user_summary: a User with the step-2 aggregates as attributes.
+    """
     return {"user_id": user.id, "name": user.name, "budget_cents": user.monthly_budget_cents,
-            "spent_cents": totals["spent_cents"], "transactions": totals["transactions"],
-            "top_category": top}
+            "spent_cents": user.spent_cents, "transactions": user.transactions,
+            "top_category": user.top_category}
 
 
 def completion_args(f: dict, llm_ms: int, **extra) -> dict:
@@ -165,12 +172,17 @@ def sse(data) -> bytes:
 DONE = sse("[DONE]")
 
 
-def stream_error_event(exc: openai.APIError) -> bytes:
-    """Mid-stream upstream failure: the status line is gone, so say it in the stream's last event."""
+# docs/CONTRACT.md pins these texts: the same on every target, whatever the upstream said.
+MID_STREAM_MESSAGES = {"upstream_error": "the upstream stream failed",
+                       "upstream_timeout": "the upstream stream timed out"}
+
+
+def stream_error_event(exc: Exception) -> bytes:
+    """Mid-stream failure: the status line is gone, so say it in the stream's last event."""
     log.warning("upstream failed mid-stream: %r", exc)
     timeout = isinstance(exc, openai.APITimeoutError)
     code = "upstream_timeout" if timeout else "upstream_error"
-    body = json.dumps({"error": {"code": code, "message": "the upstream stream failed"}})
+    body = json.dumps({"error": {"code": code, "message": MID_STREAM_MESSAGES[code]}})
     return f"event: error\ndata: {body}\n\n".encode()
 
 

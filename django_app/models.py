@@ -1,7 +1,6 @@
 """Unmanaged models over db/init.sql (no migrations: the schema belongs to db/init.sql)."""
 
 from django.db import connection, models
-from django.db.models import Count, Sum
 
 RECENT = 20
 
@@ -28,21 +27,42 @@ class Transaction(models.Model):
         db_table = "transactions"
 
 
-# Step 2 of the contract in the ORM, as lazy querysets the sync and async views both evaluate:
-# aggregating a sliced queryset makes Django wrap it in a subquery (SELECT COUNT(*), SUM(...)
-# FROM (... ORDER BY created_at DESC, id DESC LIMIT 20)); the top category groups the same 20 rows.
-TOTALS = {"transactions": Count("*"), "spent_cents": Sum("amount_cents", default=0)}
+# Step 2 of the contract in ONE statement, as on every target (docs/CONTRACT.md: per request the
+# optional pg_sleep plus exactly one query): the contract's CTE through the ORM's raw(), which maps
+# the row onto a User (hence u.id, its primary key) with the computed columns as extra attributes.
+SUMMARY_SQL = f"""
+WITH recent AS (
+    SELECT amount_cents, category FROM transactions
+    WHERE user_id = %(user_id)s ORDER BY created_at DESC, id DESC LIMIT {RECENT})
+SELECT u.id, u.name, u.monthly_budget_cents,
+       (SELECT count(*) FROM recent)::int AS transactions,
+       (SELECT coalesce(sum(amount_cents), 0) FROM recent)::bigint AS spent_cents,
+       (SELECT category FROM recent GROUP BY category
+        ORDER BY sum(amount_cents) DESC, category ASC LIMIT 1) AS top_category
+FROM users u WHERE u.id = %(user_id)s
+"""
 
 
-def recent_transactions(user_id: int) -> models.QuerySet:
-    return Transaction.objects.filter(user_id=user_id).order_by("-created_at", "-id")[:RECENT]
+def user_summary(user_id: int) -> User:
+    """The user with .transactions, .spent_cents and .top_category; User.DoesNotExist if none."""
+    for user in User.objects.raw(SUMMARY_SQL, {"user_id": user_id}):
+        return user
+    raise User.DoesNotExist(f"user {user_id} not found")
 
 
-def top_category(user_id: int) -> models.QuerySet:
-    """Category with the largest sum among the recent rows, ties by name; use .first()."""
-    return (Transaction.objects.filter(pk__in=recent_transactions(user_id).values("pk"))
-            .values("category").annotate(total=Sum("amount_cents"))
-            .order_by("-total", "category").values_list("category", flat=True))
+async def auser_summary(user_id: int) -> User:
+    """user_summary through the async ORM API (`async for` over the RawQuerySet)."""
+    users = [user async for user in User.objects.raw(SUMMARY_SQL, {"user_id": user_id})]
+    if not users:
+        raise User.DoesNotExist(f"user {user_id} not found")
+    return users[0]
+
+
+def load_user(user_id: int, db_ms: int) -> User:
+    """Step 2 on this thread's connection: the optional pg_sleep, then the one query."""
+    if db_ms:
+        pg_sleep(db_ms)
+    return user_summary(user_id)
 
 
 def pg_sleep(db_ms: int) -> None:

@@ -17,10 +17,12 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 
 # One persistent connection per worker process (pool_size = 1 for a 1-thread worker): opened on
-# first use after the fork, health-checked at the start of each request, reused forever. The view
-# simply does not touch it during the upstream call.
+# first use after the fork, reused forever. The view simply does not touch it during the upstream
+# call. No CONN_HEALTH_CHECKS: they cost a `SELECT 1` round trip per request, and the contract
+# allows the pg_sleep plus exactly one query. After a DB restart the dead connection fails one
+# request (503); Django then sees errors_occurred and closes it, and the next request reconnects.
 DATABASES = {"default": {**database_from_url(_env.database_url),
-                         "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": True}}
+                         "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": False}}
 
 # Errors (5xx, uncaught exceptions with their traceback) go to stderr, never to the client;
 # expected 4xx responses are not logged.

@@ -27,7 +27,7 @@ from django_app.common import (
     token_of,
 )
 from django_app.config import get_settings
-from django_app.models import TOTALS, User, pg_sleep, recent_transactions, select_one, top_category
+from django_app.models import load_user, select_one
 
 
 @cache
@@ -38,18 +38,10 @@ def llm() -> openai.OpenAI:
                          max_retries=0, timeout=env.upstream_timeout_s)
 
 
-def load_facts(user_id: int, db_ms: int) -> dict:
-    if db_ms:
-        pg_sleep(db_ms)
-    user = User.objects.get(pk=user_id)  # DoesNotExist -> 404
-    return facts(user, recent_transactions(user_id).aggregate(**TOTALS),
-                 top_category(user_id).first())
-
-
 @endpoint
 def recommendation(request, user_id: str):
     user_id, db_ms, llm_ms = recommendation_params(request, user_id)
-    f = load_facts(user_id, db_ms)
+    f = facts(load_user(user_id, db_ms))  # User.DoesNotExist -> 404
     completion = llm().chat.completions.create(**completion_args(f, llm_ms))
     return recommendation_response(f, completion.choices[0].message.content)
 
@@ -57,7 +49,7 @@ def recommendation(request, user_id: str):
 @endpoint
 def stream(request, user_id: str):
     user_id, db_ms, llm_ms, tokens = stream_params(request, user_id)
-    f = load_facts(user_id, db_ms)
+    f = facts(load_user(user_id, db_ms))
     # Opened here, before the first byte, so a refused/failed upstream is still a JSON 502/504.
     chunks = llm().chat.completions.create(**stream_args(f, llm_ms, tokens))
 
@@ -67,7 +59,7 @@ def stream(request, user_id: str):
                 for chunk in chunks:
                     if token := token_of(chunk):
                         yield sse({"token": token})
-            except openai.APIError as exc:
+            except Exception as exc:  # noqa: BLE001 - the status line is sent: report it in-band
                 yield stream_error_event(exc)
                 return
         yield DONE

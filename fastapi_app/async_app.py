@@ -21,6 +21,7 @@ from fastapi_app.common import (
     READY_SQL,
     SLEEP_SQL,
     SSE_DONE,
+    SSE_HEADERS,
     USER_SQL,
     ApiError,
     User,
@@ -94,7 +95,7 @@ async def stream(request: Request, user_id: str, db_ms: str | None = None,
         finally:
             await chunks.close()
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return StreamingResponse(events(), headers=SSE_HEADERS)
 
 
 @app.get("/readyz")

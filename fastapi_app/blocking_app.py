@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from openai import Stream
 
 from fastapi_app import pubsub, seed002, sync_core
-from fastapi_app.common import cpu_sum, make_app, parse_n, parse_query
+from fastapi_app.common import SSE_HEADERS, cpu_sum, make_app, parse_n, parse_query
 
 app = make_app(sync_core.lifespan)
 app.include_router(seed002.router)
@@ -48,7 +48,7 @@ async def stream(request: Request, user_id: str, db_ms: str | None = None,
                  llm_ms: str | None = None, tokens: str | None = None) -> StreamingResponse:
     q = parse_query(user_id, db_ms, llm_ms, tokens)
     chunks = sync_core.open_stream(request.state.engine, request.state.llm, q)  # ANTI-PATTERN
-    return StreamingResponse(blocking_events(chunks), media_type="text/event-stream")
+    return StreamingResponse(blocking_events(chunks), headers=SSE_HEADERS)
 
 
 @app.get("/readyz")

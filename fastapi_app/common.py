@@ -57,7 +57,7 @@ def db_url(url: str, driver: str) -> str:
 
 
 def engine_kwargs(s: Settings) -> dict[str, Any]:
-    # max_overflow=0: the pool size IS the model's DB capacity (SPEC §4 fairness rule).
+    # max_overflow=0: the pool size IS the model's DB capacity (docs/DESIGN.md, Fairness rules).
     # AUTOCOMMIT: read-only statements, so skip the BEGIN/ROLLBACK round trips per checkout.
     return {"pool_size": s.db_pool_size, "max_overflow": 0, "pool_timeout": s.db_pool_timeout_s,
             "isolation_level": "AUTOCOMMIT"}
@@ -222,12 +222,21 @@ def sse_token(chunk: Any) -> str | None:
 
 
 SSE_DONE = "data: [DONE]\n\n"
+# The stream's headers on every target (docs/CONTRACT.md). Content-Type is given here, not as
+# media_type, which would make Starlette append "; charset=utf-8".
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+               "X-Accel-Buffering": "no"}
+# docs/CONTRACT.md pins these texts: the same on every target, whatever the upstream said.
+MID_STREAM_MESSAGES = {"upstream_error": "the upstream stream failed",
+                       "upstream_timeout": "the upstream stream timed out"}
 
 
 def sse_error(exc: Exception) -> str:
-    # Headers are already sent, so a mid-stream failure can only be reported in-band.
+    """The stream's last event after a mid-stream failure: the headers are sent, so in-band."""
+    log.warning("upstream failed mid-stream: %r", exc)
     code = "upstream_timeout" if isinstance(exc, openai.APITimeoutError) else "upstream_error"
-    return f"data: {json.dumps({'error': {'code': code, 'message': type(exc).__name__}})}\n\n"
+    body = json.dumps({"error": {"code": code, "message": MID_STREAM_MESSAGES[code]}})
+    return f"event: error\ndata: {body}\n\n"
 
 
 # --- /cpu ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from fastapi_app import pubsub, seed002, sync_core
-from fastapi_app.common import cpu_sum, make_app, parse_n, parse_query
+from fastapi_app.common import SSE_HEADERS, cpu_sum, make_app, parse_n, parse_query
 
 app = make_app(sync_core.lifespan)
 app.include_router(seed002.router)
@@ -31,7 +31,7 @@ def stream(request: Request, user_id: str, db_ms: str | None = None, llm_ms: str
     q = parse_query(user_id, db_ms, llm_ms, tokens)
     chunks = sync_core.open_stream(request.state.engine, request.state.llm, q)
     # A sync generator: Starlette pulls each chunk in the threadpool, so the loop stays free.
-    return StreamingResponse(sync_core.events(chunks), media_type="text/event-stream")
+    return StreamingResponse(sync_core.events(chunks), headers=SSE_HEADERS)
 
 
 @app.get("/readyz")

@@ -6,7 +6,6 @@ workers); only the worker class on the command line differs (see targets.toml).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -16,6 +15,7 @@ from functools import lru_cache
 
 import openai
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from pydantic_settings import BaseSettings
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
@@ -55,6 +55,23 @@ PROMPT = ("{name} spent {spent_cents} of a {budget_cents} cent budget over {tran
           "transactions; top category: {top_category}. One tip?")
 INT_RE = re.compile(r"-?[0-9]+")  # ASCII digits only: no "+", spaces, decimals or exponents
 HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allowed"}
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+               "X-Accel-Buffering": "no"}
+# docs/CONTRACT.md pins these texts: the same on every target, whatever the upstream said.
+MID_STREAM_MESSAGES = {"upstream_error": "the upstream stream failed",
+                       "upstream_timeout": "the upstream stream timed out"}
+
+
+class ContractJSON(DefaultJSONProvider):
+    """The contract's one wire form of a JSON body: the handler's key order, compact separators,
+    UTF-8 (not \\u-escaped) and no trailing newline (Flask's own provider adds one)."""
+
+    ensure_ascii = False
+    sort_keys = False
+
+    def response(self, *args, **kwargs) -> Response:
+        body = self.dumps(self._prepare_response_obj(args, kwargs), separators=(",", ":"))
+        return self._app.response_class(body, mimetype=self.mimetype)
 
 
 class ApiError(Exception):
@@ -82,10 +99,13 @@ class Resources:
             if self._pid == os.getpid():
                 return
             s = self.settings
+            # AUTOCOMMIT and no pool_pre_ping: no BEGIN/ROLLBACK around each checkout and no ping
+            # on it, so a request costs the pg_sleep plus one query (docs/CONTRACT.md). A
+            # connection that died meanwhile fails one request (503) and SQLAlchemy drops the pool.
             self._engine = create_engine(
                 make_url(s.database_url).set(drivername="postgresql+psycopg"),
                 pool_size=s.db_pool_size, max_overflow=0, pool_timeout=s.db_pool_timeout_s,
-                pool_pre_ping=True)
+                isolation_level="AUTOCOMMIT")
             self._client = openai.OpenAI(
                 base_url=s.upstream_url.rstrip("/") + "/v1", api_key="mock", max_retries=0,
                 timeout=s.upstream_timeout_s)
@@ -132,7 +152,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
     res = Resources(settings)
     app = Flask(__name__)
-    app.json.sort_keys = False  # keep the contract's key order
+    app.json = ContractJSON(app)
     app.url_map.merge_slashes = False  # no HTML 308 redirects for "//"
     app.extensions["lab"] = res
 
@@ -176,29 +196,24 @@ def create_app(settings: Settings | None = None) -> Flask:
         user_id, db_ms, llm_ms = params(user_id)
         tokens = _query_int("tokens", 16, 1, 1000)
         user = load_user(user_id, db_ms)
+        # Returns once the upstream answered 2xx: a refused or failed request is still a JSON
+        # 502/504. From here on the response is a 200 stream, as on every target.
         chunks = upstream(user, llm_ms, stream=True, max_completion_tokens=tokens)
-        pieces = (c.choices[0].delta.content for c in chunks
-                  if c.choices and c.choices[0].delta.content)
-        try:  # wait for the first token here, so an upstream failure so far gets the JSON shape
-            first = next(pieces, None)
-        except BaseException:
-            chunks.close()
-            raise
 
         def events():
             try:
-                for token in itertools.chain([first] if first else [], pieces):
-                    yield f"data: {json.dumps({'token': token})}\n\n"
+                for c in chunks:
+                    if c.choices and (token := c.choices[0].delta.content):
+                        yield f"data: {json.dumps({'token': token})}\n\n"
                 yield "data: [DONE]\n\n"
-            except openai.APIError as exc:  # the status line is sent: report it in-band
+            except Exception as exc:  # noqa: BLE001 - the status line is sent: report it in-band
                 app.logger.warning("stream aborted: %r", exc)
                 code = ("upstream_timeout" if isinstance(exc, openai.APITimeoutError)
                         else "upstream_error")
-                body = {"error": {"code": code, "message": str(exc)}}
+                body = {"error": {"code": code, "message": MID_STREAM_MESSAGES[code]}}
                 yield f"event: error\ndata: {json.dumps(body)}\n\n"
 
-        response = Response(events(), mimetype="text/event-stream",
-                            headers={"Cache-Control": "no-cache"})
+        response = Response(events(), headers=SSE_HEADERS)
         response.call_on_close(chunks.close)  # also when the client goes away mid-stream
         return response
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,7 @@ const (
 )
 
 // newRouter wires every route to a handler closed over its dependencies.
-func newRouter(cfg config, db store, up *llm, logw io.Writer) *gin.Engine {
+func newRouter(cfg config, db store, up llm, logw io.Writer) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New() // no Logger middleware: access logs are off in every target
 	r.HandleMethodNotAllowed = true
@@ -45,7 +46,7 @@ func newRouter(cfg config, db store, up *llm, logw io.Writer) *gin.Engine {
 			"method "+c.Request.Method+" not allowed on "+c.Request.URL.Path)
 	})
 
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/healthz", func(c *gin.Context) { writeJSON(c, http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", handleReady(cfg, db))
 	// The bare "/recommendation/" route gives an empty user_id, which validation rejects (400).
 	rec := handleRecommendation(cfg, db, up)
@@ -68,7 +69,21 @@ type errorBody struct {
 func abortWithError(c *gin.Context, status int, code, message string) {
 	var body errorBody
 	body.Error.Code, body.Error.Message = code, message
-	c.AbortWithStatusJSON(status, body)
+	c.Abort()
+	writeJSON(c, status, body)
+}
+
+// writeJSON writes body in the contract's one wire form of JSON (CONTRACT.md, "Responses"): compact,
+// UTF-8, nothing HTML-escaped (c.JSON would turn <, > and & into \u003c...), no trailing newline,
+// Content-Type application/json, as every target sends it.
+func writeJSON(c *gin.Context, status int, body any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(body); err != nil {
+		panic(err) // only the handlers' own structs and maps get here
+	}
+	c.Data(status, "application/json", bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }
 
 // recommendation is the 200 body; struct field order is the contract's JSON key order.
@@ -83,7 +98,7 @@ type recommendation struct {
 	ServedBy     string  `json:"served_by"`
 }
 
-func handleRecommendation(cfg config, db store, up *llm) gin.HandlerFunc {
+func handleRecommendation(cfg config, db store, up llm) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p, ok := parseParams(c, cfg, false)
 		if !ok {
@@ -102,14 +117,14 @@ func handleRecommendation(cfg config, db store, up *llm) gin.HandlerFunc {
 			upstreamFailureResponse(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, recommendation{
+		writeJSON(c, http.StatusOK, recommendation{
 			UserID: p.userID, Name: s.Name, BudgetCents: s.BudgetCents, SpentCents: s.SpentCents,
 			Transactions: s.Transactions, TopCategory: s.TopCategory, Advice: advice, ServedBy: cfg.targetName,
 		})
 	}
 }
 
-func handleStream(cfg config, db store, up *llm) gin.HandlerFunc {
+func handleStream(cfg config, db store, up llm) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p, ok := parseParams(c, cfg, true)
 		if !ok {
@@ -132,8 +147,9 @@ func handleStream(cfg config, db store, up *llm) gin.HandlerFunc {
 		defer tokens.Close()
 
 		w := c.Writer
-		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Type", "text/event-stream") // the same three headers on every target
 		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Accel-Buffering", "no")
 		c.Status(http.StatusOK)
 		w.Flush()
 		for tokens.Next() {
@@ -141,11 +157,30 @@ func handleStream(cfg config, db store, up *llm) gin.HandlerFunc {
 			fmt.Fprintf(w, "data: {\"token\": %s}\n\n", text)
 			w.Flush() // one event per upstream chunk, as it arrives
 		}
-		if tokens.Err() == nil { // a broken upstream stream ends without [DONE]
+		if err := tokens.Err(); err != nil { // the status line is sent: report it in-band, no [DONE]
+			io.WriteString(w, streamErrorEvent(err))
+		} else {
 			io.WriteString(w, "data: [DONE]\n\n")
-			w.Flush()
 		}
+		w.Flush()
 	}
+}
+
+// midStreamMessages are the texts CONTRACT.md pins for a stream that broke after it started: the
+// same on every target, whatever the upstream said.
+var midStreamMessages = map[string]string{
+	"upstream_error":   "the upstream stream failed",
+	"upstream_timeout": "the upstream stream timed out",
+}
+
+// streamErrorEvent is a broken stream's last event, byte for byte the Python targets'
+// "event: error\ndata: " + json.dumps({"error": {"code": ..., "message": ...}}).
+func streamErrorEvent(err error) string {
+	code := "upstream_error"
+	if errors.Is(err, errUpstreamTimeout) {
+		code = "upstream_timeout"
+	}
+	return fmt.Sprintf("event: error\ndata: {\"error\": {\"code\": %q, \"message\": %q}}\n\n", code, midStreamMessages[code])
 }
 
 func handleReady(cfg config, db store) gin.HandlerFunc {
@@ -156,7 +191,7 @@ func handleReady(cfg config, db store) gin.HandlerFunc {
 			abortWithError(c, http.StatusServiceUnavailable, "database_unavailable", "database unavailable")
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+		writeJSON(c, http.StatusOK, gin.H{"status": "ready"})
 	}
 }
 
@@ -172,7 +207,7 @@ func handleCPU() gin.HandlerFunc {
 			abortWithError(c, http.StatusBadRequest, "invalid_parameter", bad)
 			return
 		}
-		c.JSON(http.StatusOK, result{N: n, Result: sumISqrt(n)})
+		writeJSON(c, http.StatusOK, result{N: n, Result: sumISqrt(n)})
 	}
 }
 

@@ -116,8 +116,30 @@ func testConfig(upstreamURL string) config {
 		upstreamTimeout: 5 * time.Second, poolSize: 15, poolTimeout: time.Second}
 }
 
+// clients are the values of -client: every test that reaches the upstream runs with each.
+var clients = []string{clientSDK, clientRaw}
+
+func forEachClient(t *testing.T, test func(t *testing.T, client string)) {
+	for _, client := range clients {
+		t.Run(client, func(t *testing.T) { test(t, client) })
+	}
+}
+
+func mustLLM(cfg config, client string) llm {
+	up, err := newLLM(cfg, client)
+	if err != nil {
+		panic(err)
+	}
+	return up
+}
+
+// serve answers one request with the default (SDK) upstream client.
 func serve(cfg config, db store, method, target string) *httptest.ResponseRecorder {
-	h := newRouter(cfg, db, newLLM(cfg), io.Discard)
+	return serveWith(clientSDK, cfg, db, method, target)
+}
+
+func serveWith(client string, cfg config, db store, method, target string) *httptest.ResponseRecorder {
+	h := newRouter(cfg, db, mustLLM(cfg, client), io.Discard)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
 	return rec
@@ -142,46 +164,50 @@ func wantError(t *testing.T, rec *httptest.ResponseRecorder, status int, code st
 }
 
 func TestRecommendation(t *testing.T) {
-	up, seen := newUpstream(t, 0, http.StatusOK)
-	db := user42()
-	rec := serve(testConfig(up.URL), db, "GET", "/recommendation/42?db_ms=0&llm_ms=7")
-	if rec.Code != http.StatusOK {
-		t.Fatalf("status %d: %s", rec.Code, rec.Body)
-	}
-	wantPrompt := "User 42 spent 91234 of a 75000 cent budget over 20 transactions; top category: rent. One tip?"
-	advice := strings.Join(mockTokens(wantPrompt, 16), " ")
-	want := `{"user_id":42,"name":"User 42","budget_cents":75000,"spent_cents":91234,"transactions":20,` +
-		`"top_category":"rent","advice":"` + advice + `","served_by":"go-gin"}`
-	if rec.Body.String() != want { // exact bytes: checks the key order too
-		t.Errorf("body\n got %s\nwant %s", rec.Body, want)
-	}
-	got := <-seen
-	if got.latency != "7" {
-		t.Errorf("X-Mock-Latency-Ms = %q", got.latency)
-	}
-	wantMsgs := []chatMessage{{"system", "You are a concise personal-finance assistant."}, {"user", wantPrompt}}
-	if got.body.Model != "gpt-4o-mini" || fmt.Sprint(got.body.Messages) != fmt.Sprint(wantMsgs) || got.body.Stream {
-		t.Errorf("upstream request = %+v", got.body)
-	}
-	if db.calls != 1 || db.waits[0] != 0 {
-		t.Errorf("store calls %d waits %v", db.calls, db.waits)
-	}
+	forEachClient(t, func(t *testing.T, client string) {
+		up, seen := newUpstream(t, 0, http.StatusOK)
+		db := user42()
+		rec := serveWith(client, testConfig(up.URL), db, "GET", "/recommendation/42?db_ms=0&llm_ms=7")
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		wantPrompt := "User 42 spent 91234 of a 75000 cent budget over 20 transactions; top category: rent. One tip?"
+		advice := strings.Join(mockTokens(wantPrompt, 16), " ")
+		want := `{"user_id":42,"name":"User 42","budget_cents":75000,"spent_cents":91234,"transactions":20,` +
+			`"top_category":"rent","advice":"` + advice + `","served_by":"go-gin"}`
+		if rec.Body.String() != want { // exact bytes: checks the key order too
+			t.Errorf("body\n got %s\nwant %s", rec.Body, want)
+		}
+		got := <-seen
+		if got.latency != "7" {
+			t.Errorf("X-Mock-Latency-Ms = %q", got.latency)
+		}
+		wantMsgs := []chatMessage{{"system", "You are a concise personal-finance assistant."}, {"user", wantPrompt}}
+		if got.body.Model != "gpt-4o-mini" || fmt.Sprint(got.body.Messages) != fmt.Sprint(wantMsgs) || got.body.Stream {
+			t.Errorf("upstream request = %+v", got.body)
+		}
+		if db.calls != 1 || db.waits[0] != 0 {
+			t.Errorf("store calls %d waits %v", db.calls, db.waits)
+		}
+	})
 }
 
 func TestRecommendationDefaultsAndNullCategory(t *testing.T) {
-	up, seen := newUpstream(t, 0, http.StatusOK)
-	db := &fakeStore{sum: summary{Name: "User 7", BudgetCents: 100}}
-	rec := serve(testConfig(up.URL), db, "GET", "/recommendation/7")
-	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"top_category":null,`) {
-		t.Fatalf("status %d: %s", rec.Code, rec.Body)
-	}
-	got := <-seen
-	if p := got.body.Messages[1].Content; p != "User 7 spent 0 of a 100 cent budget over 0 transactions; top category: none. One tip?" {
-		t.Errorf("prompt %q", p)
-	}
-	if got.latency != "500" || db.waits[0] != 50*time.Millisecond {
-		t.Errorf("defaults not applied: latency %q, db wait %v", got.latency, db.waits[0])
-	}
+	forEachClient(t, func(t *testing.T, client string) {
+		up, seen := newUpstream(t, 0, http.StatusOK)
+		db := &fakeStore{sum: summary{Name: "User 7", BudgetCents: 100}}
+		rec := serveWith(client, testConfig(up.URL), db, "GET", "/recommendation/7")
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"top_category":null,`) {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		got := <-seen
+		if p := got.body.Messages[1].Content; p != "User 7 spent 0 of a 100 cent budget over 0 transactions; top category: none. One tip?" {
+			t.Errorf("prompt %q", p)
+		}
+		if got.latency != "500" || db.waits[0] != 50*time.Millisecond {
+			t.Errorf("defaults not applied: latency %q, db wait %v", got.latency, db.waits[0])
+		}
+	})
 }
 
 func TestValidation(t *testing.T) {
@@ -220,15 +246,17 @@ func TestValidationOrder(t *testing.T) {
 }
 
 func TestValidEdges(t *testing.T) {
-	up, _ := newUpstream(t, 0, http.StatusOK)
-	for _, target := range []string{
-		"/recommendation/2147483647?db_ms=5000&llm_ms=0", "/recommendation/1?db_ms=-0&llm_ms=20000",
-		"/recommendation/007", "/stream/1?tokens=1000&llm_ms=0", "/stream/1?tokens=1",
-	} {
-		if rec := serve(testConfig(up.URL), user42(), "GET", target); rec.Code != http.StatusOK {
-			t.Errorf("%s: status %d %s", target, rec.Code, rec.Body)
+	forEachClient(t, func(t *testing.T, client string) {
+		up, _ := newUpstream(t, 0, http.StatusOK)
+		for _, target := range []string{
+			"/recommendation/2147483647?db_ms=5000&llm_ms=0", "/recommendation/1?db_ms=-0&llm_ms=20000",
+			"/recommendation/007", "/stream/1?tokens=1000&llm_ms=0", "/stream/1?tokens=1",
+		} {
+			if rec := serveWith(client, testConfig(up.URL), user42(), "GET", target); rec.Code != http.StatusOK {
+				t.Errorf("%s: status %d %s", target, rec.Code, rec.Body)
+			}
 		}
-	}
+	})
 }
 
 func TestRoutingErrors(t *testing.T) {
@@ -266,48 +294,55 @@ func TestDatabaseErrors(t *testing.T) {
 }
 
 func TestUpstreamErrors(t *testing.T) {
-	failing, _ := newUpstream(t, 0, http.StatusInternalServerError)
-	wantError(t, serve(testConfig(failing.URL), user42(), "GET", "/recommendation/1"), 502, "upstream_error")
-	wantError(t, serve(testConfig(failing.URL), user42(), "GET", "/stream/1"), 502, "upstream_error")
+	forEachClient(t, func(t *testing.T, client string) {
+		failing, seen := newUpstream(t, 0, http.StatusInternalServerError)
+		wantError(t, serveWith(client, testConfig(failing.URL), user42(), "GET", "/recommendation/1"), 502, "upstream_error")
+		wantError(t, serveWith(client, testConfig(failing.URL), user42(), "GET", "/stream/1"), 502, "upstream_error")
+		if n := len(seen); n != 2 {
+			t.Errorf("upstream got %d requests for 2 failing calls: retries must be off", n)
+		}
 
-	closed := httptest.NewServer(http.NotFoundHandler())
-	closed.Close() // connection refused
-	wantError(t, serve(testConfig(closed.URL), user42(), "GET", "/recommendation/1"), 502, "upstream_error")
+		closed := httptest.NewServer(http.NotFoundHandler())
+		closed.Close() // connection refused
+		wantError(t, serveWith(client, testConfig(closed.URL), user42(), "GET", "/recommendation/1"), 502, "upstream_error")
 
-	slow, _ := newUpstream(t, 2*time.Second, http.StatusOK)
-	cfg := testConfig(slow.URL)
-	cfg.upstreamTimeout = 50 * time.Millisecond
-	start := time.Now()
-	wantError(t, serve(cfg, user42(), "GET", "/recommendation/1"), 504, "upstream_timeout")
-	wantError(t, serve(cfg, user42(), "GET", "/stream/1"), 504, "upstream_timeout")
-	if elapsed := time.Since(start); elapsed > time.Second {
-		t.Errorf("timeouts took %v", elapsed)
-	}
+		slow, _ := newUpstream(t, 2*time.Second, http.StatusOK)
+		cfg := testConfig(slow.URL)
+		cfg.upstreamTimeout = 50 * time.Millisecond
+		start := time.Now()
+		wantError(t, serveWith(client, cfg, user42(), "GET", "/recommendation/1"), 504, "upstream_timeout")
+		wantError(t, serveWith(client, cfg, user42(), "GET", "/stream/1"), 504, "upstream_timeout")
+		if elapsed := time.Since(start); elapsed > time.Second {
+			t.Errorf("timeouts took %v", elapsed)
+		}
+	})
 }
 
 func TestStream(t *testing.T) {
-	up, seen := newUpstream(t, 0, http.StatusOK)
-	rec := serve(testConfig(up.URL), user42(), "GET", "/stream/42?llm_ms=200&tokens=4&db_ms=0")
-	if rec.Code != 200 || rec.Header().Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("status %d, Content-Type %q: %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
-	}
-	prompt := "User 42 spent 91234 of a 75000 cent budget over 20 transactions; top category: rent. One tip?"
-	tokens := mockTokens(prompt, 4)
-	want := fmt.Sprintf("data: {\"token\": \"%s \"}\n\ndata: {\"token\": \"%s \"}\n\n"+
-		"data: {\"token\": \"%s \"}\n\ndata: {\"token\": \"%s\"}\n\ndata: [DONE]\n\n",
-		tokens[0], tokens[1], tokens[2], tokens[3])
-	if rec.Body.String() != want {
-		t.Errorf("stream\n got %q\nwant %q", rec.Body, want)
-	}
-	got := <-seen
-	if !got.body.Stream || got.body.MaxCompletionTokens != 4 || got.latency != "200" {
-		t.Errorf("upstream request %+v latency %q", got.body, got.latency)
-	}
+	forEachClient(t, func(t *testing.T, client string) {
+		up, seen := newUpstream(t, 0, http.StatusOK)
+		rec := serveWith(client, testConfig(up.URL), user42(), "GET", "/stream/42?llm_ms=200&tokens=4&db_ms=0")
+		if rec.Code != 200 || rec.Header().Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("status %d, Content-Type %q: %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+		}
+		prompt := "User 42 spent 91234 of a 75000 cent budget over 20 transactions; top category: rent. One tip?"
+		tokens := mockTokens(prompt, 4)
+		want := fmt.Sprintf("data: {\"token\": \"%s \"}\n\ndata: {\"token\": \"%s \"}\n\n"+
+			"data: {\"token\": \"%s \"}\n\ndata: {\"token\": \"%s\"}\n\ndata: [DONE]\n\n",
+			tokens[0], tokens[1], tokens[2], tokens[3])
+		if rec.Body.String() != want {
+			t.Errorf("stream\n got %q\nwant %q", rec.Body, want)
+		}
+		got := <-seen
+		if !got.body.Stream || got.body.MaxCompletionTokens != 4 || got.latency != "200" {
+			t.Errorf("upstream request %+v latency %q", got.body, got.latency)
+		}
+	})
 }
 
 func TestPanicGivesJSON(t *testing.T) {
 	cfg := testConfig("")
-	h := newRouter(cfg, &fakeStore{}, newLLM(cfg), io.Discard)
+	h := newRouter(cfg, &fakeStore{}, mustLLM(cfg, clientSDK), io.Discard)
 	h.GET("/boom", func(*gin.Context) { panic("boom") })
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/boom", nil))
@@ -417,26 +452,28 @@ func slowStream(t *testing.T, gaps ...time.Duration) *httptest.Server {
 }
 
 func TestStreamTimeoutIsPerRead(t *testing.T) {
-	gap := 40 * time.Millisecond
-	// Six gaps of 40 ms: longer in total than the 100 ms timeout, but never quiet for that long.
-	cfg := testConfig(slowStream(t, gap, gap, gap, gap, gap, gap).URL)
-	cfg.upstreamTimeout = 100 * time.Millisecond
-	rec := serve(cfg, user42(), "GET", "/stream/1")
-	if rec.Code != 200 || strings.Count(rec.Body.String(), `"token"`) != 6 || !strings.HasSuffix(rec.Body.String(), "data: [DONE]\n\n") {
-		t.Errorf("status %d body %q", rec.Code, rec.Body)
-	}
-	// An upstream that goes quiet mid-stream: the stream ends, without [DONE].
-	cfg.upstreamURL = slowStream(t, gap, time.Second).URL
-	rec = serve(testConfig(cfg.upstreamURL), user42(), "GET", "/stream/1") // sanity: generous timeout completes
-	if !strings.HasSuffix(rec.Body.String(), "data: [DONE]\n\n") {
-		t.Errorf("generous timeout: %q", rec.Body)
-	}
-	start := time.Now()
-	rec = serve(cfg, user42(), "GET", "/stream/1")
-	if rec.Code != 200 || strings.Count(rec.Body.String(), `"token"`) != 1 || strings.Contains(rec.Body.String(), "[DONE]") {
-		t.Errorf("stalled upstream: status %d body %q", rec.Code, rec.Body)
-	}
-	if elapsed := time.Since(start); elapsed > 500*time.Millisecond {
-		t.Errorf("stalled stream took %v to give up", elapsed)
-	}
+	forEachClient(t, func(t *testing.T, client string) {
+		gap := 40 * time.Millisecond
+		// Six gaps of 40 ms: longer in total than the 100 ms timeout, but never quiet for that long.
+		cfg := testConfig(slowStream(t, gap, gap, gap, gap, gap, gap).URL)
+		cfg.upstreamTimeout = 100 * time.Millisecond
+		rec := serveWith(client, cfg, user42(), "GET", "/stream/1")
+		if rec.Code != 200 || strings.Count(rec.Body.String(), `"token"`) != 6 || !strings.HasSuffix(rec.Body.String(), "data: [DONE]\n\n") {
+			t.Errorf("status %d body %q", rec.Code, rec.Body)
+		}
+		// An upstream that goes quiet mid-stream: the stream ends, without [DONE].
+		cfg.upstreamURL = slowStream(t, gap, time.Second).URL
+		rec = serveWith(client, testConfig(cfg.upstreamURL), user42(), "GET", "/stream/1") // sanity: generous timeout completes
+		if !strings.HasSuffix(rec.Body.String(), "data: [DONE]\n\n") {
+			t.Errorf("generous timeout: %q", rec.Body)
+		}
+		start := time.Now()
+		rec = serveWith(client, cfg, user42(), "GET", "/stream/1")
+		if rec.Code != 200 || strings.Count(rec.Body.String(), `"token"`) != 1 || strings.Contains(rec.Body.String(), "[DONE]") {
+			t.Errorf("stalled upstream: status %d body %q", rec.Code, rec.Body)
+		}
+		if elapsed := time.Since(start); elapsed > 500*time.Millisecond {
+			t.Errorf("stalled stream took %v to give up", elapsed)
+		}
+	})
 }

@@ -1,6 +1,7 @@
-// Command go-gin is the go-gin target of Concurrency Lab (SPEC §4): Gin on net/http, one goroutine
-// per request, a pgx pool for PostgreSQL and a keep-alive net/http client for the upstream.
-// The endpoint contract is docs/CONTRACT.md.
+// Command go-gin is the go-gin target of Concurrency Lab (docs/DESIGN.md): Gin on net/http, one goroutine
+// per request, a pgx pool for PostgreSQL and, for the upstream, the official openai-go SDK
+// (-client sdk, target go-gin) or plain net/http (-client raw, target go-gin-raw), both over the
+// same keep-alive net/http client. The endpoint contract is docs/CONTRACT.md.
 package main
 
 import (
@@ -76,7 +77,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		dbMs:            integer("DB_MS", 50, 0, maxDBMs),
 		llmMs:           integer("LLM_MS", 500, 0, maxLLMMs),
 		upstreamTimeout: seconds("UPSTREAM_TIMEOUT_S", 30),
-		// pgxpool's own default, max(4, cores), would make the pool the bottleneck (SPEC §4).
+		// pgxpool's own default, max(4, cores), would make the pool the bottleneck (docs/DESIGN.md).
 		poolSize:    int32(integer("DB_POOL_SIZE", 15, 1, 10000)),
 		poolTimeout: seconds("DB_POOL_TIMEOUT_S", 30),
 	}
@@ -89,10 +90,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	flags := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	addr := flags.String("addr", "127.0.0.1:8031", "listen address host:port")
+	client := flags.String("client", clientSDK, "upstream client: "+clientSDK+" (openai-go) or "+clientRaw+" (net/http)")
 	if err := flags.Parse(args[1:]); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	up, err := newLLM(cfg, *client)
 	if err != nil {
 		return err
 	}
@@ -109,7 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer pool.Close()
 
 	srv := &http.Server{
-		Handler:           newRouter(cfg, pgStore{pool: pool, acquireTimeout: cfg.poolTimeout}, newLLM(cfg), stdout),
+		Handler:           newRouter(cfg, pgStore{pool: pool, acquireTimeout: cfg.poolTimeout}, up, stdout),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second, // request bodies are empty; this only bounds slow clients
 		// No WriteTimeout: it runs from the end of the request headers, so it would cut a /stream
@@ -122,7 +128,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s listening on http://%s (db pool %d)\n", cfg.targetName, ln.Addr(), cfg.poolSize)
+	fmt.Fprintf(stdout, "%s listening on http://%s (db pool %d, upstream client %s)\n", cfg.targetName, ln.Addr(),
+		cfg.poolSize, *client)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -20,14 +20,50 @@ var (
 	errUpstreamTimeout = errors.New("upstream timeout")
 )
 
-// llm calls the OpenAI-compatible chat-completions API at UPSTREAM_URL with plain net/http.
-type llm struct {
-	client  *http.Client
-	url     string
-	timeout time.Duration // UPSTREAM_TIMEOUT_S
+// llm is the upstream chat-completions API as the handlers use it. Two clients implement it, the
+// same binary picks one with -client: sdkLLM, the official openai-go SDK (go-gin, the default), and
+// rawLLM, plain net/http (go-gin-raw), so that the cost of the SDK shows as its own row.
+// Errors wrap errUpstreamTimeout when UPSTREAM_TIMEOUT_S (or the request's deadline) elapsed,
+// errUpstream otherwise.
+type llm interface {
+	// complete returns choices[0].message.content; the timeout covers the whole exchange (the
+	// mock sends the body in one piece after the latency).
+	complete(ctx context.Context, prompt string, llmMs int64) (string, error)
+	// stream opens a streamed completion (errors up to the response headers are returned here,
+	// before any token). The timeout bounds the wait for the response and then each gap between
+	// events, like the Python SDK's read timeout: a stream may last longer than
+	// UPSTREAM_TIMEOUT_S as long as it keeps moving.
+	stream(ctx context.Context, prompt string, llmMs, tokens int64) (tokenStream, error)
 }
 
-func newLLM(cfg config) *llm {
+// tokenStream yields the non-empty choices[0].delta.content of each chat.completion.chunk; iterate
+// it like a bufio.Scanner and Close it. Err is nil when the upstream ended the stream normally.
+type tokenStream interface {
+	Next() bool
+	Token() string
+	Err() error
+	Close()
+}
+
+// The values of -client.
+const (
+	clientSDK = "sdk"
+	clientRaw = "raw"
+)
+
+func newLLM(cfg config, client string) (llm, error) {
+	switch client {
+	case clientSDK:
+		return newSDKLLM(cfg), nil
+	case clientRaw:
+		return newRawLLM(cfg), nil
+	}
+	return nil, fmt.Errorf("-client %q: want %s or %s", client, clientSDK, clientRaw)
+}
+
+// newHTTPClient is the keep-alive client both upstream clients send through, so that they differ
+// only in what runs above net/http.
+func newHTTPClient() *http.Client {
 	transport := &http.Transport{
 		Proxy:       nil, // the upstream is a local service; never route it through an env proxy
 		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -37,7 +73,25 @@ func newLLM(cfg config) *llm {
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &llm{client: &http.Client{Transport: transport}, url: cfg.upstreamURL + "/v1/chat/completions",
+	return &http.Client{Transport: transport}
+}
+
+// idleTimeout cancels ctx with errUpstreamTimeout when timeout passes without a Reset: the
+// per-read timeout of a stream. The caller stops it and cancels ctx when done.
+func idleTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelCauseFunc, *time.Timer) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	return ctx, cancel, time.AfterFunc(timeout, func() { cancel(errUpstreamTimeout) })
+}
+
+// rawLLM calls the OpenAI-compatible chat-completions API at UPSTREAM_URL with plain net/http.
+type rawLLM struct {
+	client  *http.Client
+	url     string
+	timeout time.Duration // UPSTREAM_TIMEOUT_S
+}
+
+func newRawLLM(cfg config) *rawLLM {
+	return &rawLLM{client: newHTTPClient(), url: cfg.upstreamURL + "/v1/chat/completions",
 		timeout: cfg.upstreamTimeout}
 }
 
@@ -53,9 +107,15 @@ type chatRequest struct {
 	MaxCompletionTokens int64         `json:"max_completion_tokens,omitempty"`
 }
 
+// The request of CONTRACT.md, step 3, besides the prompt.
+const (
+	chatModel    = "gpt-4o-mini"
+	systemPrompt = "You are a concise personal-finance assistant."
+)
+
 func newChatRequest(prompt string) chatRequest {
-	return chatRequest{Model: "gpt-4o-mini", Messages: []chatMessage{
-		{Role: "system", Content: "You are a concise personal-finance assistant."},
+	return chatRequest{Model: chatModel, Messages: []chatMessage{
+		{Role: "system", Content: systemPrompt},
 		{Role: "user", Content: prompt},
 	}}
 }
@@ -72,7 +132,7 @@ func prompt(s summary) string {
 
 // post sends req and returns the open 2xx response; the caller closes its body. ctx carries the
 // caller's timeout (see complete and stream).
-func (l *llm) post(ctx context.Context, req chatRequest, llmMs int64) (*http.Response, error) {
+func (l *rawLLM) post(ctx context.Context, req chatRequest, llmMs int64) (*http.Response, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -103,9 +163,7 @@ func upstreamFailure(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %w", errUpstream, err)
 }
 
-// complete returns choices[0].message.content of a chat.completion; the timeout covers the
-// whole exchange (the mock sends the body in one piece after the latency).
-func (l *llm) complete(ctx context.Context, prompt string, llmMs int64) (string, error) {
+func (l *rawLLM) complete(ctx context.Context, prompt string, llmMs int64) (string, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, l.timeout, errUpstreamTimeout)
 	defer cancel()
 	resp, err := l.post(ctx, newChatRequest(prompt), llmMs)
@@ -129,12 +187,8 @@ func (l *llm) complete(ctx context.Context, prompt string, llmMs int64) (string,
 	return completion.Choices[0].Message.Content, nil
 }
 
-// stream opens a streamed completion; iterate it like a bufio.Scanner and Close it. The timeout
-// bounds the wait for the response and then each gap between events, like the SDK's read
-// timeout: a stream may last longer than UPSTREAM_TIMEOUT_S as long as it keeps moving.
-func (l *llm) stream(ctx context.Context, prompt string, llmMs, tokens int64) (*tokenStream, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(l.timeout, func() { cancel(errUpstreamTimeout) })
+func (l *rawLLM) stream(ctx context.Context, prompt string, llmMs, tokens int64) (tokenStream, error) {
+	ctx, cancel, timer := idleTimeout(ctx, l.timeout)
 	req := newChatRequest(prompt)
 	req.Stream, req.MaxCompletionTokens = true, tokens
 	resp, err := l.post(ctx, req, llmMs)
@@ -145,12 +199,11 @@ func (l *llm) stream(ctx context.Context, prompt string, llmMs, tokens int64) (*
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	return &tokenStream{ctx: ctx, cancel: cancel, idle: timer, timeout: l.timeout, body: resp.Body, lines: sc}, nil
+	return &rawTokenStream{ctx: ctx, cancel: cancel, idle: timer, timeout: l.timeout, body: resp.Body, lines: sc}, nil
 }
 
-// tokenStream reads chat.completion.chunk server-sent events and yields the non-empty
-// choices[0].delta.content of each.
-type tokenStream struct {
+// rawTokenStream parses the chat.completion.chunk server-sent events itself.
+type rawTokenStream struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	idle    *time.Timer // cancels ctx when the upstream goes quiet for timeout
@@ -161,7 +214,7 @@ type tokenStream struct {
 	err     error
 }
 
-func (t *tokenStream) Next() bool {
+func (t *rawTokenStream) Next() bool {
 	for t.err == nil && t.lines.Scan() {
 		t.idle.Reset(t.timeout)
 		data, ok := strings.CutPrefix(t.lines.Text(), "data:")
@@ -178,9 +231,14 @@ func (t *tokenStream) Next() bool {
 					Content string `json:"content"`
 				} `json:"delta"`
 			} `json:"choices"`
+			Error json.RawMessage `json:"error"`
 		}
 		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
 			t.err = fmt.Errorf("%w: bad chunk: %w", errUpstream, err)
+			return false
+		}
+		if chunk.Error != nil { // an in-band OpenAI error event: the stream broke server-side
+			t.err = fmt.Errorf("%w: error event in the stream", errUpstream) // as the SDKs raise
 			return false
 		}
 		if len(chunk.Choices) > 0 && chunk.Choices[0].Delta.Content != "" {
@@ -194,10 +252,10 @@ func (t *tokenStream) Next() bool {
 	return false
 }
 
-func (t *tokenStream) Token() string { return t.token }
-func (t *tokenStream) Err() error    { return t.err }
+func (t *rawTokenStream) Token() string { return t.token }
+func (t *rawTokenStream) Err() error    { return t.err }
 
-func (t *tokenStream) Close() {
+func (t *rawTokenStream) Close() {
 	t.idle.Stop()
 	t.body.Close()
 	t.cancel(nil)

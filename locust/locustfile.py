@@ -1,4 +1,4 @@
-"""Concurrency Lab load: one user class per scenario plus a fixed-rate canary (SPEC §6).
+"""Concurrency Lab load: one user class per scenario plus a fixed-rate canary (docs/DESIGN.md, Load).
 
 No host is baked in: `-H http://127.0.0.1:8001` (or the web UI's Host field) picks the target.
 Every response is validated — status, JSON keys and the requested user — so an error never counts

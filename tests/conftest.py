@@ -1,4 +1,8 @@
-"""Fixtures shared by the contract suite: real PostgreSQL, real upstream, real target processes."""
+"""Fixtures shared by the contract suite: real PostgreSQL, real upstream, real target processes.
+
+`lab` (the session's PostgreSQL, upstream and Redis) is in the root conftest.py, which the framework
+folders' tests share too.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,13 @@ import httpx
 import psycopg
 import pytest
 
-from bench import infra, manifest
+from bench import manifest
 from bench.targets import TargetUnavailable, running
 
 ALL_TARGETS = list(manifest.load_targets().values())
 UPSTREAM_TIMEOUT_S = 1.5  # short, so the 504 test is quick; model tests stay well under it
 FILLER = ["Review", "your", "top", "category", "and", "set", "a", "weekly", "limit", "so", "the",
           "month", "ends", "within", "budget."]
-
-
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory):
-    with infra.start(tmp_path_factory.mktemp("infra")) as started:
-        yield started
 
 
 @pytest.fixture(scope="session")

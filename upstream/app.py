@@ -1,9 +1,10 @@
-"""Mock OpenAI chat-completions API: the lab's "external call" (SPEC §5, docs/CONTRACT.md).
+"""Mock OpenAI chat-completions API: the lab's "external call" (docs/CONTRACT.md, docs/DESIGN.md).
 
 A plain ASGI callable rather than a framework: the mock must never be the bottleneck
 (>= 3,000 req/s on one core at 500 in flight; bench/upstream_bench.py measures it), so a request
 costs one JSON parse, one SHA-256 and one JSON dump, and no framework layers.
-Injected errors (X-Mock-Status, /mock/faults) answer at once, without the latency.
+Injected errors (X-Mock-Status, /mock/faults) answer at once, without the latency; a mid-stream
+fault (/mock/faults with "after_tokens") lets a stream start, then fails it after that many tokens.
 
     uvicorn upstream.app:app --host 127.0.0.1 --port 9000 --no-access-log --loop uvloop --http httptools
 """
@@ -11,6 +12,7 @@ Injected errors (X-Mock-Status, /mock/faults) answer at once, without the latenc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -23,6 +25,11 @@ FILLER = SENTENCE.split(" ")
 DEFAULT_TOKENS = 16
 MAX_TOKENS = 100_000
 MAX_LATENCY_MS = 600_000
+# How a queued mid-stream fault fails the stream once its tokens are sent (docs/CONTRACT.md):
+#   error: an OpenAI-style in-band `data: {"error": {...}}` event, then the body ends (no [DONE]);
+#   drop:  the connection is cut (an incomplete chunked body);
+#   stall: silence until the client gives up (its read timeout) or MAX_LATENCY_MS passes.
+STREAM_FAULT_MODES = ("error", "drop", "stall")
 DEFAULT_MODEL = "gpt-4o-mini"
 
 _INT = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit accepts other scripts)
@@ -44,10 +51,15 @@ class Stats:
     def __init__(self) -> None:
         self.requests = self.streams = self.faults_served = self.in_flight = self.max_in_flight = 0
         self.faults: deque[int] = deque()  # one-shot statuses queued by POST /mock/faults
+        # One-shot mid-stream faults (status, after_tokens, mode); only streamed requests take them.
+        self.stream_faults: deque[tuple[int, int, str]] = deque()
+
+    def pending(self) -> int:
+        return len(self.faults) + len(self.stream_faults)
 
     def as_dict(self) -> dict[str, int]:
         return {"requests": self.requests, "streams": self.streams,
-                "faults_served": self.faults_served, "faults_pending": len(self.faults),
+                "faults_served": self.faults_served, "faults_pending": self.pending(),
                 "in_flight": self.in_flight, "max_in_flight": self.max_in_flight}
 
 
@@ -168,7 +180,11 @@ async def chat_completions(scope, receive, send) -> None:
         model = model if isinstance(model, str) else DEFAULT_MODEL
         if body.get("stream") is True:
             stats.streams += 1
-            await stream_completion(receive, send, body, digest, n, model, latency_ms)
+            fault = None
+            if stats.stream_faults:
+                fault = stats.stream_faults.popleft()
+                stats.faults_served += 1
+            await stream_completion(receive, send, body, digest, n, model, latency_ms, fault)
             return
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)
@@ -187,8 +203,13 @@ async def chat_completions(scope, receive, send) -> None:
         stats.in_flight -= 1
 
 
-async def stream_completion(receive, send, body, digest, n, model, latency_ms) -> None:
-    """n content chunks at start + latency*(i+1)/n, then the stop chunk and [DONE]."""
+async def stream_completion(receive, send, body, digest, n, model, latency_ms,
+                            fault: tuple[int, int, str] | None = None) -> None:
+    """n content chunks at start + latency*(i+1)/n, then the stop chunk and [DONE].
+
+    With a mid-stream `fault` (status, after_tokens, mode), the first after_tokens content chunks
+    are sent as usual, then the stream fails as STREAM_FAULT_MODES describes.
+    """
     await send({"type": "http.response.start", "status": 200, "headers": _SSE})
     # Once the body is read, receive() only returns on disconnect: stop sleeping for a gone client.
     gone = asyncio.ensure_future(receive())
@@ -206,6 +227,9 @@ async def stream_completion(receive, send, body, digest, n, model, latency_ms) -
         loop = asyncio.get_running_loop()
         start = loop.time()
         for i, token in enumerate(tokens(digest, n)):
+            if fault is not None and i == fault[1]:
+                await fail_stream(send, gone, fault)
+                return
             if latency_ms:
                 await asyncio.sleep(max(0.0, start + latency_ms * (i + 1) / n / 1000 - loop.time()))
             if gone.done():
@@ -214,6 +238,9 @@ async def stream_completion(receive, send, body, digest, n, model, latency_ms) -
             if i == 0:
                 delta = {"role": "assistant", **delta}
             await send(sse(chunk(delta)))
+        if fault is not None:  # after_tokens >= n: fail where the stop chunk would come
+            await fail_stream(send, gone, fault)
+            return
         await send(sse(chunk({}, "stop")))
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:
@@ -225,20 +252,43 @@ async def stream_completion(receive, send, body, digest, n, model, latency_ms) -
         gone.cancel()
 
 
+async def fail_stream(send, gone: asyncio.Future, fault: tuple[int, int, str]) -> None:
+    status, _, mode = fault
+    if mode == "error":  # what OpenAI sends when a stream breaks server-side; the SDKs raise on it
+        event = error_body(status, f"Mock upstream: injected mid-stream failure (HTTP {status}).",
+                           "mock_fault")
+        await send({"type": "http.response.body", "body": b"data: " + event + b"\n\n"})
+    elif mode == "stall":
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(gone), MAX_LATENCY_MS / 1000)
+    # "drop" (and a stall that outlived MAX_LATENCY_MS): return with the body unfinished; the
+    # server then closes the connection, so the client sees a truncated chunked body.
+
+
 async def faults(scope, receive, send) -> None:
     if scope["method"] == "DELETE":
         stats.faults.clear()
+        stats.stream_faults.clear()
     else:
+        usage = ('Expected {"status": 500, "count": 1}, optionally with "after_tokens": N and '
+                 '"mode": "error"|"drop"|"stall" for a mid-stream fault.')
         try:
             spec = json.loads(await read_body(receive))
             status, count = spec.get("status", 500), spec.get("count", 1)
+            after, mode = spec.get("after_tokens"), spec.get("mode")
         except (ValueError, AttributeError):
-            raise ApiError(400, 'Expected {"status": 500, "count": 1}.', "invalid_json") from None
+            raise ApiError(400, usage, "invalid_json") from None
         valid = type(status) is int and 400 <= status <= 599 and type(count) is int and 0 <= count <= 10**6
         if not valid:
             raise ApiError(400, "status must be an integer in 400..599, count in 0..10**6.", "invalid_value")
-        stats.faults.extend([status] * count)
-    await send_json(send, 200, _dumps({"faults_pending": len(stats.faults)}).encode())
+        if after is None and mode is None:
+            stats.faults.extend([status] * count)
+        elif type(after) is int and 0 <= after <= MAX_TOKENS and (mode is None or mode in STREAM_FAULT_MODES):
+            stats.stream_faults.extend([(status, after, mode or "error")] * count)
+        else:
+            raise ApiError(400, f"after_tokens must be an integer in 0..{MAX_TOKENS} and mode one of "
+                                f"{', '.join(STREAM_FAULT_MODES)}. {usage}", "invalid_value")
+    await send_json(send, 200, _dumps({"faults_pending": stats.pending()}).encode())
 
 
 async def get_stats(scope, receive, send) -> None:

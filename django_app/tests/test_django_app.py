@@ -56,10 +56,6 @@ def get(request, django_ready):
     return call
 
 
-def error(code: str) -> tuple[str, str]:
-    return ("application/json", code)
-
-
 INVALID = [
     "/recommendation/", "/recommendation/abc", "/recommendation/0", "/recommendation/-1",
     "/recommendation/2147483648", "/recommendation/%2B1", "/recommendation/%201", "/recommendation/1.0",
@@ -227,7 +223,8 @@ def test_settings(django_ready):
     assert settings.DEBUG is False
     assert settings.MIDDLEWARE == []
     default = settings.DATABASES["default"]
-    assert (default["CONN_MAX_AGE"], default["CONN_HEALTH_CHECKS"]) == (None, True)
+    # no health check: it would be a second query per request (docs/CONTRACT.md)
+    assert (default["CONN_MAX_AGE"], default["CONN_HEALTH_CHECKS"]) == (None, False)
     assert "DATABASE_URL" not in os.environ or os.environ["DATABASE_URL"] != DEAD_DB  # no leak
 
 
@@ -254,6 +251,10 @@ def test_stream_events_format(django_ready):
 
     assert sse({"token": "Review "}) == b'data: {"token": "Review "}\n\n'
     assert DONE == b"data: [DONE]\n\n"
-    event = stream_error_event(openai.APITimeoutError(request=REQUEST)).decode()
-    assert event.startswith("event: error\ndata: ") and event.endswith("\n\n")
-    assert '"code": "upstream_timeout"' in event
+    # docs/CONTRACT.md: one fixed event per code, whatever the exception said
+    assert stream_error_event(openai.APITimeoutError(request=REQUEST)) == (
+        b'event: error\ndata: {"error": {"code": "upstream_timeout", '
+        b'"message": "the upstream stream timed out"}}\n\n')
+    assert stream_error_event(openai.APIConnectionError(request=REQUEST)) == (
+        b'event: error\ndata: {"error": {"code": "upstream_error", '
+        b'"message": "the upstream stream failed"}}\n\n')

@@ -14,6 +14,7 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.procs import free_port
 from fastapi_app import async_app, blocking_app, common, sync_core, threadpool_app
 from tests.errors import assert_error
 
@@ -21,16 +22,10 @@ APPS = {"async": async_app, "threadpool": threadpool_app, "blocking": blocking_a
 USER = common.User(7, "User 7", 105433, 20, 98765, "rent")
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://lab@127.0.0.1:{closed_port()}/lab")
-    monkeypatch.setenv("UPSTREAM_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://lab@127.0.0.1:{free_port()}/lab")
+    monkeypatch.setenv("UPSTREAM_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("TARGET_NAME", "fastapi-test")
     monkeypatch.setenv("DB_POOL_TIMEOUT_S", "2")
     common.get_settings.cache_clear()
@@ -173,8 +168,14 @@ def test_sse_helpers() -> None:
     assert common.sse_token(SimpleNamespace(choices=[])) is None
     assert common.SSE_DONE == "data: [DONE]\n\n"
     timeout = openai.APITimeoutError(request=None)  # type: ignore[arg-type]
-    assert '"upstream_timeout"' in common.sse_error(timeout)
-    assert '"upstream_error"' in common.sse_error(RuntimeError("boom"))
+    # docs/CONTRACT.md: one fixed event per code, whatever the exception said
+    assert common.sse_error(timeout) == ('event: error\ndata: {"error": {"code": "upstream_timeout", '
+                                         '"message": "the upstream stream timed out"}}\n\n')
+    assert common.sse_error(RuntimeError("boom")) == (
+        'event: error\ndata: {"error": {"code": "upstream_error", '
+        '"message": "the upstream stream failed"}}\n\n')
+    assert common.SSE_HEADERS == {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                  "X-Accel-Buffering": "no"}
 
 
 def test_db_url_conversion() -> None:

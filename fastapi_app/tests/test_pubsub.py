@@ -8,7 +8,6 @@ then publishes. Timing (who blocks whom) is tests/contract/test_pubsub.py's job.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,17 +18,12 @@ import redis
 from fastapi.testclient import TestClient
 
 from bench import infra
+from bench.procs import free_port
 from fastapi_app import async_app, blocking_app, common, pubsub, threadpool_app
 from tests.errors import assert_error
 
 APPS = {"async": async_app, "threadpool": threadpool_app, "blocking": blocking_app}
 FORMS = ["blocking", "polling", "async"]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +38,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The pub/sub routes touch neither the DB nor the upstream: these are never dialled.
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://lab@127.0.0.1:{closed_port()}/lab")
-    monkeypatch.setenv("UPSTREAM_URL", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://lab@127.0.0.1:{free_port()}/lab")
+    monkeypatch.setenv("UPSTREAM_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("TARGET_NAME", "fastapi-test")
     monkeypatch.delenv("REDIS_URL", raising=False)
     common.get_settings.cache_clear()
@@ -103,7 +97,7 @@ def test_without_redis_url_is_503(monkeypatch, form: str) -> None:
 
 @pytest.mark.parametrize("form", FORMS)
 def test_redis_down_is_503(monkeypatch, form: str) -> None:
-    with make_client(monkeypatch, f"redis://127.0.0.1:{closed_port()}/0") as client:
+    with make_client(monkeypatch, f"redis://127.0.0.1:{free_port()}/0") as client:
         assert_error(client.get(f"/pubsub/{form}/ch"), 503, "database_unavailable")
 
 

@@ -1,23 +1,14 @@
-"""SPEC §3 on every target: same inputs, same JSON (except served_by), uniform errors."""
+"""docs/CONTRACT.md on every target: same inputs, same JSON (except served_by), uniform errors."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import UPSTREAM_TIMEOUT_S, expected_recommendation
+from tests.errors import assert_error
 
 KEYS = ["user_id", "name", "budget_cents", "spent_cents", "transactions", "top_category",
         "advice", "served_by"]
-
-
-def assert_error(resp, status: int, code: str) -> None:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json"), resp.headers
-    body = resp.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert "Traceback" not in resp.text
 
 
 @pytest.mark.parametrize("user_id", [1, 42, 777, 9999, 10000])

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from tests.conftest import expected_recommendation
-from tests.contract.test_recommendation import assert_error
+from tests.errors import assert_error
 
 
 def sse_events(text: str) -> list[str]:

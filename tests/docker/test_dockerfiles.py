@@ -18,6 +18,8 @@ from bench.manifest import REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
 DOCKERFILES = sorted(REPO_ROOT.glob("*/Dockerfile"))
+# `bench docker-lab`'s recipes for local stand-ins of the base images (no USER, CMD of their own).
+STANDIN_DOCKERFILES = sorted((REPO_ROOT / "bench" / "standins").glob("*/Dockerfile"))
 FIRST_TARGET: dict[str, manifest.Target] = {}  # framework folder → its manifest's first target
 for _target in manifest.load_targets().values():
     FIRST_TARGET.setdefault(_target.manifest.parent.name, _target)
@@ -41,14 +43,14 @@ def cmd(path: Path) -> list[str]:
 
 
 def ids(path: Path) -> str:
-    return path.parent.name
+    return path.parent.name if path in DOCKERFILES else f"standin-{path.parent.name}"
 
 
 def test_every_image_has_a_dockerfile():
     assert {p.parent.name for p in DOCKERFILES} == {*FIRST_TARGET, "upstream", "locust"}
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=ids)
+@pytest.mark.parametrize("path", DOCKERFILES + STANDIN_DOCKERFILES, ids=ids)
 def test_hadolint_clean(path):
     done = subprocess.run([str(VENV_BIN / "hadolint"), "--config", str(REPO_ROOT / ".hadolint.yaml"),
                            "--no-color", str(path)], capture_output=True, text=True, check=False,
@@ -56,12 +58,68 @@ def test_hadolint_clean(path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_hadolint_ignores_carry_a_reason():
-    lines = (REPO_ROOT / ".hadolint.yaml").read_text().splitlines()
-    ignored = yaml.safe_load("\n".join(lines)).get("ignored") or []
-    for rule in ignored:
-        line = next(line for line in lines if re.search(rf"-\s*{rule}\b", line))
-        assert "#" in line and line.split("#", 1)[1].strip(), f"ignored {rule} without a reason"
+PRAGMA = re.compile(r"#\s*hadolint\s+(?:global\s+)?ignore=(.*)$")
+RULE_LIST = re.compile(r"[A-Z]{2}\d{4}(?:\s*,\s*[A-Z]{2}\d{4})*")
+
+
+def unexplained_config_ignores(text: str) -> list[str]:
+    """Rules .hadolint.yaml ignores without a `# reason` on their own line."""
+    config = yaml.safe_load(text) or {}
+    assert isinstance(config.get("ignored"), list), ".hadolint.yaml must list `ignored:` (even [])"
+    lines = text.splitlines()
+    missing = []
+    for rule in config["ignored"]:
+        line = next((line for line in lines if re.search(rf"(?<![A-Z0-9]){rule}\b", line)
+                     and not line.lstrip().startswith("#")), "")
+        if not ("#" in line and line.split("#", 1)[1].strip()):
+            missing.append(rule)
+    return missing
+
+
+def unexplained_inline_ignores(text: str) -> list[str]:
+    """`# hadolint ignore=...` pragmas without a reason on the comment line right above them.
+
+    The reason cannot share the pragma's line: hadolint then drops the whole pragma silently.
+    """
+    lines = text.splitlines()
+    problems = []
+    for n, line in enumerate(lines):
+        match = PRAGMA.search(line.strip())
+        if not match:
+            continue
+        if not RULE_LIST.fullmatch(match.group(1).strip()):
+            problems.append(f"line {n + 1}: {line.strip()!r} is not a bare rule list (hadolint skips it)")
+            continue
+        above = lines[n - 1].strip() if n else ""
+        if not (above.startswith("#") and above.lstrip("#").strip() and not PRAGMA.search(above)):
+            problems.append(f"line {n + 1}: {line.strip()!r} has no reason on the comment line above")
+    return problems
+
+
+def test_hadolint_config_ignores_carry_a_reason():
+    assert unexplained_config_ignores((REPO_ROOT / ".hadolint.yaml").read_text()) == []
+
+
+@pytest.mark.parametrize("path", DOCKERFILES + STANDIN_DOCKERFILES, ids=ids)
+def test_hadolint_inline_ignores_carry_a_reason(path):
+    assert unexplained_inline_ignores(path.read_text()) == [], path
+
+
+def test_the_ignore_checks_can_fail():
+    assert unexplained_config_ignores("ignored:\n  - DL3008  # apt pins vary per arch\n  - DL3015\n") == [
+        "DL3015"]
+    assert unexplained_config_ignores("ignored: [DL3008]\n") == ["DL3008"]
+    with pytest.raises(AssertionError, match="ignored"):
+        unexplained_config_ignores("failure-threshold: style\n")
+    assert unexplained_inline_ignores(
+        "FROM x\n# distroless base: no apt to pin\n# hadolint ignore=DL3008, DL3015\nRUN a\n") == []
+    bare, trailing, stacked = (unexplained_inline_ignores(text) for text in (
+        "FROM x\nRUN a\n# hadolint ignore=DL3008\nRUN b\n",
+        "FROM x\n# why\n# hadolint ignore=DL3008 because pins vary\nRUN b\n",
+        "FROM x\n# hadolint ignore=DL3015\n# hadolint ignore=DL3008\nRUN b\n"))
+    assert len(bare) == 1 and "no reason" in bare[0]
+    assert len(trailing) == 1 and "not a bare rule list" in trailing[0]
+    assert len(stacked) == 2
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=ids)
@@ -82,10 +140,27 @@ def test_base_images_are_pinned(path):
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=ids)
 def test_runs_as_non_root(path):
+    """A non-root USER, or an entrypoint that drops to uid 10001 itself (the Locust master reads
+    the Docker socket's group first); tests/docker/test_live.py checks the running uid."""
     users = [args for word, args in instructions(path) if word == "USER"]
-    assert users, f"{path} has no USER"
-    user = users[-1].split(":")[0]
-    assert user not in ("root", "0")
+    if users:
+        assert users[-1].split(":")[0] not in ("root", "0")
+        return
+    entrypoints = [json.loads(args) for word, args in instructions(path) if word == "ENTRYPOINT"]
+    assert entrypoints, f"{path} has neither USER nor an entrypoint that drops privileges"
+    script = (REPO_ROOT / entrypoints[-1][0]).read_text()
+    assert re.search(r"exec setpriv --reuid=10001 --regid=10001 .*--inh-caps=-all", script), script
+
+
+def test_every_base_image_has_a_stand_in_recipe():
+    """`bench docker-lab` can build every image the lab starts from where no registry serves it."""
+    from bench import dockerlab
+    tags = dockerlab.base_images()
+    assert {"postgres", "redis", "python", "debian", "golang"} <= {dockerlab.repository(t) for t in tags}
+    for tag in tags:
+        assert dockerlab.repository(tag) in dockerlab.STANDINS, tag
+        dockerlab._suite_for(tag)  # every tag names the Debian suite its stand-in is built on
+    assert {p.parent.name for p in STANDIN_DOCKERFILES} == set(dockerlab.STANDINS)
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=ids)

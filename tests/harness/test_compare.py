@@ -23,9 +23,11 @@ from bench.compare import (
     run_compare,
     segments,
 )
-from bench.results import Run
+from bench.manifest import REPO_ROOT
+from bench.results import Run, invocation
 
 TARGETS = manifest.load_targets()
+DOCS = REPO_ROOT / "docs"
 
 
 def opts(*names: str, **kw) -> CompareOptions:
@@ -47,6 +49,21 @@ def test_plan_adds_calibration_sweep_and_cpu_cells_for_the_claims():
                                                    "flask-sync-workers32"]
 
 
+def test_plan_with_both_runtimes_measures_each_target_twice_and_the_claims_once():
+    cells = list(plan(opts("flask-sync", "go-gin", quick=True, runtimes=("native", "docker"))))
+    matrix = [(c.name, c.runtime, c.experiments) for c in cells if c.scenario == "recommendation"
+              and not c.combo]
+    assert matrix == [("flask-sync", "native", True), ("flask-sync@docker", "docker", False),
+                      ("go-gin", "native", True), ("go-gin@docker", "docker", False)]
+    extra = [c for c in cells if c.combo or c.scenario == "cpu"]
+    assert extra and all(c.runtime == "native" for c in extra)
+    only_docker = list(plan(opts("flask-sync", quick=True, docker=True)))
+    assert {c.runtime for c in only_docker if c.target} == {"docker"}
+    assert not any(c.combo for c in only_docker)  # compose runs manifest defaults: no workers sweep
+    with pytest.raises(ValueError, match="unknown runtime"):
+        opts("flask-sync", runtimes=("podman",))
+
+
 def test_plan_without_claims_or_with_a_user_sweep_is_just_the_matrix():
     bare = list(plan(opts("flask-sync", "fastapi-threadpool", calibration=False, claims=False)))
     assert [c.name for c in bare] == ["flask-sync", "fastapi-threadpool"]
@@ -63,13 +80,17 @@ def test_short_real_run_per_scenario(scenario, lab, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", lab.database_url)  # reuse the session's infra
     monkeypatch.setenv("UPSTREAM_URL", lab.upstream_url)
     run_dir = run_compare(opts("fastapi-async", users=[4], duration_s=4, scenario=scenario,
-                               llm_ms=200, calibration=False, results_dir=tmp_path),
+                               llm_ms=200, calibration=False, results_dir=tmp_path,
+                               invocation=(["bench", "compare", "--quick"], "compare")),
                           run_id="t")
     run = Run.load(run_dir)
+    assert (run.command, run.make_target) == (["bench", "compare", "--quick"], "compare")
+    assert run.scenario.warmup_s is None  # per row now, not the last cell's value for the run
     assert [(r.target, r.scenario, r.users) for r in run.results] == [
         ("fastapi-async", scenario, 1), ("fastapi-async", scenario, 4)]
     for r in run.results:
         assert r.requests > 0 and r.failures == 0, r.failure_samples
+        assert r.warmup_s and r.warmup_s > 0  # the warm-up of the start this row was measured on
         assert r.memory_mb.peak_pss and r.memory_mb.idle_pss and r.cpu_pct.locust is not None
         if scenario == "stream":  # time to first token comes before the whole stream
             assert r.ttft_ms and 0 < r.ttft_ms.p50 < r.latency_ms.p50
@@ -85,6 +106,7 @@ def test_calibration_row_reaches_littles_law(lab, tmp_path, monkeypatch):
                                run_id="c"))
     one, twenty = run.results
     assert (one.target, one.scenario, twenty.users) == (CALIBRATION, "calibration", 20)
+    assert one.warmup_s is None and run.command is None  # nothing warmed; no command line given
     assert 240 <= one.latency_ms.p50 <= 400  # db_ms 50 + llm_ms 200 of upstream latency
     # Little's law with a wide margin: this test checks the arithmetic, not the machine.
     assert twenty.efficiency > 0.7 and twenty.failures == 0
@@ -122,6 +144,8 @@ def test_ctrl_c_mid_run_keeps_results_and_leaves_no_process(lab, tmp_path):
     assert "interrupted" in out.decode()
     run = Run.load(results.parent)
     assert [r.target for r in run.results][:2] == ["flask-sync", "flask-sync"]
+    assert run.command[:4] == ["bench", "compare", "--targets", "flask-sync,fastapi-async"]
+    assert run.make_target is None
     assert (results.parent / "report.md").exists()
     time.sleep(1)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
@@ -154,3 +178,31 @@ def test_a_level_with_no_completed_request_is_recorded_and_flagged(lab, tmp_path
     last = run.results[-1]
     assert (last.users, last.requests, last.rps) == (3, 0, 0.0)
     assert "no requests completed" in last.flags
+
+
+def test_calibration_scenario_is_refused_for_framework_targets():
+    with pytest.raises(ValueError, match="calibration.*recommendation, stream, cpu"):
+        opts("fastapi-async", scenario="calibration")
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    result = CliRunner().invoke(app, ["compare", "--targets", "fastapi-async", "--scenario", "calibration"])
+    assert result.exit_code == 2, result.output
+    assert "the `calibration` row of every compare" in " ".join(
+        result.output.replace("│", " ").split())
+
+
+def test_invocation_records_the_command_line_and_the_make_target():
+    argv = ["/repo/.venv/bin/bench", "compare", "--quick"]
+    assert invocation(argv, {}) == (["bench", "compare", "--quick"], None)
+    assert invocation(argv, {"LAB_MAKE_TARGET": "compare", "MAKELEVEL": "1"}) == (
+        ["bench", "compare", "--quick"], "compare")
+    # a LAB_MAKE_TARGET left exported in a shell, outside make, is not a make run
+    assert invocation(argv, {"LAB_MAKE_TARGET": "compare"})[1] is None
+
+
+def test_older_results_files_still_load():
+    """docs/latest-run.json predates the command record and per-row warm-ups."""
+    run = Run.model_validate_json((DOCS / "latest-run.json").read_text())
+    assert run.command is None and run.make_target is None
+    assert run.scenario.warmup_s and all(r.warmup_s is None for r in run.results)

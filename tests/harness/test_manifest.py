@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bench import manifest
@@ -54,3 +56,61 @@ def test_every_manifest_target_resolves():
 def test_select_unknown_target_names_the_known_ones():
     with pytest.raises(ManifestError, match="flask-sync"):
         manifest.select(["nope"])
+
+
+# --- `--set`: one parser for bench compare (sweeps) and bench up (one value each) ----------------
+
+def test_parse_sets_reads_sweeps_and_single_values():
+    targets = [_target(params={"workers": 4, "pool_size": 1})]
+    assert manifest.parse_sets(["workers=4,8, 16", " pool_size = 2"], targets) == {
+        "workers": [4, 8, 16], "pool_size": [2]}
+    assert manifest.parse_sets([], targets) == {}
+    assert manifest.parse_overrides(["workers=8", "pool_size=2"], targets) == {"workers": 8, "pool_size": 2}
+
+
+@pytest.mark.parametrize("item", ["workers", "=8", "workers=", "workers=eight", "workers=1.5",
+                                  "workers=-1", "workers=0", "workers=4,-1"])
+def test_parse_sets_rejects_anything_but_positive_integers(item):
+    with pytest.raises(ManifestError, match="--set"):
+        manifest.parse_sets([item], [_target()])
+
+
+def test_parse_sets_rejects_a_name_given_twice():
+    with pytest.raises(ManifestError, match="workers given twice"):
+        manifest.parse_sets(["workers=4", "workers=8"], [_target()])
+
+
+def test_unknown_param_names_it_and_every_target_that_lacks_it():
+    targets = manifest.select(["flask-sync", "fastapi-async", "go-gin"])
+    with pytest.raises(ManifestError) as caught:
+        manifest.parse_sets(["workers=8"], targets)
+    message = str(caught.value)
+    assert message.startswith("--set workers: no such parameter in fastapi-async, go-gin")
+    assert "fastapi-async has pool_size" in message and "flask-sync" not in message
+    # bench up follows the same rule (it used to apply a param to whichever target had it)
+    with pytest.raises(ManifestError, match="no such parameter in fastapi-async, go-gin"):
+        manifest.parse_overrides(["workers=8"], targets)
+
+
+def test_parse_overrides_takes_one_value_per_parameter():
+    with pytest.raises(ManifestError, match="one value per parameter.*workers=4,8"):
+        manifest.parse_overrides(["workers=4,8"], [_target()])
+
+
+def test_both_commands_use_the_manifest_parser():
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    runner = CliRunner()
+    for argv in (["compare", "--targets", "flask-sync,fastapi-async", "--set", "workers=8"],
+                 ["up", "flask-sync", "fastapi-async", "--set", "workers=8"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, result.output
+        assert "no such parameter in fastapi-async" in unboxed(result.output)
+    result = runner.invoke(app, ["up", "flask-sync", "--set", "workers=-1"])
+    assert result.exit_code == 2 and "positive integers" in unboxed(result.output)
+
+
+def unboxed(output: str) -> str:
+    """typer's error panel without its frame and line breaks."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())

@@ -1,4 +1,4 @@
-"""README's latest-comparison block is the rendering of the committed run snapshot."""
+"""README's generated blocks are the renderings of their committed snapshots."""
 
 from __future__ import annotations
 
@@ -6,14 +6,23 @@ import shutil
 
 from bench import readme
 from bench.results import Run
+from bench.upstream_bench import Snapshot
+
+STALE = "run `.venv/bin/bench readme` to regenerate it (it was edited by hand or is stale)"
 
 
 def test_readme_block_is_generated_from_the_snapshot():
     run = Run.model_validate_json(readme.SNAPSHOT.read_text())
     assert readme.current_block(readme.README.read_text()) == readme.render_block(run), (
-        "README.md's latest-comparison block was edited by hand or is stale: "
-        "run `.venv/bin/bench readme results/<run>` to regenerate it")
+        f"README.md's latest-comparison block: {STALE}")
     assert run.claims, "the snapshot should carry the claims verdicts"
+
+
+def test_upstream_block_is_generated_from_its_snapshot():
+    snap = Snapshot.load(readme.UPSTREAM_SNAPSHOT)
+    block = readme.UPSTREAM.current(readme.README.read_text())
+    assert block == readme.render_upstream_block(snap), f"README.md's upstream-bench block: {STALE}"
+    assert f"**{snap.result.rps:,.0f} req/s**" in block and snap.command  # measured, not typed
 
 
 def test_update_rewrites_only_the_block(tmp_path):
@@ -27,3 +36,28 @@ def test_update_rewrites_only_the_block(tmp_path):
     assert text.startswith("# title\n\n") and text.endswith(f"{readme.END}\n\ntail\n")
     assert "\nold\n" not in text and "| calibration" in text
     assert (tmp_path / "snap.json").read_text() == readme.SNAPSHOT.read_text()
+
+
+def test_update_upstream_rewrites_only_its_block(tmp_path):
+    doc = tmp_path / "README.md"
+    other = f"{readme.START}\nkept\n{readme.END}\n"
+    doc.write_text(f"# t\n\n{readme.UPSTREAM.start}\n9,276 req/s\n{readme.UPSTREAM.end}\n\n{other}")
+    readme.update_upstream(readme=doc, snapshot=readme.UPSTREAM_SNAPSHOT)
+    text = doc.read_text()
+    assert "9,276" not in text and text.endswith(f"{readme.UPSTREAM.end}\n\n{other}")
+    assert readme.UPSTREAM.current(text) == readme.render_upstream_block(
+        Snapshot.load(readme.UPSTREAM_SNAPSHOT))
+
+
+def test_the_command_comes_from_the_record():
+    run = Run.model_validate_json(readme.SNAPSHOT.read_text())
+    quick = run.model_copy(update={"command": ["bench", "compare", "--quick"], "make_target": "compare"})
+    assert "produced by `make compare` on" in readme.render_block(quick)
+    # without make, the command line itself; durations no longer decide anything
+    direct = run.model_copy(update={"command": ["bench", "compare", "--users", "1,200"]})
+    assert "produced by `bench compare --users 1,200` on" in readme.render_block(direct)
+    assert "make compare" not in readme.render_block(direct)
+    # an older results.json has no record: said so, nothing inferred
+    assert run.command is None
+    assert "produced by `bench compare` (this older snapshot does not record its command line)" in (
+        readme.render_block(run))

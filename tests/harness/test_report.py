@@ -107,6 +107,33 @@ def test_constructed_run_renders_every_section():
         == len(run.results)
 
 
+def test_docker_rows_name_their_memory_and_stand_beside_the_native_ones():
+    run = Run.model_validate_json((DATA / "results_quick_all.json").read_text())
+    native = [r for r in run.results if r.target in ("go-gin", "flask-sync")]
+    docker_rows = [r.model_copy(deep=True, update={
+        "runtime": "docker", "rps": r.rps * 0.9, "per_process": [],
+        "memory_mb": Memory(idle_pss=50.0, peak_pss=60.0 + r.users, peak_rss=60.0 + r.users,
+                            peak_uss=60.0 + r.users)}) for r in native]
+    run.results = native + docker_rows
+    text = render_markdown(run)
+    resources = section(text, "## Resources").split("### Per process")[0]
+    assert "idle memory MB" in resources and "| memory is |" in resources
+    assert "| flask-sync [docker] | 100 | 50.0 | 160.0 | — | — | working set |" in resources
+    side = section(text, "## Docker vs native")
+    rows_ = table_rows(side)
+    assert len(rows_) == 2  # one per target, at its highest users level
+    flask = next(r for r in run.results if r.target == "flask-sync" and r.users == 100)
+    assert f"| flask-sync | 100 | {flask.rps:.1f} | {flask.rps * 0.9:.1f} |" in side
+    assert f"| {flask.memory_mb.peak_pss:.1f} | 160.0 |" in side
+    assert "working set" in side and "PSS" in side
+    assert "Docker vs native" in render_html(run)
+    only_docker = run.model_copy(update={"results": docker_rows})
+    text = render_markdown(only_docker)
+    assert "idle working set MB" in text and "## Docker vs native" not in text
+    assert "[docker]" not in text  # every row is docker: no need to say so per row
+    assert "cgroup" in text  # the note says what a working set is
+
+
 def test_recorded_run_with_claims_experiments_and_a_sweep():
     """A real short run (results_experiments.json): calibration, a workers sweep, a cpu scenario."""
     run = Run.model_validate_json((DATA / "results_experiments.json").read_text())

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
 from bench.manifest import REPO_ROOT
 from bench.procs import port_is_free
-from bench.up import parse_overrides
 
 BENCH = Path(sys.executable).parent / "bench"
 
@@ -88,11 +86,8 @@ def test_bench_up_serves_the_target_and_ctrl_c_stops_everything(lab):
         proc.stdout.close()
 
 
-def test_overrides_and_port_check():
-    assert parse_overrides(["workers=8", "pool_size=2"]) == {"workers": 8, "pool_size": 2}
-    for bad in ("workers", "=8", "workers=eight"):
-        with pytest.raises(ValueError, match="NAME=INTEGER"):
-            parse_overrides([bad])
+def test_port_check():
+    # (--set parsing, shared with bench compare: tests/harness/test_manifest.py)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -211,3 +211,52 @@ def test_unknown_path_and_method(upstream_url):
 def test_healthz(upstream_url):
     r = httpx.get(upstream_url + "/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def _stream_contents(client, n: int = 5, timeout: float | None = None) -> tuple[list[str], Exception | None]:
+    """Contents of a streamed completion as far as it got, and the exception that ended it."""
+    got: list[str] = []
+    c = client.with_options(timeout=timeout) if timeout else client
+    try:
+        for chunk in c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                               max_completion_tokens=n, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                got.append(chunk.choices[0].delta.content)
+    except openai.APIError as exc:
+        return got, exc
+    return got, None
+
+
+@pytest.mark.parametrize(("mode", "exc"), [("error", openai.APIError),
+                                           ("drop", openai.APIConnectionError),
+                                           ("stall", openai.APITimeoutError)])
+@pytest.mark.parametrize("after", [0, 2, 5])
+def test_mid_stream_fault(client, upstream_url, mode, exc, after):
+    want = [t + " " for t in expected_tokens(PROMPT, 5)]
+    want[-1] = want[-1].rstrip()
+    before = httpx.get(upstream_url + "/mock/stats").json()["faults_served"]
+    r = httpx.post(upstream_url + "/mock/faults", json={"count": 1, "after_tokens": after, "mode": mode})
+    assert r.status_code == 200 and r.json()["faults_pending"] == 1
+    # A non-streamed request does not take a mid-stream fault.
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
+    got, error = _stream_contents(client, timeout=0.5 if mode == "stall" else None)
+    assert got == want[:after]
+    assert isinstance(error, exc), repr(error)
+    if mode == "error":
+        assert "injected mid-stream failure" in str(error)
+    assert httpx.get(upstream_url + "/mock/stats").json()["faults_served"] == before + 1
+    assert _stream_contents(client) == (want, None)  # one-shot: the next stream is whole
+
+
+def test_mid_stream_fault_default_mode_and_bad_specs(upstream_url):
+    r = httpx.post(upstream_url + "/mock/faults", json={"after_tokens": 1})
+    assert r.status_code == 200 and r.json()["faults_pending"] == 1
+    raw = httpx.post(upstream_url + "/v1/chat/completions",
+                     json={"messages": MESSAGES, "stream": True, "max_tokens": 3})
+    events = [e for e in raw.text.split("\n\n") if e]
+    assert len(events) == 2 and events[-1].startswith('data: {"error":')  # one token, then the error
+    assert "[DONE]" not in raw.text
+    for bad in ({"after_tokens": -1}, {"after_tokens": "1"}, {"after_tokens": 1, "mode": "explode"},
+                {"mode": "drop"}):
+        assert httpx.post(upstream_url + "/mock/faults", json=bad).status_code == 400, bad
+    assert httpx.get(upstream_url + "/mock/stats").json()["faults_pending"] == 0
