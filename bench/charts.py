@@ -84,6 +84,42 @@ def memory_bars(rows: Labelled, colors: dict[str, str]) -> str:
     return _svg(fig, "memory")
 
 
+def rps_vs_memory(rows: Labelled, colors: dict[str, str]) -> str:
+    """One point per row: throughput against peak memory, log axes, with lines of equal rps per
+    GB behind them, so the model that buys the most throughput per megabyte stands up and left."""
+    fig, ax = _figure()
+    points = [(name, r) for name, r in rows if r.memory_mb.peak_pss and r.rps > 0]
+    flagged = False
+    for name, r in points:
+        ax.scatter(r.memory_mb.peak_pss, r.rps, s=60, color=colors[r.target], zorder=3,
+                   marker="X" if r.anti_pattern else "o", edgecolors="black", linewidths=0.5,
+                   label=_legend_name(name, r))
+        if r.flags:
+            flagged = True
+            ax.scatter(r.memory_mb.peak_pss, r.rps, s=180, facecolors="none", edgecolors=FLAG_RED,
+                       linewidths=1.5, zorder=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if points:
+        mems = [r.memory_mb.peak_pss for _, r in points]
+        lo, hi = min(mems) / 1.6, max(mems) * 1.6
+        ax.set_xlim(lo, hi)
+        for per_gb in (10, 100, 1000, 10000):  # rps = per_gb * MB / 1024
+            ax.plot([lo, hi], [per_gb * lo / 1024, per_gb * hi / 1024], color="0.8", linewidth=0.8,
+                    linestyle=":", zorder=1)
+            ax.annotate(f"{per_gb:g} rps/GB", (hi, per_gb * hi / 1024), fontsize=7, color="0.55",
+                        xytext=(-4, 2), textcoords="offset points", ha="right", annotation_clip=True)
+        rps = [r.rps for _, r in points]
+        ax.set_ylim(min(rps) / 2, max(rps) * 2)
+    _plain_ticks(ax.xaxis)
+    _plain_ticks(ax.yaxis)
+    ax.set_xlabel("peak memory of the whole target, MB (log)")
+    ax.set_ylabel("requests / s (log)")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax, flagged_ring=flagged)
+    return _svg(fig, "rps-memory")
+
+
 def latency_bars(rows: Labelled, colors: dict[str, str]) -> str:
     """p50 / p95 / p99 per row as three bars of falling opacity, on a log axis."""
     fig, ax = _figure()

@@ -192,13 +192,15 @@ def throughput_table(group: list[Row]) -> Table:
     ttft = any(row.result.ttft_ms for row in group)  # stream scenario: time to first token
     t = Table("throughput", [Column("target"), *(Column(n, numeric=True) for n in (
         "users", "rps", "p50 ms", "p95 ms", "p99 ms", *(("TTFT p50 ms", "TTFT p95 ms") if ttft else ()),
-        "failures", "ceiling rps", "efficiency", "canary p95 ms")), FLAGS_COLUMN])
+        "failures", "ceiling rps", "efficiency", "canary p95 ms", "rps per GB", "CPU ms / request")),
+        FLAGS_COLUMN])
     for row in group:
         r = row.result
         first = ((fmt(r.ttft_ms.p50), fmt(r.ttft_ms.p95)) if r.ttft_ms else ("—", "—")) if ttft else ()
         t.add(row.name, r.users, f"{r.rps:.1f}", fmt(r.latency_ms.p50), fmt(r.latency_ms.p95),
               fmt(r.latency_ms.p99), *first, pct(r.failures, r.requests), fmt(r.ceiling_rps, 1),
-              fmt(r.efficiency, 2), r.canary_text(), "; ".join(r.flags) or "—", marks=row.marks)
+              fmt(r.efficiency, 2), r.canary_text(), fmt(r.rps_per_gb()), fmt(r.cpu_ms_per_request, 1),
+              "; ".join(r.flags) or "—", marks=row.marks)
     return t
 
 
@@ -394,6 +396,12 @@ def build_charts(groups: dict[str, list[Row]], colors: dict[str, str]) -> list[C
                "Peak PSS (solid) vs peak RSS (pale) of the whole process tree. " + PSS_NOTE
                + (" " + WORKING_SET_NOTE if any(r.runtime == "docker" for _, r in pairs) else ""),
                top, lambda: charts.memory_bars(pairs, colors)),
+        _chart("rps-memory", f"Throughput against memory at {at}",
+               "One point per target: requests per second against peak memory (log axes); the "
+               "dotted lines are equal rps per GB, so up and to the left buys more throughput per "
+               "megabyte. " + (WORKING_SET_NOTE if any(r.runtime == "docker" for _, r in pairs)
+                               else "Memory is PSS."),
+               top, lambda: charts.rps_vs_memory(pairs, colors)),
         _chart("latency", f"Latency percentiles at {at}",
                "p50, p95, p99 in ms (log axis).", top, lambda: charts.latency_bars(pairs, colors)),
     ]

@@ -107,6 +107,10 @@ class Result(BaseModel):
         """What the memory figures are: "PSS" natively, "working set" in Docker."""
         return "working set" if self.runtime == "docker" else "PSS"
 
+    def rps_per_gb(self) -> float | None:
+        """Throughput bought per GB of the target's peak memory (PSS natively, working set in Docker)."""
+        return self.rps * 1024 / self.memory_mb.peak_pss if self.memory_mb.peak_pss else None
+
     def mb_per_request_in_flight(self) -> float | None:
         """Peak PSS divided by the requests actually being served (queued ones cost no worker)."""
         in_flight = self.users if self.capacity is None else min(self.users, self.capacity)

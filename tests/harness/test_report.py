@@ -152,7 +152,8 @@ def test_html_is_self_contained_and_has_every_chart():
     # nothing to fetch: no scripts, stylesheets or images from elsewhere (xmlns URIs are names)
     assert "<script" not in html and "<link" not in html
     assert not re.search(r"(src|href)=\"(?!#)", html)
-    assert html.count("<svg") == 4  # throughput, memory, latency, the workers sweep
+    assert html.count("<svg") == 5  # throughput, memory, rps vs memory, latency, the workers sweep
+    assert 'id="chart-rps-memory"' in html and "rps/GB" in html
     assert 'id="chart-sweep-workers"' in html and 'class="chart-error"' not in html
     assert "2 rounds | 1.1 s" in html  # the same cells as the markdown, HTML-escaped where needed
     escaped = render_html(constructed_run().model_copy(update={"run_id": "<b>run</b>"}))
@@ -161,20 +162,20 @@ def test_html_is_self_contained_and_has_every_chart():
 
 def test_missing_chart_is_explained():
     html = render_html(Run.model_validate_json((DATA / "results_recorded.json").read_text()))
-    assert html.count("<svg") == 3
+    assert html.count("<svg") == 4
     assert "Not in this run: no target was measured with several values" in html
 
 
 def test_empty_and_failed_results_render():
     run = Run.model_validate_json((DATA / "results_recorded.json").read_text())
     empty = render_html(run.model_copy(update={"results": []}))
-    assert "<svg" not in empty and empty.count('class="chart-missing"') == 4
+    assert "<svg" not in empty and empty.count('class="chart-missing"') == 5
     failed = run.model_copy(deep=True)
     for r in failed.results:  # a target whose every request failed: nothing to plot on a log axis
         if r.target == "fastapi-async":
             r.rps, r.latency_ms, r.memory_mb = 0.0, Latency(), Memory()
     html = render_html(failed)
-    assert html.count("<svg") == 3 and 'class="chart-error"' not in html
+    assert html.count("<svg") == 4 and 'class="chart-error"' not in html
     assert "| fastapi-async | 100 | 0.0 | — | — | — |" in render_markdown(failed)
 
 

@@ -36,8 +36,9 @@ def constructed(run_dir: Path) -> Run:
 
 
 @pytest.mark.parametrize(("make", "charts", "tables"), [
-    (recorded, {"throughput", "memory", "latency"}, {"targets", "throughput", "resources", "per-process"}),
-    (constructed, {"throughput", "memory", "latency", "sweep-workers"},
+    (recorded, {"throughput", "memory", "rps-memory", "latency"},
+     {"targets", "throughput", "resources", "per-process"}),
+    (constructed, {"throughput", "memory", "rps-memory", "latency", "sweep-workers"},
      {"targets", "throughput", "calibration", "resources", "per-process", "experiments", "claims"}),
 ], ids=["recorded", "constructed"])
 def test_report_html_in_chromium(driver, tmp_path, make, charts, tables):
