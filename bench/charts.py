@@ -86,13 +86,15 @@ def memory_bars(rows: Labelled, colors: dict[str, str]) -> str:
 
 def rps_vs_memory(rows: Labelled, colors: dict[str, str]) -> str:
     """One point per row: throughput against peak memory, log axes, with lines of equal rps per
-    GB behind them, so the model that buys the most throughput per megabyte stands up and left."""
+    GB behind them, so the model that buys the most throughput per megabyte stands up and left.
+    Docker rows are squares (their memory is the container's working set), anti-patterns crosses."""
     fig, ax = _figure()
     points = [(name, r) for name, r in rows if r.memory_mb.peak_pss and r.rps > 0]
     flagged = False
     for name, r in points:
         ax.scatter(r.memory_mb.peak_pss, r.rps, s=60, color=colors[r.target], zorder=3,
-                   marker="X" if r.anti_pattern else "o", edgecolors="black", linewidths=0.5,
+                   marker="X" if r.anti_pattern else ("s" if r.runtime == "docker" else "o"),
+                   edgecolors="black", linewidths=0.5,
                    label=_legend_name(name, r))
         if r.flags:
             flagged = True

@@ -33,17 +33,20 @@ PSS_NOTE = ("Memory is PSS: RSS double-counts the pages that forked workers shar
             "imported modules), so summing RSS over a gunicorn tree overstates it; PSS splits each "
             "shared page between the processes that map it.")
 WORKING_SET_NOTE = (
-    "Rows measured in Docker show the container's working set instead (cgroup usage minus inactive "
-    "file cache, what `docker stats` shows), which has no PSS/RSS/USS split. It reads higher than "
-    "the native PSS of the same code: the container's copy of the interpreter and libraries is "
-    "not shared with other processes, so it counts in full rather than split, and the cgroup is "
-    "also charged for active page cache and kernel memory (page tables, socket buffers).")
+    "Rows measured in Docker show the container's working set instead: the memory charged to its "
+    "cgroup minus inactive file cache (what `docker stats` shows), with no PSS/RSS/USS split. "
+    "It counts every page the container uses once, like a PSS sum over the tree, but it also "
+    "holds active page cache and kernel memory (page tables, socket buffers) and leaves out "
+    "file pages the kernel has marked inactive, and the image's interpreter, libraries and "
+    "binaries are not the host's, so the two figures differ for the same code, in either direction.")
 RUNTIMES_NOTE = (
-    "The same targets measured natively and under docker compose in one run, on the same machine. "
-    "The memory figures differ in kind: natively the PSS of the process tree (shared pages split "
-    "between the processes that map them), in Docker the container's working set (every page the "
-    "container is charged for, counted once and in full, plus page cache and kernel memory), so "
-    "the Docker figure reads higher for the same code.")
+    "The same targets measured natively and under docker compose in one run, on the same machine, "
+    "each at its highest users level. Memory differs in kind: natively it is the PSS of the "
+    "process tree (each shared page split between the processes that map it, processes outside "
+    "the target included), in Docker the container's working set (cgroup usage minus inactive "
+    "file cache, so page cache and kernel memory count, and nothing is shared with the host). "
+    "The code is the same but the runtime is not: the Docker images run their own interpreter "
+    "build (see `bench docker-lab`) and a stripped Go binary.")
 CEILING_NOTE = ("Ceiling = min(users, capacity) / L1 (or db_pool / db_ms where lower), with L1 the "
                 "target's own 1-user median; efficiency = rps / ceiling.")
 CALIBRATION_NOTE = ("Locust straight at the mock upstream, no framework in between, with the same "
