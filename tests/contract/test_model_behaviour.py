@@ -8,6 +8,7 @@ anti-pattern. The capacity comes from targets.toml, so this also checks the mani
 from __future__ import annotations
 
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,15 +45,29 @@ def timed_get(client: httpx.Client, path: str) -> float:
 
 
 def concurrent_gets(base_url: str, paths: list[str]) -> float:
-    """Wall time for all paths fetched at once, each on its own connection."""
-    def one(path: str) -> None:
-        with httpx.Client(base_url=base_url, timeout=60) as c:
-            resp = c.get(path)
-            assert resp.status_code == 200, resp.text
-    started = time.perf_counter()
-    with ThreadPoolExecutor(len(paths)) as pool:
-        list(pool.map(one, paths))
-    return time.perf_counter() - started
+    """Wall time for all paths fetched at once, each on its own connection.
+
+    The clients exist before the clock starts and the requests leave together (a barrier):
+    creating an httpx client costs milliseconds of CPU under the GIL, which on a slow machine
+    would time this test's own set-up instead of the model."""
+    clients = [httpx.Client(base_url=base_url, timeout=60) for _ in paths]
+    ready = threading.Barrier(len(paths) + 1)
+
+    def one(client: httpx.Client, path: str) -> float:
+        ready.wait()
+        resp = client.get(path)
+        assert resp.status_code == 200, resp.text
+        return time.perf_counter()
+
+    try:
+        with ThreadPoolExecutor(len(paths)) as pool:
+            done = [pool.submit(one, c, p) for c, p in zip(clients, paths, strict=True)]
+            ready.wait()
+            started = time.perf_counter()
+            return max(f.result() for f in done) - started
+    finally:
+        for client in clients:
+            client.close()
 
 
 def measure_rounds(client, target, path: str) -> float:

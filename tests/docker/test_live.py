@@ -240,8 +240,12 @@ def test_bench_compare_docker_quick(stack, tmp_path):
         assert result.failures == 0 and result.requests > 0, name
         assert result.memory_mb.peak_pss and result.memory_mb.peak_pss > 0, name
         assert result.runtime == "docker", name
-    for name in ("flask-sync", "fastapi-async", "go-gin"):
-        assert top[name].efficiency >= 0.6, (name, top[name].efficiency)  # wide: CI runs it once
+    for name in ("flask-sync", "go-gin"):  # neither is CPU-bound at 100 users: near their ceiling
+        assert top[name].efficiency >= 0.75, (name, top[name].efficiency)
+    # The event loop may meet this machine's CPU at 100 users, but it still serves many times what
+    # 4 sync workers can.
+    assert top["fastapi-async"].rps >= 5 * top["flask-sync"].rps, (top["fastapi-async"].rps,
+                                                                  top["flask-sync"].rps)
     report = (run_dir / "report.md").read_text()
     assert "working set" in report
 
