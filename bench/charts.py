@@ -45,11 +45,7 @@ def throughput_vs_users(lines: dict[str, list[Result]], colors: dict[str, str]) 
         rps = [r.rps for r in results]
         ax.plot(users, rps, color=colors[first.target], marker=markers[name], markersize=5,
                 linestyle="--" if first.anti_pattern else "-", label=_legend_name(name, first))
-        bad = [(r.users, r.rps) for r in results if r.flags]
-        if bad:
-            flagged = True
-            ax.scatter(*zip(*bad, strict=True), s=150, facecolors="none", edgecolors=FLAG_RED,
-                       linewidths=1.5, zorder=3)
+        flagged |= _flag_rings(ax, [(r.users, r.rps) for r in results if r.flags])
     levels = sorted({r.users for results in lines.values() for r in results})
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -97,9 +93,7 @@ def rps_vs_memory(rows: Labelled, colors: dict[str, str]) -> str:
                    edgecolors="black", linewidths=0.5,
                    label=_legend_name(name, r))
         if r.flags:
-            flagged = True
-            ax.scatter(r.memory_mb.peak_pss, r.rps, s=180, facecolors="none", edgecolors=FLAG_RED,
-                       linewidths=1.5, zorder=4)
+            flagged |= _flag_rings(ax, [(r.memory_mb.peak_pss, r.rps)], size=180)
     ax.set_xscale("log")
     ax.set_yscale("log")
     if points:
@@ -158,11 +152,7 @@ def sweep(param: str, lines: dict[str, list[tuple[int, Result]]], colors: dict[s
         rps_ax.plot(xs, [r.rps for _, r in points], label=_legend_name(name, first), **style)
         mem_ax.plot(xs, [r.memory_mb.peak_pss for _, r in points], **style)
         for ax, value in ((rps_ax, lambda r: r.rps), (mem_ax, lambda r: r.memory_mb.peak_pss)):
-            bad = [(x, value(r)) for x, r in points if r.flags]
-            if bad:
-                flagged = True
-                ax.scatter(*zip(*bad, strict=True), s=150, facecolors="none", edgecolors=FLAG_RED,
-                           linewidths=1.5, zorder=3)
+            flagged |= _flag_rings(ax, [(x, value(r)) for x, r in points if r.flags])
     values = sorted({value for points in lines.values() for value, _ in points})
     for ax, ylabel in ((rps_ax, "requests / s"), (mem_ax, "peak PSS, MB")):
         ax.set_xlabel(param)
@@ -172,6 +162,14 @@ def sweep(param: str, lines: dict[str, list[tuple[int, Result]]], colors: dict[s
         ax.grid(True, alpha=0.3)
     _legend(rps_ax, flagged_ring=flagged, loc="lower right", outside=False)
     return _svg(fig, f"sweep-{param}")
+
+
+def _flag_rings(ax: Axes, points: list[tuple[float, float]], size: float = 150) -> bool:
+    """A red ring around each flagged point (not a framework result); True when any was drawn."""
+    if points:
+        ax.scatter(*zip(*points, strict=True), s=size, facecolors="none", edgecolors=FLAG_RED,
+                   linewidths=1.5, zorder=4)
+    return bool(points)
 
 
 def _figure() -> tuple[Figure, Axes]:
