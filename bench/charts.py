@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator, ScalarFormatter
 
-from bench.results import Result
+from bench.results import MIN_TAIL_SAMPLES, Result
 
 FLAG_RED = "#d62728"
 MARKERS = "osD^vPX<>"
@@ -117,13 +117,16 @@ def rps_vs_memory(rows: Labelled, colors: dict[str, str]) -> str:
 
 
 def latency_bars(rows: Labelled, colors: dict[str, str]) -> str:
-    """p50 / p95 / p99 per row as three bars of falling opacity, on a log axis."""
+    """p50 / p95 / p99 per row as three bars of falling opacity, on a log axis (no p95 / p99 bar
+    for a row of fewer than MIN_TAIL_SAMPLES samples)."""
     fig, ax = _figure()
     width = 0.27
     shades = {"p50": 1.0, "p95": 0.6, "p99": 0.3}
     for i, (_, r) in enumerate(rows):
         for j, (name, alpha) in enumerate(shades.items()):
             value = getattr(r.latency_ms, name)
+            if name != "p50" and r.latency_n < MIN_TAIL_SAMPLES:
+                continue  # a tail of too few samples is not drawn, as it is not printed
             if value:
                 ax.bar(i + (j - 1) * width, value, width, color=colors[r.target], alpha=alpha,
                        hatch="//" if r.anti_pattern else None, edgecolor="black", linewidth=0.4)

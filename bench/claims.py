@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.table import Table
 
 from bench import manifest
-from bench.results import Claim, Experiment, Result, Run
+from bench.results import MIN_TAIL_SAMPLES, Claim, Experiment, Result, Run
 
 CLAIMS_FILE = Path(__file__).with_name("claims.toml")
 APPROX = 1.5  # "~X" holds within X / 1.5 .. X * 1.5, and is partly right within a factor of 2
@@ -110,9 +110,45 @@ def worker_pss(result: Result) -> list[float]:
 
 
 def _canary(r: Result) -> str:
-    answered = f" ({r.canary_answered} of {r.canary_expected} checks answered)" if (
-        r.canary_expected and (r.canary_answered or 0) < r.canary_expected / 2) else ""
-    return f"{r.canary_p95_ms or 0:.0f} ms{answered}"
+    """The canary's p95 (only when it rests on enough checks) and how many checks it rests on."""
+    p95 = r.canary_p95_trusted()
+    figure = f"{p95:.0f} ms" if p95 is not None else f"n<{MIN_TAIL_SAMPLES}"
+    if r.canary_expected:
+        return f"{figure} ({r.canary_answered or 0} of {r.canary_expected} checks answered)"
+    return figure + (f" (n={r.canary_n})" if r.canary_n is not None else "")
+
+
+def canary_stalled(r: Result) -> bool:
+    """Fewer than half of the /healthz checks came back: the server could not answer them."""
+    return bool(r.canary_expected) and (r.canary_answered or 0) < r.canary_expected / 2
+
+
+def drained(r: Result) -> bool:
+    """Its percentiles count every request started in the window, and agree with W."""
+    return r.latency_ms.mean is not None and not any(f.startswith("latency-censored") for f in r.flags)
+
+
+def _latency(r: Result) -> str:
+    """The honest latency of a row for evidence. A p50 only where it is drained (not censored);
+    else W = users / rps (Little's law), the mean wait of a closed loop with no think time."""
+    w, p50 = r.w_ms(), r.latency_ms.p50
+    if drained(r) and p50 is not None:
+        return f"p50 {p50:.0f} ms (mean {r.latency_ms.mean:.0f} ms, W {w or 0:.0f} ms)"
+    if w is None:
+        return "no request served"
+    if p50 is None:
+        return f"W = users / rps {w:.0f} ms"
+    why = (f"its p50 {p50:.0f} ms is latency-censored" if r.latency_ms.mean is not None
+           else f"older run: its p50 {p50:.0f} ms counted only the requests that finished in the window")
+    return f"W = users / rps {w:.0f} ms ({why})"
+
+
+def _latency_short(r: Result) -> str:
+    """`_latency` in a few words, for lists of rows."""
+    if drained(r) and r.latency_ms.p50 is not None:
+        return f"p50 {r.latency_ms.p50:.0f} ms"
+    w = r.w_ms()
+    return f"W {w:.0f} ms" if w is not None else "nothing served"
 
 
 def _s(seconds: float) -> str:
@@ -150,12 +186,14 @@ def workers_needed(run: Run, target: str, users: int, claimed_workers: int) -> t
         raise NotRun(f"no {target} result with workers >= {claimed_workers} at {users} users: "
                      f"run bench compare --targets {target} --set workers=4,8,16,32")
     parts = [f"workers={r.params['workers']}: {r.rps:.1f} rps = {100 * r.rps / demand:.0f}% of the "
-             f"{demand:.0f} rps {users} concurrent requests need, p50 {r.latency_ms.p50 or 0:.0f} ms"
+             f"{demand:.0f} rps {users} concurrent requests need, {_latency_short(r)}"
              for r in rows]
     at_claim = next(r for r in swept if r.params["workers"] == swept[0].params["workers"])
     served = at_claim.rps / demand
     per_worker = statistics.median(worker_pss(at_claim) or [0])
     evidence = (f"L1 {l1 * 1000:.0f} ms; " + "; ".join(parts) +
+                (" (W = users / rps, Little's law: the mean wait, queue included)"
+                 if not all(drained(r) for r in rows) else "") +
                 f". Each sync worker serves one request at a time, so {users} concurrent requests "
                 f"need ~{users} workers (~{users * per_worker / 1000:.1f} GB PSS at "
                 f"{per_worker:.0f} MB each)" + flagged(at_claim))
@@ -176,7 +214,7 @@ def handles_load(run: Run, target: str, users: int, processes: int | None = None
         shape.append(f"DB pool {r.db_pool}")
     evidence = (f"{target} at {users} users{' (' + ', '.join(shape) + ')' if shape else ''}: "
                 f"{r.rps:.1f} rps = {r.efficiency or 0:.2f} of its ceiling {r.ceiling_rps or 0:.1f}, "
-                f"p50 {r.latency_ms.p50 or 0:.0f} ms vs L1 {l1_ms(run, target):.0f} ms, "
+                f"{_latency(r)} vs L1 {l1_ms(run, target):.0f} ms, "
                 f"{r.failures} failures" + flagged(r))
     matches = ((processes is None or r.processes == processes)
                and (db_pool is None or r.db_pool == db_pool))
@@ -242,11 +280,15 @@ def more_memory(run: Run, users: int, heavy: list[str], light: str) -> tuple[str
 
 def blocks_everything(run: Run, target: str, reference: str, users: int) -> tuple[str, str]:
     bad, good = find(run, target, users), find(run, reference, users)
-    if bad.canary_p95_ms is None or good.canary_p95_ms is None:
+    # A stalled target may answer no check at all in the window: that is a reading (0 of N).
+    if (bad.canary_p95_ms is None and not bad.canary_expected) or good.canary_p95_ms is None:
         raise NotRun("no canary readings")
     evidence = (f"at {users} users: {target} {bad.rps:.1f} rps, /healthz p95 {_canary(bad)}; "
                 f"{reference} {good.rps:.1f} rps, /healthz p95 {_canary(good)}")
-    slow_canary = bad.canary_p95_ms >= 10 * max(good.canary_p95_ms, 1)
+    # A p95 of a few checks proves nothing; most checks never coming back does.
+    bad_p95, good_p95 = bad.canary_p95_trusted(), good.canary_p95_trusted()
+    slow_canary = canary_stalled(bad) or (bad_p95 is not None and good_p95 is not None
+                                          and bad_p95 >= 10 * max(good_p95, 1))
     serial = bad.rps <= 1.5 * 1000 / l1_ms(run, target)  # about one request at a time
     return ("holds" if slow_canary and serial else "partly" if slow_canary or serial
             else "fails"), evidence + flagged(bad, good)
@@ -290,7 +332,7 @@ def goroutines(run: Run, target: str, users: int, driver_default_pool: str) -> t
     default_pool = manifest.evaluate(driver_default_pool.replace("cpus", str(run.machine.cpus)), {})
     capped = default_pool / (run.scenario.db_ms / 1000) if run.scenario.db_ms else None
     evidence = (f"{target} at {users} users, 1 process, no worker/thread setting: {r.rps:.1f} rps = "
-                f"{r.efficiency or 0:.2f} of its ceiling, p50 {r.latency_ms.p50 or 0:.0f} ms"
+                f"{r.efficiency or 0:.2f} of its ceiling, {_latency(r)}"
                 + flagged(r))
     if r.db_pool and default_pool and r.db_pool > default_pool:
         evidence += (f". But the pgx pool was raised to {r.db_pool}: its default ({driver_default_pool}"

@@ -50,7 +50,8 @@ def _raise_interrupt(signum, frame):
 def compare(
     targets: Annotated[str, typer.Option(help="comma-separated target names (default: all)")] = "",
     users: Annotated[str, typer.Option(help="users levels, e.g. 1,10,100 (1 is always added)")] = "",
-    duration: Annotated[float, typer.Option(help="seconds of load per users level")] = 0,
+    duration: Annotated[float, typer.Option(
+        help="seconds of the measured window per users level (a warm-up and a drain come on top)")] = 0,
     db_ms: Annotated[int, typer.Option(help="pg_sleep per request, ms", min=0, max=5000)] = 50,
     llm_ms: Annotated[int, typer.Option(help="upstream latency, ms", min=0, max=20000)] = 500,
     scenario: Annotated[str, typer.Option(help=f"one of {', '.join(TARGET_SCENARIOS)}")] = "recommendation",

@@ -27,16 +27,18 @@ from bench import infra as infra_mod
 from bench.load import (
     CANARY_RATE,
     CANARY_ROW,
+    DRAIN_MAX_S,
     SCENARIOS,
     TTFT_ROW,
     LoadSpec,
-    RowStats,
+    ledger_path,
     read_failures,
-    read_stats,
+    read_ledger,
     start_locust,
+    window_stats,
 )
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
-from bench.results import Cpu, Latency, Machine, Memory, ProcessMemory, Result, Run, Scenario
+from bench.results import Cpu, Machine, Memory, ProcessMemory, Result, Run, Scenario
 from bench.targets import TargetUnavailable, label, running
 
 RESULTS_DIR = REPO_ROOT / "results"
@@ -48,13 +50,14 @@ CALIBRATION_REFUSED = (
     f"(--calibration, on by default); pick a target scenario: {', '.join(TARGET_SCENARIOS)}")
 RUNTIMES = ("native", "docker")
 STARTUP_ESTIMATE_S = 8  # start + ready + warm-up, for the progress bar's ETA only
+PHASES_ESTIMATE_S = 4  # Locust's warm-up + drain per level when nothing queues, for the ETA only
 
 
 @dataclass
 class CompareOptions:
     targets: list[Target]
     users: list[int]
-    duration_s: float = 20
+    duration_s: float = 20  # the measured window per users level (warm-up and drain come on top)
     db_ms: int = 50
     llm_ms: int = 500
     scenario: str = "recommendation"
@@ -62,6 +65,8 @@ class CompareOptions:
     cpu_n: int = 100000
     sweep: dict[str, list[int]] = field(default_factory=dict)
     upstream_timeout_s: float = 30
+    warmup_max_s: float | None = None  # Locust's warm-up limit (None: as long as the window, >= 5 s)
+    drain_max_s: float = DRAIN_MAX_S  # how long the window's requests may take to finish
     results_dir: Path = RESULTS_DIR
     calibration: bool = True  # Locust straight at the upstream: the load generator's own ceiling
     claims: bool = True  # the extra cells and experiments the claims table needs
@@ -219,7 +224,8 @@ def cell_db_pool(cell: Cell, subject: Subject) -> int | None:
 
 def cell_budget_s(cell: Cell, opts: CompareOptions) -> float:
     starts = len(segments(cell.levels, cell.capacity))
-    return len(cell.levels) * opts.duration_s + starts * STARTUP_ESTIMATE_S + (20 if cell.experiments else 0)
+    return (len(cell.levels) * (opts.duration_s + PHASES_ESTIMATE_S) + starts * STARTUP_ESTIMATE_S
+            + (20 if cell.experiments else 0))
 
 
 def run_compare(opts: CompareOptions, console: Console | None = None,
@@ -421,7 +427,8 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
                    l1_s: float | None, progress: Progress, task) -> Result:
     spec = LoadSpec(host=subject.base_url, users=users, duration_s=opts.duration_s,
                     scenario=cell.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
-                    tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n)
+                    tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n,
+                    warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s)
     psutil.cpu_percent()  # resets the machine-wide counter
     base = progress.tasks[task].completed
     locust = start_locust(spec, csv_prefix)
@@ -430,52 +437,75 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
             sampler = subject.sampler()
             target_s = stack.enter_context(sampler) if sampler else None
             locust_s = stack.enter_context(probe.TreeSampler(locust.pid, memory=False))
-            deadline = time.monotonic() + opts.duration_s + 60
+            deadline = time.monotonic() + spec.longest_s + 60
             t0 = time.monotonic()
             while locust.alive():
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"locust did not finish:\n{locust.log_tail()}")
-                progress.update(task, completed=base + min(time.monotonic() - t0, opts.duration_s))
+                progress.update(task, completed=base + min(time.monotonic() - t0,
+                                                           opts.duration_s + PHASES_ESTIMATE_S))
                 time.sleep(0.25)
         machine_cpu = psutil.cpu_percent()
     finally:
         locust.stop()
-    if not Path(f"{csv_prefix}_stats.csv").exists():
-        raise RuntimeError(f"Locust wrote no statistics:\n{locust.log_tail()}")
-    stats = read_stats(csv_prefix)
+    return level_result(subject, cell, users, opts, csv_prefix, l1_s, target_s, locust_s, machine_cpu)
+
+
+def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
+                 l1_s: float | None, target_s, locust_s, machine_cpu: float) -> Result:
+    """A level's row from Locust's ledger (requests started in the window, drained) and the samplers.
+
+    Target and Locust CPU are rates over the whole Locust run (warm-up and drain included: the load
+    is the same throughout), so CPU per request is that rate divided by the window's throughput.
+    """
+    path = ledger_path(csv_prefix)
+    log = csv_prefix.with_suffix(".log")
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else ""
+    if not path.exists():
+        raise RuntimeError(f"Locust wrote no request ledger:\n{tail}")
+    ledger = read_ledger(path)
+    try:
+        phases = ledger.phases()
+    except ValueError as exc:
+        raise RuntimeError(f"{exc}:\n{tail}") from None
     _, row_name = SCENARIOS[cell.scenario]
-    # No row: not one request completed in the whole level (flagged "no requests completed").
-    row = stats.get(row_name) or RowStats(0, 0, 0.0, None, None, None, None)
-    canary = stats.get(CANARY_ROW)
-    first_token = stats.get(TTFT_ROW)
-    served = max(row.requests - row.failures, 0)
+    # No finished request in the window: flagged "no requests completed" (censored ones still count in n).
+    row = window_stats(ledger, row_name)
+    canary = window_stats(ledger, CANARY_ROW)
+    first_token = window_stats(ledger, TTFT_ROW) if cell.scenario == "stream" else None
+    rps = round(row.rps, 2)
+    w_ms = metrics.littles_w_ms(users, row.rps)
     ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, cell_db_pool(cell, subject),
                                   opts.db_ms)
     peak = target_s.peak if target_s else {}
+    target_cpu = target_s.cpu_pct() if target_s else None
     return Result(
         target=subject.name, framework=subject.framework, model=subject.model,
-        scenario=cell.scenario, params=subject.params, users=users, rps=round(row.rps, 2),
+        scenario=cell.scenario, params=subject.params, users=users, rps=rps,
         requests=row.requests, failures=row.failures,
-        latency_ms=Latency(p50=row.p50, p95=row.p95, p99=row.p99, max=row.max),
-        canary_p95_ms=canary.p95 if canary else None,
-        ttft_ms=(Latency(p50=first_token.p50, p95=first_token.p95, p99=first_token.p99,
-                         max=first_token.max) if first_token else None),
-        canary_answered=canary.requests if canary else 0,
-        canary_expected=int(CANARY_RATE * opts.duration_s),
+        latency_ms=row.latency,
+        littles_w_ms=w_ms,
+        canary_p95_ms=canary.latency.p95,
+        canary_ms=canary.latency,
+        ttft_ms=first_token.latency if first_token and first_token.latency.n else None,
+        canary_answered=canary.requests,
+        canary_expected=round(CANARY_RATE * phases.window_s),
+        phases=phases,
         memory_mb=Memory(idle_pss=_round(subject.idle.get("pss")), peak_rss=_round(peak.get("rss")),
                          peak_pss=_round(peak.get("pss")), peak_uss=_round(peak.get("uss"))),
         processes=(len(target_s.procs) if target_s else 0) or subject.processes or 0,
         capacity=subject.capacity,
         db_pool=subject.db_pool,
-        cpu_pct=Cpu(target=_round(target_s.cpu_pct()) if target_s else None,
-                    locust=round(locust_s.cpu_pct(), 1), machine=round(machine_cpu, 1)),
-        cpu_ms_per_request=(round(1000 * target_s.cpu_seconds() / served, 2)
-                            if served and target_s else None),
+        cpu_pct=Cpu(target=_round(target_cpu), locust=round(locust_s.cpu_pct(), 1),
+                    machine=round(machine_cpu, 1)),
+        cpu_ms_per_request=(round(10 * target_cpu / row.rps, 2)
+                            if row.rps > 0 and target_cpu is not None else None),
         ceiling_rps=round(ceiling, 2) if ceiling else None,
         efficiency=round(metrics.efficiency(row.rps, ceiling), 3) if ceiling else None,
         flags=metrics.flags(machine_cpu=machine_cpu, locust_cpu=locust_s.cpu_pct(),
                             max_process_cpu=target_s.max_process_cpu_pct() if target_s else None,
-                            failures=row.failures, requests=row.requests),
+                            failures=row.failures, requests=row.requests, answered=row.answered,
+                            mean_ms=row.latency.mean, w_ms=w_ms),
         per_process=[ProcessMemory(pid=p, role=s.role, peak_rss=round(s.peak_rss, 1),
                                    peak_pss=round(s.peak_pss, 1), peak_uss=round(s.peak_uss, 1),
                                    cpu_pct=round(100 * (s.last_cpu - s.first_cpu)

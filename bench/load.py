@@ -1,14 +1,26 @@
-"""Run Locust headless against one target and read its CSV summary (by column name)."""
+"""Run Locust headless against one target; measure the requests started in a window, drained
+(docs/DESIGN.md, Measurement window).
+
+Locust's own CSV counts only the requests that finished before the run stopped: where a model
+queues, the long waits are cut off (censored) and its percentiles show the lucky requests. So the
+locustfile writes every request with its start time to a ledger (locust/request_ledger.py) and runs
+warm-up -> window -> drain; `window_stats` reads the requests STARTED inside the window, each to its
+end (still unfinished after the drain limit: censored, counted with its wait so far), and the valid
+answers that arrived inside it (throughput). The CSV is still written (failure samples come from it).
+"""
 
 from __future__ import annotations
 
 import csv
+import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.manifest import REPO_ROOT
 from bench.procs import Proc, spawn
+from bench.results import Latency, Phases
 
 LOCUSTFILE = REPO_ROOT / "locust" / "locustfile.py"
 LOCUST = Path(sys.executable).parent / "locust"
@@ -24,18 +36,36 @@ SCENARIOS = {
 CANARY_ROW = "/healthz"
 TTFT_ROW = "/stream first token"  # the locustfile's StreamUser reports time to first token here
 CANARY_RATE = 4  # /healthz checks per second (locustfile's Canary)
+WARMUP_MIN_MAX_S = 5.0  # the warm-up may always last this long, however short the window
+# The window's requests may take this long to finish: more than Locust's 120 s network timeout
+# (locustfile.LabUser), so every request started in the window ends, answered or failed, before it.
+DRAIN_MAX_S = 150.0
+BACKSTOP_S = 30.0  # Locust's own --run-time, beyond the phases: a stop if the locustfile's never came
 
 
 @dataclass(frozen=True)
 class LoadSpec:
     host: str
     users: int
-    duration_s: float
+    duration_s: float  # the measured window
     scenario: str = "recommendation"
     db_ms: int = 50
     llm_ms: int = 500
     tokens: int = 16
     cpu_n: int = 100000
+    warmup_max_s: float | None = None  # None: as long as the window (at least WARMUP_MIN_MAX_S)
+    drain_max_s: float = DRAIN_MAX_S
+
+    @property
+    def warmup_limit_s(self) -> float:
+        if self.warmup_max_s is not None:
+            return self.warmup_max_s
+        return max(self.duration_s, WARMUP_MIN_MAX_S)
+
+    @property
+    def longest_s(self) -> float:
+        """How long Locust may run: warm-up, window and drain at their limits, plus the backstop."""
+        return self.warmup_limit_s + self.duration_s + self.drain_max_s + BACKSTOP_S
 
 
 @dataclass(frozen=True)
@@ -49,13 +79,21 @@ class RowStats:
     max: float | None
 
 
+def ledger_path(csv_prefix: Path) -> Path:
+    return Path(f"{csv_prefix}_requests.jsonl")
+
+
 def locust_argv(spec: LoadSpec, csv_prefix: Path) -> list[str]:
     user_class, _ = SCENARIOS[spec.scenario]
     total = spec.users + 1  # + the fixed-count canary
     return [
         str(LOCUST), "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "-H", spec.host, "-u", str(total), "-r", str(total), "-t", f"{spec.duration_s:g}s",
+        "-H", spec.host, "-u", str(total), "-r", str(total),
+        # The locustfile ends the run after the drain; --run-time is only the backstop.
+        "-t", f"{math.ceil(spec.longest_s)}s",
         "--csv", str(csv_prefix), "--loglevel", "WARNING", "--exit-code-on-error", "0",
+        "--ledger", str(ledger_path(csv_prefix)), "--window-s", f"{spec.duration_s:g}",
+        "--warmup-max-s", f"{spec.warmup_limit_s:g}", "--drain-max-s", f"{spec.drain_max_s:g}",
         "--db-ms", str(spec.db_ms), "--llm-ms", str(spec.llm_ms),
         "--tokens", str(spec.tokens), "--cpu-n", str(spec.cpu_n),
         user_class, "Canary",
@@ -65,6 +103,103 @@ def locust_argv(spec: LoadSpec, csv_prefix: Path) -> list[str]:
 def start_locust(spec: LoadSpec, csv_prefix: Path) -> Proc:
     return spawn("locust", locust_argv(spec, csv_prefix), cwd=REPO_ROOT,
                  log_path=csv_prefix.with_suffix(".log"))
+
+
+# --- the ledger: requests started in the window, drained ------------------------------------
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    t0: float  # start, seconds since the epoch
+    ms: float  # latency; for a censored request, its wait so far (a lower bound)
+    ok: bool  # answered and valid (False: failed, or censored)
+    censored: bool = False  # still unfinished when the run ended
+
+
+@dataclass(frozen=True)
+class LedgerRun:
+    samples: list[Sample]
+    marks: dict[str, dict]  # phase -> its mark (the first of each)
+
+    @property
+    def window(self) -> tuple[float, float]:
+        if "window" not in self.marks or "drain" not in self.marks:
+            raise ValueError("the measurement window never closed (the run stopped during the "
+                             f"{'warm-up' if 'window' not in self.marks else 'window'})")
+        return self.marks["window"]["t"], self.marks["drain"]["t"]
+
+    def phases(self) -> Phases:
+        w0, w1 = self.window
+        start, end = self.marks.get("start", {}).get("t", w0), self.marks.get("end", {})
+        return Phases(warmup_s=round(w0 - start, 2), window_s=round(w1 - w0, 2),
+                      drain_s=round(end["t"] - w1, 2) if end else None,
+                      steady=bool(self.marks["window"].get("steady")),
+                      drained=bool(end) and not end.get("unfinished"))
+
+
+def read_ledger(path: Path) -> LedgerRun:
+    samples, marks = [], {}
+    with path.open() as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if "mark" in rec:
+                marks.setdefault(rec["mark"], rec)
+            else:
+                censored = bool(rec.get("cens"))
+                samples.append(Sample(rec["n"], rec["t0"], rec["ms"], bool(rec.get("ok")) and not censored,
+                                      censored))
+    return LedgerRun(samples, marks)
+
+
+def percentile(ordered: list[float], p: float) -> float | None:
+    """Nearest rank: the smallest sample with at least p of all samples at or below it."""
+    if not ordered:
+        return None
+    return ordered[max(math.ceil(p * len(ordered)) - 1, 0)]
+
+
+def latency_of(samples: list[Sample]) -> Latency:
+    """Percentiles, mean and max over every sample (failed and censored ones included), with n."""
+    ordered = sorted(s.ms for s in samples)
+    if not ordered:
+        return Latency(n=0, censored=0)
+
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v, 1)
+
+    return Latency(p50=r(percentile(ordered, 0.50)), p95=r(percentile(ordered, 0.95)),
+                   p99=r(percentile(ordered, 0.99)), max=r(ordered[-1]),
+                   mean=r(sum(ordered) / len(ordered)), n=len(ordered),
+                   censored=sum(s.censored for s in samples))
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """One request name in the window.
+
+    Latency, requests and failures: the requests STARTED inside the window, each followed to its
+    end (censored ones are in latency.n, not in requests). Throughput: the valid answers that
+    ARRIVED inside the window, per second; in steady state the same rate, but a request the drain
+    limit cut off lowers only the latency's honesty (and is flagged), never the rps.
+    """
+    requests: int  # finished: answered or failed
+    failures: int
+    answered: int  # valid answers that arrived inside the window (from requests started any time)
+    rps: float  # answered per second of window: an error never counts as throughput
+    latency: Latency
+
+
+def window_stats(run: LedgerRun, name: str) -> WindowStats:
+    w0, w1 = run.window
+    mine = [s for s in run.samples if s.name == name]
+    started = [s for s in mine if w0 <= s.t0 < w1]
+    finished = [s for s in started if not s.censored]
+    answered = sum(s.ok and w0 <= s.t0 + s.ms / 1000 < w1 for s in mine)
+    span = w1 - w0
+    return WindowStats(requests=len(finished), failures=sum(not s.ok for s in finished), answered=answered,
+                       rps=answered / span if span > 0 else 0.0, latency=latency_of(started))
 
 
 def _num(value: str | None) -> float | None:

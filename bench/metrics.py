@@ -6,6 +6,7 @@ MACHINE_CPU_LIMIT = 90.0   # % of all cores
 LOCUST_CPU_LIMIT = 80.0    # % of one core (one Locust process)
 PROCESS_CPU_LIMIT = 90.0   # % of one core for any single target process
 FAILURE_LIMIT = 0.01       # share of requests
+CENSOR_LIMIT = 0.15        # mean latency vs Little's law W, relative to W
 
 
 def ceiling_rps(users: int, capacity: int | None, l1_s: float | None, db_pool: int | None,
@@ -27,9 +28,33 @@ def efficiency(rps: float, ceiling: float | None) -> float | None:
     return rps / ceiling if ceiling else None
 
 
+def littles_w_ms(users: int, rps: float) -> float | None:
+    """W = users / rps (Little's law), in ms: in a closed loop with no think time every user has
+    exactly one request in the system, so this is the mean time a request spends there, queue
+    included. None when nothing was served."""
+    return round(1000 * users / rps, 1) if rps > 0 and users > 0 else None
+
+
+def latency_censored(mean_ms: float | None, w_ms: float | None) -> float | None:
+    """How far the measured mean latency is from W, relative to W, when over CENSOR_LIMIT (else None).
+
+    A mean well below W means the latencies missed the long waits (requests still queued when the
+    measurement stopped), or the load generator spent much of each cycle outside the request.
+    """
+    if mean_ms is None or not w_ms:
+        return None
+    gap = abs(mean_ms - w_ms) / w_ms
+    return gap if gap > CENSOR_LIMIT else None
+
+
 def flags(*, machine_cpu: float | None, locust_cpu: float | None,
-          max_process_cpu: float | None, failures: int, requests: int) -> list[str]:
-    """Why a result must not be read as a framework result (empty = trustworthy)."""
+          max_process_cpu: float | None, failures: int, requests: int,
+          mean_ms: float | None = None, w_ms: float | None = None, answered: int = 0) -> list[str]:
+    """Why a result must not be read as a framework result (empty = trustworthy).
+
+    `requests` and `failures` are the requests started in the window that finished; `answered`
+    the valid answers that arrived in it (a request started before the window counts there).
+    """
     out = []
     if machine_cpu is not None and machine_cpu >= MACHINE_CPU_LIMIT:
         out.append(f"machine-cpu-bound ({machine_cpu:.0f}% of all cores)")
@@ -40,6 +65,8 @@ def flags(*, machine_cpu: float | None, locust_cpu: float | None,
     # Locust's request count includes the failed requests.
     if requests and failures / requests > FAILURE_LIMIT:
         out.append(f"failures {100 * failures / requests:.1f}%")
-    elif requests == 0:
+    elif requests == 0 and not answered:
         out.append("no requests completed")
+    if latency_censored(mean_ms, w_ms) is not None:
+        out.append(f"latency-censored (mean {mean_ms:.0f} ms vs W = users / rps {w_ms:.0f} ms)")
     return out

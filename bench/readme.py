@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bench.manifest import REPO_ROOT
 from bench.report import TEMPLATES, fmt
-from bench.results import Result, Run, command_text
+from bench.results import MIN_TAIL_SAMPLES, Result, Run, command_text
 from bench.upstream_bench import SNAPSHOT as UPSTREAM_SNAPSHOT
 from bench.upstream_bench import Snapshot
 
@@ -93,7 +93,10 @@ def render_block(run: Run) -> str:
     counts = Counter(c.verdict for c in run.claims)
     summary = ", ".join(f"{counts[v]} {v.replace('_', ' ')}" for v in ("holds", "partly", "fails",
                                                                         "not_run") if counts[v])
-    return _render("readme.md.j2", run=run, headline=headline(run), counts=summary,
+    rows = headline(run)
+    return _render("readme.md.j2", run=run, headline=rows, counts=summary, min_tail=MIN_TAIL_SAMPLES,
+                   # a snapshot from before drained windows: Locust's censored percentiles, no mean
+                   older=any(r.latency_ms.mean is None for r in rows),
                    command=command_for(run.command, run.make_target, "bench compare"))
 
 

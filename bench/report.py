@@ -17,8 +17,14 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from bench import charts
-from bench.metrics import FAILURE_LIMIT, LOCUST_CPU_LIMIT, MACHINE_CPU_LIMIT, PROCESS_CPU_LIMIT
-from bench.results import ProcessMemory, Result, Run
+from bench.metrics import (
+    CENSOR_LIMIT,
+    FAILURE_LIMIT,
+    LOCUST_CPU_LIMIT,
+    MACHINE_CPU_LIMIT,
+    PROCESS_CPU_LIMIT,
+)
+from bench.results import MIN_TAIL_SAMPLES, ProcessMemory, Result, Run
 
 TEMPLATES = Path(__file__).parent / "templates"
 CALIBRATION = "calibration"
@@ -49,6 +55,16 @@ RUNTIMES_NOTE = (
     "build (see `bench docker-lab`) and a stripped Go binary.")
 CEILING_NOTE = ("Ceiling = min(users, capacity) / L1 (or db_pool / db_ms where lower), with L1 the "
                 "target's own 1-user median; efficiency = rps / ceiling.")
+LATENCY_NOTE = (
+    "Latency is measured over the requests started in each level's window, each followed to its "
+    "end after a warm-up to steady state and a drain (a request still waiting when the drain limit "
+    "came counts with its wait so far, as unfinished); n is how many samples every percentile of "
+    f"the row rests on, and a p95 or p99 of fewer than {MIN_TAIL_SAMPLES} is not printed. "
+    "W = users / rps is Little's law: with no think time each user always has one request in the "
+    "system, so W is the mean time a request spends there, queue included. A mean latency more "
+    f"than {100 * CENSOR_LIMIT:.0f} % away from W is flagged latency-censored. Rows from older "
+    "runs (no mean) counted only the requests that finished inside the window: where their p50 is "
+    "far below W, read W.")
 CALIBRATION_NOTE = ("Locust straight at the mock upstream, no framework in between, with the same "
                     "total latency: the load generator's own ceiling on this machine. Framework rows "
                     "near this rate may be limited by Locust, not by the framework.")
@@ -62,6 +78,10 @@ FLAG_MEANINGS = {
     "failures": f"more than {100 * FAILURE_LIMIT:.0f} % of requests failed (errors never count as "
                 "throughput)",
     "no requests completed": "not a single request succeeded",
+    "latency-censored": f"the mean latency and W = users / rps (Little's law) differ by more than "
+                        f"{100 * CENSOR_LIMIT:.0f} %: the percentiles miss waits that had not ended when "
+                        "the measurement stopped (or Locust spent much of each cycle outside the "
+                        "request); read W as the mean wait, not the row's percentiles",
 }
 
 log = logging.getLogger(__name__)
@@ -191,31 +211,44 @@ def highest_level(group: list[Row]) -> list[Row]:
     return list(top.values())
 
 
+LATENCY_COLUMNS = ("n", "mean ms", "W ms", "p50 ms", "p95 ms", "p99 ms")
+
+
+def latency_cells(r: Result) -> tuple[str, ...]:
+    """n, mean, W = users / rps, p50, p95, p99: a tail of fewer than 20 samples reads "n<20"."""
+    lat, n = r.latency_ms, r.latency_n
+    return (r.samples_text(), fmt(lat.mean), fmt(r.w_ms()), lat.text("p50", n), lat.text("p95", n),
+            lat.text("p99", n))
+
+
 def throughput_table(group: list[Row]) -> Table:
     ttft = any(row.result.ttft_ms for row in group)  # stream scenario: time to first token
     t = Table("throughput", [Column("target"), *(Column(n, numeric=True) for n in (
-        "users", "rps", "p50 ms", "p95 ms", "p99 ms", *(("TTFT p50 ms", "TTFT p95 ms") if ttft else ()),
+        "users", "rps", *LATENCY_COLUMNS,
+        *(("TTFT n", "TTFT p50 ms", "TTFT p95 ms") if ttft else ()),
         "failures", "ceiling rps", "efficiency", "canary p95 ms", "rps per GB", "CPU ms / request")),
         FLAGS_COLUMN])
     for row in group:
         r = row.result
-        first = ((fmt(r.ttft_ms.p50), fmt(r.ttft_ms.p95)) if r.ttft_ms else ("—", "—")) if ttft else ()
-        t.add(row.name, r.users, f"{r.rps:.1f}", fmt(r.latency_ms.p50), fmt(r.latency_ms.p95),
-              fmt(r.latency_ms.p99), *first, pct(r.failures, r.requests), fmt(r.ceiling_rps, 1),
-              fmt(r.efficiency, 2), r.canary_text(), fmt(r.rps_per_gb()), fmt(r.cpu_ms_per_request, 1),
-              "; ".join(r.flags) or "—", marks=row.marks)
+        first = ()
+        if ttft:  # older files did not count the first tokens: their n is the served streams
+            n = r.requests - r.failures
+            first = ((fmt(r.ttft_ms.n if r.ttft_ms.n is not None else n), r.ttft_ms.text("p50", n),
+                      r.ttft_ms.text("p95", n)) if r.ttft_ms else ("—", "—", "—"))
+        t.add(row.name, r.users, f"{r.rps:.1f}", *latency_cells(r), *first, pct(r.failures, r.requests),
+              fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), r.canary_text(), fmt(r.rps_per_gb()),
+              fmt(r.cpu_ms_per_request, 1), "; ".join(r.flags) or "—", marks=row.marks)
     return t
 
 
 def calibration_table(group: list[Row]) -> Table:
     t = Table("throughput calibration", [Column("load generator"), *(Column(n, numeric=True) for n in (
-        "users", "rps", "p50 ms", "p95 ms", "p99 ms", "failures", "ceiling rps", "efficiency",
+        "users", "rps", *LATENCY_COLUMNS, "failures", "ceiling rps", "efficiency",
         "CPU Locust %", "CPU machine %")), FLAGS_COLUMN])
     for row in group:
         r = row.result
-        t.add(row.label, r.users, f"{r.rps:.1f}", fmt(r.latency_ms.p50), fmt(r.latency_ms.p95),
-              fmt(r.latency_ms.p99), pct(r.failures, r.requests), fmt(r.ceiling_rps, 1),
-              fmt(r.efficiency, 2), fmt(r.cpu_pct.locust), fmt(r.cpu_pct.machine),
+        t.add(row.label, r.users, f"{r.rps:.1f}", *latency_cells(r), pct(r.failures, r.requests),
+              fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), fmt(r.cpu_pct.locust), fmt(r.cpu_pct.machine),
               "; ".join(r.flags) or "—", marks=row.marks)
     return t
 
@@ -442,7 +475,7 @@ def context(run: Run) -> dict:
     return {
         "run": run,
         "notes": {"pss": PSS_NOTE + (" " + WORKING_SET_NOTE if docker else ""),
-                  "ceiling": CEILING_NOTE, "calibration": CALIBRATION_NOTE,
+                  "ceiling": CEILING_NOTE, "calibration": CALIBRATION_NOTE, "latency": LATENCY_NOTE,
                   "runtimes": RUNTIMES_NOTE},
         "runtimes": runtimes_table(all_rows),
         "scenario_titles": SCENARIO_TITLES,
@@ -495,8 +528,9 @@ def console_table(run: Run) -> RichTable:
     table = RichTable(expand=False, title=f"Concurrency Lab {run.run_id}: {run.scenario.name}, "
                       f"db_ms={run.scenario.db_ms} llm_ms={run.scenario.llm_ms}")
     source = memory_source(run.results)
-    for col in ("target", "users", "rps", "p50 ms", "p95 ms", "fail", "ceiling", "eff.", "canary p95 ms",
-                f"{source or 'memory (PSS | working set)'} idle→peak MB", "RSS peak MB", "CPU %", "flags"):
+    for col in ("target", "users", "rps", "n", "mean ms", "W ms", "p50 ms", "p95 ms", "fail", "ceiling",
+                "eff.", "canary p95 ms", f"{source or 'memory (PSS | working set)'} idle→peak MB",
+                "RSS peak MB", "CPU %", "flags"):
         table.add_column(col, justify="left" if col in ("target", "flags") else "right",
                          no_wrap=col != "flags")
     for row in rows(run):
@@ -504,7 +538,7 @@ def console_table(run: Run) -> RichTable:
         name = row.label + ("" if r.scenario in ("recommendation", CALIBRATION) else f" [{r.scenario}]")
         table.add_row(
             name + (" ⚠" if r.anti_pattern else ""), str(r.users), f"{r.rps:.1f}",
-            fmt(r.latency_ms.p50), fmt(r.latency_ms.p95), pct(r.failures, r.requests),
+            *latency_cells(r)[:5], pct(r.failures, r.requests),
             fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), r.canary_text(),
             f"{fmt(r.memory_mb.idle_pss)}→{fmt(r.memory_mb.peak_pss)}", _mem(r, r.memory_mb.peak_rss, 0),
             fmt(r.cpu_pct.target), "; ".join(r.flags) or "—")

@@ -32,11 +32,40 @@ class Scenario(BaseModel):
     warmup_s: float | None = None
 
 
+MIN_TAIL_SAMPLES = 20  # a p95 or p99 resting on fewer samples is not printed ("n<20")
+
+
 class Latency(BaseModel):
+    """Latency in ms. Since issue 11 (drained windows): over the requests STARTED in the measured
+    window, each followed to its end; older files: Locust's, over the requests that finished."""
     p50: float | None = None
     p95: float | None = None
     p99: float | None = None
     max: float | None = None
+    mean: float | None = None  # None: an older file (percentiles only)
+    n: int | None = None  # samples every percentile rests on (None: older file, see Result.latency_n)
+    censored: int | None = None  # of those, still unfinished at the end: counted with their wait so far
+
+    def text(self, name: str, n: int | None = None) -> str:
+        """One figure for a table: "—" when missing, "n<20" for a tail resting on too few samples.
+
+        `n` stands in for `self.n` where an older file did not record it."""
+        value = getattr(self, name)
+        samples = self.n if self.n is not None else n
+        if value is None:
+            return "—"
+        if name in ("p95", "p99") and samples is not None and samples < MIN_TAIL_SAMPLES:
+            return f"n<{MIN_TAIL_SAMPLES}"
+        return f"{value:.0f}"
+
+
+class Phases(BaseModel):
+    """How a level's Locust run went (locust/request_ledger.py): warm-up, window, drain."""
+    warmup_s: float  # load before the window
+    window_s: float  # the measured window: its requests are the row's figures
+    drain_s: float | None = None  # after the window, until its requests had all finished
+    steady: bool = True  # every user had completed a request before the window (else: warm-up limit)
+    drained: bool = True  # every request started in the window finished (else: some are censored)
 
 
 class Memory(BaseModel):
@@ -76,6 +105,11 @@ class Result(BaseModel):
     ttft_ms: Latency | None = None  # stream scenario: time to the first token
     canary_answered: int | None = None  # /healthz checks answered; a blocked loop answers few
     canary_expected: int | None = None
+    canary_ms: Latency | None = None  # the canary's whole latency, with its sample count (newer files)
+    # Little's law for a closed loop with no think time: the mean time a request spends in the
+    # system is users / rps (ms). Latencies that disagree with it are censored (metrics.flags).
+    littles_w_ms: float | None = None
+    phases: Phases | None = None  # warm-up, window and drain of this level (None: older file)
     memory_mb: Memory
     processes: int
     capacity: int | None = None  # requests in flight the model allows (None = unbounded)
@@ -93,14 +127,47 @@ class Result(BaseModel):
     # container; memory is the cgroup working set, stored in the pss/rss/uss fields alike).
     runtime: Literal["native", "docker"] = "native"
 
+    @property
+    def latency_n(self) -> int:
+        """Samples the latency percentiles rest on (older files: Locust's, every finished request)."""
+        return self.latency_ms.n if self.latency_ms.n is not None else self.requests
+
+    def w_ms(self) -> float | None:
+        """W = users / rps in ms (Little's law); computed for older files, which did not store it."""
+        if self.littles_w_ms is not None:
+            return self.littles_w_ms
+        return round(1000 * self.users / self.rps, 1) if self.rps > 0 else None
+
+    def samples_text(self) -> str:
+        """The latency's sample count, with the censored ones (still waiting at the end)."""
+        censored = self.latency_ms.censored
+        return f"{self.latency_n}" + (f" ({censored} unfinished)" if censored else "")
+
+    @property
+    def canary_n(self) -> int | None:
+        """Samples the canary p95 rests on (older files: the checks answered, when recorded)."""
+        return self.canary_ms.n if self.canary_ms and self.canary_ms.n is not None else self.canary_answered
+
+    def canary_p95_trusted(self) -> float | None:
+        """The canary p95, or None when it rests on fewer than MIN_TAIL_SAMPLES checks."""
+        n = self.canary_n
+        return None if n is not None and n < MIN_TAIL_SAMPLES else self.canary_p95_ms
+
     def canary_text(self) -> str:
-        """Canary p95, with the answered count when most health checks never came back."""
-        if self.canary_p95_ms is None:
-            return "—"
-        text = f"{self.canary_p95_ms:.0f}"
-        if self.canary_expected and (self.canary_answered or 0) < self.canary_expected / 2:
-            text += f" ({self.canary_answered}/{self.canary_expected} answered)"
-        return text
+        """Canary p95 and the checks it rests on ("n<20" instead of a p95 of too few checks)."""
+        if self.canary_p95_ms is None:  # not one check started in the window came back
+            return f"— (0/{self.canary_expected} answered)" if self.canary_expected else "—"
+        n = self.canary_n
+        few = n is not None and n < MIN_TAIL_SAMPLES
+        text = f"n<{MIN_TAIL_SAMPLES}" if few else f"{self.canary_p95_ms:.0f}"
+        if self.canary_expected:
+            count = f"{self.canary_answered or 0}/{self.canary_expected} answered"
+        elif n is not None:
+            count = f"n={n}"
+        else:
+            return text  # an older file without the count
+        censored = self.canary_ms.censored if self.canary_ms else None
+        return f"{text} ({count}{f', {censored} unfinished' if censored else ''})"
 
     @property
     def memory_source(self) -> str:

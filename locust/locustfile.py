@@ -9,16 +9,23 @@ as throughput. Users run closed-loop (no think time): N users = N requests in fl
 
 The web UI also gets a live "Target memory" tab (live_memory.py): `--memory-pid PID` (default: the
 process listening on the host's port) or, in compose, `--memory-container NAME`.
+
+The harness (bench/load.py) adds `--ledger FILE --window-s N`: every request is written to FILE with
+its start time, and the run goes warm-up -> N s window -> drain, so the requests started in the
+window are measured to the end, queueing included (request_ledger.py). Without them, nothing changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
 from collections.abc import Iterator
 
+import gevent
 import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (no-op when headless)
+from request_ledger import Ledger, run_phases
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
@@ -39,6 +46,67 @@ def add_lab_arguments(parser) -> None:
                        include_in_web_ui=True, help="tokens per stream (stream scenario)")
     parser.add_argument("--cpu-n", type=int, default=100000, env_var="LOCUST_CPU_N",
                        include_in_web_ui=True, help="n for /cpu (cpu scenario)")
+    # The harness's measurement (request_ledger.py); off by default, so interactive runs are as before.
+    parser.add_argument("--ledger", type=str, default="", include_in_web_ui=False,
+                        help="write every request (start time, latency, outcome) to this JSONL file")
+    parser.add_argument("--window-s", type=float, default=0, include_in_web_ui=False,
+                        help="with --ledger: warm-up, then a window of this many seconds, then drain")
+    parser.add_argument("--warmup-max-s", type=float, default=15, include_in_web_ui=False,
+                        help="longest warm-up before the window (steady state usually comes sooner)")
+    parser.add_argument("--drain-max-s", type=float, default=150, include_in_web_ui=False,
+                        help="longest wait for the window's requests to finish; the rest are censored")
+
+
+LEDGER: Ledger | None = None
+
+
+@events.test_start.add_listener
+def open_ledger(environment, **_) -> None:
+    global LEDGER
+    opts = environment.parsed_options
+    if not getattr(opts, "ledger", ""):
+        return
+    LEDGER = Ledger(opts.ledger)
+    if opts.window_s > 0:
+        runner = environment.runner
+
+        def scenario_users() -> int:
+            return sum(isinstance(g.args[0], LabUser) for g in list(runner.user_greenlets) if g.args)
+
+        gevent.spawn(run_phases, LEDGER, window_s=opts.window_s, warmup_max_s=opts.warmup_max_s,
+                     drain_max_s=opts.drain_max_s, scenario_users=scenario_users, sleep=gevent.sleep,
+                     stop=runner.quit)
+
+
+@events.spawning_complete.add_listener
+def all_spawned(**_) -> None:
+    if LEDGER:
+        LEDGER.spawned = True
+
+
+@events.request.add_listener
+def record_request(name, response_time, exception=None, start_time=None, **_) -> None:
+    if LEDGER:
+        LEDGER.record(gevent.getcurrent(), name, response_time or 0, exception is None, start_time)
+
+
+@events.test_stopping.add_listener
+def censor_unfinished(**_) -> None:
+    if LEDGER:  # stopped before the phases ended (the --run-time backstop): what is in flight is censored
+        LEDGER.finish("stopped")
+
+
+@events.quitting.add_listener
+def close_ledger(**_) -> None:
+    if LEDGER:
+        LEDGER.close()
+
+
+def tracked(user, name: str) -> contextlib.AbstractContextManager:
+    """Around one request: the ledger knows it is in flight (and its wait, if the run ends first)."""
+    if LEDGER is None:
+        return contextlib.nullcontext()
+    return LEDGER.track(gevent.getcurrent(), name, scenario=isinstance(user, LabUser))
 
 
 def _user_id_range(spec: str) -> tuple[int, int]:
@@ -68,8 +136,9 @@ class RecommendationUser(LabUser):
     @task
     def recommendation(self) -> None:
         uid = self.pick_user()
-        with self.client.get(f"/recommendation/{uid}?db_ms={self.db_ms}&llm_ms={self.llm_ms}",
-                             name="/recommendation/[id]", catch_response=True) as resp:
+        with tracked(self, "/recommendation/[id]"), self.client.get(
+                f"/recommendation/{uid}?db_ms={self.db_ms}&llm_ms={self.llm_ms}",
+                name="/recommendation/[id]", catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:120]}")
                 return
@@ -106,10 +175,11 @@ class StreamUser(LabUser):
         uid = self.pick_user()
         tokens = self.environment.parsed_options.tokens
         url = f"/stream/{uid}?db_ms={self.db_ms}&llm_ms={self.llm_ms}&tokens={tokens}"
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         first_token_ms = None
         received = 0
-        with self.client.get(url, name="/stream/[id]", stream=True, catch_response=True) as resp:
+        with tracked(self, "/stream/[id]"), self.client.get(url, name="/stream/[id]", stream=True,
+                                                            catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
                 return
@@ -136,7 +206,7 @@ class StreamUser(LabUser):
                 return
         self.environment.events.request.fire(
             request_type="TTFT", name="/stream first token", response_time=first_token_ms,
-            response_length=0, exception=None, context={})
+            response_length=0, exception=None, context={}, start_time=started_at)
 
 
 class CpuUser(LabUser):
@@ -145,7 +215,8 @@ class CpuUser(LabUser):
     @task
     def cpu(self) -> None:
         n = self.environment.parsed_options.cpu_n
-        with self.client.get(f"/cpu?n={n}", name="/cpu", catch_response=True) as resp:
+        with tracked(self, "/cpu"), self.client.get(f"/cpu?n={n}", name="/cpu",
+                                                    catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
             elif resp.json().get("n") != n:
@@ -163,8 +234,9 @@ class CalibrationUser(LabUser):
     def completion(self) -> None:
         body = {"model": "mock", "messages": [{"role": "user", "content": "calibration"}]}
         headers = {"X-Mock-Latency-Ms": str(self.db_ms + self.llm_ms)}
-        with self.client.post("/v1/chat/completions", json=body, headers=headers,
-                              name="/v1/chat/completions", catch_response=True) as resp:
+        with tracked(self, "/v1/chat/completions"), self.client.post(
+                "/v1/chat/completions", json=body, headers=headers, name="/v1/chat/completions",
+                catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
                 return
@@ -185,6 +257,7 @@ class Canary(FastHttpUser):
 
     @task
     def healthz(self) -> None:
-        with self.client.get("/healthz", name="/healthz", catch_response=True) as resp:
+        with tracked(self, "/healthz"), self.client.get("/healthz", name="/healthz",
+                                                       catch_response=True) as resp:
             if resp.status_code != 200 or resp.json() != {"status": "ok"}:
                 resp.failure(f"HTTP {resp.status_code}")

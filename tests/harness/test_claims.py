@@ -118,3 +118,43 @@ def test_a_full_quick_run_answers_every_claim():
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
     assert got["pubsub-polling-fix"] == "fails"  # the 10th stream started after 2.3 s, not 0.1 s
     assert got["flask-16-workers"] == "partly"
+
+
+def test_evidence_quotes_the_honest_latency_of_a_queueing_target(quick_run):
+    # an older run: its p50 counted only the requests that finished, so the evidence quotes W
+    evidence = by_id(quick_run, "def-runs-in-threadpool").evidence
+    assert "W = users / rps 1459 ms (older run: its p50 1500 ms counted only" in evidence
+    sweep = by_id(Run.model_validate_json((DATA / "results_quick_claims.json").read_text()),
+                  "flask-16-workers").evidence
+    assert "workers=4: 7.1 rps = 4% of the 179 rps 100 concurrent requests need, W 14006 ms" in sweep
+    assert "p50" not in sweep
+    # a drained run quotes its p50, with mean and W beside it
+    from tests.harness.test_report import drained_run
+    drained = drained_run()
+    assert "p50 1459 ms (mean 1459 ms, W 1459 ms) vs L1" in by_id(drained, "def-runs-in-threadpool").evidence
+    # ...unless it was flagged latency-censored: then W again
+    pool = next(r for r in drained.results if r.target == "fastapi-threadpool" and r.users == 100)
+    pool.latency_ms.p50, pool.latency_ms.mean = 700.0, 720.0
+    pool.flags = ["latency-censored (mean 720 ms vs W = users / rps 1459 ms)"]
+    evidence = by_id(drained, "def-runs-in-threadpool").evidence
+    assert "W = users / rps 1459 ms (its p50 700 ms is latency-censored)" in evidence
+    assert by_id(drained, "def-runs-in-threadpool").verdict == "partly"  # a flagged row never holds
+
+
+def test_a_canary_p95_of_a_few_checks_does_not_decide(quick_run):
+    blocking = next(r for r in quick_run.results if r.target == "fastapi-blocking" and r.users == 100)
+    # 9 of 80 checks answered: most never came back, which is the evidence (not their p95)
+    claim = by_id(quick_run, "async-blocking-blocks-all")
+    assert claim.verdict == "holds" and "/healthz p95 n<20 (9 of 80 checks answered)" in claim.evidence
+    # 45 of 80 answered, and a p95 of 12 checks: that p95 is no evidence of a blocked loop
+    blocking.canary_expected, blocking.canary_answered, blocking.canary_p95_ms = 20, 12, 5000.0
+    claim = by_id(quick_run, "async-blocking-blocks-all")
+    assert claim.verdict == "partly" and "n<20 (12 of 20 checks answered)" in claim.evidence
+    blocking.canary_answered = 40  # enough checks: the p95 counts again
+    blocking.canary_expected = 80
+    assert by_id(quick_run, "async-blocking-blocks-all").verdict == "holds"
+    # a stalled loop may answer no check at all inside the window: still a reading, 0 of 80
+    blocking.canary_answered, blocking.canary_p95_ms = 0, None
+    claim = by_id(quick_run, "async-blocking-blocks-all")
+    assert claim.verdict == "holds" and "n<20 (0 of 80 checks answered)" in claim.evidence
+    assert blocking.canary_text() == "— (0/80 answered)"

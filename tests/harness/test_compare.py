@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -16,15 +17,19 @@ from bench import manifest
 from bench.compare import (
     CALIBRATION,
     CLAIM_CPU_N,
+    Cell,
     CompareOptions,
     Subject,
     cell_db_pool,
+    level_result,
     plan,
     run_compare,
     segments,
 )
+from bench.load import ledger_path
 from bench.manifest import REPO_ROOT
 from bench.results import Run, invocation
+from tests.harness.closed_loop import ClosedLoop
 
 TARGETS = manifest.load_targets()
 DOCS = REPO_ROOT / "docs"
@@ -94,7 +99,10 @@ def test_short_real_run_per_scenario(scenario, lab, tmp_path, monkeypatch):
         assert r.memory_mb.peak_pss and r.memory_mb.idle_pss and r.cpu_pct.locust is not None
         if scenario == "stream":  # time to first token comes before the whole stream
             assert r.ttft_ms and 0 < r.ttft_ms.p50 < r.latency_ms.p50
+        # the requests started in the window, all finished in the drain (issue 11)
+        assert r.phases and r.phases.drained and r.latency_ms.n == r.requests and r.littles_w_ms
     assert (run_dir / "raw" / f"fastapi-async-{scenario}_u4_stats.csv").exists()
+    assert (run_dir / "raw" / f"fastapi-async-{scenario}_u4_requests.jsonl").exists()
     assert (tmp_path / "latest").resolve() == run_dir.resolve()
 
 
@@ -110,6 +118,8 @@ def test_calibration_row_reaches_littles_law(lab, tmp_path, monkeypatch):
     assert 240 <= one.latency_ms.p50 <= 400  # db_ms 50 + llm_ms 200 of upstream latency
     # Little's law with a wide margin: this test checks the arithmetic, not the machine.
     assert twenty.efficiency > 0.7 and twenty.failures == 0
+    # nothing queues: the drained mean latency is W = users / rps, not flagged latency-censored
+    assert twenty.latency_ms.mean == pytest.approx(twenty.littles_w_ms, rel=0.15)
 
 
 @pytest.mark.slow
@@ -170,14 +180,88 @@ def test_a_target_restarts_after_each_level_that_queued_beyond_its_capacity():
 def test_a_level_with_no_completed_request_is_recorded_and_flagged(lab, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", lab.database_url)
     monkeypatch.setenv("UPSTREAM_URL", lab.upstream_url)
-    # 1 request at a time, each 3 s of upstream latency, a 2 s level: nothing can complete
-    run = Run.load(run_compare(opts("fastapi-blocking", users=[3], duration_s=2, llm_ms=3000,
-                                    calibration=False, claims=False, results_dir=tmp_path),
+    # 1 request at a time, each 10 s of upstream latency; the warm-up stops at its 5 s limit, then
+    # a 2 s window and a 1 s drain limit: no answer arrives in the window, and nothing started in
+    # it can complete (those requests are censored, with their wait so far)
+    run = Run.load(run_compare(opts("fastapi-blocking", users=[3], duration_s=2, llm_ms=10_000,
+                                    drain_max_s=1, calibration=False, claims=False,
+                                    results_dir=tmp_path),
                                run_id="z"))
     assert not run.skipped
     last = run.results[-1]
     assert (last.users, last.requests, last.rps) == (3, 0, 0.0)
     assert "no requests completed" in last.flags
+    assert last.latency_ms.censored and last.phases and not last.phases.drained
+
+
+class FakeSampler:
+    """Stands in for probe.TreeSampler after a level: CPU and memory as if sampled."""
+
+    def __init__(self, cpu_pct: float, procs: dict | None = None) -> None:
+        self._cpu, self.procs, self.elapsed = cpu_pct, procs or {}, 40.0
+        self.peak = {"rss": 300.0, "pss": 250.0, "uss": 200.0}
+
+    def cpu_pct(self) -> float:
+        return self._cpu
+
+    def max_process_cpu_pct(self) -> float:
+        return self._cpu / 2
+
+
+def test_a_level_row_comes_from_the_drained_window(tmp_path):
+    """bench compare's row for a level, from a CONSTRUCTED ledger (simulated flask-sync, 100 users)."""
+    prefix = tmp_path / "flask-sync_u100"
+    ClosedLoop(ledger_path(prefix), users=100, servers=4, service_s=0.56, canary=True).run(
+        window_s=15, warmup_max_s=15, drain_max_s=150)
+    target = TARGETS["flask-sync"]
+    cell = Cell(target, {}, "recommendation", [1, 100])
+    subject = Subject("flask-sync", "flask", "gunicorn sync", {"workers": 4}, "http://x", 1, 4, 4,
+                      idle={"pss": 240.0}, processes=5)
+    worker = SimpleNamespace(role="worker", first_cpu=1.0, last_cpu=2.0, peak_rss=80.0, peak_pss=70.0,
+                             peak_uss=60.0)
+    row = level_result(subject, cell, 100, opts("flask-sync", duration_s=15), prefix, 0.56,
+                       FakeSampler(20.0, {11: worker}), FakeSampler(30.0), 40.0)
+    w = row.littles_w_ms
+    assert row.rps == pytest.approx(7.1, abs=0.3) and w == pytest.approx(1000 * 100 / row.rps, rel=0.005)
+    assert row.latency_ms.mean == pytest.approx(w, rel=0.05)
+    assert row.latency_ms.p50 == pytest.approx(w, rel=0.05)
+    assert row.latency_ms.n == row.requests > 100 and row.latency_ms.censored == 0 and row.flags == []
+    assert row.phases.steady and row.phases.drained and row.phases.window_s == pytest.approx(15)
+    # the canary waits in the queue too: a p95 resting on one or two checks is not printed
+    assert row.canary_expected == 60 and row.canary_answered == row.canary_ms.n < 20
+    assert row.canary_text().startswith("n<20 (")
+    assert row.cpu_ms_per_request == pytest.approx(10 * 20.0 / (row.rps), rel=0.01)  # rate / rps
+    assert row.efficiency == pytest.approx(row.rps / (4 / 0.56), abs=0.01)
+    again = Run.model_validate_json(Run(run_id="r", started_at="t", machine={"cpus": 2, "mem_gb": 1,
+                                        "python": "3.11"}, scenario={}, results=[row]).model_dump_json())
+    assert again.results[0] == row  # the new fields round-trip through results.json
+
+
+def test_a_level_cut_by_the_drain_limit_is_flagged_latency_censored(tmp_path):
+    prefix = tmp_path / "fastapi-blocking_u100"
+    ClosedLoop(ledger_path(prefix), users=100, servers=1, service_s=0.556).run(
+        window_s=15, warmup_max_s=15, drain_max_s=5)
+    subject = Subject("fastapi-blocking", "fastapi", "blocking", {}, "http://x", 1, 1, 1)
+    row = level_result(subject, Cell(TARGETS["fastapi-blocking"], {}, "recommendation", [1, 100]), 100,
+                       opts("fastapi-blocking", duration_s=15), prefix, 0.556, None, FakeSampler(5.0), 20.0)
+    assert row.latency_ms.censored > 0 and not row.phases.drained
+    assert row.rps == pytest.approx(1.8, abs=0.1)  # throughput does not depend on the drain
+    # nothing started in the window finished, yet answers arrived: served, but its latency is censored
+    assert row.requests == 0 and [f.split()[0] for f in row.flags] == ["latency-censored"]
+    assert row.cpu_ms_per_request is None and row.processes == 0
+
+
+def test_a_level_whose_window_never_closed_says_so(tmp_path):
+    prefix = tmp_path / "x_u1"
+    ledger_path(prefix).write_text('{"mark":"start","t":1}\n{"mark":"end","t":2,"reason":"stopped"}\n')
+    prefix.with_suffix(".log").write_text("Traceback: boom\n")
+    subject = Subject("fastapi-async", "fastapi", "m", {}, "http://x", 1, None, 15)
+    with pytest.raises(RuntimeError, match="(?s)never closed.*warm-up.*boom"):
+        level_result(subject, Cell(TARGETS["fastapi-async"], {}, "recommendation", [1]), 1,
+                     opts("fastapi-async"), prefix, None, None, FakeSampler(1.0), 10.0)
+    with pytest.raises(RuntimeError, match="no request ledger"):
+        level_result(subject, Cell(TARGETS["fastapi-async"], {}, "recommendation", [1]), 1,
+                     opts("fastapi-async"), tmp_path / "missing", None, None, FakeSampler(1.0), 10.0)
 
 
 def test_calibration_scenario_is_refused_for_framework_targets():
@@ -206,3 +290,9 @@ def test_older_results_files_still_load():
     run = Run.model_validate_json((DOCS / "latest-run.json").read_text())
     assert run.command is None and run.make_target is None
     assert run.scenario.warmup_s and all(r.warmup_s is None for r in run.results)
+    # and the drained-window fields (issue 11): absent, W computed from what the file has
+    for r in run.results:
+        assert r.latency_ms.mean is None and r.latency_ms.n is None and r.phases is None
+        assert r.littles_w_ms is None and r.canary_ms is None and r.latency_n == r.requests
+    blocking = next(r for r in run.results if r.target == "fastapi-blocking" and r.users == 100)
+    assert blocking.w_ms() == pytest.approx(55_866, abs=1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.load import LoadSpec, locust_argv, read_stats
+from bench.load import BACKSTOP_S, DRAIN_MAX_S, LoadSpec, ledger_path, locust_argv, read_stats
 
 DATA = Path(__file__).parent / "data"
 
@@ -31,3 +31,17 @@ def test_locust_argv_adds_the_canary_and_no_host_in_file(tmp_path):
     assert argv[-2:] == ["RecommendationUser", "Canary"]
     assert "http://127.0.0.1:9" in argv
     assert shutil.which(argv[0])
+
+
+def test_locust_argv_measures_a_window_between_warmup_and_drain(tmp_path):
+    def opt(argv: list[str], name: str) -> str:
+        return argv[argv.index(name) + 1]
+
+    argv = locust_argv(LoadSpec(host="http://x", users=100, duration_s=15), tmp_path / "p")
+    assert opt(argv, "--ledger") == str(ledger_path(tmp_path / "p")) == f"{tmp_path}/p_requests.jsonl"
+    assert (opt(argv, "--window-s"), opt(argv, "--warmup-max-s"), opt(argv, "--drain-max-s")) == (
+        "15", "15", f"{DRAIN_MAX_S:g}")
+    # Locust's --run-time is only a backstop behind the locustfile's own stop after the drain
+    assert opt(argv, "-t") == f"{15 + 15 + DRAIN_MAX_S + BACKSTOP_S:.0f}s"
+    short = locust_argv(LoadSpec(host="http://x", users=3, duration_s=2, drain_max_s=1), tmp_path / "p")
+    assert (opt(short, "--warmup-max-s"), opt(short, "--drain-max-s")) == ("5", "1")  # warm-up >= 5 s

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.metrics import ceiling_rps, efficiency, flags
+from bench.metrics import ceiling_rps, efficiency, flags, latency_censored, littles_w_ms
 
 
 def test_ceiling_sync_workers():
@@ -34,3 +34,30 @@ def test_flags_each_limit():
                  requests=100) == []  # exactly 1 % is not "> 1 %"
     assert flags(machine_cpu=None, locust_cpu=None, max_process_cpu=None, failures=0,
                  requests=0) == ["no requests completed"]
+
+
+def test_littles_law_w_is_users_over_rps():
+    # the numbers of issue 11 (make compare, 100 users)
+    assert littles_w_ms(100, 7.1) == pytest.approx(14_084.5, abs=0.1)  # flask-sync
+    assert littles_w_ms(100, 1.79) == pytest.approx(55_865.9, abs=0.1)  # fastapi-blocking
+    assert littles_w_ms(100, 0.0) is None and littles_w_ms(0, 5.0) is None
+
+
+def test_latency_censored_beyond_fifteen_percent_of_w():
+    assert latency_censored(7300, 14_100) == pytest.approx(0.482, abs=1e-3)  # flask-sync's p50/W 0.52
+    assert latency_censored(580, 620) is None  # fastapi-async: 6 % off
+    assert latency_censored(11_900, 14_000) is None  # exactly 15 % is not "more than"
+    assert latency_censored(16_200, 14_000) is not None  # too high is as suspect as too low
+    assert latency_censored(None, 14_000) is None and latency_censored(500, None) is None
+
+
+def test_flags_latency_censored():
+    ok = dict(machine_cpu=None, locust_cpu=None, max_process_cpu=None, failures=0, requests=100)
+    assert flags(**ok, mean_ms=13_900, w_ms=14_000) == []
+    assert flags(**ok, mean_ms=4_500, w_ms=55_900) == [
+        "latency-censored (mean 4500 ms vs W = users / rps 55900 ms)"]
+    assert flags(**ok) == []  # older callers pass no latency: nothing to compare
+    # nothing started in the window finished, but answers to earlier requests arrived in it
+    none = dict(ok, requests=0)
+    assert flags(**none, answered=3, mean_ms=9_000, w_ms=50_000)[0].startswith("latency-censored")
+    assert flags(**none, answered=0) == ["no requests completed"]

@@ -61,3 +61,16 @@ def test_the_command_comes_from_the_record():
     assert run.command is None
     assert "produced by `bench compare` (this older snapshot does not record its command line)" in (
         readme.render_block(run))
+
+
+def test_the_block_reports_w_and_the_samples_and_says_when_a_snapshot_is_censored():
+    from tests.harness.test_report import drained_run
+
+    older = readme.render_block(Run.model_validate_json(readme.SNAPSHOT.read_text()))
+    assert "| target | users | rps | n | mean ms | W ms | p50 ms | p95 ms |" in older
+    assert "| fastapi-blocking ⚠ | 100 | 1.8 | 25 | — | 55866 | 7200 | 11000 |" in older
+    assert "predates drained measurement windows" in older
+    drained = readme.render_block(drained_run())
+    assert "predates" not in drained
+    assert "| fastapi-blocking ⚠ | 100 | 1.8 | 36 (12 unfinished) | 9246 | 55866 | 9250 | 14000 |" in drained
+    assert "latency-censored (mean 9246 ms vs W = users / rps 55866 ms)" in drained

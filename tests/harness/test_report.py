@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.report import console_table, render_html, render_markdown, write_reports
-from bench.results import Claim, Experiment, Latency, Memory, Run
+from bench.results import Claim, Experiment, Latency, Memory, Phases, Run
 
 DATA = Path(__file__).parent / "data"
+REPO_ROOT = Path(__file__).parents[2]
 RECORDED = ["results_recorded.json", "results_quick_all.json"]
 
 
@@ -55,6 +56,26 @@ def constructed_run() -> Run:
     return run
 
 
+def drained_run() -> Run:
+    """The recorded 9-target run with CONSTRUCTED drained latencies (made-up numbers, the shape of
+    what bench compare now records): mean, n, censored, W, phases and the canary's sample count."""
+    run = Run.model_validate_json((DATA / "results_quick_all.json").read_text())
+    for r in run.results:
+        w = round(1000 * r.users / r.rps, 1)
+        r.littles_w_ms = w
+        r.latency_ms = Latency(p50=w, p95=w * 1.01, p99=w * 1.02, max=w * 1.03, mean=w, n=r.requests,
+                               censored=0)
+        r.phases = Phases(warmup_s=2.0, window_s=20.0, drain_s=0.6)
+        r.canary_ms = Latency(p50=r.canary_p95_ms, p95=r.canary_p95_ms, n=r.canary_answered, censored=0)
+    blocking = next(r for r in run.results if r.target == "fastapi-blocking" and r.users == 100)
+    blocking.latency_ms = Latency(p50=9250, p95=14000, p99=14002, max=14002, mean=9246, n=36, censored=12)
+    blocking.flags = ["latency-censored (mean 9246 ms vs W = users / rps 55866 ms)"]
+    blocking.phases = Phases(warmup_s=20.0, window_s=20.0, drain_s=5.0, steady=False, drained=False)
+    thin = next(r for r in run.results if r.target == "flask-sync" and r.users == 1)
+    thin.latency_ms.n = 12
+    return run
+
+
 @pytest.mark.parametrize("name", RECORDED)
 def test_report_renders_recorded_run(tmp_path, name):
     shutil.copy(DATA / name, tmp_path / "results.json")
@@ -79,6 +100,42 @@ def test_anti_pattern_and_flags_are_marked():
     assert "| fastapi-blocking ⚠ |" in text
     assert "target-process-cpu-bound (94% of a core)" in section(text, "## Throughput and latency")
     assert re.search(r"`target-process-cpu-bound`: .* \*\*1\*\* row in this run", text)
+
+
+def test_latency_shows_its_samples_mean_and_w_and_no_thin_tails():
+    run = drained_run()
+    text = render_markdown(run)
+    throughput = section(text, "## Throughput and latency")
+    assert "| target | users | rps | n | mean ms | W ms | p50 ms | p95 ms | p99 ms |" in throughput
+    flask = next(r for r in run.results if r.target == "flask-sync" and r.users == 100)
+    assert f"| flask-sync | 100 | 7.2 | {flask.requests} | 13966 | 13966 | 13966 | 14106 |" in throughput
+    # 12 samples: the median is printed, the tails are not
+    assert "| flask-sync | 1 | 1.8 | 12 | 559 | 559 | 559 | n<20 | n<20 |" in throughput
+    # the canary of a saturated target answered 2 checks: no p95 of that
+    assert "| n<20 (2/80 answered) |" in throughput and "| 9 (76/80 answered) |" in throughput
+    # a drain cut short: the unfinished requests are counted and the row flagged, not published
+    assert ("| fastapi-blocking ⚠ | 100 | 1.8 | 36 (12 unfinished) | 9246 | 55866 | 9250 | 14000 | 14002 |"
+            in throughput)
+    assert "latency-censored (mean 9246 ms vs W = users / rps 55866 ms)" in throughput
+    assert re.search(r"`latency-censored`: the mean latency and W = users / rps .* \*\*1\*\* row in this run",
+                     section(text, "## Flags"))
+    assert "Little's law" in throughput and "n<20" not in section(text, "## Resources")
+    html = render_html(run)
+    assert "36 (12 unfinished)" in html and "its latency is censored" in html
+    table = console_table(run)
+    assert [c.header for c in table.columns][3:8] == ["n", "mean ms", "W ms", "p50 ms", "p95 ms"]
+    assert table.row_count == len(run.results)
+
+
+def test_older_results_show_w_beside_their_censored_p50():
+    """docs/latest-run.json predates drained windows: no mean, W computed from users / rps."""
+    text = render_markdown(Run.model_validate_json((REPO_ROOT / "docs" / "latest-run.json").read_text()))
+    throughput = section(text, "## Throughput and latency")
+    # flask-sync at 100 users: p50 7300 ms against W = 100 / 7.14 rps; n = the requests Locust counted
+    assert "| flask-sync workers=4 | 100 | 7.1 | 100 | — | 14006 | 7300 | 13000 | 14000 |" in throughput
+    assert "| fastapi-blocking ⚠ | 100 | 1.8 | 25 | — | 55866 | 7200 | 11000 | 11000 |" in throughput
+    assert "n<20 (1/60 answered)" in throughput  # its canary p95 rested on one check
+    assert "Rows from older runs (no mean)" in throughput
 
 
 def test_constructed_run_renders_every_section():
@@ -176,7 +233,8 @@ def test_empty_and_failed_results_render():
             r.rps, r.latency_ms, r.memory_mb = 0.0, Latency(), Memory()
     html = render_html(failed)
     assert html.count("<svg") == 4 and 'class="chart-error"' not in html
-    assert "| fastapi-async | 100 | 0.0 | — | — | — |" in render_markdown(failed)
+    # n is the older file's request count; no mean, no W (nothing served), no percentiles
+    assert "| fastapi-async | 100 | 0.0 | 888 | — | — | — | — | — |" in render_markdown(failed)
 
 
 def test_bench_report_rerenders_both_files_without_load(tmp_path, monkeypatch):

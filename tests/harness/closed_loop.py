@@ -1,0 +1,116 @@
+"""A simulated closed-loop Locust run against a FIFO server, written through the real ledger.
+
+CONSTRUCTED data, not a measurement: `users` clients with no think time (spawned over
+`spawn_s`, as Locust does at `-r users`) send requests to `servers` workers that serve them in
+arrival order in `service_s` each; optionally a canary at 4 checks per second through the same
+queue (a sync worker serves /healthz only when its turn comes). The locustfile's ledger
+(locust/request_ledger.py) records every request on a fake clock, and its `run_phases` drives the
+simulation through `sleep`, so the file written is what a real run of that model would write.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib.util
+import itertools
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.manifest import REPO_ROOT
+
+T0 = 1_700_000_000.0  # the fake clock starts at a plausible epoch
+ROW = "/recommendation/[id]"
+CANARY = "/healthz"
+
+
+def ledger_module():
+    """locust/request_ledger.py, loaded by path (the `locust` folder is not a package)."""
+    path = REPO_ROOT / "locust" / "request_ledger.py"
+    spec = importlib.util.spec_from_file_location("request_ledger", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ClosedLoop:
+    def __init__(self, path: Path, *, users: int, servers: int, service_s: float, spawn_s: float = 1.0,
+                 canary: bool = False, canary_service_s: float = 0.002) -> None:
+        self.now = T0
+        self.ledger = ledger_module().Ledger(path, clock=lambda: self.now)
+        self.users, self.servers, self.service_s = users, servers, service_s
+        self.canary_service_s = canary_service_s
+        self.free = servers
+        self.queue: deque[str] = deque()
+        self.open: dict[str, object] = {}  # user -> its ledger.track() context, while in flight
+        self.started: dict[str, float] = {}
+        self.spawned_users = 0
+        self.stopped = False
+        self._events: list[tuple[float, int, Callable, tuple]] = []
+        self._seq = itertools.count()
+        for i in range(users):
+            self._at(T0 + spawn_s * i / users, self._spawn, f"u{i}")
+        if canary:
+            self._at(T0, self._issue, "canary")
+        self._at(T0 + spawn_s, self._all_spawned)
+
+    # --- the controller's view ----------------------------------------------------------------
+
+    def run(self, *, window_s: float, warmup_max_s: float, drain_max_s: float,
+            warmup_min_s: float = 2.0) -> None:
+        mod = ledger_module()
+        mod.run_phases(self.ledger, window_s=window_s, warmup_max_s=warmup_max_s,
+                       drain_max_s=drain_max_s, warmup_min_s=warmup_min_s,
+                       scenario_users=lambda: self.spawned_users, sleep=self.sleep, stop=self.stop)
+        self.ledger.close()
+
+    def sleep(self, seconds: float) -> None:
+        until = self.now + seconds
+        while self._events and self._events[0][0] <= until and not self.stopped:
+            when, _, fn, args = heapq.heappop(self._events)
+            self.now = when
+            fn(*args)
+        self.now = until
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    # --- the simulated system -----------------------------------------------------------------
+
+    def _at(self, when: float, fn: Callable, *args) -> None:
+        heapq.heappush(self._events, (when, next(self._seq), fn, args))
+
+    def _spawn(self, user: str) -> None:
+        self.spawned_users += 1
+        self._issue(user)
+
+    def _all_spawned(self) -> None:
+        self.ledger.spawned = True
+
+    def _issue(self, user: str) -> None:
+        name = CANARY if user == "canary" else ROW
+        track = self.ledger.track(user, name, scenario=user != "canary")
+        track.__enter__()
+        self.open[user] = track
+        self.started[user] = self.now
+        self.queue.append(user)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.free and self.queue:
+            user = self.queue.popleft()
+            self.free -= 1
+            took = self.canary_service_s if user == "canary" else self.service_s
+            self._at(self.now + took, self._done, user)
+
+    def _done(self, user: str) -> None:
+        self.free += 1
+        name = CANARY if user == "canary" else ROW
+        elapsed = self.now - self.started[user]
+        self.ledger.record(user, name, elapsed * 1000, True)  # Locust's request event
+        self.open.pop(user).__exit__(None, None, None)
+        if user == "canary":  # constant_throughput(4): the next check 0.25 s after the last began
+            self._at(self.started[user] + max(0.25, elapsed), self._issue, user)
+        else:  # no think time
+            self._issue(user)
+        self._dispatch()

@@ -1,0 +1,192 @@
+"""Issue 11: latency of saturated targets was censored. The locustfile's ledger and phases
+(locust/request_ledger.py) and the harness's reading of them (bench/load.py), on CONSTRUCTED runs:
+a simulated closed loop against a FIFO server (tests/harness/closed_loop.py) and hand-written files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import metrics
+from bench.load import latency_of, percentile, read_ledger, window_stats
+from tests.harness.closed_loop import CANARY, ROW, T0, ClosedLoop, ledger_module
+
+WINDOW = 15.0
+
+
+def simulate(tmp_path: Path, *, users: int, servers: int, service_s: float, drain_max_s: float = 150,
+             warmup_max_s: float = WINDOW) -> Path:
+    path = tmp_path / "requests.jsonl"
+    ClosedLoop(path, users=users, servers=servers, service_s=service_s, canary=True).run(
+        window_s=WINDOW, warmup_max_s=warmup_max_s, drain_max_s=drain_max_s)
+    return path
+
+
+def locust_style_p50(path: Path) -> float:
+    """What the old harness reported: Locust's -t run counted the requests that FINISHED in time."""
+    run = read_ledger(path)
+    start = run.marks["start"]["t"]
+    done = [s for s in run.samples
+            if s.name == ROW and not s.censored and s.t0 + s.ms / 1000 <= start + WINDOW]
+    return latency_of(done).p50
+
+
+def test_saturated_sync_workers_report_the_queue_not_the_lucky_requests(tmp_path):
+    # flask-sync at 100 users: 4 workers, 0.56 s each -> 7.1 rps, W = 100 / 7.1 = 14 s
+    path = simulate(tmp_path, users=100, servers=4, service_s=0.56)
+    run = read_ledger(path)
+    row = window_stats(run, ROW)
+    w = metrics.littles_w_ms(100, row.rps)
+    assert row.rps == pytest.approx(4 / 0.56, rel=0.05)
+    assert w == pytest.approx(14_000, rel=0.05)
+    # the bug: counting what finished within the run showed about half of the real wait
+    assert locust_style_p50(path) < 0.6 * w
+    # the fix: every request started in the window waits behind the whole queue, and is counted
+    assert row.latency.p50 == pytest.approx(w, rel=0.05)
+    assert row.latency.mean == pytest.approx(w, rel=0.05)
+    assert metrics.latency_censored(row.latency.mean, w) is None
+    assert (row.latency.n, row.latency.censored, row.failures) == (row.requests, 0, 0)
+    phases = run.phases()
+    assert phases.steady and phases.drained  # every user had cycled once, every request finished
+    assert phases.warmup_s == pytest.approx(14, abs=1.5) and phases.window_s == pytest.approx(WINDOW)
+    assert phases.drain_s == pytest.approx(14, abs=1.5)  # the last request of the window waited W
+    # the canary waits in the same queue: one or two checks in the window, far too few for a p95
+    canary = window_stats(run, CANARY)
+    assert 1 <= canary.latency.n < 20 and canary.latency.text("p95") == "n<20"
+
+
+def test_a_blocked_event_loop_is_measured_past_the_warmup_limit(tmp_path):
+    # fastapi-blocking at 100 users: one request at a time, 0.556 s each -> W = 55.6 s
+    path = simulate(tmp_path, users=100, servers=1, service_s=0.556)
+    run = read_ledger(path)
+    row = window_stats(run, ROW)
+    w = metrics.littles_w_ms(100, row.rps)
+    assert locust_style_p50(path) < 0.2 * w  # what the README showed: p50 7.2 s against W 55.9 s
+    assert row.latency.mean == pytest.approx(w, rel=0.05) and row.latency.p50 == pytest.approx(w, rel=0.05)
+    phases = run.phases()
+    assert not phases.steady  # the first round takes 55 s: the warm-up stopped at its limit
+    assert phases.warmup_s == pytest.approx(WINDOW, abs=0.2) and phases.drained
+    assert 20 <= row.latency.n < 40  # 1.8 rps x 15 s: p95 is printed, on few samples (n says so)
+
+
+def test_a_model_that_does_not_queue_is_unchanged(tmp_path):
+    path = simulate(tmp_path, users=100, servers=1000, service_s=0.56)
+    run = read_ledger(path)
+    row = window_stats(run, ROW)
+    assert row.latency.p50 == pytest.approx(560) and row.latency.p99 == pytest.approx(560)
+    assert metrics.littles_w_ms(100, row.rps) == pytest.approx(560, rel=0.02)
+    assert run.phases().warmup_s == pytest.approx(2, abs=0.1)  # the minimum: steady at once
+    assert run.phases().drain_s < 1
+    canary = window_stats(run, CANARY)
+    assert canary.requests == canary.latency.n == pytest.approx(4 * WINDOW, abs=1)
+
+
+def test_a_drain_cut_short_censors_the_waits_and_is_flagged(tmp_path):
+    full = window_stats(read_ledger(simulate(tmp_path, users=100, servers=4, service_s=0.56)), ROW)
+    path = simulate(tmp_path, users=100, servers=4, service_s=0.56, drain_max_s=2)
+    run = read_ledger(path)
+    row = window_stats(run, ROW)
+    assert not run.phases().drained and run.marks["end"]["reason"] == "drain limit"
+    assert row.latency.censored > 0 and row.latency.n == row.requests + row.latency.censored
+    censored = [s for s in run.samples if s.censored and s.name == ROW]
+    assert all(not s.ok for s in censored) and max(s.ms for s in censored) < 14_000 + 2_000
+    assert row.rps == pytest.approx(full.rps)  # throughput counts answers in the window: unaffected
+    w = metrics.littles_w_ms(100, row.rps)
+    assert row.latency.mean < 0.8 * w
+    flags = metrics.flags(machine_cpu=None, locust_cpu=None, max_process_cpu=None, failures=0,
+                          requests=row.requests, mean_ms=row.latency.mean, w_ms=w)
+    assert [f.split()[0] for f in flags] == ["latency-censored"]
+
+
+class GreenletExit(BaseException):
+    """Stands in for gevent's: the ledger knows it by name (it imports no gevent)."""
+
+
+def test_track_record_and_finish(tmp_path):
+    now = [T0]
+    ledger = ledger_module().Ledger(tmp_path / "l.jsonl", clock=lambda: now[0])
+    with ledger.track("a", ROW):  # answered: Locust's request event records it, once
+        now[0] += 0.5
+        ledger.record("a", ROW, 500.0, True, start_time=T0 + 0.0001)
+    with pytest.raises(ValueError), ledger.track("b", ROW):  # an error before any request event
+        now[0] += 0.1
+        raise ValueError("boom")
+    with pytest.raises(GreenletExit), ledger.track("c", CANARY, scenario=False):  # killed: censored
+        now[0] += 2
+        raise GreenletExit
+    ledger.record("d", "/stream first token", 80.0, True, start_time=T0 + 1)  # fired by hand
+    held = ledger.track("e", ROW)  # still in flight at the end
+    held.__enter__()
+    now[0] += 0.1
+    window_end = ledger.mark("drain")
+    now[0] += 3
+    assert ledger.pending_before(window_end) == 1
+    ledger.finish("drain limit", window_end=window_end)
+    ledger.record("e", ROW, 1.0, True)  # anything after the end is past the ledger's interest...
+    ledger.close()
+    ledger.record("f", ROW, 1.0, True)  # ...and after close, nothing is written
+    lines = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
+    records = [rec for rec in lines if "n" in rec]
+    assert [(r["n"], r.get("ok"), r.get("cens")) for r in records] == [
+        (ROW, True, None), (ROW, False, None), (CANARY, None, True), ("/stream first token", True, None),
+        (ROW, None, True)]
+    assert records[0]["t0"] == T0  # the start the ledger saw, not Locust's a moment later
+    assert records[2]["ms"] == pytest.approx(2000) and records[4]["ms"] == pytest.approx(3100)
+    assert records[3]["t0"] == T0 + 1
+    assert ledger.cycled == {"a", "b"}  # scenario users whose request ended (the canary is not one)
+    assert lines[-1]["mark"] == "end" and lines[-1]["unfinished"] == 1  # nothing after the end
+
+
+def test_a_run_stopped_before_the_window_closed_is_an_error(tmp_path):
+    now = [T0]
+    ledger = ledger_module().Ledger(tmp_path / "l.jsonl", clock=lambda: now[0])
+    ledger.mark("start")
+    ledger.mark("window", steady=True)
+    held = ledger.track("a", ROW)
+    held.__enter__()
+    now[0] += 5
+    ledger.finish("stopped")  # Locust's --run-time backstop: test_stopping
+    ledger.close()
+    run = read_ledger(tmp_path / "l.jsonl")
+    assert run.samples[0].censored
+    with pytest.raises(ValueError, match="never closed.*during the window"):
+        window_stats(run, ROW)
+
+
+def write(path: Path, *records: dict) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_window_stats_counts_started_requests_and_arrived_answers(tmp_path):
+    path = write(
+        tmp_path / "l.jsonl",
+        {"mark": "start", "t": 0}, {"mark": "window", "t": 10, "steady": True},
+        {"n": ROW, "t0": 9.0, "ms": 2000, "ok": True},     # started before: not a sample, answered inside
+        {"n": ROW, "t0": 10.0, "ms": 100, "ok": True},     # first instant of the window: a sample
+        {"n": ROW, "t0": 11.0, "ms": 300, "ok": False},    # failed: a sample, never throughput
+        {"n": ROW, "t0": 19.5, "ms": 4000, "ok": True},    # started inside, answered in the drain
+        {"n": ROW, "t0": 19.9, "ms": 9000, "cens": True},  # never answered: its wait so far
+        {"n": ROW, "t0": 20.0, "ms": 50, "ok": True},      # started at the window's end: not a sample
+        {"n": CANARY, "t0": 12.0, "ms": 5, "ok": True},
+        {"mark": "drain", "t": 20}, {"mark": "end", "t": 30, "reason": "drain limit", "unfinished": 1})
+    run = read_ledger(path)
+    row = window_stats(run, ROW)
+    assert (row.requests, row.failures, row.latency.n, row.latency.censored) == (3, 1, 4, 1)
+    assert row.rps == pytest.approx(2 / 10)  # the answers of 9.0 and 10.0 arrived inside the window
+    assert (row.latency.p50, row.latency.max, row.latency.mean) == (300, 9000, pytest.approx(3350))
+    assert window_stats(run, CANARY).latency.n == 1
+    assert window_stats(run, "/nothing").latency.n == 0
+    phases = run.phases()
+    assert (phases.warmup_s, phases.window_s, phases.drain_s, phases.steady, phases.drained) == (
+        10, 10, 10, True, False)
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert [percentile(values, p) for p in (0.5, 0.95, 0.99, 1.0)] == [50, 95, 99, 100]
+    assert percentile([7.0], 0.99) == 7 and percentile([], 0.5) is None
+    assert percentile([1.0, 2.0], 0.5) == 1  # an observed value, never an interpolation
