@@ -189,6 +189,9 @@ class WindowStats:
     answered: int  # valid answers that arrived inside the window (from requests started any time)
     rps: float  # answered per second of window: an error never counts as throughput
     latency: Latency
+    # Requests started before the window and still waiting after it: each is a user that got no
+    # answer in the whole window (starved by an unfair queue), whom the window's samples miss.
+    starved: int = 0
 
 
 def window_stats(run: LedgerRun, name: str) -> WindowStats:
@@ -197,9 +200,11 @@ def window_stats(run: LedgerRun, name: str) -> WindowStats:
     started = [s for s in mine if w0 <= s.t0 < w1]
     finished = [s for s in started if not s.censored]
     answered = sum(s.ok and w0 <= s.t0 + s.ms / 1000 < w1 for s in mine)
+    starved = sum(s.t0 < w0 and s.t0 + s.ms / 1000 >= w1 for s in mine)
     span = w1 - w0
     return WindowStats(requests=len(finished), failures=sum(not s.ok for s in finished), answered=answered,
-                       rps=answered / span if span > 0 else 0.0, latency=latency_of(started))
+                       rps=answered / span if span > 0 else 0.0, latency=latency_of(started),
+                       starved=starved)
 
 
 def _num(value: str | None) -> float | None:

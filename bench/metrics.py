@@ -35,21 +35,27 @@ def littles_w_ms(users: int, rps: float) -> float | None:
     return round(1000 * users / rps, 1) if rps > 0 and users > 0 else None
 
 
-def latency_censored(mean_ms: float | None, w_ms: float | None) -> float | None:
-    """How far the measured mean latency is from W, relative to W, when over CENSOR_LIMIT (else None).
+def latency_censored(mean_ms: float | None, w_ms: float | None, p50_ms: float | None = None
+                     ) -> float | None:
+    """How far the measured mean latency (or p50) is from W, relative to W, when either is over
+    CENSOR_LIMIT (else None).
 
-    A mean well below W means the latencies missed the long waits (requests still queued when the
-    measurement stopped), or the load generator spent much of each cycle outside the request.
+    A mean well below W means the latencies missed the long waits: requests still queued when the
+    measurement stopped, or users an unfair queue starved through the whole window (they start no
+    request there), or the load generator spent much of each cycle outside the request. A p50 far
+    from W with an honest mean is a skewed distribution, which the row's p50 alone would misstate.
     """
-    if mean_ms is None or not w_ms:
+    if not w_ms:
         return None
-    gap = abs(mean_ms - w_ms) / w_ms
+    gaps = [abs(v - w_ms) / w_ms for v in (mean_ms, p50_ms) if v is not None]
+    gap = max(gaps, default=0.0)
     return gap if gap > CENSOR_LIMIT else None
 
 
 def flags(*, machine_cpu: float | None, locust_cpu: float | None,
           max_process_cpu: float | None, failures: int, requests: int,
-          mean_ms: float | None = None, w_ms: float | None = None, answered: int = 0) -> list[str]:
+          mean_ms: float | None = None, w_ms: float | None = None, answered: int = 0,
+          p50_ms: float | None = None, users: int | None = None, starved: int = 0) -> list[str]:
     """Why a result must not be read as a framework result (empty = trustworthy).
 
     `requests` and `failures` are the requests started in the window that finished; `answered`
@@ -67,6 +73,10 @@ def flags(*, machine_cpu: float | None, locust_cpu: float | None,
         out.append(f"failures {100 * failures / requests:.1f}%")
     elif requests == 0 and not answered:
         out.append("no requests completed")
-    if latency_censored(mean_ms, w_ms) is not None:
-        out.append(f"latency-censored (mean {mean_ms:.0f} ms vs W = users / rps {w_ms:.0f} ms)")
+    if latency_censored(mean_ms, w_ms, p50_ms) is not None:
+        measured = ", ".join(f"{k} {v:.0f} ms" for k, v in (("mean", mean_ms), ("p50", p50_ms))
+                             if v is not None)
+        starving = (f"; {starved} of {users} users got no answer in the whole window"
+                    if starved and users else "")
+        out.append(f"latency-censored ({measured} vs W = users / rps {w_ms:.0f} ms{starving})")
     return out

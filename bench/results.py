@@ -109,6 +109,9 @@ class Result(BaseModel):
     # Little's law for a closed loop with no think time: the mean time a request spends in the
     # system is users / rps (ms). Latencies that disagree with it are censored (metrics.flags).
     littles_w_ms: float | None = None
+    # Users whose request began before the window and was still unanswered after it (an unfair
+    # queue starves some users; the window's samples cannot see them). None: older file.
+    starved_users: int | None = None
     phases: Phases | None = None  # warm-up, window and drain of this level (None: older file)
     memory_mb: Memory
     processes: int

@@ -9,9 +9,9 @@ and lets them finish:
 1. warm-up: until every scenario user has completed one request (the start-up burst is through
    the queue: steady state), at least `warmup_min_s`, at most `warmup_max_s`;
 2. window: `window_s` seconds; the requests started in it are the measured ones;
-3. drain: the load goes on (the queue stays as it was) until every request started before the
-   window closed has finished, at most `drain_max_s`; what is still unfinished then is written as
-   censored, with its wait so far.
+3. drain: the load goes on (the queue stays as it was) until every request started in the window
+   has finished, at most `drain_max_s`; what is still unfinished then (a window request, or one
+   started earlier that never got an answer) is written as censored, with its wait so far.
 
 Records (the format bench/load.py reads):
 
@@ -85,9 +85,9 @@ class Ledger:
         self._write({"n": name, "t0": round(t0, 6), "ms": ms, **({"cens": True} if censored
                                                                  else {"ok": False})})
 
-    def pending_before(self, t: float) -> int:
-        """Requests started before t that have not finished yet."""
-        return sum(t0 < t for _, t0 in self.inflight.values())
+    def pending_between(self, start: float, end: float) -> int:
+        """Requests started in [start, end) that have not finished yet."""
+        return sum(start <= t0 < end for _, t0 in self.inflight.values())
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -96,14 +96,14 @@ class Ledger:
         self._write({"mark": phase, "t": round(now, 6), **extra})
         return now
 
-    def finish(self, reason: str, window_end: float | None = None) -> None:
+    def finish(self, reason: str, window: tuple[float, float] | None = None) -> None:
         """Write every request still in flight as censored (wait so far), then the end mark."""
         if self.ended:
             return
         now = self.clock()
         for name, t0 in self.inflight.values():
             self._write({"n": name, "t0": round(t0, 6), "ms": round((now - t0) * 1000, 3), "cens": True})
-        unfinished = sum(window_end is None or t0 < window_end for _, t0 in self.inflight.values())
+        unfinished = sum(window is None or window[0] <= t0 < window[1] for _, t0 in self.inflight.values())
         self.inflight.clear()
         self.ended = True
         self._write({"mark": "end", "t": round(now, 6), "reason": reason,
@@ -141,15 +141,16 @@ def run_phases(ledger: Ledger, *, window_s: float, warmup_max_s: float, drain_ma
         sleep(TICK_S)
     if ledger.ended:  # the run was stopped from outside (Locust's --run-time backstop, Ctrl-C)
         return
-    ledger.mark("window", steady=steady)
+    window_start = ledger.mark("window", steady=steady)
     sleep(window_s)
     if ledger.ended:
         return
-    window_end = ledger.mark("drain")
-    while ledger.pending_before(window_end) and ledger.clock() - window_end < drain_max_s:
+    window = (window_start, ledger.mark("drain"))
+    # Only the window's own requests are waited for: one started before it that is still waiting
+    # (a starved user) is written censored at the end, which is all its row needs to know.
+    while ledger.pending_between(*window) and ledger.clock() - window[1] < drain_max_s:
         sleep(TICK_S)
     if ledger.ended:
         return
-    ledger.finish("drained" if not ledger.pending_before(window_end) else "drain limit",
-                  window_end=window_end)
+    ledger.finish("drained" if not ledger.pending_between(*window) else "drain limit", window=window)
     stop()

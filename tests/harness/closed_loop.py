@@ -3,7 +3,8 @@
 CONSTRUCTED data, not a measurement: `users` clients with no think time (spawned over
 `spawn_s`, as Locust does at `-r users`) send requests to `servers` workers that serve them in
 arrival order in `service_s` each; optionally a canary at 4 checks per second through the same
-queue (a sync worker serves /healthz only when its turn comes). The locustfile's ledger
+queue (a sync worker serves /healthz only when its turn comes). `lifo=True` serves the newest
+request first instead, the unfairness a blocked event loop shows (some users cycle, the rest wait). The locustfile's ledger
 (locust/request_ledger.py) records every request on a fake clock, and its `run_phases` drives the
 simulation through `sleep`, so the file written is what a real run of that model would write.
 """
@@ -35,11 +36,12 @@ def ledger_module():
 
 class ClosedLoop:
     def __init__(self, path: Path, *, users: int, servers: int, service_s: float, spawn_s: float = 1.0,
-                 canary: bool = False, canary_service_s: float = 0.002) -> None:
+                 canary: bool = False, canary_service_s: float = 0.002, lifo: bool = False) -> None:
         self.now = T0
         self.ledger = ledger_module().Ledger(path, clock=lambda: self.now)
         self.users, self.servers, self.service_s = users, servers, service_s
         self.canary_service_s = canary_service_s
+        self.lifo = lifo  # serve the newest request first: an unfair queue that starves the oldest
         self.free = servers
         self.queue: deque[str] = deque()
         self.open: dict[str, object] = {}  # user -> its ledger.track() context, while in flight
@@ -98,7 +100,7 @@ class ClosedLoop:
 
     def _dispatch(self) -> None:
         while self.free and self.queue:
-            user = self.queue.popleft()
+            user = self.queue.pop() if self.lifo else self.queue.popleft()
             self.free -= 1
             took = self.canary_service_s if user == "canary" else self.service_s
             self._at(self.now + took, self._done, user)

@@ -49,6 +49,9 @@ def test_latency_censored_beyond_fifteen_percent_of_w():
     assert latency_censored(11_900, 14_000) is None  # exactly 15 % is not "more than"
     assert latency_censored(16_200, 14_000) is not None  # too high is as suspect as too low
     assert latency_censored(None, 14_000) is None and latency_censored(500, None) is None
+    # an honest mean with a p50 far from W (a skewed distribution): the p50 alone would misstate it
+    assert latency_censored(1_800, 1_800, p50_ms=1_100) == pytest.approx(0.389, abs=1e-3)
+    assert latency_censored(1_800, 1_800, p50_ms=1_700) is None
 
 
 def test_flags_latency_censored():
