@@ -389,7 +389,8 @@ def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Pa
         # Seed 003's pub/sub messages are published from here, to compose's Redis on its host port.
         redis_url = docker.published_url("redis", 6379, "redis") + "/0"
         run.experiments.extend(experiments.run_for(resolved.name, resolved.params, subject.base_url,
-                                                   db_ms=opts.db_ms, redis_url=redis_url))
+                                                   db_ms=opts.db_ms, redis_url=redis_url,
+                                                   quick=opts.quick))
         run.save(run_dir)
 
     _measure_levels(cell, start, cell.capacity, opts, run, run_dir, progress, task,
@@ -416,7 +417,7 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
         progress.update(task, description=f"{cell.name}: experiments")
         run.experiments.extend(experiments.run_for(
             subject.name, subject.params, subject.base_url, db_ms=opts.db_ms,
-            redis_url=getattr(infra, "redis_url", None)))
+            redis_url=getattr(infra, "redis_url", None), quick=opts.quick))
         run.save(run_dir)
 
     _measure_levels(cell, start, cell.capacity, opts, run, run_dir, progress, task,
