@@ -67,23 +67,28 @@ def _defaults(target: str) -> dict[str, int]:
 
 
 def find(run: Run, target: str, users: int | None = None, scenario: str = "recommendation",
-         **params: int) -> Result:
+         workload: tuple[int, int] | None = None, **params: int) -> Result:
     """The result of `target` at `users` (default: its highest level) with these params
-    (default: the manifest's defaults, i.e. not a sweep cell)."""
+    (default: the manifest's defaults, i.e. not a sweep cell), under the run's workload or the
+    (db_ms, llm_ms) given."""
     wanted = {**_defaults(target), **params}
+    got = None if workload is None else tuple(workload)
     rows = [r for r in run.results if r.target == target and r.scenario == scenario
+            and (None if r.db_ms is None else (r.db_ms, r.llm_ms)) == got
             and all(r.params.get(k) == v for k, v in wanted.items())]
     if users is not None:
         rows = [r for r in rows if r.users == users]
     if not rows:
         at = f" at {users} users" if users else ""
         extra = "".join(f" {k}={v}" for k, v in params.items())
+        extra += f" (db_ms={workload[0]}, llm_ms={workload[1]})" if workload else ""
         raise NotRun(f"no {scenario} result for {target}{extra}{at} in this run")
     return max(rows, key=lambda r: r.users)
 
 
-def l1_ms(run: Run, target: str, scenario: str = "recommendation", **params: int) -> float:
-    one = find(run, target, 1, scenario, **params)
+def l1_ms(run: Run, target: str, scenario: str = "recommendation",
+          workload: tuple[int, int] | None = None, **params: int) -> float:
+    one = find(run, target, 1, scenario, workload, **params)
     if not one.latency_ms.p50:
         raise NotRun(f"{target} has no 1-user latency in this run")
     return one.latency_ms.p50

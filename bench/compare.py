@@ -134,6 +134,13 @@ class Cell:
     experiments: bool = False  # run bench/experiments.py's bursts while the target is up
     cpu_n: int | None = None
     runtime: str = "native"  # or "docker": the target's compose service
+    # Another workload than the run's (db_ms, llm_ms), e.g. the DB-bound one of seed 001's claims.
+    workload: tuple[int, int] | None = None
+
+    def options(self, opts: CompareOptions) -> CompareOptions:
+        """The run's options with this cell's workload."""
+        return opts if self.workload is None else replace(opts, db_ms=self.workload[0],
+                                                          llm_ms=self.workload[1])
 
     @property
     def capacity(self) -> int | None:
@@ -143,6 +150,8 @@ class Cell:
     def name(self) -> str:
         base = CALIBRATION if self.target is None else label(self.target, self.combo)
         base = base if self.scenario in ("recommendation", "calibration") else f"{base}-{self.scenario}"
+        if self.workload is not None:
+            base += f"-db{self.workload[0]}-llm{self.workload[1]}"
         return base if self.runtime == "native" else f"{base}@{self.runtime}"
 
 
@@ -259,13 +268,14 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
         task = progress.add_task("starting infra", total=total_s)
         for cell in cells:
             start_mark = progress.tasks[task].completed
+            copts = cell.options(opts)
             try:
                 if cell.target is None:
-                    _measure_calibration(cell, opts, infra, run, run_dir, progress, task)
+                    _measure_calibration(cell, copts, infra, run, run_dir, progress, task)
                 elif cell.runtime == "docker":
-                    _measure_docker_cell(cell, opts, run, run_dir, progress, task)
+                    _measure_docker_cell(cell, copts, run, run_dir, progress, task)
                 else:
-                    _measure_cell(cell, opts, infra, run, run_dir, progress, task)
+                    _measure_cell(cell, copts, infra, run, run_dir, progress, task)
             except TargetUnavailable as why:
                 _not_measured(run, run_dir, cell, str(why), console, "yellow")
             except Exception as exc:  # one broken cell must not lose the rest of the run
@@ -483,6 +493,8 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
     return Result(
         target=subject.name, framework=subject.framework, model=subject.model,
         scenario=cell.scenario, params=subject.params, users=users, rps=rps,
+        db_ms=cell.workload[0] if cell.workload else None,
+        llm_ms=cell.workload[1] if cell.workload else None,
         requests=row.requests, failures=row.failures,
         latency_ms=row.latency,
         littles_w_ms=w_ms,

@@ -192,12 +192,19 @@ def _mem(r: Result, value: float | None, digits: int = 1) -> str:
     return "—" if r.runtime == "docker" else fmt(value, digits)
 
 
+def scenario_title(group: str) -> str:
+    """A group's heading: the scenario's, with the workload when it is not the run's."""
+    scenario, _, workload = group.partition(" ")
+    title = SCENARIO_TITLES.get(scenario, scenario)
+    return f"{title}, another workload: {workload.replace(' ', ', ')}" if workload else title
+
+
 def by_scenario(all_rows: list[Row]) -> dict[str, list[Row]]:
     """Framework rows grouped by scenario, recommendation first; calibration rows left out."""
     groups: dict[str, list[Row]] = defaultdict(list)
     for row in all_rows:
         if not is_calibration(row.result):
-            groups[row.result.scenario].append(row)
+            groups[row.result.group()].append(row)
     order = [s for s in SCENARIO_ORDER if s in groups] + sorted(set(groups) - set(SCENARIO_ORDER))
     return {s: groups[s] for s in order}
 
@@ -276,7 +283,7 @@ def runtimes_table(all_rows: list[Row]) -> Table | None:
     for row in all_rows:
         r = row.result
         if not is_calibration(r):
-            pairs[(r.target, r.scenario, params_text(r.params), r.users)][r.runtime] = row
+            pairs[(r.target, r.group(), params_text(r.params), r.users)][r.runtime] = row
     top: dict[tuple[str, str, str], dict[str, Row]] = {}
     for (target, scenario, params, users), got in pairs.items():
         key = (target, scenario, params)
@@ -478,7 +485,7 @@ def context(run: Run) -> dict:
                   "ceiling": CEILING_NOTE, "calibration": CALIBRATION_NOTE, "latency": LATENCY_NOTE,
                   "runtimes": RUNTIMES_NOTE},
         "runtimes": runtimes_table(all_rows),
-        "scenario_titles": SCENARIO_TITLES,
+        "scenario_titles": {**{g: scenario_title(g) for g in groups}, **SCENARIO_TITLES},
         "targets": targets_table(all_rows),
         "throughput": {s: throughput_table(g) for s, g in groups.items()},
         "calibration": calibration_table(calibration) if calibration else None,
@@ -535,7 +542,7 @@ def console_table(run: Run) -> RichTable:
                          no_wrap=col != "flags")
     for row in rows(run):
         r = row.result
-        name = row.label + ("" if r.scenario in ("recommendation", CALIBRATION) else f" [{r.scenario}]")
+        name = row.label + ("" if r.group() in ("recommendation", CALIBRATION) else f" [{r.group()}]")
         table.add_row(
             name + (" ⚠" if r.anti_pattern else ""), str(r.users), f"{r.rps:.1f}",
             *latency_cells(r)[:5], pct(r.failures, r.requests),

@@ -95,6 +95,9 @@ class Result(BaseModel):
     framework: str
     model: str
     scenario: str = "recommendation"  # recommendation | stream | cpu | calibration
+    # This row's workload when it is not the run's (Run.scenario), e.g. a DB-bound cell; None: the run's.
+    db_ms: int | None = None
+    llm_ms: int | None = None
     params: dict[str, int] = Field(default_factory=dict)
     users: int
     rps: float
@@ -134,6 +137,12 @@ class Result(BaseModel):
     def latency_n(self) -> int:
         """Samples the latency percentiles rest on (older files: Locust's, every finished request)."""
         return self.latency_ms.n if self.latency_ms.n is not None else self.requests
+
+    def group(self) -> str:
+        """Which rows may be ranked together: the scenario, and the workload where it is not the run's."""
+        if self.db_ms is None and self.llm_ms is None:
+            return self.scenario
+        return f"{self.scenario} db_ms={self.db_ms} llm_ms={self.llm_ms}"
 
     def w_ms(self) -> float | None:
         """W = users / rps in ms (Little's law); computed for older files, which did not store it."""
