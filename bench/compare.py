@@ -164,6 +164,19 @@ CLAIM_SWEEP = ("flask-sync", "workers", {True: (16,), False: (8, 16, 32)})  # qu
 CLAIM_CPU_TARGETS = ("fastapi-threadpool", "flask-sync")
 CLAIM_CPU_USERS = [1, os.cpu_count() or 2]  # 1 vs one request per core
 CLAIM_CPU_N = 300_000  # ~15 ms of pure Python per request: long against Locust's overhead
+# Seed 001's "16+ workers" and "pool_size=15" speak of DB-bound requests: judged on that workload
+# too, where the connections (not the upstream wait) are what a request holds. 200 ms of query and
+# no upstream call: 16 workers and a pool of 15 both cap near 80 rps, with CPU to spare.
+CLAIM_DB_BOUND = (200, 0)  # (db_ms, llm_ms)
+CLAIM_DB_BOUND_CELLS = {True: (("flask-sync", {"workers": 16}), ("fastapi-async", {})),  # quick
+                        False: (("flask-sync", {}), ("flask-sync", {"workers": 16}),
+                                ("flask-sync", {"workers": 32}), ("fastapi-async", {}))}
+# Seed 004's "Workers <= CPU cores" for CPU-bound work: a workers sweep in the cpu scenario, with
+# enough users to keep the most workers busy (full run only: four more cells).
+CLAIM_CPU_WORKERS = ("flask-sync", "workers", (1, 2, 4, 8))
+# Seed 000's "goroutines: no special config needed": go-gin with pgx's default pool size
+# (max(4, cores)) instead of the manifest's 15, measured rather than computed.
+CLAIM_DEFAULT_POOL = ("go-gin", "pool_size", lambda cpus: max(4, cpus))
 
 
 def plan(opts: CompareOptions) -> Iterator[Cell]:
@@ -190,6 +203,20 @@ def plan(opts: CompareOptions) -> Iterator[Cell]:
         if name in by_name:
             yield Cell(by_name[name], {}, "cpu", CLAIM_CPU_USERS, cpu_n=CLAIM_CPU_N,
                        runtime=claims_runtime)
+    if claims_runtime != "native":  # compose runs the manifest defaults and the run's workload only
+        return
+    name, param, values = CLAIM_CPU_WORKERS
+    if name in by_name and not opts.quick:
+        for value in values:
+            yield Cell(by_name[name], {param: value}, "cpu", [1, max(values)], cpu_n=CLAIM_CPU_N)
+    name, param, default_pool = CLAIM_DEFAULT_POOL
+    if name in by_name:
+        yield Cell(by_name[name], {param: default_pool(os.cpu_count() or 1)}, "recommendation",
+                   [1, CLAIM_USERS])
+    for name, combo in CLAIM_DB_BOUND_CELLS[opts.quick]:
+        if name in by_name and (opts.db_ms, opts.llm_ms) != CLAIM_DB_BOUND:
+            yield Cell(by_name[name], combo, "recommendation", [1, CLAIM_USERS],
+                       workload=CLAIM_DB_BOUND)
 
 
 @dataclass(frozen=True)
@@ -523,6 +550,7 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
                             users=users, starved=row.starved),
         per_process=[ProcessMemory(pid=p, role=s.role, peak_rss=round(s.peak_rss, 1),
                                    peak_pss=round(s.peak_pss, 1), peak_uss=round(s.peak_uss, 1),
+                                   threads=s.peak_threads or None,
                                    cpu_pct=round(100 * (s.last_cpu - s.first_cpu)
                                                  / target_s.elapsed, 1))
                      for p, s in (target_s.procs.items() if target_s else ())],

@@ -47,6 +47,7 @@ class _ProcStats:
     peak_rss: float = 0.0
     peak_pss: float = 0.0
     peak_uss: float = 0.0
+    peak_threads: int = 0  # OS threads of the process (seed 001: "no extra threads")
 
 
 class PeriodicSampler:
@@ -100,6 +101,7 @@ class TreeSampler(PeriodicSampler):
                     times = proc.cpu_times()
                     cpu = times.user + times.system
                     info = proc.memory_full_info() if self.memory else None
+                    threads = proc.num_threads()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             stats = self.procs.get(proc.pid)
@@ -107,6 +109,7 @@ class TreeSampler(PeriodicSampler):
                 role = "main" if proc.pid == self.pid else "worker"
                 stats = self.procs[proc.pid] = _ProcStats(role=role, first_cpu=cpu, last_cpu=cpu)
             stats.last_cpu = cpu
+            stats.peak_threads = max(stats.peak_threads, threads)
             if info is not None:
                 rss, pss, uss = info.rss / MB, info.pss / MB, info.uss / MB
                 stats.peak_rss = max(stats.peak_rss, rss)

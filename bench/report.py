@@ -306,7 +306,8 @@ def runtimes_table(all_rows: list[Row]) -> Table | None:
 def per_process_table(groups: dict[str, list[Row]]) -> Table:
     t = Table("per-process", [Column("target"), Column("users", numeric=True), Column("process"),
                               *(Column(n, numeric=True) for n in (
-                                  "pid", "peak PSS MB", "peak RSS MB", "peak USS MB", "CPU %"))])
+                                  "pid", "peak PSS MB", "peak RSS MB", "peak USS MB", "CPU %",
+                                  "threads"))])
     for scenario, group in groups.items():
         for row in highest_level(group):
             r = row.result
@@ -314,8 +315,17 @@ def per_process_table(groups: dict[str, list[Row]]) -> Table:
             for role, pid, procs in _process_rows(r.per_process):
                 t.add(name, r.users, role, pid, *(fmt(statistics.mean(getattr(p, key) for p in procs), 1)
                                                   for key in ("peak_pss", "peak_rss", "peak_uss")),
-                      fmt(statistics.mean(p.cpu_pct for p in procs)), marks=row.marks)
+                      fmt(statistics.mean(p.cpu_pct for p in procs)),
+                      _threads(procs), marks=row.marks)
     return t
+
+
+def _threads(procs: list[ProcessMemory]) -> str:
+    """OS threads at most, per process ("4–9" across averaged workers); "—" in older files."""
+    counts = [p.threads for p in procs if p.threads is not None]
+    if not counts:
+        return "—"
+    return str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
 
 
 def _process_rows(procs: list[ProcessMemory]) -> list[tuple[str, str, list[ProcessMemory]]]:

@@ -88,6 +88,7 @@ class ProcessMemory(BaseModel):
     peak_pss: float
     peak_uss: float
     cpu_pct: float
+    threads: int | None = None  # the most OS threads seen at once (None: older file)
 
 
 class Result(BaseModel):

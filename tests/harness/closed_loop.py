@@ -4,9 +4,10 @@ CONSTRUCTED data, not a measurement: `users` clients with no think time (spawned
 `spawn_s`, as Locust does at `-r users`) send requests to `servers` workers that serve them in
 arrival order in `service_s` each; optionally a canary at 4 checks per second through the same
 queue (a sync worker serves /healthz only when its turn comes). `lifo=True` serves the newest
-request first instead, the unfairness a blocked event loop shows (some users cycle, the rest wait). The locustfile's ledger
-(locust/request_ledger.py) records every request on a fake clock, and its `run_phases` drives the
-simulation through `sleep`, so the file written is what a real run of that model would write.
+request first instead, the unfairness a blocked event loop shows (some users cycle, the rest wait).
+The locustfile's ledger (locust/request_ledger.py) records every request on a fake clock, and its
+`run_phases` drives the simulation through `sleep`, so the file written is what a real run of that
+model would write.
 """
 
 from __future__ import annotations

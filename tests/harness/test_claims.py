@@ -58,7 +58,7 @@ def test_verdicts_from_the_recorded_quick_run(quick_run):
     assert got["sync-worker-30mb"] == "fails"  # 67 MB PSS per worker
     assert got["workers-cost-memory"] == "holds"
     assert got["async-blocking-blocks-all"] == "holds"  # canary 3.9 s vs 9 ms
-    assert got["uvicorn-workers-4-fix"] == "partly"  # 4x the blocking app, 0.04x of async
+    assert got["uvicorn-workers-4-fix"] == "holds"  # 4x the blocking app at 4x the memory (0.04x of async)
     assert got["goroutines-no-config"] == "partly"  # the pgx pool had to be raised
     # no experiments or sweeps in that run: said so, with the command that would measure it
     assert got["fifth-request-queues"] == "not_run"
@@ -114,7 +114,12 @@ def test_a_full_quick_run_answers_every_claim():
     """`make compare` (bench compare --quick) runs every cell and experiment the claims need."""
     run = Run.model_validate_json((DATA / "results_quick_claims.json").read_text())
     got = verdicts(run)
-    assert "not_run" not in got.values(), got
+    # the claims that run predates: issue 11's DB-bound cells, thread counts, cpu sweep, later targets
+    newer = {"flask-16-workers-db-bound", "async-pool-15-db-bound", "no-extra-threads",
+             "workers-match-cores", "node-async-by-default", "node-blocking-blocks-loop",
+             "quart-async-flask", "rails-puma-workers", "bgtasks-quick-fix", "celery-production-fix",
+             "goroutines-lightweight"}
+    assert not [c for c, v in got.items() if v == "not_run" and c not in newer], got
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
     assert got["pubsub-polling-fix"] == "fails"  # the 10th stream started after 2.3 s, not 0.1 s
     assert got["flask-16-workers"] == "partly"
@@ -122,7 +127,10 @@ def test_a_full_quick_run_answers_every_claim():
 
 def test_evidence_quotes_the_honest_latency_of_a_queueing_target(quick_run):
     # an older run: its p50 counted only the requests that finished, so the evidence quotes W
-    evidence = by_id(quick_run, "def-runs-in-threadpool").evidence
+    def threadpool(run: Run) -> tuple[str, str]:
+        return claims.handles_load(run, "fastapi-threadpool", 100)
+
+    evidence = threadpool(quick_run)[1]
     assert "W = users / rps 1459 ms (older run: its p50 1500 ms counted only" in evidence
     sweep = by_id(Run.model_validate_json((DATA / "results_quick_claims.json").read_text()),
                   "flask-16-workers").evidence
@@ -131,14 +139,14 @@ def test_evidence_quotes_the_honest_latency_of_a_queueing_target(quick_run):
     # a drained run quotes its p50, with mean and W beside it
     from tests.harness.test_report import drained_run
     drained = drained_run()
-    assert "p50 1459 ms (mean 1459 ms, W 1459 ms) vs L1" in by_id(drained, "def-runs-in-threadpool").evidence
+    assert "p50 1459 ms (mean 1459 ms, W 1459 ms) vs L1" in threadpool(drained)[1]
     # ...unless it was flagged latency-censored: then W again
     pool = next(r for r in drained.results if r.target == "fastapi-threadpool" and r.users == 100)
     pool.latency_ms.p50, pool.latency_ms.mean = 700.0, 720.0
     pool.flags = ["latency-censored (mean 720 ms vs W = users / rps 1459 ms)"]
-    evidence = by_id(drained, "def-runs-in-threadpool").evidence
+    verdict, evidence = threadpool(drained)
     assert "W = users / rps 1459 ms (its p50 700 ms is latency-censored)" in evidence
-    assert by_id(drained, "def-runs-in-threadpool").verdict == "partly"  # a flagged row never holds
+    assert verdict == "partly"  # a flagged row never holds
 
 
 def test_a_canary_p95_of_a_few_checks_does_not_decide(quick_run):
@@ -158,3 +166,94 @@ def test_a_canary_p95_of_a_few_checks_does_not_decide(quick_run):
     claim = by_id(quick_run, "async-blocking-blocks-all")
     assert claim.verdict == "holds" and "n<20 (0 of 80 checks answered)" in claim.evidence
     assert blocking.canary_text() == "— (0/80 answered)"
+
+
+def _copy(run: Run, target: str, users: int, **changes):
+    row = next(r for r in run.results if r.target == target and r.users == users
+               and r.scenario == "recommendation" and r.params == claims._defaults(target))
+    new = row.model_copy(deep=True, update=changes)
+    run.results.append(new)
+    return new
+
+
+def test_db_bound_claims_are_judged_on_their_own_workload(quick_run):
+    assert by_id(quick_run, "async-pool-15-db-bound").verdict == "not_run"
+    before = verdicts(quick_run)
+    db = {"db_ms": 200, "llm_ms": 0}
+    for users, rps in ((1, 4.8), (100, 78.0)):
+        flask = _copy(quick_run, "flask-sync", users, rps=rps, params={"workers": 16, "pool_size": 1}, **db)
+        flask.latency_ms.p50 = 205.0 if users == 1 else 1280.0
+        flask.efficiency, flask.flags = 0.99, []
+    for users, rps in ((1, 4.7), (100, 72.0)):
+        fast = _copy(quick_run, "fastapi-async", users, rps=rps, **db)
+        fast.latency_ms.p50 = 210.0 if users == 1 else 1390.0
+    claim = by_id(quick_run, "flask-16-workers-db-bound")
+    # 16 workers serve 78 of the 488 rps 100 DB-bound requests ask for, capped by the workers
+    assert claim.verdict == "partly" and "DB-bound workload (db_ms=200, llm_ms=0)" in claim.evidence
+    assert "workers=16: 78.0 rps = 16% of the 488 rps" in claim.evidence
+    claim = by_id(quick_run, "async-pool-15-db-bound")
+    assert claim.verdict == "holds" and "0.92x" in claim.evidence  # the same load, in one process
+    fast.rps = 40.0
+    assert by_id(quick_run, "async-pool-15-db-bound").verdict == "partly"  # lighter, not the same load
+    # the rows of another workload never stand in for the run's own
+    after = verdicts(quick_run)
+    assert {k: v for k, v in after.items() if "db-bound" not in k} == {
+        k: v for k, v in before.items() if "db-bound" not in k}
+
+
+def test_thread_counts_judge_no_extra_threads(quick_run):
+    assert by_id(quick_run, "no-extra-threads").verdict == "not_run"  # older file: no counts
+    fast = claims.find(quick_run, "fastapi-async", 100)
+    for threads in ((1, "holds"), (3, "partly"), (9, "fails")):
+        fast.per_process[0].threads = threads[0]
+        claim = by_id(quick_run, "no-extra-threads")
+        assert claim.verdict == threads[1], claim.evidence
+    assert "fastapi-async: 1 process, 9 threads" in claim.evidence
+
+
+def test_goroutines_measured_with_the_drivers_default_pool(quick_run):
+    computed = by_id(quick_run, "goroutines-no-config")
+    assert computed.verdict == "partly" and "computed" in computed.evidence
+    for users, rps in ((1, 1.8), (100, 78.5)):
+        _copy(quick_run, "go-gin", users, rps=rps, params={"pool_size": 4}, db_pool=4)
+    measured = by_id(quick_run, "goroutines-no-config")
+    assert measured.verdict == "partly" and "computed" not in measured.evidence
+    assert "With pgx's default pool (max(4, cpus) = 4 here): 78.5 rps" in measured.evidence
+    default = claims.find(quick_run, "go-gin", 100)
+    next(r for r in quick_run.results if r.params.get("pool_size") == 4 and r.users == 100).rps = default.rps
+    assert by_id(quick_run, "goroutines-no-config").verdict == "holds"  # the pool did not matter
+
+
+def test_goroutines_lightweight_against_every_other_framework(quick_run):
+    for r in quick_run.results:
+        r.cpu_ms_per_request = 0.5 if r.target == "go-gin" else 4.0
+    claim = by_id(quick_run, "goroutines-lightweight")
+    assert claim.verdict == "holds", claim.evidence
+    next(r for r in quick_run.results if r.target == "flask-sync" and r.users == 100).cpu_ms_per_request = 0.2
+    assert by_id(quick_run, "goroutines-lightweight").verdict == "partly"
+
+
+def test_the_threadpool_claim_is_judged_where_the_seed_says_it_cpu_bound(experiments_run):
+    claim = by_id(experiments_run, "def-runs-in-threadpool")
+    assert claim.verdict == "fails" and "the GIL runs one request's Python at a time" in claim.evidence
+    many = claims.find(experiments_run, "fastapi-threadpool", None, "cpu")
+    many.rps = 2 * claims.find(experiments_run, "fastapi-threadpool", 1, "cpu").rps
+    assert by_id(experiments_run, "def-runs-in-threadpool").verdict == "holds"
+
+
+def test_workers_match_cores_from_a_cpu_sweep(quick_run):
+    assert "make compare-full" in by_id(quick_run, "workers-match-cores").evidence
+    quick_run.machine.cpus = 2
+    base = claims.find(quick_run, "flask-sync", 100)
+    for workers, rps, pss in ((1, 60.0, 110.0), (2, 110.0, 170.0), (4, 112.0, 290.0), (8, 111.0, 530.0)):
+        quick_run.results.append(base.model_copy(deep=True, update={
+            "scenario": "cpu", "users": 8, "rps": rps, "params": {"workers": workers, "pool_size": 1},
+            "memory_mb": base.memory_mb.model_copy(update={"peak_pss": pss})}))
+    claim = by_id(quick_run, "workers-match-cores")
+    assert claim.verdict == "holds" and "Past 2 workers: 1.01x the rps for 3.12x the memory" in claim.evidence
+
+
+def test_statements_about_targets_the_lab_lacks_say_which(quick_run):
+    claim = by_id(quick_run, "quart-async-flask")
+    assert claim.verdict == "not_run"
+    assert claim.evidence == "needs target quart, not in the lab yet (issue 15)"

@@ -50,17 +50,35 @@ def test_plan_adds_calibration_sweep_and_cpu_cells_for_the_claims():
     cpu = next(c for c in cells if c.scenario == "cpu")
     assert cpu.name == "fastapi-threadpool-cpu" and cpu.cpu_n == CLAIM_CPU_N and cpu.levels[0] == 1
     full = [c.name for c in plan(opts("flask-sync"))]
-    assert [n for n in full if "workers" in n] == ["flask-sync-workers8", "flask-sync-workers16",
-                                                   "flask-sync-workers32"]
+    assert [n for n in full if "workers" in n and "-db" not in n] == [
+        "flask-sync-workers8", "flask-sync-workers16", "flask-sync-workers32"]
+
+
+def test_plan_adds_the_db_bound_workload_and_the_default_go_pool_for_the_claims():
+    quick = list(plan(opts("flask-sync", "fastapi-async", "go-gin", quick=True)))
+    db_bound = [c for c in quick if c.workload]
+    assert [(c.name, c.levels) for c in db_bound] == [
+        ("flask-sync-workers16-db200-llm0", [1, 100]), ("fastapi-async-db200-llm0", [1, 100])]
+    assert all(c.options(opts("flask-sync")).db_ms == 200 and
+               c.options(opts("flask-sync")).llm_ms == 0 for c in db_bound)
+    assert quick[0].options(opts("flask-sync")).db_ms == 50  # the other cells keep the run's workload
+    pool = [c for c in quick if c.target and c.target.name == "go-gin" and c.combo]
+    assert [c.combo for c in pool] == [{"pool_size": max(4, os.cpu_count() or 1)}]
+    full = [c.name for c in plan(opts("flask-sync", "fastapi-async")) if c.workload]
+    assert full == ["flask-sync-db200-llm0", "flask-sync-workers16-db200-llm0",
+                    "flask-sync-workers32-db200-llm0", "fastapi-async-db200-llm0"]
+    # a run that IS the DB-bound workload needs no second copy of it
+    same = opts("flask-sync", "fastapi-async", quick=True, db_ms=200, llm_ms=0)
+    assert not any(c.workload for c in plan(same))
 
 
 def test_plan_with_both_runtimes_measures_each_target_twice_and_the_claims_once():
     cells = list(plan(opts("flask-sync", "go-gin", quick=True, runtimes=("native", "docker"))))
     matrix = [(c.name, c.runtime, c.experiments) for c in cells if c.scenario == "recommendation"
-              and not c.combo]
+              and not c.combo and not c.workload]
     assert matrix == [("flask-sync", "native", True), ("flask-sync@docker", "docker", False),
                       ("go-gin", "native", True), ("go-gin@docker", "docker", False)]
-    extra = [c for c in cells if c.combo or c.scenario == "cpu"]
+    extra = [c for c in cells if c.combo or c.scenario == "cpu" or c.workload]
     assert extra and all(c.runtime == "native" for c in extra)
     only_docker = list(plan(opts("flask-sync", quick=True, docker=True)))
     assert {c.runtime for c in only_docker if c.target} == {"docker"}
@@ -218,7 +236,7 @@ def test_a_level_row_comes_from_the_drained_window(tmp_path):
     subject = Subject("flask-sync", "flask", "gunicorn sync", {"workers": 4}, "http://x", 1, 4, 4,
                       idle={"pss": 240.0}, processes=5)
     worker = SimpleNamespace(role="worker", first_cpu=1.0, last_cpu=2.0, peak_rss=80.0, peak_pss=70.0,
-                             peak_uss=60.0)
+                             peak_uss=60.0, peak_threads=3)
     row = level_result(subject, cell, 100, opts("flask-sync", duration_s=15), prefix, 0.56,
                        FakeSampler(20.0, {11: worker}), FakeSampler(30.0), 40.0)
     w = row.littles_w_ms
