@@ -50,7 +50,7 @@ def test_plan_adds_calibration_sweep_and_cpu_cells_for_the_claims():
     cpu = next(c for c in cells if c.scenario == "cpu")
     assert cpu.name == "fastapi-threadpool-cpu" and cpu.cpu_n == CLAIM_CPU_N and cpu.levels[0] == 1
     full = [c.name for c in plan(opts("flask-sync"))]
-    assert [n for n in full if "workers" in n and "-db" not in n] == [
+    assert [n for n in full if "workers" in n and "-db" not in n and "-cpu" not in n] == [
         "flask-sync-workers8", "flask-sync-workers16", "flask-sync-workers32"]
 
 
@@ -64,6 +64,9 @@ def test_plan_adds_the_db_bound_workload_and_the_default_go_pool_for_the_claims(
     assert quick[0].options(opts("flask-sync")).db_ms == 50  # the other cells keep the run's workload
     pool = [c for c in quick if c.target and c.target.name == "go-gin" and c.combo]
     assert [c.combo for c in pool] == [{"pool_size": max(4, os.cpu_count() or 1)}]
+    sweep = [(c.name, c.levels) for c in plan(opts("flask-sync")) if c.scenario == "cpu" and c.combo]
+    assert sweep == [(f"flask-sync-workers{w}-cpu", [1, 8]) for w in (1, 2, 4, 8)]  # full run only
+    assert not any(c.scenario == "cpu" and c.combo for c in quick)
     full = [c.name for c in plan(opts("flask-sync", "fastapi-async")) if c.workload]
     assert full == ["flask-sync-db200-llm0", "flask-sync-workers16-db200-llm0",
                     "flask-sync-workers32-db200-llm0", "fastapi-async-db200-llm0"]
