@@ -552,7 +552,8 @@ def console_table(run: Run) -> RichTable:
                          no_wrap=col != "flags")
     for row in rows(run):
         r = row.result
-        name = row.label + ("" if r.group() in ("recommendation", CALIBRATION) else f" [{r.group()}]")
+        # in parentheses: square brackets would be read as Rich markup and vanish
+        name = row.label + ("" if r.group() in ("recommendation", CALIBRATION) else f" ({r.group()})")
         table.add_row(
             name + (" ⚠" if r.anti_pattern else ""), str(r.users), f"{r.rps:.1f}",
             *latency_cells(r)[:5], pct(r.failures, r.requests),
