@@ -141,7 +141,7 @@ BLOCKING_S = 0.05  # /async/wrap-blocking vs /async/bad-blocking: a 50 ms time.s
 LIGHT_CPU_S = 0.02  # "light CPU work (<50ms)": 20 ms of pure-Python CPU per request
 LONG_CPU_S = 0.25  # one request's CPU work long enough that holding the loop for it shows
 HEAVY_CPU_N = 1_500_000  # /cpu?n=: ~100 ms of pure Python per request, "heavy" (> 50 ms) by seed 004
-GIL_PYTHON_N = 800_000  # /cpu?n=: ~40 ms of pure Python (holds the GIL)
+GIL_PYTHON_N = 500_000  # /cpu?n=: ~50 ms of pure Python (holds the GIL)
 GIL_NUMPY_N = 300  # /cpu/numpy?n=: a 300 x 300 int64 matmul, ~40 ms in numpy's C loop (GIL released)
 
 
