@@ -284,16 +284,32 @@ def approx_mb(run: Run, target: str, users: int, of: str, mb: float) -> tuple[st
         pss, uss, rss = r.memory_mb.peak_pss, r.memory_mb.peak_uss or 0, r.memory_mb.peak_rss or 0
         what = f"{target}: {r.processes} process{'es' if r.processes != 1 else ''}"
     evidence = (f"{what} at {users} users: peak PSS {pss:.0f} MB (USS {uss:.0f}, RSS {rss:.0f}) "
-                f"vs ~{mb:g} MB claimed = {pss / mb:.1f}x")
+                f"vs ~{mb:g} MB claimed = {pss / mb:.2f}x")
     return _approx(pss, mb), evidence
 
 
-def approx_seconds(run: Run, experiment_id: str, seconds: float) -> tuple[str, str]:
+def approx_seconds(run: Run, experiment_id: str, seconds: float, floor_s: float | None = None,
+                   serial_experiment: str | None = None) -> tuple[str, str]:
+    """A burst's wall time vs the seed's "~X s". `floor_s`: no answer can come sooner (each request
+    itself waits that long); a claimed X below it is impossible, so the figure never holds and the
+    verdict turns on what the seed meant by it: concurrency, i.e. the wall time near the floor,
+    far below `serial_experiment`'s (the same burst, served one at a time)."""
     exp = get_experiment(run, experiment_id)
     wall = exp.measured["wall_s"]
     evidence = (f"{exp.target}: {exp.description}: {_s(wall)} wall (slowest request "
-                f"{_s(exp.measured['slowest_s'])}) vs ~{seconds:g} s claimed = {wall / seconds:.1f}x")
-    return _approx(wall, seconds), evidence
+                f"{_s(exp.measured['slowest_s'])}) vs ~{seconds:g} s claimed = {wall / seconds:.2f}x")
+    if floor_s is None or seconds >= floor_s:
+        return _approx(wall, seconds), evidence
+    evidence += (f". The claimed {seconds:g} s is impossible: shorter than the {floor_s:g} s every "
+                 "request sleeps")
+    if serial_experiment is None:
+        return "fails", evidence
+    serial = get_experiment(run, serial_experiment).measured["wall_s"]
+    concurrent = _approx(wall, floor_s) == "holds" and serial >= 4 * wall
+    evidence += (f"; the concurrency {'holds' if concurrent else 'does not hold'}: {_s(wall)} = "
+                 f"{wall / floor_s:.2f}x one sleep, vs {_s(serial)} for the same burst served one at "
+                 f"a time ({serial_experiment}, {serial / wall:.1f}x)")
+    return ("partly" if concurrent else "fails"), evidence
 
 
 def more_memory(run: Run, users: int, heavy: list[str], light: str) -> tuple[str, str]:
@@ -525,6 +541,136 @@ def needs_target(run: Run, target: str, issue: int) -> tuple[str, str]:
     if target in manifest.load_targets():
         raise NotRun(f"target {target} exists but this claim has no check yet (issue {issue})")
     raise NotRun(f"needs target {target}, not in the lab yet (issue {issue})")
+# --- seeds 002 and 004: event loop, threadpool, GIL (bench/experiments.py's bursts) -----------
+
+def _ms(ms: float) -> str:
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def _form(m: dict, form: str) -> str:
+    """One burst form of a canary experiment: its wall time and how /healthz fared meanwhile."""
+    return (f"{form} {_s(m[f'{form}_wall_s'])} wall, /healthz meanwhile p50 "
+            f"{_ms(m[f'{form}_canary_p50_ms'])}, max {_ms(m[f'{form}_canary_max_ms'])} "
+            f"({m[f'{form}_canary_n']} checks)")
+
+
+def _forms(exp: Experiment, forms: list[str]) -> str:
+    m = exp.measured
+    return (f"{exp.target}: {exp.description}: " + "; ".join(_form(m, f) for f in forms)
+            + f" (/healthz alone: p50 {_ms(m['idle_canary_p50_ms'])})")
+
+
+def await_max_not_sum(run: Run, experiment_id: str) -> tuple[str, str]:
+    exp = get_experiment(run, experiment_id)
+    m = exp.measured
+    wall, longest, total = m["wall_s"], m["max_s"], m["sum_s"]
+    evidence = (f"{exp.target}: {exp.description}: {_s(wall)} per request (median of "
+                f"{len(m['walls_s'])}; server-side {_s(m['server_s'])}) vs the longest wait "
+                f"{_s(longest)} and their sum {_s(total)}: {wall / longest:.2f}x the longest")
+    return ("holds" if wall <= longest + 0.25 * (total - longest) else
+            "partly" if wall < 0.9 * total else "fails"), evidence
+
+
+def loop_kept_free(run: Run, experiment_id: str, offloaded: list[str], blocking: str,
+                   serial: bool = False) -> tuple[str, str]:
+    """The offloaded forms keep /healthz fast where the blocking form does not (canary p50s);
+    `serial`: the blocking form must also serve the burst one request at a time."""
+    exp = get_experiment(run, experiment_id)
+    m = exp.measured
+    freed = m[f"{blocking}_canary_p50_ms"] / max(max(m[f"{f}_canary_p50_ms"] for f in offloaded), 0.1)
+    evidence = (_forms(exp, [*offloaded, blocking])
+                + f". /healthz p50 while {blocking} runs: {freed:.1f}x the offloaded forms'")
+    loop_freed = freed >= 4
+    if not serial:
+        return ("holds" if loop_freed else "partly" if freed >= 4 / 3 else "fails"), evidence
+    slower = m[f"{blocking}_wall_s"] / max(m[f"{f}_wall_s"] for f in offloaded)
+    evidence += f"; the {blocking} burst took {slower:.1f}x as long"
+    serialised = slower >= 4
+    return ("holds" if loop_freed and serialised else "partly" if loop_freed or serialised
+            else "fails"), evidence
+
+
+def cpu_holds_loop(run: Run, experiment_id: str, inline: str, offloaded: str) -> tuple[str, str]:
+    """CPU work inside `async def` holds the loop for all of it: /healthz waits ~the whole work."""
+    exp = get_experiment(run, experiment_id)
+    m = exp.measured
+    work_ms = 1000 * m["cpu_s"] * m["requests"]
+    held = m[f"{inline}_canary_max_ms"] / work_ms
+    spared = m[f"{offloaded}_canary_max_ms"] / m[f"{inline}_canary_max_ms"]
+    evidence = (_forms(exp, [offloaded, inline]) + f". While {inline} ran, /healthz waited up to "
+                f"{held:.2f}x its {work_ms:.0f} ms of CPU work; offloaded, {spared:.2f}x of that")
+    return ("holds" if held >= 0.8 and spared <= 0.25 else "partly" if held >= 0.8 else "fails"), evidence
+
+
+def light_cpu_def(run: Run, experiment_id: str, form: str, reference: str) -> tuple[str, str]:
+    """Light CPU work in `def`: the burst costs no more than running it inline (throughput), and
+    other requests wait less than one such request takes (/healthz p50 <= its CPU time)."""
+    exp = get_experiment(run, experiment_id)
+    m = exp.measured
+    cpu_ms, n = 1000 * m["cpu_s"], m["requests"]
+    cost = m[f"{form}_wall_s"] / m[f"{reference}_wall_s"]
+    fast = m[f"{form}_canary_p50_ms"] <= cpu_ms
+    evidence = (_forms(exp, [form, reference])
+                + f". {n} x {cpu_ms:.0f} ms of CPU = {n * cpu_ms / 1000:.2f} s on one core (one GIL): "
+                f"{form} took {cost:.2f}x {reference}'s wall; /healthz p50 "
+                f"{'within' if fast else 'above'} one request's {cpu_ms:.0f} ms of CPU")
+    cheap = cost <= 1.25
+    return ("holds" if cheap and fast else "partly" if cheap or fast else "fails"), evidence
+
+
+def heavy_cpu_workers(run: Run, experiment_id: str, workers: str, single: list[str]) -> tuple[str, str]:
+    """Heavy CPU requests scale with cores across worker processes, not in one process."""
+    def speedup(target: str) -> tuple[float, dict, str]:
+        exp = get_experiment(run, experiment_id, target)
+        m = exp.measured
+        if m["cores"] < 2:
+            raise NotRun(f"{experiment_id} ran on {m['cores']} core: parallelism cannot show")
+        return m["cpu_speedup"], m, (f"{target} {m['cpu_speedup']:.2f}x ({m['concurrent']} requests: "
+                                     f"{_s(m['cpu_serial_s'])} one after another, {_s(m['cpu_concurrent_s'])}"
+                                     " at once)")
+    w, wm, wtext = speedup(workers)
+    others = [speedup(t) for t in single]
+    evidence = (f"/cpu, {wm['cpu_one_s'] * 1000:.0f} ms of pure Python per request on {wm['cores']} "
+                f"cores; speed-up of one request per core at once over one after another: {wtext}; "
+                + "; ".join(text for _, _, text in others)
+                + ". Workers here are gunicorn sync processes (flask-sync): uvicorn --workers spreads a "
+                "burst's connections unevenly (bench/compare.py, CLAIM_CPU_TARGETS)")
+    if wm["cpu_one_s"] < 0.05:
+        evidence += f". Note: {wm['cpu_one_s'] * 1000:.0f} ms is below the seed's 50 ms for heavy"
+    scales, flat = w >= 1.5, all(s <= 1.25 for s, _, _ in others)
+    return ("holds" if scales and flat else "partly" if scales else "fails"), evidence
+
+
+def gil_bound(run: Run, experiment_id: str) -> tuple[str, str]:
+    """CPU work on threads of one process: pure Python stays at ~1x (the GIL); numpy, which
+    releases the GIL in its compiled loops, scales with the cores."""
+    exp = get_experiment(run, experiment_id)
+    m = exp.measured
+    py, np_ = m["python_speedup"], m["numpy_speedup"]
+    evidence = (f"{exp.target}: {exp.description} on {m['cores']} cores: pure Python "
+                f"{m['python_one_s'] * 1000:.0f} ms each, {_s(m['python_serial_s'])} -> "
+                f"{_s(m['python_concurrent_s'])} ({py:.2f}x); numpy {m['numpy_one_s'] * 1000:.0f} ms "
+                f"each, {_s(m['numpy_serial_s'])} -> {_s(m['numpy_concurrent_s'])} ({np_:.2f}x)")
+    if py > 1.25:
+        return "fails", evidence + ": pure Python ran in parallel on threads"
+    if np_ >= 1.3:
+        return "partly", evidence + (": GIL-bound for pure-Python math, but not for numpy, which "
+                                     "releases the GIL: threads do run it in parallel")
+    return "holds", evidence + ": neither ran in parallel on threads"
+
+
+def single_request_hides(run: Run, target: str, reference: str, users: int) -> tuple[str, str]:
+    """Two targets alike at 1 user (L1) but far apart under load."""
+    l1_t, l1_r = l1_ms(run, target), l1_ms(run, reference)
+    bad, good = find(run, target, users), find(run, reference, users)
+    alike = max(l1_t, l1_r) / min(l1_t, l1_r)
+    apart = good.rps / bad.rps if bad.rps else float("inf")
+    evidence = (f"1 user (L1, p50): {target} {l1_t:.0f} ms vs {reference} {l1_r:.0f} ms "
+                f"({alike:.2f}x apart); {users} users: {target} {bad.rps:.1f} rps vs {reference} "
+                f"{good.rps:.1f} rps ({apart:.0f}x)" + flagged(bad, good))
+    if apart < 3:
+        return "fails", evidence
+    return ("holds" if alike <= 1.25 and apart >= 10 else "partly"), evidence
 
 
 RULES: dict[str, Callable[..., tuple[str, str]]] = {
@@ -548,4 +694,11 @@ RULES: dict[str, Callable[..., tuple[str, str]]] = {
     "threadpool_cpu": threadpool_cpu,
     "needs_target": needs_target,
     "workers_match_cores": workers_match_cores,
+    "await_max_not_sum": await_max_not_sum,
+    "loop_kept_free": loop_kept_free,
+    "cpu_holds_loop": cpu_holds_loop,
+    "light_cpu_def": light_cpu_def,
+    "heavy_cpu_workers": heavy_cpu_workers,
+    "gil_bound": gil_bound,
+    "single_request_hides": single_request_hides,
 }

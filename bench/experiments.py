@@ -8,6 +8,7 @@ is up (after its load levels); the claims engine (bench/claims.py) reads them fr
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -22,6 +23,8 @@ from bench.results import Experiment
 FIFTH_REQUEST_LLM_MS = 400  # long enough that one "round" dwarfs scheduling noise
 SEED004_SLEEP_S = 0.1  # seed 004's experiment log: 10 concurrent requests, 0.1 s each
 REPEATS = 3  # bursts per experiment; the median is recorded
+CANARY_PATH = "/healthz"
+CANARY_DELAY_S = 0.01
 
 
 def burst(base_url: str, path: str, n: int, timeout_s: float = 60) -> tuple[float, list[float]]:
@@ -29,22 +32,65 @@ def burst(base_url: str, path: str, n: int, timeout_s: float = 60) -> tuple[floa
 
     Raises RuntimeError on any non-200 answer: an error must never pass for a timing.
     """
-    gate = threading.Barrier(n)
+    wall, latencies, _ = _burst(base_url, path, n, timeout_s)
+    return wall, latencies
+
+
+def burst_with_canary(base_url: str, path: str, n: int,
+                      timeout_s: float = 60) -> tuple[float, list[float], list[float]]:
+    """`burst`, with /healthz timed one after another while it runs (from CANARY_DELAY_S after the
+    release until the last request is answered): (wall, per-request seconds, canary seconds).
+
+    /healthz is `async def` touching nothing, so its latency is how long the event loop made it
+    wait: a few ms while the loop is free, about the rest of the burst while something holds it."""
+    return _burst(base_url, path, n, timeout_s, canary=True)
+
+
+def _burst(base_url: str, path: str, n: int, timeout_s: float,
+           canary: bool = False) -> tuple[float, list[float], list[float]]:
+    gate = threading.Barrier(n + 1 if canary else n)
+    done = threading.Event()
+    checks: list[float] = []
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    with httpx.Client(base_url=base_url, timeout=timeout_s, limits=limits) as client:
+    with httpx.Client(base_url=base_url, timeout=timeout_s, limits=limits) as client, \
+            httpx.Client(base_url=base_url, timeout=timeout_s) as probe:
         def one(_: int) -> tuple[float, float, int]:
             gate.wait(timeout=timeout_s)
             started = time.perf_counter()
             status = client.get(path).status_code
             return started, time.perf_counter(), status
 
-        with ThreadPoolExecutor(n) as pool:
-            answers = list(pool.map(one, range(n)))
+        def watch() -> None:
+            gate.wait(timeout=timeout_s)
+            time.sleep(CANARY_DELAY_S)  # the burst's requests reach the server first
+            while not done.is_set() or not checks:
+                started = time.perf_counter()
+                status = probe.get(CANARY_PATH).status_code
+                if status != 200:
+                    raise RuntimeError(f"{CANARY_PATH} answered {status} during the burst")
+                checks.append(time.perf_counter() - started)
+
+        if canary:
+            _check(probe.get(CANARY_PATH), CANARY_PATH)  # its connection exists before the clock
+        with ThreadPoolExecutor(n + 1) as pool:
+            watcher = pool.submit(watch) if canary else None
+            try:
+                answers = list(pool.map(one, range(n)))
+            finally:
+                done.set()
+            if watcher:
+                watcher.result()
     bad = [status for _, _, status in answers if status != 200]
     if bad:
         raise RuntimeError(f"{len(bad)} of {n} requests to {path} answered {sorted(set(bad))}")
     wall = max(end for _, end, _ in answers) - min(start for start, _, _ in answers)
-    return wall, sorted(end - start for start, end, _ in answers)
+    return wall, sorted(end - start for start, end, _ in answers), checks
+
+
+def _check(response: httpx.Response, path: str) -> httpx.Response:
+    if response.status_code != 200:
+        raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:200]}")
+    return response
 
 
 def _median_burst(base_url: str, path: str, n: int) -> tuple[float, list[float]]:
@@ -88,6 +134,100 @@ def pubsub_polling(base_url: str, redis_url: str | None = None, **_: object) -> 
     return pubsub_probe.measure(base_url, redis_url, listeners=10, hold_s=1.0, forms=("polling",))
 
 
+# Seed 002 and 004's CPU and blocking statements: sizes small enough for a quick run (< 5 s each).
+AWAIT_MANY_S = 0.2  # /async/await-many sleeps 1.0, 1.5 and 0.5 x this: max 0.3 s, sum 0.6 s
+CANARY_BURST = 10  # requests per burst timed with the /healthz canary
+BLOCKING_S = 0.05  # /async/wrap-blocking vs /async/bad-blocking: a 50 ms time.sleep each
+LIGHT_CPU_S = 0.02  # "light CPU work (<50ms)": 20 ms of pure-Python CPU per request
+LONG_CPU_S = 0.25  # one request's CPU work long enough that holding the loop for it shows
+HEAVY_CPU_N = 1_500_000  # /cpu?n=: ~100 ms of pure Python per request, "heavy" (> 50 ms) by seed 004
+GIL_PYTHON_N = 500_000  # /cpu?n=: ~50 ms of pure Python (holds the GIL)
+GIL_NUMPY_N = 300  # /cpu/numpy?n=: a 300 x 300 int64 matmul, ~40 ms in numpy's C loop (GIL released)
+
+
+def cores() -> int:
+    return os.cpu_count() or 1
+
+
+def await_many(base_url: str, **_: object) -> dict:
+    """Seed 002: one request awaiting three sleeps with asyncio.gather; its time vs their max and sum."""
+    path = f"/async/await-many?seconds={AWAIT_MANY_S}"
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        _check(client.get("/async/await-many?seconds=0"), path)  # untimed: the connection exists
+        walls, body = [], {}
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            body = _check(client.get(path), path).json()
+            walls.append(time.perf_counter() - started)
+    return {"wall_s": round(statistics.median(walls), 3), "walls_s": [round(w, 3) for w in walls],
+            "server_s": body["elapsed_s"], "durations_s": body["durations"], "max_s": body["max_s"],
+            "sum_s": body["sum_s"]}
+
+
+def canary_forms(forms: dict[str, str], n: int = CANARY_BURST, **fixed: float) -> Callable[..., dict]:
+    """Per form (name -> path): n concurrent requests with /healthz timed meanwhile, the median of
+    REPEATS bursts by wall time. `fixed` (the burst's size per request) is recorded alongside."""
+    def run(base_url: str, **_: object) -> dict:
+        with httpx.Client(base_url=base_url, timeout=30) as probe:
+            _check(probe.get(CANARY_PATH), CANARY_PATH)
+            idle = []
+            for _ in range(10):
+                started = time.perf_counter()
+                _check(probe.get(CANARY_PATH), CANARY_PATH)
+                idle.append(time.perf_counter() - started)
+        measured: dict = {"requests": n, **fixed,
+                          "idle_canary_p50_ms": round(1000 * statistics.median(idle), 1)}
+        for name, path in forms.items():
+            burst(base_url, path.split("?")[0] + "?seconds=0", n)  # untimed: threads, connections
+            runs = sorted((burst_with_canary(base_url, path, n) for _ in range(REPEATS)),
+                          key=lambda b: b[0])
+            wall, latencies, checks = runs[len(runs) // 2]
+            measured.update({f"{name}_wall_s": round(wall, 3), f"{name}_slowest_s": round(latencies[-1], 3),
+                             f"{name}_canary_max_ms": round(1000 * max(checks), 1),
+                             f"{name}_canary_p50_ms": round(1000 * statistics.median(checks), 1),
+                             f"{name}_canary_n": len(checks)})
+        return measured
+    return run
+
+
+def parallel_speedup(forms: dict[str, str], per_core: int = 1) -> Callable[..., dict]:
+    """Per form (name -> path): k = per_core x cores requests one after another, then k at once;
+    the speed-up is serial time / concurrent time (medians of REPEATS). ~1x where one GIL (or one
+    event loop) serialises the work, up to the core count where it runs in parallel."""
+    def run(base_url: str, **_: object) -> dict:
+        k = per_core * cores()
+        measured: dict = {"cores": cores(), "concurrent": k}
+        for name, path in forms.items():
+            burst(base_url, path, k)  # untimed: threads, connections, lazy imports
+            serial, together = [], []
+            for _ in range(REPEATS):
+                with httpx.Client(base_url=base_url, timeout=60) as client:
+                    started = time.perf_counter()
+                    for _ in range(k):
+                        _check(client.get(path), path)
+                    serial.append(time.perf_counter() - started)
+                together.append(burst(base_url, path, k)[0])
+            s, c = statistics.median(serial), statistics.median(together)
+            measured.update({f"{name}_one_s": round(s / k, 3), f"{name}_serial_s": round(s, 3),
+                             f"{name}_concurrent_s": round(c, 3), f"{name}_speedup": round(s / c, 2)})
+        return measured
+    return run
+
+
+WRAP_VS_BAD = canary_forms({"wrap": f"/async/wrap-blocking?seconds={BLOCKING_S}",
+                            "bad": f"/async/bad-blocking?seconds={BLOCKING_S}"}, sleep_s=BLOCKING_S)
+CPU_LONG = canary_forms({"offloaded": f"/async/cpu-bound?seconds={LONG_CPU_S}",
+                         "inline": f"/async/cpu-inline?seconds={LONG_CPU_S}"}, n=1, cpu_s=LONG_CPU_S)
+CPU_FORMS = canary_forms({"def": f"/sync/cpu?seconds={LIGHT_CPU_S}",
+                          "offloaded": f"/async/cpu-bound?seconds={LIGHT_CPU_S}",
+                          "inline": f"/async/cpu-inline?seconds={LIGHT_CPU_S}"}, cpu_s=LIGHT_CPU_S)
+HEAVY_CPU = parallel_speedup({"cpu": f"/cpu?n={HEAVY_CPU_N}"})
+GIL_RELEASE = parallel_speedup({"python": f"/cpu?n={GIL_PYTHON_N}", "numpy": f"/cpu/numpy?n={GIL_NUMPY_N}"},
+                               per_core=2)
+HEAVY_CPU_TEXT = (f"/cpu?n={HEAVY_CPU_N} (~100 ms of pure Python): one request per core, one after "
+                  "another vs all at once")
+
+
 @dataclass(frozen=True)
 class Spec:
     id: str
@@ -98,7 +238,8 @@ class Spec:
 # Which experiments run on which target (each target's default params, recommendation scenario).
 PLAN: dict[str, list[Spec]] = {
     "flask-sync": [Spec("fifth-request", "5 concurrent requests (db_ms + 400 ms upstream), 4 sync workers",
-                        fifth_request)],
+                        fifth_request),
+                   Spec("heavy-cpu", HEAVY_CPU_TEXT + " (4 gunicorn sync worker processes)", HEAVY_CPU)],
     "fastapi-async": [
         Spec("fifth-request", "5 concurrent requests (db_ms + 400 ms upstream), 1 event loop",
              fifth_request),
@@ -112,7 +253,26 @@ PLAN: dict[str, list[Spec]] = {
              pubsub),
         Spec("seed003-polling-10", "10 SSE listeners on the seed's fix: sync get_message(timeout=0.1)"
              " + await asyncio.sleep(0.01)", pubsub_polling),
+        Spec("seed002-await-many", f"GET /async/await-many?seconds={AWAIT_MANY_S}: asyncio.gather of "
+             f"sleeps {AWAIT_MANY_S:g} x 1.0, 1.5, 0.5", await_many),
+        Spec("seed002-wrap-vs-bad", f"{CANARY_BURST} concurrent GET /async/wrap-blocking vs "
+             f"/async/bad-blocking?seconds={BLOCKING_S}, /healthz timed meanwhile", WRAP_VS_BAD),
+        Spec("seed002-cpu-forms", f"{CANARY_BURST} concurrent requests of {LIGHT_CPU_S * 1000:.0f} ms "
+             "pure-Python CPU each as def (/sync/cpu), async def + run_in_threadpool (/async/cpu-bound) "
+             "and inline in async def (/async/cpu-inline), /healthz timed meanwhile", CPU_FORMS),
+        Spec("seed002-cpu-long", f"1 request of {LONG_CPU_S * 1000:.0f} ms pure-Python CPU: async def + "
+             "run_in_threadpool (/async/cpu-bound) vs inline in async def (/async/cpu-inline), "
+             "/healthz timed meanwhile", CPU_LONG),
+        Spec("heavy-cpu", HEAVY_CPU_TEXT + " (async def: on the event loop)", HEAVY_CPU),
     ],
+    "fastapi-threadpool": [
+        Spec("heavy-cpu", HEAVY_CPU_TEXT + " (def: 1 process, 40 threads)", HEAVY_CPU),
+        Spec("gil-release", f"2 requests per core, one after another vs all at once: pure-Python "
+             f"/cpu?n={GIL_PYTHON_N} vs numpy /cpu/numpy?n={GIL_NUMPY_N} (int64 matmul), def handlers",
+             GIL_RELEASE),
+    ],
+    "django-sync": [Spec("fifth-request", "5 concurrent requests (db_ms + 400 ms upstream), 4 sync workers",
+                         fifth_request)],
 }
 
 

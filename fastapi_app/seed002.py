@@ -3,6 +3,11 @@
 Each takes `?seconds=` (default 0.1, 0..5) and answers with how long it took, so seed 004's
 experiment log can be re-run as written: fire 10 concurrent requests at each and compare totals
 (async + time.sleep ~1.1 s, async + asyncio.sleep ~0.1 s, def + time.sleep ~0.12 s).
+
+Three more, for the seeds' CPU statements (bench/experiments.py times them with a /healthz canary):
+/sync/cpu (small CPU work in a `def` handler: the threadpool), /async/cpu-inline (the same work
+inside `async def`: on the loop) and /cpu/numpy (a numpy matmul in a `def` handler: compiled code
+that releases the GIL, the shape of ML inference).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from fastapi_app.common import ApiError
+from fastapi_app.common import ApiError, parse_int
 
 router = APIRouter()
 
@@ -99,3 +104,42 @@ async def cpu_bound(seconds: str | None = None) -> dict:
     iterations = await run_in_threadpool(_burn, s)
     return result("/async/cpu-bound", "CPU work in run_in_threadpool", s, t0,
                   iterations=iterations)
+
+
+@router.get("/sync/cpu")
+def sync_cpu(seconds: str | None = None) -> dict:
+    # `def`: the CPU work runs on a threadpool thread; the loop keeps its turns at the GIL, so
+    # /healthz still answers (seed 002: "For small CPU tasks, offload to a threadpool").
+    s, t0 = parse_seconds(seconds), time.perf_counter()
+    iterations = _burn(s)
+    return result("/sync/cpu", "def + pure-Python CPU work (threadpool)", s, t0, iterations=iterations)
+
+
+@router.get("/async/cpu-inline")
+async def cpu_inline(seconds: str | None = None) -> dict:
+    s, t0 = parse_seconds(seconds), time.perf_counter()
+    # ANTI-PATTERN, on purpose: CPU work inside `async def` never awaits, so it holds the event
+    # loop for its whole duration and every other request (and /healthz) waits behind it.
+    iterations = _burn(s)
+    return result("/async/cpu-inline", "async def + pure-Python CPU work (on the loop)", s, t0,
+                  iterations=iterations)
+
+
+NUMPY_N_DEFAULT, NUMPY_N_MAX = 300, 1000
+
+
+def matmul(n: int) -> int:
+    """An n x n int64 matrix product, summed. numpy's own C loop (integer types never go to BLAS,
+    so no BLAS thread pool of its own) runs with the GIL released: concurrent calls on threads can
+    use every core, unlike pure-Python work. Imported here, not at module load: numpy costs memory,
+    and only this endpoint needs it."""
+    import numpy as np
+
+    a = (np.arange(n * n, dtype=np.int64) % 7).reshape(n, n)
+    return int((a @ a).sum())
+
+
+@router.get("/cpu/numpy")
+def cpu_numpy(n: str | None = None) -> dict:
+    value = parse_int("n", n, 1, NUMPY_N_MAX, NUMPY_N_DEFAULT)
+    return {"n": value, "result": matmul(value)}

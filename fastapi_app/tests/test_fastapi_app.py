@@ -203,7 +203,7 @@ def test_threadpool_tokens_are_applied(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("path", ["/sync/noawait", "/async/await-one", "/async/await-many",
                                   "/async/wrap-blocking", "/async/bad-blocking",
-                                  "/async/cpu-bound"])
+                                  "/async/cpu-bound", "/sync/cpu", "/async/cpu-inline"])
 def test_seed002_endpoints(client: TestClient, path: str) -> None:
     r = client.get(path, params={"seconds": "0.01"})
     assert r.status_code == 200
@@ -212,6 +212,16 @@ def test_seed002_endpoints(client: TestClient, path: str) -> None:
     assert client.get(path).json()["seconds"] == 0.1
     for bad in ("", "-1", "5.5", "abc", "1e1", "nan"):
         assert_error(client.get(path, params={"seconds": bad}), 400, "invalid_parameter")
+
+
+def test_cpu_numpy_is_a_checked_matmul(client: TestClient) -> None:
+    n = 5
+    a = [[(i * n + j) % 7 for j in range(n)] for i in range(n)]
+    want = sum(sum(a[i][k] * a[k][j] for k in range(n)) for i in range(n) for j in range(n))
+    assert client.get("/cpu/numpy", params={"n": n}).json() == {"n": n, "result": want}
+    assert client.get("/cpu/numpy").json()["n"] == 300
+    for bad in ("", "0", "1001", "abc", "1.5"):
+        assert_error(client.get("/cpu/numpy", params={"n": bad}), 400, "invalid_parameter")
 
 
 def test_unexpected_error_is_json_500(app_module) -> None:

@@ -105,3 +105,61 @@ def test_cpu_bound_is_offloaded(base_url: str) -> None:
     assert all(b["iterations"] > 0 for b in bodies)
     # One GIL: the CPU work of 10 requests cannot overlap, so the burst is not ~1x SECONDS.
     assert total >= 0.5 * N * SECONDS
+
+
+def healthz_while(base_url: str, path: str, after_s: float = 0.05) -> tuple[float, float]:
+    """One request to `path`, and /healthz sent `after_s` into it: (/healthz's time, path's time)."""
+    async def run() -> tuple[float, float]:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            await asyncio.gather(client.get("/healthz"), client.get("/healthz"))  # 2 connections
+
+            async def timed(p: str, delay: float) -> float:
+                await asyncio.sleep(delay)
+                t0 = time.perf_counter()
+                r = await client.get(p)
+                assert r.status_code == 200, r.text
+                return time.perf_counter() - t0
+
+            busy, health = await asyncio.gather(timed(path, 0), timed("/healthz", after_s))
+        return health, busy
+    return asyncio.run(run())
+
+
+def test_cpu_inline_holds_the_loop_offloaded_cpu_does_not(base_url: str) -> None:
+    # Seed 002's pitfall: 0.3 s of CPU inside `async def` and /healthz waits for all of it...
+    health, busy = healthz_while(base_url, "/async/cpu-inline?seconds=0.3")
+    assert health > 0.15 and busy >= 0.3
+    # ...the same work in a `def` handler (the threadpool) leaves the loop its turns at the GIL.
+    for path in ("/sync/cpu?seconds=0.3", "/async/cpu-bound?seconds=0.3"):
+        health, busy = healthz_while(base_url, path)
+        assert health < 0.15 and busy >= 0.3, path
+
+
+def concurrency_speedup(base_url: str, path: str, k: int) -> float:
+    """k requests one after another vs k at once: serial time / concurrent time (best of 2)."""
+    async def run() -> float:
+        limits = httpx.Limits(max_connections=k, max_keepalive_connections=k)
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+            await asyncio.gather(*(client.get(path) for _ in range(k)))  # warm: k connections
+            best = 0.0
+            for _ in range(2):
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    assert (await client.get(path)).status_code == 200
+                serial = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                rs = await asyncio.gather(*(client.get(path) for _ in range(k)))
+                together = time.perf_counter() - t0
+                assert all(r.status_code == 200 for r in rs)
+                best = max(best, serial / together)
+            return best
+    return asyncio.run(run())
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="parallelism needs 2 cores")
+def test_numpy_runs_in_parallel_on_threads_pure_python_does_not(base_url: str) -> None:
+    k = 2 * (os.cpu_count() or 1)
+    # numpy's matmul loop releases the GIL: k concurrent requests finish well before k serial ones.
+    assert concurrency_speedup(base_url, "/cpu/numpy?n=300", k) > 1.25
+    # Pure Python holds it: concurrent requests take turns, no faster than one after another.
+    assert concurrency_speedup(base_url, "/cpu?n=800000", k) < 1.25
