@@ -164,12 +164,13 @@ def compose() -> None:
 
 @app.command("targets")
 def list_targets() -> None:
-    """List every target found in the manifests."""
+    """List every target found in the manifests, then the bare context variants (bench/bare.py)."""
     from rich.table import Table
     table = Table("target", "framework", "model", "port", "capacity", "db_pool")
-    for target in manifest.load_targets().values():
+    for target in [*manifest.load_targets().values(), *manifest.bare_targets().values()]:
         resolved = target.resolve()
-        table.add_row(target.name + (" ⚠" if target.anti_pattern else ""), target.framework,
+        mark = " ⚠" if target.anti_pattern else f" (bare of {target.bare_of})" if target.bare else ""
+        table.add_row(target.name + mark, target.framework,
                       resolved.model, str(target.port), str(resolved.capacity or "∞"),
                       str(resolved.db_pool))
     console.print(table)

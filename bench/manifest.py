@@ -15,6 +15,13 @@ Each `<framework>_app/targets.toml` holds an array of tables:
     db_pool = "workers * pool_size"    # total DB connections
     anti_pattern = false               # true for targets kept on purpose to show a mistake
     build = ["go", "build", "..."]     # optional: run once before the target starts
+    bare_of = "flask-sync"             # optional: a bare context variant of that target (below)
+
+A *bare* variant (`bare_of` set) is the framework's hello-world under the same server and model
+settings as the target it names: only `GET /healthz` and `GET /readyz`, no DB, no upstream, no app
+imports. It is context for memory claims (the framework's own cost vs the app's; bench/bare.py
+measures it), never a benchmark target: `load_targets` and `select` leave bare variants out, so the
+contract suite, compose, `bench compare` and claims never see them; `bare_targets` lists them.
 
 `capacity`, `processes` and `db_pool` are integers or arithmetic over `params` (+ - * // min max).
 Commands run from the repository root; `{host}`, `{port}` and every param are substituted.
@@ -83,7 +90,13 @@ class Target:
     db_pool: int | str = 1
     anti_pattern: bool = False
     build: tuple[str, ...] = ()
+    bare_of: str | None = None
     manifest: Path = REPO_ROOT
+
+    @property
+    def bare(self) -> bool:
+        """A bare context variant (hello-world of the framework), not a benchmark target."""
+        return self.bare_of is not None
 
     def resolve(self, overrides: dict[str, int] | None = None, *, host: str = "127.0.0.1",
                 port: int | None = None) -> ResolvedTarget:
@@ -145,8 +158,8 @@ def _load_file(path: Path) -> list[Target]:
 
 
 @lru_cache
-def load_targets(root: Path = REPO_ROOT) -> dict[str, Target]:
-    """All targets of all framework manifests, in FRAMEWORK_DIRS then file order, keyed by name."""
+def _load_all(root: Path) -> dict[str, Target]:
+    """Every entry of every manifest (bare variants included), checked, keyed by name."""
     found: dict[str, Target] = {}
     for folder in FRAMEWORK_DIRS:
         path = root / folder / "targets.toml"
@@ -156,7 +169,27 @@ def load_targets(root: Path = REPO_ROOT) -> dict[str, Target]:
             if target.name in found:
                 raise ManifestError(f"target {target.name!r} defined twice")
             found[target.name] = target
+    for target in found.values():
+        if target.bare_of is None:
+            continue
+        main = found.get(target.bare_of)
+        if main is None or main.bare or main.framework != target.framework:
+            raise ManifestError(f"{target.name}: bare_of = {target.bare_of!r} is not a "
+                                f"{target.framework} target")
     return found
+
+
+@lru_cache
+def load_targets(root: Path = REPO_ROOT) -> dict[str, Target]:
+    """All benchmark targets of all framework manifests, in FRAMEWORK_DIRS then file order, keyed by
+    name. Bare context variants are left out (`bare_targets` has them)."""
+    return {name: t for name, t in _load_all(root).items() if not t.bare}
+
+
+@lru_cache
+def bare_targets(root: Path = REPO_ROOT) -> dict[str, Target]:
+    """The bare context variants (`bare_of` set), in manifest order, keyed by name."""
+    return {name: t for name, t in _load_all(root).items() if t.bare}
 
 
 def select(names: list[str] | None, root: Path = REPO_ROOT) -> list[Target]:
@@ -166,7 +199,11 @@ def select(names: list[str] | None, root: Path = REPO_ROOT) -> list[Target]:
         return list(targets.values())
     missing = [n for n in names if n not in targets]
     if missing:
-        raise ManifestError(f"unknown target(s): {', '.join(missing)}; known: {', '.join(targets)}")
+        bare = [n for n in missing if n in bare_targets(root)]
+        hint = (f" ({', '.join(bare)}: bare context variant(s), measured by bench/bare.py, "
+                "not benchmark targets)") if bare else ""
+        raise ManifestError(f"unknown target(s): {', '.join(missing)}; known: {', '.join(targets)}"
+                            + hint)
     return [targets[n] for n in names]
 
 
