@@ -284,8 +284,22 @@ def approx_mb(run: Run, target: str, users: int, of: str, mb: float) -> tuple[st
         pss, uss, rss = r.memory_mb.peak_pss, r.memory_mb.peak_uss or 0, r.memory_mb.peak_rss or 0
         what = f"{target}: {r.processes} process{'es' if r.processes != 1 else ''}"
     evidence = (f"{what} at {users} users: peak PSS {pss:.0f} MB (USS {uss:.0f}, RSS {rss:.0f}) "
-                f"vs ~{mb:g} MB claimed = {pss / mb:.2f}x")
+                f"vs ~{mb:g} MB claimed = {pss / mb:.2f}x" + _idle_context(run, target, of, mb))
     return _approx(pss, mb), evidence
+
+
+def _idle_context(run: Run, target: str, of: str, mb: float) -> str:
+    """The framework's own cost beside the app's: idle PSS of the target and its bare variant."""
+    pair = next((i for i in run.idle if i.target == target), None)
+    if pair is None:
+        return ""
+    key, unit = ("worker_pss", "per worker") if of == "worker" else ("pss", "in all")
+    app, bare = pair.app.get(key), pair.framework.get(key)
+    if not app or not bare:
+        return ""
+    return (f". Idle, {unit}: the app {app:.0f} MB, the framework alone ({pair.bare}, a hello-world "
+            f"under the same server) {bare:.0f} MB = {bare / mb:.2f}x the claim: the rest "
+            f"({app - bare:.0f} MB) is what the app imports (SDKs, ORM, settings)")
 
 
 def approx_seconds(run: Run, experiment_id: str, seconds: float, floor_s: float | None = None,

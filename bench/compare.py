@@ -38,7 +38,7 @@ from bench.load import (
     window_stats,
 )
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
-from bench.results import Cpu, Machine, Memory, ProcessMemory, Result, Run, Scenario
+from bench.results import Cpu, IdleMemory, Machine, Memory, ProcessMemory, Result, Run, Scenario
 from bench.targets import TargetUnavailable, label, running
 
 RESULTS_DIR = REPO_ROOT / "results"
@@ -50,6 +50,7 @@ CALIBRATION_REFUSED = (
     f"(--calibration, on by default); pick a target scenario: {', '.join(TARGET_SCENARIOS)}")
 RUNTIMES = ("native", "docker")
 STARTUP_ESTIMATE_S = 8  # start + ready + warm-up, for the progress bar's ETA only
+IDLE_ESTIMATE_S = 10  # two starts (app and bare) with their idle readings, for the ETA only
 PHASES_ESTIMATE_S = 4  # Locust's warm-up + drain per level when nothing queues, for the ETA only
 
 
@@ -174,6 +175,9 @@ CLAIM_DB_BOUND_CELLS = {True: (("flask-sync", {"workers": 16}), ("fastapi-async"
 # Seed 004's "Workers <= CPU cores" for CPU-bound work: a workers sweep in the cpu scenario, with
 # enough users to keep the most workers busy (full run only: four more cells).
 CLAIM_CPU_WORKERS = ("flask-sync", "workers", (1, 2, 4, 8))
+# Seeds 001's "~30 MB per worker" and "~50 MB": each framework's bare hello-world beside the app,
+# idle, measured the same way (bench/bare.py), so the memory claims see the framework's own cost.
+CLAIM_IDLE_TARGETS = ("flask-sync", "django-sync", "fastapi-async", "go-gin")
 # Seed 000's "goroutines: no special config needed": go-gin with pgx's default pool size
 # (max(4, cores)) instead of the manifest's 15, measured rather than computed.
 CLAIM_DEFAULT_POOL = ("go-gin", "pool_size", lambda cpus: max(4, cpus))
@@ -282,7 +286,7 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
     run.save(run_dir)
     point_latest(run_dir)
     cells = list(plan(opts))
-    total_s = sum(cell_budget_s(cell, opts) for cell in cells)
+    total_s = sum(cell_budget_s(cell, opts) for cell in cells) + IDLE_ESTIMATE_S * len(idle_plan(opts))
 
     with contextlib.ExitStack() as stack:
         if opts.docker:  # compose runs its own postgres, redis and upstream
@@ -309,8 +313,38 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
                 _not_measured(run, run_dir, cell, f"failed: {type(exc).__name__}: {exc}", console, "red")
             finally:
                 progress.update(task, completed=start_mark + cell_budget_s(cell, opts))
+        for name in idle_plan(opts):
+            progress.update(task, description=f"{name}: idle memory, app vs bare framework")
+            try:
+                run.idle.append(measure_idle_pair(by_name(opts, name), infra, raw_dir))
+            except Exception as exc:  # context rows: a failure is recorded, never fatal
+                _not_measured(run, run_dir, Cell(by_name(opts, name), {}, "idle", []),
+                              f"failed: {type(exc).__name__}: {exc}", console, "red")
+            run.save(run_dir)
         progress.update(task, completed=total_s, description="done")
     return run_dir
+
+
+def idle_plan(opts: CompareOptions) -> list[str]:
+    """The targets whose idle memory is read beside their bare variant's (native runs, with claims)."""
+    if not (opts.claims and "native" in opts.runtimes and not opts.sweep):
+        return []
+    chosen = {t.name for t in opts.targets}
+    return [name for name in CLAIM_IDLE_TARGETS if name in chosen]
+
+
+def by_name(opts: CompareOptions, name: str) -> Target:
+    return next(t for t in opts.targets if t.name == name)
+
+
+def measure_idle_pair(target: Target, infra: infra_mod.Infra, raw_dir: Path) -> IdleMemory:
+    from bench import bare
+    variant = bare.bare_variant(target)
+    if variant is None:
+        raise RuntimeError(f"{target.name} has no bare variant")
+    return IdleMemory(target=target.name, bare=variant.name,
+                      app=bare.measure_idle(target, infra, raw_dir),
+                      framework=bare.measure_idle(variant, infra, raw_dir))
 
 
 def _not_measured(run: Run, run_dir: Path, cell: Cell, why: str, console: Console, color: str) -> None:

@@ -65,6 +65,11 @@ LATENCY_NOTE = (
     f"than {100 * CENSOR_LIMIT:.0f} % away from W is flagged latency-censored. Rows from older "
     "runs (no mean) counted only the requests that finished inside the window: where their p50 is "
     "far below W, read W.")
+IDLE_NOTE = (
+    "At rest, after 20 requests to /healthz: each target beside its framework's bare hello-world "
+    "(no DB, no upstream, no SDK imports) under the same server and worker settings, read the same "
+    "way (bench/bare.py). The difference is what the app imports: the openai SDK, SQLAlchemy and "
+    "its driver, pydantic-settings, redis, the seed routers.")
 CALIBRATION_NOTE = ("Locust straight at the mock upstream, no framework in between, with the same "
                     "total latency: the load generator's own ceiling on this machine. Framework rows "
                     "near this rate may be limited by Locust, not by the framework.")
@@ -400,6 +405,20 @@ def experiments_table(run: Run) -> Table:
     return t
 
 
+def idle_table(run: Run) -> Table:
+    """Each framework's own idle cost (its bare hello-world) beside the app's, same procedure."""
+    t = Table("idle", [Column("target"), Column("bare variant"), *(Column(n, numeric=True) for n in (
+        "processes", "app PSS MB", "bare PSS MB", "app PSS MB per worker", "bare PSS MB per worker",
+        "app USS MB per worker", "bare USS MB per worker", "the app's share"))])
+    for i in run.idle:
+        app, bare = i.app, i.framework
+        share = (1 - bare["pss"] / app["pss"]) if app.get("pss") and bare.get("pss") else None
+        t.add(i.target, i.bare, fmt(app.get("processes")), fmt(app.get("pss"), 1), fmt(bare.get("pss"), 1),
+              fmt(app.get("worker_pss"), 1), fmt(bare.get("worker_pss"), 1), fmt(app.get("worker_uss"), 1),
+              fmt(bare.get("worker_uss"), 1), "—" if share is None else f"{100 * share:.0f}%")
+    return t
+
+
 def flag_legend(run: Run) -> list[tuple[str, str, int]]:
     """(flag, meaning, how many rows carry it) for every kind of flag."""
     counts = {name: sum(any(f.startswith(name) for f in r.flags) for r in run.results)
@@ -501,6 +520,8 @@ def context(run: Run) -> dict:
         "calibration": calibration_table(calibration) if calibration else None,
         "resources": {s: resources_table(g) for s, g in groups.items()},
         "per_process": per_process_table(groups),
+        "idle": idle_table(run) if run.idle else None,
+        "idle_note": IDLE_NOTE,
         "flags": flag_legend(run),
         "experiments": experiments_table(run) if run.experiments else None,
         "claims": claims_table(run) if run.claims else None,

@@ -216,6 +216,17 @@ class Experiment(BaseModel):
     error: str | None = None
 
 
+class IdleMemory(BaseModel):
+    """Idle memory of a target and of its bare variant (bench/bare.py: one procedure for both), MB.
+
+    The bare variant is the framework's hello-world under the same server settings, so the pair
+    separates what the framework costs from what the app adds (SDKs, ORM, settings, routers)."""
+    target: str  # the benchmark target
+    bare: str  # its bare variant
+    app: dict[str, float] = Field(default_factory=dict)  # bench.bare.KEYS -> value, for the target
+    framework: dict[str, float] = Field(default_factory=dict)  # the same, for the bare variant
+
+
 class Run(BaseModel):
     schema_: int = Field(1, alias="schema")
     run_id: str
@@ -228,6 +239,7 @@ class Run(BaseModel):
     results: list[Result] = Field(default_factory=list)
     experiments: list[Experiment] = Field(default_factory=list)
     claims: list[Claim] = Field(default_factory=list)
+    idle: list[IdleMemory] = Field(default_factory=list)  # framework vs app, at rest (native runs)
     skipped: dict[str, str] = Field(default_factory=dict)  # target -> why it was not measured
 
     model_config = {"populate_by_name": True}

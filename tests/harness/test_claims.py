@@ -436,3 +436,17 @@ def test_ratios_print_two_decimals(quick_run):
         proc.peak_pss = 60.6
     claim = by_id(quick_run, "sync-worker-30mb")
     assert "= 2.02x" in claim.evidence and claim.verdict == "fails"
+
+
+def test_memory_claims_show_the_frameworks_own_cost_beside_the_apps(quick_run):
+    from bench.results import IdleMemory
+    before = by_id(quick_run, "sync-worker-30mb")
+    quick_run.idle.append(IdleMemory(
+        target="flask-sync", bare="flask-bare",
+        app={"processes": 5, "workers": 4, "pss": 286.6, "worker_pss": 68.5},
+        framework={"processes": 5, "workers": 4, "pss": 79.3, "worker_pss": 17.2}))
+    after = by_id(quick_run, "sync-worker-30mb")
+    assert after.verdict == before.verdict  # judged on the app, as measured; the bare row is context
+    assert ("Idle, per worker: the app 68 MB, the framework alone (flask-bare, a hello-world under "
+            "the same server) 17 MB = 0.57x the claim: the rest (51 MB)") in after.evidence
+    assert "Idle" not in by_id(quick_run, "async-process-50mb").evidence  # no pair for it

@@ -317,3 +317,11 @@ def test_older_results_files_still_load():
         assert r.littles_w_ms is None and r.canary_ms is None and r.latency_n == r.requests
     blocking = next(r for r in run.results if r.target == "fastapi-blocking" and r.users == 100)
     assert blocking.w_ms() == pytest.approx(55_866, abs=1)
+
+
+def test_idle_pairs_are_planned_for_the_claims_targets_natively():
+    from bench.compare import idle_plan
+    assert idle_plan(opts("flask-sync", "fastapi-async", "flask-gthread", quick=True)) == [
+        "flask-sync", "fastapi-async"]
+    assert idle_plan(opts("flask-sync", claims=False)) == []
+    assert idle_plan(opts("flask-sync", docker=True)) == []

@@ -271,3 +271,26 @@ def table_rows(text: str) -> list[str]:
     return [line for i, line in enumerate(lines)
             if not re.match(r"^\|[-:| ]+\|$", line) and not (i + 1 < len(lines)
                                                            and re.match(r"^\|[-:| ]+\|$", lines[i + 1]))]
+
+
+def test_other_workloads_group_apart_with_their_own_heading_and_the_idle_pairs_render():
+    from rich.console import Console
+
+    from bench.results import IdleMemory
+    run = drained_run()
+    flask = next(r for r in run.results if r.target == "flask-sync" and r.users == 100)
+    run.results.append(flask.model_copy(deep=True, update={"db_ms": 200, "llm_ms": 0, "rps": 73.7}))
+    run.idle.append(IdleMemory(target="flask-sync", bare="flask-bare",
+                               app={"processes": 5, "pss": 286.6, "worker_pss": 68.5, "worker_uss": 65.2},
+                               framework={"processes": 5, "pss": 79.3, "worker_pss": 17.2,
+                                          "worker_uss": 15.1}))
+    md = render_markdown(run)
+    heading = "### GET /recommendation: DB query + external call, another workload: db_ms=200, llm_ms=0"
+    assert heading in md
+    db_bound = md[md.index(heading):]
+    assert "| flask-sync | 100 | 73.7 |" in db_bound.split("###")[1]  # its own table
+    assert "| flask-sync | flask-bare | 5 | 286.6 | 79.3 | 68.5 | 17.2 | 65.2 | 15.1 | 72% |" in md
+    assert "framework's own memory vs the app's" in render_html(run)
+    console = Console(width=250, record=True)
+    console.print(console_table(run))
+    assert "flask-sync (recommendation db_ms=200 llm_ms=0)" in console.export_text()
