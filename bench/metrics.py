@@ -79,4 +79,7 @@ def flags(*, machine_cpu: float | None, locust_cpu: float | None,
         starving = (f"; {starved} of {users} users got no answer in the whole window"
                     if starved and users else "")
         out.append(f"latency-censored ({measured} vs W = users / rps {w_ms:.0f} ms{starving})")
+    elif mean_ms is None and starved and users:  # nothing started in the window to measure at all
+        out.append(f"latency-censored (no request started in the window: {starved} of {users} users "
+                   "got no answer in the whole window)")
     return out

@@ -202,8 +202,8 @@ def test_a_level_with_no_completed_request_is_recorded_and_flagged(lab, tmp_path
     monkeypatch.setenv("DATABASE_URL", lab.database_url)
     monkeypatch.setenv("UPSTREAM_URL", lab.upstream_url)
     # 1 request at a time, each 10 s of upstream latency; the warm-up stops at its 5 s limit, then
-    # a 2 s window and a 1 s drain limit: no answer arrives in the window, and nothing started in
-    # it can complete (those requests are censored, with their wait so far)
+    # a 2 s window: no answer arrives in it and no request starts in it (every user is still
+    # waiting on its first): three starved users, censored at the end with their wait so far
     run = Run.load(run_compare(opts("fastapi-blocking", users=[3], duration_s=2, llm_ms=10_000,
                                     drain_max_s=1, calibration=False, claims=False,
                                     results_dir=tmp_path),
@@ -211,8 +211,10 @@ def test_a_level_with_no_completed_request_is_recorded_and_flagged(lab, tmp_path
     assert not run.skipped
     last = run.results[-1]
     assert (last.users, last.requests, last.rps) == (3, 0, 0.0)
-    assert "no requests completed" in last.flags
-    assert last.latency_ms.censored and last.phases and not last.phases.drained
+    assert last.flags[0] == "no requests completed"
+    assert last.starved_users == 3 and last.latency_ms.n == 0
+    assert last.flags[1] == ("latency-censored (no request started in the window: 3 of 3 users got "
+                             "no answer in the whole window)")
 
 
 class FakeSampler:

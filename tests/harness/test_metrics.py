@@ -64,3 +64,11 @@ def test_flags_latency_censored():
     none = dict(ok, requests=0)
     assert flags(**none, answered=3, mean_ms=9_000, w_ms=50_000)[0].startswith("latency-censored")
     assert flags(**none, answered=0) == ["no requests completed"]
+
+
+def test_a_window_nobody_started_a_request_in_is_censored_when_users_starved():
+    none = {"machine_cpu": None, "locust_cpu": None, "max_process_cpu": None, "failures": 0, "requests": 0}
+    assert flags(**none, users=3, starved=3) == [
+        "no requests completed",
+        "latency-censored (no request started in the window: 3 of 3 users got no answer in the whole window)"]
+    assert flags(**none, users=3, starved=0) == ["no requests completed"]
