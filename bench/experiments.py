@@ -226,6 +226,70 @@ GIL_RELEASE = parallel_speedup({"python": f"/cpu?n={GIL_PYTHON_N}", "numpy": f"/
                                per_core=2)
 HEAVY_CPU_TEXT = (f"/cpu?n={HEAVY_CPU_N} (~100 ms of pure Python): one request per core, one after "
                   "another vs all at once")
+# Seed 003's numbers, re-run. Each experiment's `quick` (bench compare --quick) size is cheap; the
+# full run measures at the seed's own scale where that fits in a few minutes.
+BLOCKING_10_HOLD_S = {True: 0.5, False: 10 / 3}  # 10/3 s: the stream length at which a queue of
+# 10 streams gives the seed's "Average wait time: 15 seconds" ((10 - 1) / 2 x 10/3 = 15)
+SEED_TIMELINE_S = (30.0, 10.0, 5.0)  # the seed's three requests, 30 s, 10 s and 5 s long
+TIMELINE_SCALE = {True: 0.1, False: 0.2}  # ... scaled down: 3 / 1 / 0.5 s in --quick
+TIMELINE_STAGGER_S = 0.05  # user 1 opens first, then user 2, then user 3, as in the seed
+POLL_TIMEOUTS_S = {True: (0.1, 1.0, 10.0), False: (0.0, 0.1, 1.0, 10.0)}
+MANY_LISTENERS = {True: 100, False: 1000}  # the seed: "Result: Thousands of concurrent streams"
+MANY_BUDGET_S = {True: 40.0, False: 150.0}  # per form; what is still open then is counted, not waited for
+
+
+def _probe(redis_url: str | None):
+    if not redis_url:
+        raise RuntimeError("no Redis in this run (redis-server not found)")
+    from bench import pubsub_probe
+    return pubsub_probe
+
+
+def pubsub_blocking_10(base_url: str, redis_url: str | None = None, quick: bool = False,
+                       pid: int | None = None, **_: object) -> dict:
+    """Seed 003's "Test: 10 Concurrent Streams" on blocking listen() (async beside it): each
+    stream's wait before it starts, the total, /healthz and the target's CPU meanwhile."""
+    probe = _probe(redis_url)
+    return probe.measure(base_url, redis_url, listeners=10, hold_s=round(BLOCKING_10_HOLD_S[quick], 3),
+                         forms=("blocking", "async"), pid=pid)
+
+
+def pubsub_timeline(base_url: str, redis_url: str | None = None, quick: bool = False,
+                    pid: int | None = None, **_: object) -> dict:
+    """Seed 003's timeline: requests of 30, 10 and 5 s (scaled down) opened one after another, on
+    blocking listen(), on the seed's polling fix and on redis.asyncio."""
+    probe = _probe(redis_url)
+    scale = TIMELINE_SCALE[quick]
+    measured = probe.measure(base_url, redis_url, holds=[h * scale for h in SEED_TIMELINE_S],
+                             stagger_s=TIMELINE_STAGGER_S, pid=pid)
+    return {"scale": scale, **measured}
+
+
+def pubsub_poll_timeout(base_url: str, redis_url: str | None = None, quick: bool = False,
+                        pid: int | None = None, **_: object) -> dict:
+    """The polling form with get_message(timeout=T) for each T of the sweep, 1 listener: how long
+    /healthz waits (the loop is blocked for up to T per call). The stream lasts T + 0.5 s (at least
+    1 s), so the canary sees at least one whole call."""
+    probe = _probe(redis_url)
+    out: dict = {"poll_timeouts_s": list(POLL_TIMEOUTS_S[quick]), "listeners": 1}
+    for t in POLL_TIMEOUTS_S[quick]:
+        m = probe.measure(base_url, redis_url, listeners=1, hold_s=max(1.0, t + 0.5),
+                          forms=("polling",), params={"poll_timeout_s": f"{t:g}"}, pid=pid)
+        for key in ("hold_s", "polling_healthz_ms", "polling_healthz_p50_ms", "polling_healthz_n",
+                    "polling_delivery_ms", "polling_cpu_pct"):
+            out[f"t{t:g}_{key.removeprefix('polling_')}"] = m.get(key)
+    return out
+
+
+def pubsub_many(base_url: str, redis_url: str | None = None, quick: bool = False,
+                pid: int | None = None, **_: object) -> dict:
+    """Seed 003's "Thousands of concurrent streams": 100 (--quick) or 1,000 streams at once on
+    redis.asyncio and on the seed's polling fix, each held 1 s; what was still open at the budget
+    is counted, not waited for."""
+    probe = _probe(redis_url)
+    return probe.measure(base_url, redis_url, listeners=MANY_LISTENERS[quick], hold_s=1.0,
+                         forms=("async", "polling"), pid=pid, budget_s=MANY_BUDGET_S[quick],
+                         partial_ok=True)
 
 
 @dataclass(frozen=True)
@@ -264,6 +328,14 @@ PLAN: dict[str, list[Spec]] = {
              "run_in_threadpool (/async/cpu-bound) vs inline in async def (/async/cpu-inline), "
              "/healthz timed meanwhile", CPU_LONG),
         Spec("heavy-cpu", HEAVY_CPU_TEXT + " (async def: on the event loop)", HEAVY_CPU),
+        Spec("seed003-blocking-10", "10 SSE listeners at once on blocking listen() (and redis.asyncio):"
+             " each stream's wait, total, /healthz and the target's CPU", pubsub_blocking_10),
+        Spec("seed003-timeline", "the seed's 30/10/5 s requests (scaled) opened one after another:"
+             " blocking listen(), polling fix, redis.asyncio", pubsub_timeline),
+        Spec("seed003-poll-timeout", "1 SSE listener on the polling form with get_message(timeout=T)"
+             " for T in the sweep: /healthz latency meanwhile", pubsub_poll_timeout),
+        Spec("seed003-many", "100 (--quick) or 1,000 SSE listeners at once: redis.asyncio vs the"
+             " polling fix, starts, delivery, /healthz, the target's CPU and memory", pubsub_many),
     ],
     "fastapi-threadpool": [
         Spec("heavy-cpu", HEAVY_CPU_TEXT + " (def: 1 process, 40 threads)", HEAVY_CPU),

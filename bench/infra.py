@@ -184,8 +184,10 @@ def redis_server(log_dir: Path) -> Iterator[tuple[str, Proc]]:
     workdir = Path(tempfile.mkdtemp(prefix="lab-redis-"))
     port = free_port()
     # No RDB snapshots, no AOF: pub/sub needs no storage, and nothing is written to disk.
+    # tcp-backlog: seed 003's many-streams experiment opens 1,000 subscriptions at once; Redis's
+    # default backlog (511) drops the excess connects, which then time out in the target (503).
     argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-            "--dir", str(workdir), "--daemonize", "no", "--logfile", ""]
+            "--dir", str(workdir), "--daemonize", "no", "--logfile", "", "--tcp-backlog", "4096"]
     proc = spawn("redis", argv, log_path=log_dir / "redis.log")
     try:
         url = f"redis://127.0.0.1:{port}/0"

@@ -9,7 +9,8 @@ streams what is published there as SSE until a message equals `[DONE]` or `timeo
   and even /healthz waits.
 - `/pubsub/polling/{channel}`: the seed's own fix, as written: sync `get_message(timeout=0.1)`
   plus `await asyncio.sleep(0.01)`. Streams interleave, but each poll still blocks the loop for up
-  to 100 ms, so the canary pays for it.
+  to 100 ms, so the canary pays for it. `poll_timeout_s` (default 0.1, the seed's) replaces that
+  0.1: the seed's "get_message(timeout=10.0)  # Blocks 10 seconds!" against "timeout=0.1  # Max 100ms".
 - `/pubsub/async/{channel}`: `redis.asyncio`, `await pubsub.get_message(timeout=...)`: the loop
   is free while it waits.
 
@@ -38,27 +39,37 @@ from fastapi_app.common import ApiError
 
 STOP_WORD = "[DONE]"
 DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S = 5.0, 60.0
+SEED_POLL_TIMEOUT_S = 0.1  # the seed's fix: get_message(timeout=0.1)
 SSE_DONE, SSE_TIMEOUT = "data: [DONE]\n\n", "data: [TIMEOUT]\n\n"
-# decode_responses: messages are text; a short connect timeout so a dead Redis is a quick 503
-# (in the blocking form the connect itself stalls the loop).
+# decode_responses: messages are text. A refused connect (Redis down) fails at once whatever the
+# timeout; the timeout bounds a silent host (in the blocking form that connect stalls the loop).
+# Not shorter than 10 s: with 1,000 streams opened at once, a connect can wait seconds for the busy
+# loop to see its completion, and a 2 s bound turned hundreds of them into 503s.
 CLIENT_KWARGS: dict[str, Any] = {"decode_responses": True, "encoding_errors": "replace",
-                                 "socket_connect_timeout": 2}
+                                 "socket_connect_timeout": 10}
 
 
 class RedisSettings(BaseSettings):
     redis_url: str | None = None  # unset: the routes answer 503 (nothing else needs Redis)
+    # Every open stream holds one Redis connection of its form's pool. redis-py's default pool
+    # (100 connections, sync and asyncio alike) caps a process at 100 concurrent streams: the
+    # 101st answers 503 (MaxConnectionsError), whichever form. The lab raises the bound for both
+    # clients alike, so that seed 003's "thousands of concurrent streams" can be measured at all.
+    redis_max_connections: int = 4000
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
     # FastAPI merges an included router's lifespan into the app's, so the app modules only
     # include the router. Neither client connects here: the app starts without Redis.
-    url = RedisSettings().redis_url
+    settings = RedisSettings()
+    url = settings.redis_url
     if not url:
         yield {}
         return
-    sync_client = redis.Redis.from_url(url, **CLIENT_KWARGS)
-    async_client = redis.asyncio.Redis.from_url(url, **CLIENT_KWARGS)
+    pool = {**CLIENT_KWARGS, "max_connections": settings.redis_max_connections}
+    sync_client = redis.Redis.from_url(url, **pool)
+    async_client = redis.asyncio.Redis.from_url(url, **pool)
     try:
         yield {"redis_sync": sync_client, "redis_async": async_client}
     finally:
@@ -86,6 +97,16 @@ def parse_timeout(raw: str | None) -> float:
         return DEFAULT_TIMEOUT_S
     if not _SECONDS.fullmatch(raw) or not 0 < float(raw) <= MAX_TIMEOUT_S:
         raise ApiError(400, "invalid_parameter", f"timeout_s must be a number in (0, {MAX_TIMEOUT_S:g}]")
+    return float(raw)
+
+
+def parse_poll_timeout(raw: str | None) -> float:
+    """The polling form's get_message timeout: 0 (never waits) .. MAX_TIMEOUT_S, default the seed's 0.1."""
+    if raw is None:
+        return SEED_POLL_TIMEOUT_S
+    if not _SECONDS.fullmatch(raw) or not 0 <= float(raw) <= MAX_TIMEOUT_S:
+        raise ApiError(400, "invalid_parameter",
+                       f"poll_timeout_s must be a number in [0, {MAX_TIMEOUT_S:g}]")
     return float(raw)
 
 
@@ -171,11 +192,12 @@ async def blocking_messages(pubsub: redis.client.PubSub, deadline: float) -> Asy
         yield message
 
 
-async def polling_messages(pubsub: redis.client.PubSub, deadline: float) -> AsyncIterator[dict | None]:
-    while time.monotonic() < deadline:
-        # The seed's fix, as written: each call still blocks the loop for up to 100 ms;
-        # the sleep is what lets the other requests run in between.
-        message = pubsub.get_message(timeout=0.1)
+async def polling_messages(pubsub: redis.client.PubSub, deadline: float,
+                           poll_timeout_s: float = SEED_POLL_TIMEOUT_S) -> AsyncIterator[dict | None]:
+    while (left := deadline - time.monotonic()) > 0:
+        # The seed's fix, as written: each call still blocks the loop for up to its timeout
+        # (0.1 s); the sleep is what lets the other requests run in between.
+        message = pubsub.get_message(timeout=min(poll_timeout_s, left))
         if message is None:
             await asyncio.sleep(0.01)
         yield message
@@ -203,11 +225,13 @@ async def pubsub_blocking(request: Request, channel: str, timeout_s: str | None 
 
 
 @router.get("/pubsub/polling/{channel}")
-async def pubsub_polling(request: Request, channel: str, timeout_s: str | None = None) -> StreamingResponse:
+async def pubsub_polling(request: Request, channel: str, timeout_s: str | None = None,
+                         poll_timeout_s: str | None = None) -> StreamingResponse:
     channel, seconds = parse_channel(channel), parse_timeout(timeout_s)
+    poll = parse_poll_timeout(poll_timeout_s)
     pubsub = subscribe_sync(request, channel)
     deadline = time.monotonic() + seconds
-    return sse_response(relay(polling_messages(pubsub, deadline), closer(pubsub)))
+    return sse_response(relay(polling_messages(pubsub, deadline, poll), closer(pubsub)))
 
 
 @router.get("/pubsub/async/{channel}")

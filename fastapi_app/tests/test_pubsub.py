@@ -129,3 +129,44 @@ def test_parse_timeout_edges() -> None:
     assert pubsub.parse_timeout(None) == pubsub.DEFAULT_TIMEOUT_S
     assert pubsub.parse_timeout("60") == 60.0
     assert pubsub.parse_timeout("0.001") == 0.001
+
+
+# --- the polling form's poll_timeout_s (the seed's get_message(timeout=...)) ------------------
+
+@pytest.mark.parametrize("query", [
+    "poll_timeout_s=", "poll_timeout_s=-1", "poll_timeout_s=60.5", "poll_timeout_s=61",
+    "poll_timeout_s=1e1", "poll_timeout_s=abc", "poll_timeout_s=%200.1", "poll_timeout_s=0.0001",
+    "poll_timeout_s=inf", "poll_timeout_s=nan", "timeout_s=1&poll_timeout_s=100",
+])
+def test_invalid_poll_timeout_is_400(monkeypatch, redis_url: str, query: str) -> None:
+    with make_client(monkeypatch, redis_url) as client:
+        assert_error(client.get(f"/pubsub/polling/ok?{query}"), 400, "invalid_parameter")
+
+
+@pytest.mark.parametrize("poll", ["0", "0.1", "10"])
+def test_poll_timeout_delivers(monkeypatch, redis_url: str, poll: str) -> None:
+    channel = f"unit-poll-{poll}"
+    with make_client(monkeypatch, redis_url) as client:
+        publisher = publish_when_subscribed(redis_url, channel, "hello", pubsub.STOP_WORD)
+        started = time.monotonic()
+        r = client.get(f"/pubsub/polling/{channel}", params={"timeout_s": "20", "poll_timeout_s": poll})
+        elapsed = time.monotonic() - started
+        publisher.join(5)
+    assert r.status_code == 200
+    assert events(r.text) == [json.dumps({"subscribed": channel}), json.dumps({"message": "hello"}), "[DONE]"]
+    assert elapsed < 5  # a message ends the wait at once, whatever the timeout
+
+
+def test_poll_timeout_never_outlives_the_stream(monkeypatch, redis_url: str) -> None:
+    with make_client(monkeypatch, redis_url) as client:
+        started = time.monotonic()
+        r = client.get("/pubsub/polling/quiet-poll", params={"timeout_s": "0.3", "poll_timeout_s": "30"})
+        elapsed = time.monotonic() - started
+    assert events(r.text) == [json.dumps({"subscribed": "quiet-poll"}), "[TIMEOUT]"]
+    assert 0.25 < elapsed < 5
+
+
+def test_parse_poll_timeout_edges() -> None:
+    assert pubsub.parse_poll_timeout(None) == pubsub.SEED_POLL_TIMEOUT_S == 0.1
+    assert pubsub.parse_poll_timeout("0") == 0.0
+    assert pubsub.parse_poll_timeout("60") == 60.0

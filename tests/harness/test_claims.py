@@ -111,6 +111,13 @@ def test_approx_tolerance():
     assert claims._approx(0.11, 0.03) == "fails"
 
 
+# Seed-003 claims whose experiments postdate results_quick_claims.json; results_seed003_quick.json
+# (bench compare --targets fastapi-async --quick) answers them.
+SEED003_LATER = {"pubsub-blocking-10-wait", "pubsub-sequential-45s", "pubsub-concurrent-30s",
+                 "get-message-timeout-10-blocks", "get-message-timeout-0.1-safe",
+                 "pubsub-blocking-low-cpu", "pubsub-thousands-of-streams"}
+
+
 def test_a_full_quick_run_answers_every_claim():
     """`make compare` (bench compare --quick) runs every cell and experiment the claims need."""
     run = Run.model_validate_json((DATA / "results_quick_claims.json").read_text())
@@ -123,7 +130,7 @@ def test_a_full_quick_run_answers_every_claim():
              "goroutines-lightweight", "seed002-await-many-max", "seed002-wrap-vs-bad-blocking",
              "seed002-small-cpu-threadpool", "seed002-cpu-in-async-blocks", "seed004-light-cpu-def",
              "seed004-heavy-cpu-workers", "seed004-ml-inference-gil", "django-request-blocks"}
-    assert not [c for c, v in got.items() if v == "not_run" and c not in newer], got
+    assert not [c for c, v in got.items() if v == "not_run" and c not in newer | SEED003_LATER], got
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
     assert got["pubsub-polling-fix"] == "fails"  # the 10th stream started after 2.3 s, not 0.1 s
     assert got["flask-16-workers"] == "partly"
@@ -450,3 +457,161 @@ def test_memory_claims_show_the_frameworks_own_cost_beside_the_apps(quick_run):
     assert ("Idle, per worker: the app 68 MB, the framework alone (flask-bare, a hello-world under "
             "the same server) 17 MB = 0.57x the claim: the rest (51 MB)") in after.evidence
     assert "Idle" not in by_id(quick_run, "async-process-50mb").evidence  # no pair for it
+# --- seed 003's pub/sub claims, on constructed runs (numbers from a live --quick run) -------------
+
+def seed003_run(**measured: dict) -> Run:
+    """A run holding only seed-003 experiments: id -> measured numbers."""
+    from bench.results import Experiment, Machine, Scenario
+    return Run(run_id="seed003", started_at="2025-01-01T00:00:00+00:00",
+               machine=Machine(cpus=2, mem_gb=24, python="3.12"), scenario=Scenario(),
+               experiments=[Experiment(id=exp_id, target="fastapi-async", description=exp_id,
+                                       measured=m) for exp_id, m in measured.items()])
+
+
+BLOCKING_10 = {"listeners": 10, "hold_s": 0.5, "blocking_total_s": 5.352, "blocking_mean_wait_s": 2.561,
+               "blocking_waits_s": [0.286, 0.792, 1.299, 1.803, 2.309, 2.813, 3.319, 3.824, 4.329, 4.839],
+               "blocking_healthz_ms": 5005.6, "blocking_cpu_pct": 5.0, "async_total_s": 0.664,
+               "async_mean_wait_s": 0.126, "async_healthz_ms": 6.9, "async_cpu_pct": 8.7}
+TIMELINE = {"scale": 0.1, "listeners": 3, "holds_s": [3.0, 1.0, 0.5], "stagger_s": 0.05,
+            "blocking_total_s": 4.542, "blocking_waits_s": [0.009, 2.969, 3.937],
+            "blocking_healthz_ms": 3962.4,
+            "polling_total_s": 3.015, "polling_waits_s": [0.009, 0.063, 0.222], "polling_healthz_ms": 155.3,
+            "async_total_s": 3.017, "async_waits_s": [0.011, 0.016, 0.021], "async_healthz_ms": 8.5}
+POLL_TIMEOUT = {"poll_timeouts_s": [0.1, 1.0, 10.0], "listeners": 1,
+                "t0.1_healthz_ms": 64.8, "t0.1_healthz_p50_ms": 60.4, "t0.1_healthz_n": 9,
+                "t1_healthz_ms": 936.8, "t1_healthz_p50_ms": 695.3, "t1_healthz_n": 2,
+                "t10_healthz_ms": 9947.0, "t10_healthz_p50_ms": 5200.3, "t10_healthz_n": 2}
+POLLING_10 = {"listeners": 10, "hold_s": 1.0, "polling_total_s": 3.232, "polling_last_start_s": 2.23,
+              "polling_healthz_ms": 2300.9, "polling_healthz_p50_ms": 56.0, "polling_healthz_n": 8}
+MANY = {"listeners": 100, "hold_s": 1.0,
+        "async_last_start_s": 0.656, "async_started": 100, "async_ended": 100, "async_delivery_ms": 331.8,
+        "async_delivery_p50_ms": 278.1, "async_healthz_ms": 45.9, "async_cpu_pct": 23.9,
+        "async_peak_pss_mb": 96.7,
+        "polling_last_start_s": 10.854, "polling_started": 100, "polling_ended": 100,
+        "polling_delivery_ms": 9645.9, "polling_delivery_p50_ms": 4118.1, "polling_healthz_ms": 10701.3,
+        "polling_cpu_pct": 5.4, "polling_peak_pss_mb": 97.6}
+
+
+def seed003_claim(claim_id: str, **measured: dict):
+    return by_id(seed003_run(**measured), claim_id)
+
+
+def test_blocking_10_queue_wait():
+    claim = seed003_claim("pubsub-blocking-10-wait", **{"seed003-blocking-10": BLOCKING_10})
+    # mean 2.56 s = 5.1 x 0.5 s streams vs a queue's 4.5 x: the seed's 15 s at its 3.33 s streams
+    assert claim.verdict == "holds"
+    assert "mean 2.56 s = 5.12 x the stream length" in claim.evidence
+    assert "3.33 s streams, where these waits give 17.1 s" in claim.evidence
+    # the full run holds the streams 10/3 s: the mean is compared with 15 s directly
+    full = {**BLOCKING_10, "hold_s": 3.333, "blocking_mean_wait_s": 15.4,
+            "blocking_waits_s": [0.3 + 3.333 * k for k in range(10)]}
+    claim = seed003_claim("pubsub-blocking-10-wait", **{"seed003-blocking-10": full})
+    assert claim.verdict == "holds" and "mean 15.4 s vs 15 s claimed" in claim.evidence
+    # streams that overlap (no queue) fail it; a first stream that waited makes it partly
+    overlap = {**BLOCKING_10, "blocking_mean_wait_s": 0.13, "blocking_waits_s": [0.13] * 10}
+    assert seed003_claim("pubsub-blocking-10-wait", **{"seed003-blocking-10": overlap}).verdict == "fails"
+    late = {**BLOCKING_10, "blocking_waits_s": [0.9, *BLOCKING_10["blocking_waits_s"][1:]]}
+    assert seed003_claim("pubsub-blocking-10-wait", **{"seed003-blocking-10": late}).verdict == "partly"
+
+
+def test_timeline_sequential_and_concurrent():
+    exps = {"seed003-timeline": TIMELINE}
+    blocking = seed003_claim("pubsub-sequential-45s", **exps)
+    assert blocking.verdict == "holds"  # 45.4 s total, waits 0.1 / 29.7 / 39.4 s at the seed's scale
+    assert "total 4.54 s = 45.4 s at the seed's scale vs 45 s claimed" in blocking.evidence
+    assert "i.e. 0.01 s (unscaled), 29.7 s, 39.4 s vs 0, 30, 40 s claimed" in blocking.evidence
+    polling = seed003_claim("pubsub-concurrent-30s", **exps)
+    assert polling.verdict == "holds" and "async beside it: total 3.02 s" in polling.evidence
+    # a form that queued them would not be "30 seconds, 0 seconds of waiting"
+    queued = {**TIMELINE, "polling_total_s": 4.5, "polling_waits_s": [0.0, 3.0, 4.0]}
+    assert seed003_claim("pubsub-concurrent-30s", **{"seed003-timeline": queued}).verdict == "fails"
+    # the right total but a user waiting 0.8 s: partly
+    slow_start = {**TIMELINE, "polling_waits_s": [0.0, 0.1, 0.8]}
+    assert seed003_claim("pubsub-concurrent-30s", **{"seed003-timeline": slow_start}).verdict == "partly"
+
+
+def test_get_message_timeout_sweep():
+    exps = {"seed003-poll-timeout": POLL_TIMEOUT, "seed003-polling-10": POLLING_10}
+    ten = seed003_claim("get-message-timeout-10-blocks", **exps)
+    assert ten.verdict == "holds" and "held 9.95 s vs 10 s claimed" in ten.evidence
+    assert "timeout=1: slowest 937 ms (p50 695 ms, n=2)" in ten.evidence
+    safe = seed003_claim("get-message-timeout-0.1-safe", **exps)
+    # one call: 65 ms, within the 100 ms; the seed's 10 streams: 2.3 s
+    assert safe.verdict == "partly"
+    assert "at most 65 ms" in safe.evidence and "at most 2301 ms" in safe.evidence
+    assert seed003_claim("get-message-timeout-0.1-safe", **{
+        **exps, "seed003-polling-10": {**POLLING_10, "polling_healthz_ms": 120.0}}).verdict == "holds"
+    # a sweep without the claimed timeout: not run, with the sweep it had
+    short = {**POLL_TIMEOUT, "poll_timeouts_s": [0.1, 1.0]}
+    del short["t10_healthz_ms"]
+    claim = seed003_claim("get-message-timeout-10-blocks", **{"seed003-poll-timeout": short})
+    assert claim.verdict == "not_run" and "0.1, 1 s" in claim.evidence
+
+
+def test_blocking_low_cpu():
+    claim = seed003_claim("pubsub-blocking-low-cpu", **{"seed003-blocking-10": BLOCKING_10})
+    assert claim.verdict == "holds"
+    assert "used 5.0% of one core while /healthz waited up to 5006 ms" in claim.evidence
+    busy = {**BLOCKING_10, "blocking_cpu_pct": 97.0}
+    assert seed003_claim("pubsub-blocking-low-cpu", **{"seed003-blocking-10": busy}).verdict == "partly"
+    no_pid = {k: v for k, v in BLOCKING_10.items() if k != "blocking_cpu_pct"}
+    claim = seed003_claim("pubsub-blocking-low-cpu", **{"seed003-blocking-10": no_pid})
+    assert claim.verdict == "not_run" and "pid=" in claim.evidence
+
+
+def test_thousands_of_streams():
+    claim = seed003_claim("pubsub-thousands-of-streams", **{"seed003-many": MANY})
+    assert claim.verdict == "fails"  # 100 polling streams: 10.9 s to start them, stop words 9.6 s late
+    assert "polling: 100/100 started (all within 10.85 s)" in claim.evidence
+    assert "async: 100/100 started (all within 0.66 s)" in claim.evidence
+    assert "Not served at 100 already" in claim.evidence
+    # served at 100: thousands still unmeasured -> partly; served at 1,000 -> holds
+    fine = {**MANY, "polling_last_start_s": 0.9, "polling_delivery_ms": 400.0, "polling_healthz_ms": 150.0}
+    claim = seed003_claim("pubsub-thousands-of-streams", **{"seed003-many": fine})
+    assert claim.verdict == "partly" and "1,000 not measured" in claim.evidence
+    big = {**fine, "listeners": 1000, "polling_started": 1000, "polling_ended": 1000}
+    assert seed003_claim("pubsub-thousands-of-streams", **{"seed003-many": big}).verdict == "holds"
+    # streams still open at the budget are counted: not served
+    cut = {**big, "polling_ended": 400, "polling_last_start_s": None, "polling_healthz_censored": 1}
+    claim = seed003_claim("pubsub-thousands-of-streams", **{"seed003-many": cut})
+    assert claim.verdict == "fails" and "400/1000 got their stop word" in claim.evidence
+    assert "(still waiting at the end)" in claim.evidence
+
+
+def test_failed_seed003_experiment_is_not_run():
+    run = seed003_run(**{"seed003-many": {}})
+    run.experiments[0].error = "RuntimeError: 3 of 100 polling streams failed"
+    claim = by_id(run, "pubsub-thousands-of-streams")
+    assert claim.verdict == "not_run" and "3 of 100" in claim.evidence
+
+
+def test_a_quick_run_answers_every_seed003_claim():
+    """A real `bench compare --targets fastapi-async --quick` with every seed-003 experiment."""
+    run = Run.model_validate_json((DATA / "results_seed003_quick.json").read_text())
+    got = {c.id: c.verdict for c in claims.evaluate(run) if c.source.startswith("003_")}
+    assert set(got) >= SEED003_LATER and "not_run" not in got.values(), got
+    assert got == {"pubsub-listen-blocks": "holds", "pubsub-polling-fix": "fails",
+                   "pubsub-blocking-10-wait": "holds",  # mean 2.31 s = 4.62 x 0.5 s streams
+                   "pubsub-sequential-45s": "holds",  # 45.3 s at scale, waits 0.1 / 29.7 / 39.3 s
+                   "pubsub-concurrent-30s": "holds",  # 30.1 s, waits 0.01 / 0.06 / 0.22 s
+                   "get-message-timeout-10-blocks": "holds",  # loop held 9.96 s
+                   "get-message-timeout-0.1-safe": "partly",  # 62 ms alone, 1004 ms with 10 streams
+                   "pubsub-blocking-low-cpu": "holds",  # 0.8% of a core, /healthz 5 s
+                   "pubsub-thousands-of-streams": "fails"}  # 100 polling streams: 10.7 s to start
+
+
+def test_thousands_of_streams_full_run():
+    """The full run's 1,000 streams (measured live): redis.asyncio serves them, the polling fix
+    needs 108 s to start them all and 556 hit the route's 60 s timeout first."""
+    full = {"listeners": 1000, "hold_s": 1.0,
+            "async_last_start_s": 6.679, "async_started": 1000, "async_ended": 1000,
+            "async_delivery_ms": 2956.7, "async_delivery_p50_ms": 2613.8, "async_healthz_ms": 469.4,
+            "async_cpu_pct": 47.5, "async_peak_pss_mb": 140.3,
+            "polling_last_start_s": 107.942, "polling_started": 1000, "polling_ended": 444,
+            "polling_timed_out": 556, "polling_delivery_ms": 44715.4, "polling_delivery_p50_ms": 22381.8,
+            "polling_healthz_ms": 105215.2, "polling_cpu_pct": 5.3, "polling_peak_pss_mb": 141.2}
+    claim = seed003_claim("pubsub-thousands-of-streams", **{"seed003-many": full})
+    assert claim.verdict == "fails"
+    assert "556 ended by the route's timeout before their stop word" in claim.evidence
+    assert "async: 1000/1000 started (all within 6.68 s)" in claim.evidence
+    assert "Not served at 1000 (bars: start within 13.4 s" in claim.evidence
