@@ -11,7 +11,7 @@ SYSTEM_PKGS  := chromium chromium-driver redis-server
 SYSTEM_BINS  := chromium chromedriver redis-server
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: system-deps compare compare-full test lint unit go-test report readme upstream-bench up clean \
+.PHONY: system-deps compare compare-claims compare-full test lint unit go-test report readme upstream-bench up clean \
 	docker-lab docker-lab-stop
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
@@ -35,6 +35,11 @@ system-deps: $(SYSTEM_STAMP)
 ## The main job: the quick comparison of every target (users 1 and 100), table + results/latest/.
 compare: $(STAMP) $(SYSTEM_STAMP)
 	LAB_MAKE_TARGET=$@ $(BIN)/bench compare --quick
+
+## The quick levels with every claim's cells and experiments (DB-bound workload, default go pool,
+## bare variants, the pub/sub timelines and 100 streams): what docs/latest-run.json comes from.
+compare-claims: $(STAMP) $(SYSTEM_STAMP)
+	LAB_MAKE_TARGET=$@ $(BIN)/bench compare --quick --all-claims
 
 ## The full default sweep (users 1, 10, 50, 100, 200; 30 s each).
 compare-full: $(STAMP) $(SYSTEM_STAMP)

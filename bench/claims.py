@@ -83,7 +83,9 @@ def find(run: Run, target: str, users: int | None = None, scenario: str = "recom
         at = f" at {users} users" if users else ""
         extra = "".join(f" {k}={v}" for k, v in params.items())
         extra += f" (db_ms={workload[0]}, llm_ms={workload[1]})" if workload else ""
-        raise NotRun(f"no {scenario} result for {target}{extra}{at} in this run")
+        hint = (" (make compare-full or make compare-claims measures it)"
+                if workload or set(params) - {"workers"} else "")
+        raise NotRun(f"no {scenario} result for {target}{extra}{at} in this run{hint}")
     return max(rows, key=lambda r: r.users)
 
 
@@ -102,8 +104,11 @@ def get_experiment(run: Run, exp_id: str, target: str | None = None) -> Experime
                 raise NotRun(f"experiment {exp_id} on {exp.target} failed: {exp.error}")
             return exp
     on = f" on {target}" if target else ""
-    raise NotRun(f"experiment {exp_id}{on} not in this run (bench compare runs it with the "
-                 "target's default settings)")
+    from bench import experiments  # the plan says which experiments a plain --quick run leaves out
+    costly = any(spec.id == exp_id and spec.costly for specs in experiments.PLAN.values() for spec in specs)
+    raise NotRun(f"experiment {exp_id}{on} not in this run " + (
+        "(make compare-full or make compare-claims runs it)" if costly else
+        "(bench compare runs it with the target's default settings)"))
 
 
 def flagged(*results: Result) -> str:

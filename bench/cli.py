@@ -61,6 +61,10 @@ def compare(
         help="also run Locust straight at the upstream (row `calibration`)")] = True,
     claims: Annotated[bool, typer.Option(
         help="also run the cells and experiments the claims table needs")] = True,
+    all_claims: Annotated[bool, typer.Option(
+        help="with --quick: every claim's cells and experiments too (the DB-bound workload, the "
+             "default go pool, bare variants, the pub/sub timelines), which only the full run has "
+             "otherwise")] = False,
     docker: Annotated[bool, typer.Option(
         "--docker", help="targets via docker compose; memory = the container's working set")] = False,
     runtime: Annotated[str, typer.Option(
@@ -92,7 +96,8 @@ def compare(
         users=_int_list(users, "--users") if users else (QUICK_USERS if quick else FULL_USERS),
         duration_s=duration or (QUICK_DURATION if quick else FULL_DURATION),
         db_ms=db_ms, llm_ms=llm_ms, scenario=scenario, sweep=sweep, results_dir=results_dir,
-        calibration=calibration, claims=claims, quick=quick, runtimes=runtimes, invocation=invocation())
+        calibration=calibration, claims=claims, quick=quick, all_claims=all_claims, runtimes=runtimes,
+        invocation=invocation())
     signal.signal(signal.SIGTERM, _raise_interrupt)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     try:

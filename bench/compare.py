@@ -72,6 +72,9 @@ class CompareOptions:
     calibration: bool = True  # Locust straight at the upstream: the load generator's own ceiling
     claims: bool = True  # the extra cells and experiments the claims table needs
     quick: bool = False
+    # --quick leaves out the claims' costlier cells and experiments (the full run has them);
+    # all_claims puts them back at quick levels (`make compare-claims`).
+    all_claims: bool = False
     docker: bool = False  # targets through docker compose only, memory from `docker stats`
     # Where targets run: ("native",), ("docker",) or both, measured side by side in one run.
     runtimes: tuple[str, ...] = ()
@@ -84,6 +87,11 @@ class CompareOptions:
         if unknown := set(self.runtimes) - set(RUNTIMES):
             raise ValueError(f"unknown runtime {', '.join(sorted(unknown))}: use {' or '.join(RUNTIMES)}")
         self.docker = "docker" in self.runtimes
+
+    @property
+    def every_claim(self) -> bool:
+        """Every claim's cells and experiments: the full run, or --quick --all-claims."""
+        return not self.quick or self.all_claims
 
     def levels(self) -> list[int]:
         """Users levels, always starting at 1: the 1-user median is each target's own L1."""
@@ -213,6 +221,8 @@ def plan(opts: CompareOptions) -> Iterator[Cell]:
     if name in by_name and not opts.quick:
         for value in values:
             yield Cell(by_name[name], {param: value}, "cpu", [1, max(values)], cpu_n=CLAIM_CPU_N)
+    if not opts.every_claim:
+        return
     name, param, default_pool = CLAIM_DEFAULT_POOL
     if name in by_name:
         yield Cell(by_name[name], {param: default_pool(os.cpu_count() or 1)}, "recommendation",
@@ -327,7 +337,7 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
 
 def idle_plan(opts: CompareOptions) -> list[str]:
     """The targets whose idle memory is read beside their bare variant's (native runs, with claims)."""
-    if not (opts.claims and "native" in opts.runtimes and not opts.sweep):
+    if not (opts.claims and opts.every_claim and "native" in opts.runtimes and not opts.sweep):
         return []
     chosen = {t.name for t in opts.targets}
     return [name for name in CLAIM_IDLE_TARGETS if name in chosen]
@@ -461,7 +471,7 @@ def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Pa
         redis_url = docker.published_url("redis", 6379, "redis") + "/0"
         run.experiments.extend(experiments.run_for(resolved.name, resolved.params, subject.base_url,
                                                    db_ms=opts.db_ms, redis_url=redis_url,
-                                                   quick=opts.quick))
+                                                   quick=opts.quick, every=opts.every_claim))
         run.save(run_dir)
 
     _measure_levels(cell, start, cell.capacity, opts, run, run_dir, progress, task,
@@ -488,7 +498,7 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
         progress.update(task, description=f"{cell.name}: experiments")
         run.experiments.extend(experiments.run_for(
             subject.name, subject.params, subject.base_url, db_ms=opts.db_ms,
-            redis_url=getattr(infra, "redis_url", None), quick=opts.quick))
+            redis_url=getattr(infra, "redis_url", None), quick=opts.quick, every=opts.every_claim))
         run.save(run_dir)
 
     _measure_levels(cell, start, cell.capacity, opts, run, run_dir, progress, task,

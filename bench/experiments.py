@@ -297,6 +297,8 @@ class Spec:
     id: str
     description: str
     run: Callable[..., dict]
+    # Not in a plain --quick run (the full run, or --quick --all-claims): a minute or more of bursts.
+    costly: bool = False
 
 
 # Which experiments run on which target (each target's default params, recommendation scenario).
@@ -329,13 +331,14 @@ PLAN: dict[str, list[Spec]] = {
              "/healthz timed meanwhile", CPU_LONG),
         Spec("heavy-cpu", HEAVY_CPU_TEXT + " (async def: on the event loop)", HEAVY_CPU),
         Spec("seed003-blocking-10", "10 SSE listeners at once on blocking listen() (and redis.asyncio):"
-             " each stream's wait, total, /healthz and the target's CPU", pubsub_blocking_10),
+             " each stream's wait, total, /healthz and the target's CPU", pubsub_blocking_10, costly=True),
         Spec("seed003-timeline", "the seed's 30/10/5 s requests (scaled) opened one after another:"
-             " blocking listen(), polling fix, redis.asyncio", pubsub_timeline),
+             " blocking listen(), polling fix, redis.asyncio", pubsub_timeline, costly=True),
         Spec("seed003-poll-timeout", "1 SSE listener on the polling form with get_message(timeout=T)"
-             " for T in the sweep: /healthz latency meanwhile", pubsub_poll_timeout),
+             " for T in the sweep: /healthz latency meanwhile", pubsub_poll_timeout, costly=True),
         Spec("seed003-many", "100 (--quick) or 1,000 SSE listeners at once: redis.asyncio vs the"
-             " polling fix, starts, delivery, /healthz, the target's CPU and memory", pubsub_many),
+             " polling fix, starts, delivery, /healthz, the target's CPU and memory", pubsub_many,
+             costly=True),
     ],
     "fastapi-threadpool": [
         Spec("heavy-cpu", HEAVY_CPU_TEXT + " (def: 1 process, 40 threads)", HEAVY_CPU),
@@ -349,9 +352,12 @@ PLAN: dict[str, list[Spec]] = {
 
 
 def run_for(target: str, params: dict[str, int], base_url: str, **context: object) -> list[Experiment]:
-    """Every planned experiment for this target; a failing one is recorded with its error."""
+    """Every planned experiment for this target (the costly ones only with context `every`, as
+    in the full run); a failing one is recorded with its error."""
     done = []
     for spec in PLAN.get(target, []):
+        if spec.costly and not context.get("every", True):
+            continue
         try:
             measured, error = spec.run(base_url, **context), None
         except Exception as exc:  # recorded, reported as "not run" by the claims engine

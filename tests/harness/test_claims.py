@@ -615,3 +615,21 @@ def test_thousands_of_streams_full_run():
     assert "556 ended by the route's timeout before their stop word" in claim.evidence
     assert "async: 1000/1000 started (all within 6.68 s)" in claim.evidence
     assert "Not served at 1000 (bars: start within 13.4 s" in claim.evidence
+
+
+def test_costly_experiments_run_in_the_full_run_and_say_so_when_missing(quick_run):
+    costly = {s.id for specs in experiments.PLAN.values() for s in specs if s.costly}
+    assert costly == {"seed003-blocking-10", "seed003-timeline", "seed003-poll-timeout", "seed003-many"}
+    claim = by_id(quick_run, "pubsub-blocking-10-wait")
+    assert claim.verdict == "not_run" and "make compare-full or make compare-claims" in claim.evidence
+    calls = []
+    spec = experiments.Spec("x", "a costly one", lambda base_url, **_: calls.append(base_url) or {},
+                            costly=True)
+    saved = experiments.PLAN.get("t")
+    experiments.PLAN["t"] = [spec]
+    try:
+        assert experiments.run_for("t", {}, "http://h", every=False) == [] and not calls
+        assert [e.id for e in experiments.run_for("t", {}, "http://h", every=True)] == ["x"]
+    finally:
+        experiments.PLAN.pop("t") if saved is None else experiments.PLAN.__setitem__("t", saved)
+

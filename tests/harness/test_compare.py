@@ -55,7 +55,9 @@ def test_plan_adds_calibration_sweep_and_cpu_cells_for_the_claims():
 
 
 def test_plan_adds_the_db_bound_workload_and_the_default_go_pool_for_the_claims():
-    quick = list(plan(opts("flask-sync", "fastapi-async", "go-gin", quick=True)))
+    plain = list(plan(opts("flask-sync", "fastapi-async", "go-gin", quick=True)))
+    assert not any(c.workload or c.target and c.target.name == "go-gin" and c.combo for c in plain)
+    quick = list(plan(opts("flask-sync", "fastapi-async", "go-gin", quick=True, all_claims=True)))
     db_bound = [c for c in quick if c.workload]
     assert [(c.name, c.levels) for c in db_bound] == [
         ("flask-sync-workers16-db200-llm0", [1, 100]), ("fastapi-async-db200-llm0", [1, 100])]
@@ -323,7 +325,8 @@ def test_older_results_files_still_load():
 
 def test_idle_pairs_are_planned_for_the_claims_targets_natively():
     from bench.compare import idle_plan
-    assert idle_plan(opts("flask-sync", "fastapi-async", "flask-gthread", quick=True)) == [
-        "flask-sync", "fastapi-async"]
+    assert idle_plan(opts("flask-sync", "fastapi-async", "flask-gthread")) == ["flask-sync", "fastapi-async"]
+    assert idle_plan(opts("flask-sync", quick=True, all_claims=True)) == ["flask-sync"]
+    assert idle_plan(opts("flask-sync", quick=True)) == []  # a plain --quick run leaves them out
     assert idle_plan(opts("flask-sync", claims=False)) == []
     assert idle_plan(opts("flask-sync", docker=True)) == []
