@@ -633,3 +633,19 @@ def test_costly_experiments_run_in_the_full_run_and_say_so_when_missing(quick_ru
     finally:
         experiments.PLAN.pop("t") if saved is None else experiments.PLAN.__setitem__("t", saved)
 
+
+
+def test_a_recorded_compare_claims_run_judges_every_testable_statement():
+    """`make compare-claims` (2026-12-02): at least 40 statements, at most 10 not run, each not-run
+    one with its reason; every unflagged row's p50 agrees with Little's law within 15 %."""
+    run = Run.model_validate_json((DATA / "results_compare_claims.json").read_text())
+    fresh = claims.evaluate(run)
+    assert len(fresh) >= 40
+    not_run = [c for c in fresh if c.verdict == "not_run"]
+    assert len(not_run) <= 10, [(c.id, c.evidence) for c in not_run]
+    assert all(c.evidence for c in not_run)
+    for r in run.results:
+        w = r.w_ms()
+        if not r.flags and w and r.latency_ms.p50:
+            assert abs(r.latency_ms.p50 - w) <= 0.15 * w, (r.target, r.users, r.latency_ms.p50, w)
+    assert any(f.startswith("latency-censored") for r in run.results for f in r.flags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from bench import readme
 from bench.results import Run
@@ -49,14 +50,17 @@ def test_update_upstream_rewrites_only_its_block(tmp_path):
         Snapshot.load(readme.UPSTREAM_SNAPSHOT))
 
 
+OLDER = Path(__file__).parent / "data" / "results_quick_all.json"  # a run from before issue 11
+
+
 def test_the_command_comes_from_the_record():
-    run = Run.model_validate_json(readme.SNAPSHOT.read_text())
+    run = Run.model_validate_json(OLDER.read_text())
     quick = run.model_copy(update={"command": ["bench", "compare", "--quick"], "make_target": "compare"})
     assert "produced by `make compare` on" in readme.render_block(quick)
     # without make, the command line itself; durations no longer decide anything
     direct = run.model_copy(update={"command": ["bench", "compare", "--users", "1,200"]})
     assert "produced by `bench compare --users 1,200` on" in readme.render_block(direct)
-    assert "make compare" not in readme.render_block(direct)
+    assert "produced by `make" not in readme.render_block(direct)
     # an older results.json has no record: said so, nothing inferred
     assert run.command is None
     assert "produced by `bench compare` (this older snapshot does not record its command line)" in (
@@ -66,10 +70,12 @@ def test_the_command_comes_from_the_record():
 def test_the_block_reports_w_and_the_samples_and_says_when_a_snapshot_is_censored():
     from tests.harness.test_report import drained_run
 
-    older = readme.render_block(Run.model_validate_json(readme.SNAPSHOT.read_text()))
+    older = readme.render_block(Run.model_validate_json(OLDER.read_text()))
     assert "| target | users | rps | n | mean ms | W ms | p50 ms | p95 ms |" in older
-    assert "| fastapi-blocking ⚠ | 100 | 1.8 | 25 | — | 55866 | 7200 | 11000 |" in older
     assert "predates drained measurement windows" in older
+    snapshot = readme.render_block(Run.model_validate_json(readme.SNAPSHOT.read_text()))
+    assert "predates" not in snapshot  # docs/latest-run.json: a drained run, with its command
+    assert "produced by `bench compare --quick --all-claims`" in snapshot
     drained = readme.render_block(drained_run())
     assert "predates" not in drained
     assert "| fastapi-blocking ⚠ | 100 | 1.8 | 36 (12 unfinished) | 9246 | 55866 | 9250 | 14000 |" in drained

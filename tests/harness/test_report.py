@@ -128,8 +128,9 @@ def test_latency_shows_its_samples_mean_and_w_and_no_thin_tails():
 
 
 def test_older_results_show_w_beside_their_censored_p50():
-    """docs/latest-run.json predates drained windows: no mean, W computed from users / rps."""
-    text = render_markdown(Run.model_validate_json((REPO_ROOT / "docs" / "latest-run.json").read_text()))
+    """The README's snapshot until issue 11 predates drained windows: no mean, W from users / rps."""
+    older = DATA / "results_before_drained_windows.json"
+    text = render_markdown(Run.model_validate_json(older.read_text()))
     throughput = section(text, "## Throughput and latency")
     # flask-sync at 100 users: p50 7300 ms against W = 100 / 7.14 rps; n = the requests Locust counted
     assert "| flask-sync workers=4 | 100 | 7.1 | 100 | — | 14006 | 7300 | 13000 | 14000 |" in throughput
