@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -136,34 +135,6 @@ def test_cpu_inline_holds_the_loop_offloaded_cpu_does_not(base_url: str) -> None
         assert health < 0.15 and busy >= 0.3, path
 
 
-def concurrency_speedup(base_url: str, path: str, k: int) -> float:
-    """k requests one after another vs k at once: serial time / concurrent time (median of 3)."""
-    async def run() -> float:
-        limits = httpx.Limits(max_connections=k, max_keepalive_connections=k)
-        async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
-            await asyncio.gather(*(client.get(path) for _ in range(k)))  # warm: k connections
-            ratios = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                for _ in range(k):
-                    assert (await client.get(path)).status_code == 200
-                serial = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                rs = await asyncio.gather(*(client.get(path) for _ in range(k)))
-                together = time.perf_counter() - t0
-                assert all(r.status_code == 200 for r in rs)
-                ratios.append(serial / together)
-            return statistics.median(ratios)
-    return asyncio.run(run())
-
-
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="parallelism needs 2 cores")
-def test_numpy_runs_in_parallel_on_threads_pure_python_does_not(base_url: str) -> None:
-    k = 2 * (os.cpu_count() or 1)
-    # numpy's matmul loop releases the GIL: k concurrent requests finish well before k serial ones.
-    numpy = concurrency_speedup(base_url, "/cpu/numpy?n=300", k)
-    # Pure Python holds it: concurrent requests take turns. Measured side by side, so a busy
-    # machine slows both: the difference is what the GIL decides (quiet runs: ~1.7x vs ~1.0x; CI
-    # once saw pure Python at 1.38x, so no absolute bound on it).
-    python = concurrency_speedup(base_url, "/cpu?n=800000", k)
-    assert numpy > 1.25 and numpy > 1.2 * python, (numpy, python)
+# numpy vs pure Python under the GIL is a speed-up, so it is measured by bench compare (the
+# `gil-release` experiment, judged by the claim seed004-ml-inference-gil), not timed here: in the
+# full suite the second core is not reliably free (CI measured numpy at 1.10x once).
