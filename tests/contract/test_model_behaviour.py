@@ -100,8 +100,14 @@ def test_healthz_answers_under_load_only_with_spare_capacity(client, target):
     spare = target.capacity is None or target.capacity > CONCURRENT
     slow = "/recommendation/{}?db_ms=0&llm_ms=1000"
     with ThreadPoolExecutor(CONCURRENT) as pool:
-        busy = [pool.submit(concurrent_gets, target.base_url, [slow.format(20 + i)])
-                for i in range(CONCURRENT)]
+        busy = []
+        for i in range(CONCURRENT):
+            busy.append(pool.submit(concurrent_gets, target.base_url, [slow.format(20 + i)]))
+            # Staggered: uvicorn --workers processes share one listening socket, and a worker
+            # woken by a burst accepts the whole burst, leaving another worker idle (spare
+            # capacity that is real, but not the state this test probes). One at a time, a
+            # blocked loop cannot accept, so each slow request lands on a worker still free.
+            time.sleep(0.05)
         time.sleep(0.3)  # let all of them reach the upstream call
         health = timed_get(client, "/healthz")
         for future in busy:
