@@ -115,8 +115,7 @@ def compare(
 
 def _render(run_dir: Path) -> None:
     from bench.claims import claims_table
-    from bench.compare import finalize
-    from bench.report import print_table
+    from bench.report import finalize, print_table
     if not (run_dir / "results.json").exists():
         return
     run = finalize(run_dir)

@@ -9,9 +9,6 @@ import contextlib
 import datetime as dt
 import itertools
 import os
-import platform
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -38,7 +35,7 @@ from bench.load import (
     window_stats,
 )
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
-from bench.results import Cpu, IdleMemory, Machine, Memory, ProcessMemory, Result, Run, Scenario
+from bench.results import Cpu, IdleMemory, Memory, ProcessMemory, Result, Run, Scenario, git_rev, machine_info
 from bench.targets import TargetUnavailable, label, running
 
 RESULTS_DIR = REPO_ROOT / "results"
@@ -103,22 +100,6 @@ class CompareOptions:
             return [{}]
         keys = list(self.sweep)
         return [dict(zip(keys, values, strict=False)) for values in itertools.product(*self.sweep.values())]
-
-
-def machine_info() -> Machine:
-    go = shutil.which("go")
-    go_version = None
-    if go:
-        out = subprocess.run([go, "version"], capture_output=True, text=True, check=False)
-        go_version = out.stdout.split()[2] if out.returncode == 0 else None
-    return Machine(cpus=os.cpu_count() or 1, mem_gb=round(psutil.virtual_memory().total / 1e9, 1),
-                   python=platform.python_version(), go=go_version)
-
-
-def git_rev() -> str | None:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
-                         capture_output=True, text=True, check=False)
-    return out.stdout.strip() or None
 
 
 def warm_up(base_url: str, opts: CompareOptions, concurrency: int = 8, rounds: int = 2) -> float:
@@ -363,16 +344,6 @@ def _not_measured(run: Run, run_dir: Path, cell: Cell, why: str, console: Consol
     (run_dir / "raw" / f"{cell.name}.error.txt").write_text(why)
     run.skipped[cell.name] = first
     run.save(run_dir)
-
-
-def finalize(run_dir: Path) -> Run:
-    """Claims verdicts from the measured results, then report.md and report.html."""
-    from bench.claims import evaluate
-    from bench.report import write_reports
-    run = Run.load(run_dir)
-    run.claims = evaluate(run)
-    run.save(run_dir)
-    return write_reports(run_dir)
 
 
 def point_latest(run_dir: Path) -> None:

@@ -155,7 +155,9 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
             "environment": {"LOCUST_HOST": None, "LOCUST_MEMORY_CONTAINER": "auto",
                             "LOCUST_USER_CLASSES": DEFAULT_USER_CLASSES},
             # locust/docker-entrypoint.sh adds the socket's group when it drops to uid 10001.
-            "volumes": ["/var/run/docker.sock:/var/run/docker.sock:ro"],
+            # Every web-UI swarm is recorded in results/web-ui-<time>/ (the Comparison tab,
+            # locust/web_session.py): on the host, so a session outlives `down`.
+            "volumes": ["/var/run/docker.sock:/var/run/docker.sock:ro", "./results:/app/results"],
             "ports": [f"{PUBLISH_HOST}:{LOCUST_WEB_PORT}:{LOCUST_WEB_PORT}"],
             "profiles": [*frameworks, "all"],
             "healthcheck": _healthcheck(http_probe(LOCUST_WEB_PORT, "/")),

@@ -25,6 +25,7 @@ from bench.metrics import (
     PROCESS_CPU_LIMIT,
 )
 from bench.results import MIN_TAIL_SAMPLES, ProcessMemory, Result, Run
+from bench.session import MIN_WINDOW_S, WARMUP_MAX_S
 
 TEMPLATES = Path(__file__).parent / "templates"
 CALIBRATION = "calibration"
@@ -65,6 +66,13 @@ LATENCY_NOTE = (
     f"than {100 * CENSOR_LIMIT:.0f} % away from W is flagged latency-censored. Rows from older "
     "runs (no mean) counted only the requests that finished inside the window: where their p50 is "
     "far below W, read W.")
+WEB_UI_LATENCY_NOTE = (
+    "Swarms recorded from the Locust web UI: each row is one swarm's window, from the end of its "
+    "ramp-up (as many answers as users) to Stop, and its figures are Locust's own statistics for "
+    "that window, which count the requests that finished in it. W = users / rps is Little's law: "
+    "with no think time it is the mean time a request spends in the system, queue included; where "
+    f"the mean or p50 is more than {100 * CENSOR_LIMIT:.0f} % away from W the row is flagged "
+    "latency-censored and W is the figure to read.")
 IDLE_NOTE = (
     "At rest, after 20 requests to /healthz: each target beside its framework's bare hello-world "
     "(no DB, no upstream, no SDK imports) under the same server and worker settings, read the same "
@@ -87,6 +95,10 @@ FLAG_MEANINGS = {
                         f"{100 * CENSOR_LIMIT:.0f} %: the percentiles miss waits that had not ended when "
                         "the measurement stopped (or Locust spent much of each cycle outside the "
                         "request); read W as the mean wait, not the row's percentiles",
+    "too short": f"a web-UI swarm stopped before its window opened or after less than "
+                 f"{MIN_WINDOW_S:.0f} s of it: no steady state to publish",
+    "not steady": f"a web-UI swarm's warm-up reached its {WARMUP_MAX_S:.0f} s limit before every user "
+                  "had an answer: the window began in the ramp-up",
 }
 
 log = logging.getLogger(__name__)
@@ -502,6 +514,14 @@ def _chart(key: str, title: str, caption: str, data: list, draw) -> Chart:
     return chart
 
 
+def latency_note(run: Run) -> str:
+    """How the rows' latency was measured: the harness's drained windows, or web-UI swarms."""
+    sources = {r.source for r in run.results}
+    return WEB_UI_LATENCY_NOTE if sources == {"web-ui"} else LATENCY_NOTE + (
+        " " + WEB_UI_LATENCY_NOTE
+        if "web-ui" in sources else "")
+
+
 def context(run: Run) -> dict:
     """Everything both templates show."""
     all_rows = rows(run)
@@ -511,7 +531,7 @@ def context(run: Run) -> dict:
     return {
         "run": run,
         "notes": {"pss": PSS_NOTE + (" " + WORKING_SET_NOTE if docker else ""),
-                  "ceiling": CEILING_NOTE, "calibration": CALIBRATION_NOTE, "latency": LATENCY_NOTE,
+                  "ceiling": CEILING_NOTE, "calibration": CALIBRATION_NOTE, "latency": latency_note(run),
                   "runtimes": RUNTIMES_NOTE},
         "runtimes": runtimes_table(all_rows),
         "scenario_titles": {**{g: scenario_title(g) for g in groups}, **SCENARIO_TITLES},
@@ -589,3 +609,21 @@ def print_table(run: Run, console: Console | None = None) -> None:
     if not console.is_terminal:  # CI logs and pipes: don't squeeze the table into 80 columns
         console = Console(width=200)
     console.print(console_table(run))
+
+
+def finalize(run_dir: Path) -> Run:
+    """Claims verdicts from the measured results, then report.md and report.html."""
+    from bench.claims import evaluate
+    run = Run.load(run_dir)
+    run.claims = evaluate(run)
+    run.save(run_dir)
+    return write_reports(run_dir)
+
+
+def render_comparison(run: Run) -> str:
+    """The web UI's Comparison tab (locust/web_session.py): a session's rows in report.md's tables,
+    one section per scenario and workload, each throughput row with its id (to delete it)."""
+    sections = [(scenario_title(g), [row.result.recorded_at for row in group], throughput_table(group),
+                 resources_table(group)) for g, group in by_scenario(rows(run)).items()]
+    return _env(html=True).get_template("comparison.html.j2").render(
+        run=run, sections=sections, flags=flag_legend(run), latency_note=latency_note(run))

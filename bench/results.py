@@ -6,13 +6,17 @@ Fields added since version 1 first shipped are optional, so every older results.
 from __future__ import annotations
 
 import os
+import platform
 import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
+import psutil
 from pydantic import BaseModel, Field
 
 
@@ -133,6 +137,10 @@ class Result(BaseModel):
     # Where the target ran: "native" (process tree; memory is PSS) or "docker" (a compose
     # container; memory is the cgroup working set, stored in the pss/rss/uss fields alike).
     runtime: Literal["native", "docker"] = "native"
+    # Who measured it: `bench compare`, or a swarm started from the Locust web UI (bench/session.py),
+    # which records when its window closed (also the row's id in the web UI's Comparison tab).
+    source: Literal["compare", "web-ui"] = "compare"
+    recorded_at: str | None = None
 
     @property
     def latency_n(self) -> int:
@@ -280,3 +288,19 @@ def command_text(command: Sequence[str] | None, make_target: str | None) -> str 
     if make_target:
         return f"make {make_target}"
     return shlex.join(command) if command else None
+
+
+def machine_info() -> Machine:
+    go = shutil.which("go")
+    go_version = None
+    if go:
+        out = subprocess.run([go, "version"], capture_output=True, text=True, check=False)
+        go_version = out.stdout.split()[2] if out.returncode == 0 else None
+    return Machine(cpus=os.cpu_count() or 1, mem_gb=round(psutil.virtual_memory().total / 1e9, 1),
+                   python=platform.python_version(), go=go_version)
+
+
+def git_rev() -> str | None:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or None

@@ -24,6 +24,7 @@ from bench import infra, manifest
 from bench.load import LOCUSTFILE
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
 from bench.procs import Proc, free_port, port_is_free
+from bench.session import write_registry
 from bench.targets import TargetUnavailable, running
 
 RUNS_DIR = REPO_ROOT / ".lab" / "up"
@@ -40,13 +41,18 @@ def _shown(path: Path) -> str:
     return str(path)
 
 
-def locust_argv(resolved: ResolvedTarget, pid: int, db_ms: int, llm_ms: int,
-                web_port: int = WEB_PORT) -> list[str]:
-    """The Locust web UI for one target, with its live memory tab; run from the repository root."""
+def locust_argv(resolved: ResolvedTarget, pid: int | None, db_ms: int, llm_ms: int,
+                web_port: int = WEB_PORT, registry: Path | None = None) -> list[str]:
+    """The Locust web UI, its Host set to one target; run from the repository root.
+
+    With `pid`, the memory tab watches that process tree; without, the one listening on the Host's
+    port, so it follows the Host from swarm to swarm. `registry` (write_registry's file) names the
+    targets behind their URLs for the Comparison tab's rows and the Host field's list."""
     return [_shown(LOCUST), "-f", _shown(LOCUSTFILE), "--config", _shown(LOCUST_CONF),
             "--web-host", HOST, "--web-port", str(web_port), "-H", resolved.base_url,
-            "--memory-pid", str(pid), "--db-ms", str(db_ms), "--llm-ms", str(llm_ms),
-            "RecommendationUser", "Canary"]
+            *(["--memory-pid", str(pid)] if pid else []),
+            *(["--lab-targets", _shown(registry)] if registry else []),
+            "--db-ms", str(db_ms), "--llm-ms", str(llm_ms), "RecommendationUser", "Canary"]
 
 
 def _interrupt(signum, frame):
@@ -68,14 +74,14 @@ def _report(console: Console, lab: infra.Infra, started: list[tuple[ResolvedTarg
         console.print(f"{key}={value}{given}", soft_wrap=True, markup=False, highlight=False)
     console.print(f"logs: {run_dir}", soft_wrap=True, markup=False, highlight=False)
     web_port = WEB_PORT if port_is_free(WEB_PORT) else free_port(HOST)
+    registry = write_registry(run_dir / "targets.json", [resolved for resolved, _ in started])
     console.print(f"\nLocust web UI (in another terminal, from {REPO_ROOT}):", soft_wrap=True,
                   highlight=False)
-    for resolved, proc in started:
-        console.print(f"# {resolved.name}", markup=False, highlight=False)
-        console.print(shlex.join(locust_argv(resolved, proc.pid, db_ms, llm_ms, web_port)),
-                      soft_wrap=True, markup=False, highlight=False)
-    console.print(f"then open http://{HOST}:{web_port}  —  Ctrl-C here stops everything.",
-                  soft_wrap=True, highlight=False)
+    console.print(shlex.join(locust_argv(started[0][0], None, db_ms, llm_ms, web_port, registry)),
+                  soft_wrap=True, markup=False, highlight=False)
+    console.print(f"then open http://{HOST}:{web_port}: its Host field lists the targets above, and "
+                  "every swarm is recorded in its Comparison tab (results/web-ui-<time>/).  Ctrl-C here "
+                  "stops everything.", soft_wrap=True, highlight=False)
 
 
 def up(targets: list[Target], console: Console, *, overrides: dict[str, int] | None = None,

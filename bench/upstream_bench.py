@@ -133,7 +133,7 @@ def run(concurrency: int = 500, duration_s: float = 10, latency_ms: int = 50) ->
 
 def snapshot(result: dict, started_at: str,
              command: tuple[list[str], str | None] | None = None) -> Snapshot:
-    from bench.compare import git_rev, machine_info
+    from bench.results import git_rev, machine_info
     argv, make_target = command or invocation()
     return Snapshot(started_at=started_at, git_rev=git_rev(), command=argv, make_target=make_target,
                     machine=machine_info(), result=Figures(**result))

@@ -11,6 +11,16 @@ if [ "$(id -u)" = 0 ]; then
     if [ -S "$socket" ]; then
         groups="$groups,$(stat -c %g "$socket")"
     fi
+    # The web UI records its swarms in results/web-ui-<time>/ (bind-mounted from the host, whose
+    # folder uid 10001 may not write): the session folder is made here, writable by both sides,
+    # and removed again by Locust if no swarm was recorded in it.
+    case " $* " in *" --worker "*) ;; *)
+        if [ -d results ] && [ -z "${LOCUST_SESSION_DIR:-}" ]; then
+            LOCUST_SESSION_DIR="results/web-ui-$(date -u +%Y%m%d-%H%M%S)"
+            install -d -m 0777 "$LOCUST_SESSION_DIR"
+            export LOCUST_SESSION_DIR
+        fi ;;
+    esac
     exec setpriv --reuid=10001 --regid=10001 --groups="$groups" --inh-caps=-all -- "$@"
 fi
 exec "$@"

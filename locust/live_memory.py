@@ -58,14 +58,27 @@ def add_memory_arguments(parser) -> None:
                              "whose memory the web UI shows")
 
 
+def _listens(proc: psutil.Process, port: int) -> bool:
+    try:
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                   for c in proc.net_connections("tcp"))
+    except psutil.Error:
+        return False
+
+
 def _listener_root(port: int) -> int | None:
-    """The top process listening on a local port (a gunicorn master, not one of its workers)."""
+    """The top process listening on a local port (a gunicorn master, not one of its workers).
+
+    psutil.net_connections() names one process per socket, which for a socket its workers
+    inherited may be a worker: so climb to the parents that hold the same listening socket."""
     pids = {c.pid for c in psutil.net_connections("tcp")
             if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
     for pid in pids:
         try:
-            if psutil.Process(pid).ppid() not in pids:
-                return pid
+            proc = psutil.Process(pid)
+            while (parent := proc.parent()) is not None and _listens(parent, port):
+                proc = parent
+            return proc.pid
         except psutil.NoSuchProcess:
             continue
     return None
@@ -102,6 +115,19 @@ class NativeSource:
         mem = self._memory_mb(pid)
         return {"source": label, "pss_mb": mem["pss"], "rss_mb": mem["rss"], "uss_mb": mem["uss"],
                 "processes": len(procs)}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) of each process of the tree so far: a web-UI swarm's CPU
+        (web_session.py) is the difference over its window."""
+        pid, _ = self._root()
+        out = {}
+        for proc in self._tree(pid) if pid else []:
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            out[str(proc.pid)] = times.user + times.system
+        return out
 
 
 class DockerSource:
@@ -140,28 +166,43 @@ class DockerSource:
         # What `docker stats` shows: cgroup v2 "inactive_file", v1 "total_inactive_file".
         inactive = detail.get("inactive_file", detail.get("total_inactive_file", 0))
         usage = mem["usage"]
+        cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)
+        self._cpu = {label: cpu_ns / 1e9}
         return {"source": label, "working_set_mb": (usage - min(inactive, usage)) / MB,
                 "usage_mb": usage / MB, "limit_mb": mem.get("limit", 0) / MB,
                 "processes": (stats.get("pids_stats") or {}).get("current")}
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """The container's CPU time so far (the cgroup's), as of the latest sample."""
+        return dict(getattr(self, "_cpu", {}))
+
 
 class MemoryWatch:
-    """Samples one source every INTERVAL_S; keeps the latest row and the peak since the swarm began."""
+    """Samples one source every INTERVAL_S; keeps the latest row and the peaks since the swarm began
+    (or since Locust's statistics were reset: a web-UI swarm's window starts there)."""
+
+    MEMORY_KEYS = ("pss_mb", "rss_mb", "uss_mb", "working_set_mb")
 
     def __init__(self, source: NativeSource | DockerSource) -> None:
         self.source = source
+        self.mode = "docker" if isinstance(source, DockerSource) else "native"
         self.latest: dict = {"source": "starting"}
         self.peak = 0.0
+        self.peaks: dict[str, float] = {}  # every memory figure's peak (web_session.py's rows)
         self.samples = 0
 
     def reset_peak(self, **_kw) -> None:
         self.peak = 0.0
+        self.peaks = {}
 
-    def sample_once(self) -> None:
+    def sample_once(self) -> dict:
         try:
             row = self.source.sample()
         except Exception as exc:  # a failed sample must not take the web UI down
             row = {"source": f"sampling failed: {type(exc).__name__}: {exc}"}
+        for key in self.MEMORY_KEYS:
+            if row.get(key) is not None:
+                self.peaks[key] = max(self.peaks.get(key, 0.0), row[key])
         value = row.get(self.source.headline)
         if value is not None:
             self.peak = max(self.peak, value)
@@ -170,6 +211,7 @@ class MemoryWatch:
         row = {k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}
         self.latest = {**row, "name": "memory", "sampled_at": time.strftime("%H:%M:%S"),
                        "samples": self.samples}
+        return row
 
     def run(self) -> None:
         while True:
@@ -195,16 +237,17 @@ def add_memory_tab(environment, web_ui=None, **_kw) -> None:
     environment.events.test_start.add_listener(watch.reset_peak)
     environment.events.reset_stats.add_listener(watch.reset_peak)
     gevent.spawn(watch.run)
+    environment.target_memory = watch  # web_session.py reads its figures into each swarm's row
 
-    web_ui.template_args["extended_tabs"] = [{"title": "Target memory", "key": TAB}]
-    web_ui.template_args["extended_tables"] = [
-        {"key": TAB, "structure": [{"key": k, "title": t} for k, t in COLUMNS[mode]]}]
+    web_ui.template_args.setdefault("extended_tabs", []).append({"title": "Target memory", "key": TAB})
+    web_ui.template_args.setdefault("extended_tables", []).append(
+        {"key": TAB, "structure": [{"key": k, "title": t} for k, t in COLUMNS[mode]]})
 
     @web_ui.app.after_request
     def add_memory_stats(response):
         if request.path.endswith("/stats/requests") and response.is_json:
             body = response.get_json()
-            body["extended_stats"] = [{"key": TAB, "data": [watch.latest]}]
+            body.setdefault("extended_stats", []).append({"key": TAB, "data": [watch.latest]})
             response.set_data(jsonify(body).get_data())
         return response
 

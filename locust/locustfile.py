@@ -10,6 +10,9 @@ as throughput. Users run closed-loop (no think time): N users = N requests in fl
 The web UI also gets a live "Target memory" tab (live_memory.py): `--memory-pid PID` (default: the
 process listening on the host's port) or, in compose, `--memory-container NAME`.
 
+Every swarm started from the web UI is recorded as a results.json row and shown in its
+"Comparison" tab (web_session.py, bench/session.py).
+
 The harness (bench/load.py) adds `--ledger FILE --window-s N`: every request is written to FILE with
 its start time, and the run goes warm-up -> N s window -> drain, so the requests started in the
 window are measured to the end, queueing included (request_ledger.py). Without them, nothing changes.
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 
 import gevent
 import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (no-op when headless)
+import web_session  # noqa: F401 - after live_memory: the "Comparison" tab records every web-UI swarm
 from request_ledger import Ledger, run_phases
 
 from locust import FastHttpUser, constant, constant_throughput, events, task

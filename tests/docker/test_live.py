@@ -223,6 +223,43 @@ def test_memory_tab_shows_the_swarmed_containers_working_set(two_workers):
             httpx.post(f"{LOCUST_URL}/stop", timeout=10)
 
 
+COMPARED = ["flask-sync", "fastapi-async", "go-gin"]
+SCREENSHOT = REPO_ROOT / "docs" / "img" / "comparison-tab.png"
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(bool(browser.missing()), reason=browser.missing() or "")
+def test_the_comparison_tab_compares_three_targets_swarmed_from_the_web_ui(two_workers):
+    """The README walkthrough under `docker compose --profile all up`: three targets picked from the
+    Host field's list, swarmed in turn, then the Comparison tab; regenerates its screenshot."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.ui import test_comparison_tab as tab
+
+    # The master's session folder, on the host through the bind mount; earlier tests' swarms go.
+    session_dir = REPO_ROOT / compose_cmd("exec", "-T", "locust", "printenv", "LOCUST_SESSION_DIR").strip()
+    assert httpx.delete(f"{LOCUST_URL}/lab/comparison", timeout=10).json() == {"rows": 0}
+    hosts = {name: f"http://{name}:{TARGETS[name].port}" for name in COMPARED}
+    # Every target of the "all" profile is up, and offered under its service name.
+    offered = {h["target"]: h["url"] for h in httpx.get(f"{LOCUST_URL}/lab/hosts", timeout=30).json()}
+    assert set(offered) == set(TARGETS) and all(offered[name] == url for name, url in hosts.items())
+    with browser.chromium_driver(width=1500, height=1000) as driver:
+        driver.get(LOCUST_URL)
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.NAME, "userCount") or d.find_elements(
+            By.XPATH, "//button[text()='New']"))
+        seen = tab.swarm_each(driver, LOCUST_URL, list(hosts.values()), lambda: tab._rows(session_dir))
+        shown = tab.open_comparison(driver, len(COMPARED))
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(browser.full_page_png(driver))
+    run = Run.load(session_dir)
+    assert [r.target for r in run.results] == COMPARED
+    assert all(r.runtime == "docker" and r.memory_source == "working set" for r in run.results)
+    assert [r.processes for r in run.results][0] >= 5  # gunicorn's master and 4 workers in one container
+    tab.assert_rows_agree(run.results, seen, shown)
+    tab.assert_report_renders(LOCUST_URL, session_dir, COMPARED)
+
+
 @pytest.mark.timeout(1000)
 def test_bench_compare_docker_quick(stack, tmp_path):
     """The harness's --docker path for real; it ends with `compose down` itself."""

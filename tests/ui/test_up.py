@@ -19,6 +19,7 @@ import psutil
 
 from bench.manifest import REPO_ROOT
 from bench.procs import port_is_free
+from bench.session import read_registry
 
 BENCH = Path(sys.executable).parent / "bench"
 
@@ -62,8 +63,10 @@ def test_bench_up_serves_the_target_and_ctrl_c_stops_everything(lab):
     try:
         row, _ = _read_until(lines, r"fastapi-async\s*│\s*(http://127\.0\.0\.1:(\d+))\s*│\s*(\d+)", 90)
         url, port, pid = row.group(1), int(row.group(2)), int(row.group(3))
-        command, _ = _read_until(lines, r"^\S*locust -f .* -H (\S+) --memory-pid (\d+) .*", 10)
-        assert (command.group(1), int(command.group(2))) == (url, pid)
+        command, _ = _read_until(lines, r"^\S*locust -f .* -H (\S+) --lab-targets (\S+) .*", 10)
+        assert command.group(1) == url
+        # The Comparison tab resolves the Host through the registry: this target, at this URL.
+        assert read_registry(REPO_ROOT / command.group(2)) == {url: ("fastapi-async", {"pool_size": 15})}
         children = psutil.Process(proc.pid).children(recursive=True)
         assert pid in {c.pid for c in children}
 
