@@ -301,6 +301,9 @@ def machine_info() -> Machine:
 
 
 def git_rev() -> str | None:
+    """The checkout's short commit; None outside a git checkout or without git (the Locust image)."""
+    if shutil.which("git") is None:
+        return None
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent.parent,
                          capture_output=True, text=True, check=False)
     return out.stdout.strip() or None

@@ -23,7 +23,14 @@ from pathlib import Path
 import gevent
 import psutil
 from flask import Response, jsonify, make_response, request, send_file
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, STATE_STOPPED, MasterRunner
+from locust.runners import (
+    STATE_MISSING,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    STATE_STOPPED,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from locust import events
 
@@ -37,6 +44,9 @@ TAB = "comparison"
 TICK_S = 0.5
 STOP_WAIT_S = 10.0  # a master waits this long for its workers' last statistics
 HOSTS_CACHE_S = 5.0
+RESET_MSG, RESET_ACK = "lab_reset_stats", "lab_reset_stats_done"
+FLUSH_MSG, FLUSH_ACK = "lab_send_stats", "lab_send_stats_done"
+ACK_WAIT_S = 3.0  # a worker without the handlers (another locustfile) is not waited for longer
 CANARY = ("/healthz", "GET")
 TTFT = ("/stream first token", "TTFT")
 log = logging.getLogger(__name__)
@@ -91,11 +101,17 @@ class Recorder:
         self.locust_cpu: list[float] = []
         self.resetting = False
         self.stopping = False
+        self.acks_pending: set[str] = set()  # workers yet to confirm their statistics restarted
+        self.flush_pending: set[str] = set()  # workers yet to send their last statistics
+        self.window_asked: float | None = None
 
     # --- the swarm's life -----------------------------------------------------------------
 
     def scenario_users(self) -> int:
-        counts = getattr(self.env.runner, "user_classes_count", {}) or {}
+        runner = self.env.runner
+        # A master runs no users itself: its workers report theirs.
+        counts = (runner.reported_user_classes_count if isinstance(runner, MasterRunner)
+                  else runner.user_classes_count) or {}
         return sum(n for name, n in counts.items() if name != "Canary")
 
     def scenario(self) -> str:
@@ -105,6 +121,7 @@ class Recorder:
 
     def begin(self, idle: dict[str, float] | None = None) -> None:
         opts = self.env.parsed_options
+        self.window_asked, self.acks_pending = None, set()
         self.swarm = lab.Swarm(host=self.env.host or "", users=0, scenario=self.scenario(),
                            db_ms=int(opts.db_ms), llm_ms=int(opts.llm_ms), started=time.time(),
                            closed=time.time(), runtime=self.watch.mode if self.watch else "native")
@@ -131,13 +148,23 @@ class Recorder:
             gevent.spawn(self._close_when_stopped)
 
     def _close_when_stopped(self) -> None:
-        # A master's workers send their last statistics as they stop: wait for them.
+        runner = self.env.runner
         deadline = time.monotonic() + STOP_WAIT_S
-        while self.env.runner.state != STATE_STOPPED and time.monotonic() < deadline:
+        while runner.state != STATE_STOPPED and time.monotonic() < deadline:
             gevent.sleep(0.2)
-        if isinstance(self.env.runner, MasterRunner):
-            gevent.sleep(0.5)
+        if isinstance(runner, MasterRunner):
+            # A stopped worker still holds the requests it finished since its last report (every
+            # 3 s): ask each for them, and close once all have answered (the answer follows the
+            # report on the same connection).
+            self.flush_pending = {c.id for c in runner.clients.all if c.state != STATE_MISSING}
+            runner.send_message(FLUSH_MSG)
+            flush_deadline = time.monotonic() + ACK_WAIT_S
+            while self.flush_pending and time.monotonic() < flush_deadline:
+                gevent.sleep(0.05)
         self.close(at=self.swarm.closed if self.swarm else None)
+
+    def on_flush_ack(self, environment, msg, **_kw) -> None:
+        self.flush_pending.discard(msg.node_id)
 
     def on_reset_stats(self, **_kw) -> None:
         """The user pressed Reset: the window starts again from here."""
@@ -171,14 +198,41 @@ class Recorder:
         waited = time.time() - self.spawned_at
         if swarm.window_opened is None:
             answered = runner.stats.total.num_requests - self.base_requests >= swarm.users
-            if (answered and waited >= lab.WARMUP_MIN_S) or waited >= lab.WARMUP_MAX_S:
+            if self.window_asked is not None:
+                if time.monotonic() - self.window_asked > ACK_WAIT_S:
+                    log.warning("workers %s did not confirm the statistics reset", self.acks_pending)
+                    self._open_window(reset=True)
+            elif (answered and waited >= lab.WARMUP_MIN_S) or waited >= lab.WARMUP_MAX_S:
                 swarm.steady = answered
-                self._open_window(reset=True)
+                self._ask_for_window()
         record_s = float(getattr(self.env.parsed_options, "record_s", 0) or 0)
         if swarm.window_opened and record_s > 0 and time.time() - swarm.window_opened >= record_s:
             runner.stop()
 
+    def _ask_for_window(self) -> None:
+        """Open the window now, or on a master once every worker has restarted its statistics.
+
+        A worker reports the requests of the last few seconds at once; were only the master's
+        statistics reset, its next report would carry requests from before the window. So each
+        worker resets first and confirms; the confirmation comes on the same connection after any
+        report sent before the reset, so once all are in, the master resets too: the window then
+        holds only requests that finished inside it."""
+        runner = self.env.runner
+        workers = ({c.id for c in runner.clients.all if c.state != STATE_MISSING}
+                   if isinstance(runner, MasterRunner) else set())
+        if not workers:
+            self._open_window(reset=True)
+            return
+        self.acks_pending, self.window_asked = workers, time.monotonic()
+        runner.send_message(RESET_MSG)
+
+    def on_reset_ack(self, environment, msg, **_kw) -> None:
+        self.acks_pending.discard(msg.node_id)
+        if self.window_asked is not None and not self.acks_pending and self.swarm:
+            self._open_window(reset=True)
+
     def _open_window(self, reset: bool) -> None:
+        self.window_asked, self.acks_pending = None, set()
         if reset:  # what the web UI's Reset does: Locust's statistics (and the memory peaks) restart
             self.resetting = True
             try:
@@ -221,7 +275,8 @@ class Recorder:
                 swarm.peak = {"pss": peaks["working_set_mb"]}
             else:
                 swarm.peak = {k: peaks[f"{k}_mb"] for k in ("pss", "rss", "uss") if f"{k}_mb" in peaks}
-            swarm.processes = int(self.watch.latest.get("processes") or 0)
+            if self.watch.mode == "native":  # a container's PIDs count threads: the manifest's count stands
+                swarm.processes = int(self.watch.latest.get("processes") or 0)
         if self.cpu_base is not None:
             t0, cpu0, (busy0, total0) = self.cpu_base
             elapsed = time.monotonic() - t0
@@ -258,6 +313,37 @@ def _inject_script(response: Response) -> Response:
     return response
 
 
+def _keep_polling_while_stopping(response: Response) -> Response:
+    """The web UI polls /stats/requests only while a swarm spawns or runs. When the server stops a
+    swarm itself (Record s) a master passes through "stopping" while its workers stop, and a UI
+    that saw it would stop polling and show "STOPPING" for good; so that brief state reads as
+    "running" here and the UI polls on until "stopped"."""
+    body = response.get_json()
+    if body.get("state") == "stopping":
+        body["state"] = "running"
+        response.set_data(jsonify(body).get_data())
+    return response
+
+
+@events.init.add_listener
+def reset_when_the_master_asks(environment, runner=None, **_kw) -> None:
+    """A worker restarts its statistics when a web-UI swarm's window opens (Recorder._ask_for_window)
+    and reports at once when it closes (Recorder._close_when_stopped)."""
+    if not isinstance(runner, WorkerRunner):
+        return
+
+    def reset(environment, msg, **_kw) -> None:
+        environment.runner.stats.reset_all()
+        environment.runner.send_message(RESET_ACK)
+
+    def send_stats(environment, msg, **_kw) -> None:
+        environment.runner._send_stats()  # the report a worker sends every 3 s, now (as on "quit")
+        environment.runner.send_message(FLUSH_ACK)
+
+    runner.register_message(RESET_MSG, reset)
+    runner.register_message(FLUSH_MSG, send_stats)
+
+
 @events.init.add_listener
 def add_comparison_tab(environment, web_ui=None, **_kw) -> None:
     if web_ui is None:  # headless or worker: no UI, nothing to record
@@ -277,6 +363,9 @@ def add_comparison_tab(environment, web_ui=None, **_kw) -> None:
     environment.events.test_stopping.add_listener(recorder.on_test_stopping)
     environment.events.reset_stats.add_listener(recorder.on_reset_stats)
     environment.events.quitting.add_listener(recorder.on_quitting)
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(RESET_ACK, recorder.on_reset_ack)
+        environment.runner.register_message(FLUSH_ACK, recorder.on_flush_ack)
     gevent.spawn(recorder.run)
     web_ui.template_args.setdefault("extended_tabs", []).append({"title": "Comparison", "key": TAB})
     auth = web_ui.auth_required_if_enabled
@@ -284,6 +373,8 @@ def add_comparison_tab(environment, web_ui=None, **_kw) -> None:
 
     @web_ui.app.after_request
     def inject(response):
+        if request.path.endswith("/stats/requests") and response.is_json:
+            return _keep_polling_while_stopping(response)
         return _inject_script(response) if request.path.endswith("/") else response
 
     @web_ui.app.route("/lab/web-ui.js")
@@ -296,6 +387,12 @@ def add_comparison_tab(environment, web_ui=None, **_kw) -> None:
         if time.monotonic() - hosts_cache["at"] > HOSTS_CACHE_S:
             hosts_cache.update(at=time.monotonic(), hosts=lab.hosts_up(compose, lab.read_registry(registry)))
         return jsonify(hosts_cache["hosts"])
+
+    @web_ui.app.route("/lab/session")
+    @auth
+    def session_info():
+        return jsonify({"run_id": session.run_dir.name, "dir": str(session.run_dir),
+                        "rows": len(session.run.results)})
 
     @web_ui.app.route("/lab/comparison")
     @auth
