@@ -391,8 +391,14 @@ def add_comparison_tab(environment, web_ui=None, **_kw) -> None:
     @web_ui.app.route("/lab/session")
     @auth
     def session_info():
+        swarm = recorder.swarm
+        recording = None if swarm is None else {
+            "host": swarm.host, "users": swarm.users,
+            "phase": "window" if swarm.window_opened else "warm-up",
+            "window_s": round(time.time() - swarm.window_opened, 1) if swarm.window_opened else 0.0,
+            "record_s": float(getattr(environment.parsed_options, "record_s", 0) or 0)}
         return jsonify({"run_id": session.run_dir.name, "dir": str(session.run_dir),
-                        "rows": len(session.run.results)})
+                        "rows": len(session.run.results), "recording": recording})
 
     @web_ui.app.route("/lab/comparison")
     @auth

@@ -17,17 +17,16 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from bench import manifest
-from bench.manifest import REPO_ROOT
-from bench.procs import free_port, spawn, wait_http
+from bench.procs import free_port, wait_http
 from bench.results import Result, Run
 from bench.session import write_registry
 from bench.targets import running
 from bench.up import locust_argv
 from tests import browser
+from tests.ui.test_locust_web_ui import _fill, _header, web_ui_running
 
 pytestmark = pytest.mark.skipif(bool(browser.missing()), reason=browser.missing() or "")
 
@@ -51,24 +50,17 @@ def web_ui(targets, tmp_path):
     port = free_port()
     argv = locust_argv(targets[0][0], None, DB_MS, LLM_MS, web_port=port, registry=registry)
     session_dir = tmp_path / "web-ui-session"
-    locust = spawn("locust-comparison", [*argv[:-2], "--session-dir", str(session_dir), *argv[-2:]],
-                   cwd=REPO_ROOT, log_path=tmp_path / "locust.log")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/", locust, timeout=30)
+    with web_ui_running(with_session(argv, session_dir), port, tmp_path / "locust.log") as (url, _):
         yield url, session_dir
-    finally:
-        locust.stop()
 
 
-def _fill(driver, name: str, value: object) -> None:
-    field = driver.find_element(By.NAME, name)
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(Keys.DELETE, str(value))
+def with_session(argv: list[str], session_dir: Path) -> list[str]:
+    """`bench up`'s Locust command with the session folder given (before the user classes)."""
+    return [*argv[:-2], "--session-dir", str(session_dir), *argv[-2:]]
 
 
 def _status(driver) -> str:
-    return driver.find_element(By.XPATH, "//p[text()='Status']/following-sibling::span").text
+    return _header(driver, "Status")
 
 
 def _host_choices(driver) -> dict[str, str]:
@@ -89,8 +81,12 @@ def _swarm(driver, wait, host: str) -> None:
     driver.find_element(By.XPATH, "//button[.//*[text()='Custom parameters']]").click()
     wait.until(lambda d: d.find_element(By.NAME, "recordS").is_displayed())
     _fill(driver, "recordS", RECORD_S)
+    wait.until(lambda d: float(d.find_element(By.NAME, "recordS").get_attribute("value") or 0) == RECORD_S)
     driver.find_element(By.XPATH, "//button[@type='submit']").click()
     wait.until(lambda d: _status(d) == "RUNNING")
+    url = driver.current_url.split("?")[0].rstrip("/")
+    recording = httpx.get(f"{url}/lab/session", timeout=10).json()["recording"]
+    assert recording and recording["record_s"] == RECORD_S and recording["host"] == host, recording
     wait.until(lambda d: _status(d) == "STOPPED")
 
 
@@ -217,21 +213,15 @@ def test_quitting_locust_in_the_middle_of_a_swarm_keeps_its_row(targets, tmp_pat
     port = free_port()
     session_dir = tmp_path / "web-ui-interrupted"
     registry = write_registry(tmp_path / "targets.json", [targets[0][0]])
-    argv = locust_argv(targets[0][0], None, DB_MS, LLM_MS, web_port=port, registry=registry)
-    locust = spawn("locust-interrupted", [*argv[:-2], "--session-dir", str(session_dir), *argv[-2:]],
-                   cwd=REPO_ROOT, log_path=tmp_path / "locust.log")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/", locust, timeout=30)
+    argv = with_session(locust_argv(targets[0][0], None, DB_MS, LLM_MS, web_port=port, registry=registry),
+                        session_dir)
+    with web_ui_running(argv, port, tmp_path / "locust.log") as (url, locust):
         form = {"user_count": USERS + 1, "spawn_rate": USERS + 1, "host": targets[0][0].base_url}
         assert httpx.post(f"{url}/swarm", data=form, timeout=10).json()["success"]
-        # The window has opened once Locust's statistics restarted: fewer requests than a moment ago.
-        wait_http(f"{url}/stats/requests", locust, timeout=30,
-                  ok=lambda r: r.json()["state"] == "running" and r.json()["stats"][-1]["num_requests"] > 40)
+        wait_http(f"{url}/lab/session", locust, timeout=30,
+                  ok=lambda r: (r.json()["recording"] or {}).get("window_s", 0) > 2)
         locust.popen.send_signal(signal.SIGTERM)
         assert locust.popen.wait(timeout=30) == 0
-    finally:
-        locust.stop()
     run = Run.load(session_dir)
     assert len(run.results) == 1
     row = run.results[0]

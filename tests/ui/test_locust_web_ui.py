@@ -7,6 +7,10 @@ memory" tab shows a non-zero, updating figure, then stops the swarm.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
@@ -15,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from bench import manifest
 from bench.manifest import REPO_ROOT
-from bench.procs import free_port, spawn, wait_http
+from bench.procs import Proc, free_port, spawn, wait_http
 from bench.targets import running
 from bench.up import locust_argv
 from tests import browser
@@ -33,18 +37,25 @@ def fastapi_async(lab, tmp_path_factory):
         yield started
 
 
+@contextlib.contextmanager
+def web_ui_running(argv: list[str], port: int, log_path: Path) -> Iterator[tuple[str, Proc]]:
+    """Locust's web UI from argv (listening on `port`) until the block ends: (its URL, the process)."""
+    locust = spawn("locust-web-ui", argv, cwd=REPO_ROOT, log_path=log_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/", locust, timeout=30)
+        yield url, locust
+    finally:
+        locust.stop()
+
+
 @pytest.fixture
 def locust_ui(fastapi_async, tmp_path):
     resolved, proc = fastapi_async
     port = free_port()
     argv = locust_argv(resolved, proc.pid, CLI_DB_MS, CLI_LLM_MS, web_port=port)
-    locust = spawn("locust-web-ui", argv, cwd=REPO_ROOT, log_path=tmp_path / "locust.log")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/", locust, timeout=30)
+    with web_ui_running(argv, port, tmp_path / "locust.log") as (url, _):
         yield url
-    finally:
-        locust.stop()
 
 
 def _fill(driver, name: str, value: object) -> None:
