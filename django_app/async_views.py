@@ -29,6 +29,7 @@ from functools import cache
 
 import openai
 from asgiref.sync import sync_to_async
+from django.db import InterfaceError, OperationalError
 from django.http import StreamingHttpResponse
 
 from django_app.common import (
@@ -60,14 +61,24 @@ def llm() -> openai.AsyncOpenAI:
 
 
 async def load_facts(user_id: int, db_ms: int) -> dict:
-    try:
-        if db_ms:
-            await sync_to_async(pg_sleep)(db_ms)
-        return facts(await auser_summary(user_id))  # User.DoesNotExist -> 404
-    finally:
-        # Back to the pool before the upstream call. Must run on the request's DB thread:
-        # `connection` is per thread, so sync_to_async(connection.close) would close the wrong one.
-        await sync_to_async(release)()
+    for attempt in (1, 2):
+        failure = None
+        try:
+            if db_ms:
+                await sync_to_async(pg_sleep)(db_ms)
+            found = facts(await auser_summary(user_id))  # User.DoesNotExist -> 404
+        except (OperationalError, InterfaceError) as exc:
+            failure = exc
+        finally:
+            # Back to the pool before the upstream call. Must run on the request's DB thread:
+            # `connection` is per thread, so sync_to_async(connection.close) would close the wrong
+            # one. A connection the server had closed (a restart) is dropped there instead.
+            dropped = await sync_to_async(release)()
+        if failure is None:
+            return found
+        if attempt == 2 or not dropped:  # the database is down, or it failed twice: 503
+            raise failure
+    raise AssertionError("unreachable")
 
 
 @endpoint

@@ -1,6 +1,6 @@
 """Unmanaged models over db/init.sql (no migrations: the schema belongs to db/init.sql)."""
 
-from django.db import connection, models
+from django.db import InterfaceError, OperationalError, connection, models
 
 RECENT = 20
 
@@ -59,10 +59,32 @@ async def auser_summary(user_id: int) -> User:
 
 
 def load_user(user_id: int, db_ms: int) -> User:
-    """Step 2 on this thread's connection: the optional pg_sleep, then the one query."""
-    if db_ms:
-        pg_sleep(db_ms)
-    return user_summary(user_id)
+    """Step 2 on this thread's connection: the optional pg_sleep, then the one query; once more
+    on a new connection when this one had been closed by the server (see drop_if_broken)."""
+    for attempt in (1, 2):
+        try:
+            if db_ms:
+                pg_sleep(db_ms)
+            return user_summary(user_id)
+        except (OperationalError, InterfaceError):
+            if attempt == 2 or not drop_if_broken():
+                raise
+    raise AssertionError("unreachable")
+
+
+def drop_if_broken() -> bool:
+    """After a database error: was this thread's connection one the server had closed (a restart)?
+    Then it is dropped, and with django-async's pool every broken idle one too (psycopg_pool's
+    check, which costs a round trip per idle connection, on this failure path only), so the
+    read can run again on a live connection. False when the database itself is unreachable (no
+    connection was made): that stays a 503, fast."""
+    raw = connection.connection
+    if raw is None or not raw.broken:
+        return False
+    connection.close()  # with the pool: given back, and the pool discards a broken connection
+    if "pool" in connection.settings_dict["OPTIONS"]:
+        connection.pool.check()
+    return True
 
 
 def pg_sleep(db_ms: int) -> None:
@@ -76,6 +98,10 @@ def select_one() -> None:
         cursor.execute("SELECT 1")
 
 
-def release() -> None:
-    """Give this thread's connection back (to the pool under django-async)."""
+def release() -> bool:
+    """Give this thread's connection back (to the pool under django-async). True when it had been
+    closed by the server: then it is dropped instead, and the pool's broken ones with it."""
+    if drop_if_broken():
+        return True
     connection.close()
+    return False

@@ -18,8 +18,9 @@ DATABASES = {"default": {
     "CONN_MAX_AGE": 0,  # required with "pool"
     # With health checks Django gives the pool check=check_connection, and psycopg_pool retries
     # failed checks with exponential backoff (1, 2, 4... s): after a DB restart, one request walks
-    # the 15 dead connections and hits DB_POOL_TIMEOUT_S (measured: 30 s). Without them, each dead
-    # connection fails one query fast (503) and the pool discards it when it is given back.
+    # the 15 dead connections and hits DB_POOL_TIMEOUT_S (measured: 30 s). Without them, a dead
+    # connection fails its query fast; models.drop_if_broken then discards it and checks the pool
+    # once (that failure path only), and the read runs again on a live connection.
     "CONN_HEALTH_CHECKS": False,
     "OPTIONS": {**DATABASES["default"]["OPTIONS"], "pool": {
         "min_size": _env.db_pool_size, "max_size": _env.db_pool_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from openai import AsyncOpenAI
@@ -19,6 +20,7 @@ from fastapi_app import pubsub, seed002
 from fastapi_app.common import (
     DB_DOWN,
     READY_SQL,
+    RETRY_ON_DEAD_CONNECTION,
     SLEEP_SQL,
     SSE_DONE,
     SSE_HEADERS,
@@ -34,6 +36,7 @@ from fastapi_app.common import (
     openai_kwargs,
     parse_n,
     parse_query,
+    retry_on,
     sse_error,
     sse_token,
 )
@@ -58,12 +61,19 @@ app.include_router(pubsub.router)  # seed 003; its lifespan opens the Redis clie
 
 
 async def load_user(engine: AsyncEngine, user_id: int, db_ms: int) -> User:
-    # One pooled connection for the sleep and the query, returned before the upstream call.
-    async with engine.connect() as conn:
-        if db_ms:
-            await conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
-        row = (await conn.execute(USER_SQL, {"user_id": user_id})).first()
-    return User.from_row(user_id, row)
+    # One pooled connection for the sleep and the query, returned before the upstream call;
+    # run again once on a fresh connection when the pooled one was dead (sync_core.load_user).
+    for attempt in RETRY_ON_DEAD_CONNECTION:
+        try:
+            async with engine.connect() as conn:
+                if db_ms:
+                    await conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
+                row = (await conn.execute(USER_SQL, {"user_id": user_id})).first()
+            return User.from_row(user_id, row)
+        except sqlalchemy.exc.DBAPIError as exc:
+            if not retry_on(exc, attempt):
+                raise
+    raise AssertionError("unreachable")
 
 
 @app.get("/recommendation/{user_id}")

@@ -90,6 +90,15 @@ _HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allo
 DB_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
            sqlalchemy.exc.TimeoutError, OSError)
 
+RETRY_ON_DEAD_CONNECTION = (1, 2)  # attempts of the request's read
+
+
+def retry_on(exc: sqlalchemy.exc.DBAPIError, attempt: int) -> bool:
+    """Run the read again? Only once, and only when the error was a connection the server had
+    closed (SQLAlchemy recognised a disconnect and invalidated the pool): the fresh connection
+    then answers. A database that is down fails the second attempt too, fast, as a 503."""
+    return attempt == 1 and exc.connection_invalidated
+
 
 def install_error_handlers(app: FastAPI) -> None:
     def handler(status: int, code: str, message: Callable[[Exception], str]):

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
+import sqlalchemy.exc
 from fastapi import FastAPI
 from openai import OpenAI, Stream
 from sqlalchemy import Engine, create_engine
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, create_engine
 from fastapi_app.common import (
     DB_DOWN,
     READY_SQL,
+    RETRY_ON_DEAD_CONNECTION,
     SLEEP_SQL,
     SSE_DONE,
     USER_SQL,
@@ -27,6 +29,7 @@ from fastapi_app.common import (
     engine_kwargs,
     get_settings,
     openai_kwargs,
+    retry_on,
     sse_error,
     sse_token,
 )
@@ -50,11 +53,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
 
 def load_user(engine: Engine, user_id: int, db_ms: int) -> User:
     # One pooled connection for the sleep and the query, returned before the upstream call.
-    with engine.connect() as conn:
-        if db_ms:
-            conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
-        row = conn.execute(USER_SQL, {"user_id": user_id}).first()
-    return User.from_row(user_id, row)
+    # A connection the server had closed (a restart) fails once: SQLAlchemy then invalidates the
+    # pool, and the same read runs again on a fresh connection (no ping on every checkout).
+    for attempt in RETRY_ON_DEAD_CONNECTION:
+        try:
+            with engine.connect() as conn:
+                if db_ms:
+                    conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
+                row = conn.execute(USER_SQL, {"user_id": user_id}).first()
+            return User.from_row(user_id, row)
+        except sqlalchemy.exc.DBAPIError as exc:
+            if not retry_on(exc, attempt):
+                raise
+    raise AssertionError("unreachable")
 
 
 def recommend(engine: Engine, llm: OpenAI, q: Params) -> dict:

@@ -18,7 +18,7 @@ from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from pydantic_settings import BaseSettings
 from sqlalchemy import Engine, create_engine, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
@@ -101,7 +101,8 @@ class Resources:
             s = self.settings
             # AUTOCOMMIT and no pool_pre_ping: no BEGIN/ROLLBACK around each checkout and no ping
             # on it, so a request costs the pg_sleep plus one query (docs/CONTRACT.md). A
-            # connection that died meanwhile fails one request (503) and SQLAlchemy drops the pool.
+            # connection that died meanwhile fails its query once, SQLAlchemy drops the pool and
+            # load_user runs the read again on a fresh connection.
             self._engine = create_engine(
                 make_url(s.database_url).set(drivername="postgresql+psycopg"),
                 pool_size=s.db_pool_size, max_overflow=0, pool_timeout=s.db_pool_timeout_s,
@@ -163,11 +164,19 @@ def create_app(settings: Settings | None = None) -> Flask:
                 _query_int("llm_ms", settings.llm_ms, 0, 20000))
 
     def load_user(user_id: int, db_ms: int) -> dict:
-        with res.engine.connect() as conn:  # ONE pooled connection for the sleep and the query...
-            if db_ms:
-                conn.execute(text("SELECT pg_sleep(:s)"), {"s": db_ms / 1000})
-            row = conn.execute(USER_SQL, {"uid": user_id}).one_or_none()
-        # ...and it is back in the pool before the slow upstream call.
+        # A connection the server had closed (a restart) fails once: SQLAlchemy then invalidates
+        # the pool and the same read runs again on a fresh connection; a database that is down
+        # fails that attempt too (503).
+        for attempt in (1, 2):
+            try:
+                with res.engine.connect() as conn:  # ONE pooled connection for the sleep and the query...
+                    if db_ms:
+                        conn.execute(text("SELECT pg_sleep(:s)"), {"s": db_ms / 1000})
+                    row = conn.execute(USER_SQL, {"uid": user_id}).one_or_none()
+                break  # ...and it is back in the pool before the slow upstream call.
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
         if row is None:
             raise ApiError(404, "not_found", f"user {user_id} not found")
         name, budget, transactions, spent, top = row

@@ -13,6 +13,10 @@ import (
 var (
 	errNotFound      = errors.New("not found")
 	errDBUnavailable = errors.New("database unavailable")
+	// The pooled connection had been closed by the server (a restart): so had every other one, so
+	// Summary resets the pool (as SQLAlchemy invalidates its pool on a disconnect) and runs the
+	// read again, once, on a fresh connection.
+	errDeadConn = errors.New("pooled connection closed by the server")
 )
 
 // summary is step 2 of the contract: the user and the aggregate of their 20 latest transactions.
@@ -47,17 +51,34 @@ type pgStore struct {
 }
 
 func (s pgStore) Summary(ctx context.Context, userID int64, dbWait time.Duration) (summary, error) {
+	out, err := s.summaryOnce(ctx, userID, dbWait)
+	if errors.Is(err, errDeadConn) {
+		s.pool.Reset() // idle connections are closed now, checked-out ones when released
+		out, err = s.summaryOnce(ctx, userID, dbWait)
+	}
+	return out, err
+}
+
+func (s pgStore) summaryOnce(ctx context.Context, userID int64, dbWait time.Duration) (summary, error) {
 	// ONE pooled connection for both statements, released when Summary returns, i.e. before the
 	// upstream call (holding it across the call would cap throughput at pool size / LLM latency).
+	// pgxpool pings a connection only after it idled for a second, so one the server has just
+	// closed can still be handed out: its first statement fails and pgx closes it.
 	conn, err := s.acquire(ctx)
 	if err != nil {
 		return summary{}, err
 	}
-	defer conn.Release()
+	defer conn.Release() // a closed connection is destroyed, not pooled again
 
+	failed := func(err error) error {
+		if conn.Conn().IsClosed() && ctx.Err() == nil {
+			return fmt.Errorf("%w: %w: %w", errDBUnavailable, errDeadConn, err)
+		}
+		return fmt.Errorf("%w: %w", errDBUnavailable, err)
+	}
 	if dbWait > 0 {
 		if _, err := conn.Exec(ctx, "SELECT pg_sleep($1)", dbWait.Seconds()); err != nil {
-			return summary{}, fmt.Errorf("%w: %w", errDBUnavailable, err)
+			return summary{}, failed(err)
 		}
 	}
 	var out summary
@@ -67,7 +88,7 @@ func (s pgStore) Summary(ctx context.Context, userID int64, dbWait time.Duration
 	case errors.Is(err, pgx.ErrNoRows):
 		return summary{}, errNotFound
 	case err != nil:
-		return summary{}, fmt.Errorf("%w: %w", errDBUnavailable, err)
+		return summary{}, failed(err)
 	}
 	return out, nil
 }
