@@ -115,14 +115,59 @@ def compare(
 
 def _render(run_dir: Path) -> None:
     from bench.claims import claims_table
-    from bench.report import finalize, print_table
+    from bench.report import faults_console_table, finalize, is_faults_run, print_table
     if not (run_dir / "results.json").exists():
         return
     run = finalize(run_dir)
+    if is_faults_run(run):
+        (console if console.is_terminal else Console(width=200)).print(faults_console_table(run))
+        console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+        return
     print_table(run, console)
     if run.claims:
         (console if console.is_terminal else Console(width=200)).print(claims_table(run))
     console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+
+
+@app.command()
+def faults(
+    targets: Annotated[str, typer.Option(help="comma-separated target names (default: all)")] = "",
+    only: Annotated[str, typer.Option(
+        "--faults", help="comma-separated faults (default: all): see docs/FAULTS.md")] = "",
+    users: Annotated[int, typer.Option(help="steady load while the faults strike", min=1, max=500)] = 20,
+    quick: Annotated[bool, typer.Option(help="shorter outages (PostgreSQL down 5 s, not 10 s)")] = False,
+    results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
+) -> None:
+    """Inject faults into every target under steady load (PostgreSQL restarted and stopped, the upstream
+    failing, hanging and killed, a worker killed, SIGTERM); write results/faults-<run>/ and its table."""
+    from bench.faults import FAULTS, FaultsOptions, run_faults
+    from bench.report import faults_console_table, write_reports
+    try:
+        chosen = manifest.select([t.strip() for t in targets.split(",") if t.strip()])
+    except manifest.ManifestError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    names = [f.strip() for f in only.split(",") if f.strip()] or list(FAULTS)
+    if unknown := [f for f in names if f not in FAULTS]:
+        raise typer.BadParameter(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
+    opts = FaultsOptions(targets=chosen, faults=[f for f in FAULTS if f in names], quick=quick, users=users,
+                         results_dir=results_dir, invocation=invocation())
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        run_dir = run_faults(opts, console, run_id)
+    except KeyboardInterrupt:
+        run_dir = results_dir / f"faults-{run_id}"
+        console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
+        if (run_dir / "results.json").exists():
+            write_reports(run_dir)
+        raise typer.Exit(130) from None
+    run = write_reports(run_dir)
+    (console if console.is_terminal else Console(width=200)).print(faults_console_table(run))
+    console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+    failing = sum(not f.ok for f in run.faults)
+    if failing or run.skipped:
+        console.print(f"[yellow]{failing} fault rows broke their expectations; "
+                      f"{len(run.skipped)} targets not run[/]")
 
 
 @app.command()
@@ -143,7 +188,14 @@ def readme(
     """Put a run's headline table and claims (snapshot: docs/latest-run.json) and the upstream-bench
     figures (docs/upstream-bench.json, written by `bench upstream-bench`) into README.md."""
     from bench import readme as readme_mod
+    from bench.report import is_faults_run
+    from bench.results import Run
     chosen = run_dir or RESULTS_DIR / "latest"
+    if run_dir is not None and (run_dir / "results.json").exists() and is_faults_run(Run.load(run_dir)):
+        run = readme_mod.update_faults(run_dir.resolve())
+        console.print(f"README.md faults block updated from run {run.run_id}; snapshot "
+                      f"{readme_mod.FAULTS_SNAPSHOT}", soft_wrap=True, highlight=False)
+        return
     if (chosen / "results.json").exists():
         run = readme_mod.update(chosen.resolve())
         console.print(f"README.md updated from run {run.run_id}; snapshot {readme_mod.SNAPSHOT}",
@@ -153,6 +205,8 @@ def readme(
     else:
         console.print(f"no run in {chosen}: the latest-comparison block is left as it is",
                       soft_wrap=True, highlight=False)
+    if readme_mod.FAULTS_SNAPSHOT.exists():
+        readme_mod.update_faults()
     if readme_mod.UPSTREAM_SNAPSHOT.exists():
         snap = readme_mod.update_upstream()
         console.print(f"README.md upstream-bench block updated from {readme_mod.UPSTREAM_SNAPSHOT} "

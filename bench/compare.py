@@ -102,10 +102,10 @@ class CompareOptions:
         return [dict(zip(keys, values, strict=False)) for values in itertools.product(*self.sweep.values())]
 
 
-def warm_up(base_url: str, opts: CompareOptions, concurrency: int = 8, rounds: int = 2) -> float:
+def warm_up(base_url: str, db_ms: int, llm_ms: int, concurrency: int = 8, rounds: int = 2) -> float:
     """A few requests in parallel so pools, imports and connections exist before we measure."""
     started = time.monotonic()
-    path = f"/recommendation/{{uid}}?db_ms={opts.db_ms}&llm_ms={min(opts.llm_ms, 200)}"
+    path = f"/recommendation/{{uid}}?db_ms={db_ms}&llm_ms={min(llm_ms, 200)}"
     with httpx.Client(base_url=base_url, timeout=60) as client:
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(concurrency) as pool:
@@ -434,7 +434,8 @@ def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Pa
         with docker.running(cell.target) as (base_url, container):
             subject = Subject.of(resolved, container=container, base_url=base_url)
             progress.update(task, description=f"{cell.name}: warming up")
-            yield replace(subject, warmup_s=round(warm_up(base_url, opts), 2)), lambda: True
+            warmup_s = warm_up(base_url, opts.db_ms, opts.llm_ms)
+            yield replace(subject, warmup_s=round(warmup_s, 2)), lambda: True
 
     def run_experiments(subject: Subject) -> None:
         progress.update(task, description=f"{cell.name}: experiments")
@@ -461,7 +462,8 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
             time.sleep(1.0)  # let the workers settle before the idle reading
             subject = Subject.of(resolved, pid=proc.pid)
             progress.update(task, description=f"{cell.name}: warming up")
-            yield replace(subject, warmup_s=round(warm_up(resolved.base_url, opts), 2)), proc.alive
+            warmup_s = warm_up(resolved.base_url, opts.db_ms, opts.llm_ms)
+            yield replace(subject, warmup_s=round(warmup_s, 2)), proc.alive
             if not proc.alive():
                 raise RuntimeError(f"{cell.name} died during the run:\n{proc.log_tail()}")
 

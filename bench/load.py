@@ -55,6 +55,7 @@ class LoadSpec:
     cpu_n: int = 100000
     warmup_max_s: float | None = None  # None: as long as the window (at least WARMUP_MIN_MAX_S)
     drain_max_s: float = DRAIN_MAX_S
+    run_time_s: float | None = None  # no phases (duration_s 0): Locust runs until stopped, at most this
 
     @property
     def warmup_limit_s(self) -> float:
@@ -65,6 +66,8 @@ class LoadSpec:
     @property
     def longest_s(self) -> float:
         """How long Locust may run: warm-up, window and drain at their limits, plus the backstop."""
+        if self.run_time_s is not None:
+            return self.run_time_s
         return self.warmup_limit_s + self.duration_s + self.drain_max_s + BACKSTOP_S
 
 
@@ -114,6 +117,12 @@ class Sample:
     ms: float  # latency; for a censored request, its wait so far (a lower bound)
     ok: bool  # answered and valid (False: failed, or censored)
     censored: bool = False  # still unfinished when the run ended
+    status: int | None = None  # a failure's HTTP status (0: no HTTP answer); None: ok or unknown
+    code: str | None = None  # a failure's uniform error code; None: not a uniform error body
+
+    @property
+    def end(self) -> float:
+        return self.t0 + self.ms / 1000
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,7 @@ def read_ledger(path: Path) -> LedgerRun:
             else:
                 censored = bool(rec.get("cens"))
                 samples.append(Sample(rec["n"], rec["t0"], rec["ms"], bool(rec.get("ok")) and not censored,
-                                      censored))
+                                      censored, rec.get("st"), rec.get("ec")))
     return LedgerRun(samples, marks)
 
 

@@ -15,6 +15,7 @@ Each `<framework>_app/targets.toml` holds an array of tables:
     db_pool = "workers * pool_size"    # total DB connections
     anti_pattern = false               # true for targets kept on purpose to show a mistake
     build = ["go", "build", "..."]     # optional: run once before the target starts
+    graceful_s = 5                     # how long in-flight requests may finish after SIGTERM
     bare_of = "flask-sync"             # optional: a bare context variant of that target (below)
 
 A *bare* variant (`bare_of` set) is the framework's hello-world under the same server and model
@@ -22,6 +23,10 @@ settings as the target it names: only `GET /healthz` and `GET /readyz`, no DB, n
 imports. It is context for memory claims (the framework's own cost vs the app's; bench/bare.py
 measures it), never a benchmark target: `load_targets` and `select` leave bare variants out, so the
 contract suite, compose, `bench compare` and claims never see them; `bare_targets` lists them.
+
+`graceful_s` is the server's own graceful-shutdown limit (gunicorn's graceful_timeout, uvicorn's
+--timeout-graceful-shutdown, the Go server's Shutdown deadline); commands may use it as
+`{graceful_s}`, and `bench faults` checks a SIGTERM under load against it.
 
 `capacity`, `processes` and `db_pool` are integers or arithmetic over `params` (+ - * // min max).
 Commands run from the repository root; `{host}`, `{port}` and every param are substituted.
@@ -91,6 +96,7 @@ class Target:
     anti_pattern: bool = False
     build: tuple[str, ...] = ()
     bare_of: str | None = None
+    graceful_s: int | None = None  # None: the server has no documented limit
     manifest: Path = REPO_ROOT
 
     @property
@@ -108,7 +114,7 @@ class Target:
                 f"it has: {', '.join(sorted(self.params)) or 'none'}")
         params = {**self.params, **(overrides or {})}
         subst = {**{k: str(v) for k, v in params.items()}, "host": host,
-                 "port": str(port or self.port)}
+                 "port": str(port or self.port), "graceful_s": str(self.graceful_s)}
         try:
             argv = tuple(part.format(**subst) for part in self.command)
             env = {k: v.format(**subst) for k, v in self.env.items()}

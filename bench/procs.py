@@ -55,6 +55,15 @@ class Proc:
     popen: subprocess.Popen
     log_path: Path | None
     stop_signal: int = signal.SIGTERM
+    relaunch: Callable[[], subprocess.Popen] | None = None  # spawn's own arguments, once more
+
+    def restart(self) -> None:
+        """Start the same command again (e.g. PostgreSQL after a fault); the Proc follows it."""
+        if self.alive():
+            raise RuntimeError(f"{self.name} is still running")
+        if self.relaunch is None:
+            raise RuntimeError(f"{self.name} cannot be restarted")
+        self.popen = self.relaunch()
 
     @property
     def pid(self) -> int:
@@ -100,18 +109,20 @@ def spawn(name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = Non
           cwd: Path | None = None, log_path: Path | None = None, user: str | None = None,
           stop_signal: int = signal.SIGTERM) -> Proc:
     """Start argv in a new session; output goes to log_path (or is discarded)."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - child owns it
-    try:
-        popen = subprocess.Popen(
-            list(argv), env=dict(env) if env is not None else None, cwd=cwd, stdout=out,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            user=user, preexec_fn=_die_with_parent(stop_signal))
-    except FileNotFoundError as exc:
-        raise RuntimeError(f"cannot start {name}: {exc.filename} not found") from None
-    finally:
-        if log_path:
-            out.close()
-    return Proc(name=name, popen=popen, log_path=log_path, stop_signal=stop_signal)
+    def launch() -> subprocess.Popen:
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - child owns it
+        try:
+            return subprocess.Popen(
+                list(argv), env=dict(env) if env is not None else None, cwd=cwd, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                user=user, preexec_fn=_die_with_parent(stop_signal))
+        except FileNotFoundError as exc:
+            raise RuntimeError(f"cannot start {name}: {exc.filename} not found") from None
+        finally:
+            if log_path:
+                out.close()
+
+    return Proc(name=name, popen=launch(), log_path=log_path, stop_signal=stop_signal, relaunch=launch)
 
 
 def wait_http(url: str, proc: Proc | None = None, timeout: float = 60.0,

@@ -3,7 +3,9 @@
 - latest-comparison: `bench readme results/latest` copies the run's results.json to
   docs/latest-run.json and renders its headline table and claims;
 - upstream-bench: `bench upstream-bench` writes docs/upstream-bench.json, and `bench readme`
-  renders its figures.
+  renders its figures;
+- faults: `bench readme results/faults-<run>` copies a `bench faults` run's results.json to
+  docs/faults-run.json and renders its faults table.
 
 Each block sits between `<!-- NAME:start -->` and `<!-- NAME:end -->`; a test re-renders every block
 from its snapshot and compares, so the README's numbers are always the output of a command, never
@@ -28,6 +30,7 @@ from bench.upstream_bench import Snapshot
 
 README = REPO_ROOT / "README.md"
 SNAPSHOT = REPO_ROOT / "docs" / "latest-run.json"
+FAULTS_SNAPSHOT = REPO_ROOT / "docs" / "faults-run.json"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Block:
 
 COMPARISON = Block("latest-comparison")
 UPSTREAM = Block("upstream-bench")
+FAULTS = Block("faults")
 START, END = COMPARISON.start, COMPARISON.end
 
 
@@ -103,6 +107,24 @@ def render_block(run: Run) -> str:
 def render_upstream_block(snap: Snapshot) -> str:
     return _render("readme_upstream.md.j2", snap=snap, r=snap.result,
                    command=command_for(snap.command, snap.make_target, "bench upstream-bench"))
+
+
+def render_faults_block(run: Run) -> str:
+    from bench.report import faults_context
+    ctx = faults_context(run)
+    return _render("readme_faults.md.j2", **ctx, command=command_for(run.command, run.make_target,
+                                                                     "bench faults"))
+
+
+def update_faults(run_dir: Path | None = None, readme: Path = README,
+                  snapshot: Path = FAULTS_SNAPSHOT) -> Run:
+    """The faults block from a `bench faults` run (its results.json becomes the snapshot), or from
+    the snapshot when no run is given."""
+    if run_dir is not None:
+        shutil.copyfile(run_dir / "results.json", snapshot)
+    run = Run.model_validate_json(snapshot.read_text())
+    readme.write_text(FAULTS.replace(readme.read_text(), render_faults_block(run)))
+    return run
 
 
 def current_block(text: str) -> str:

@@ -577,9 +577,19 @@ def render_html(run: Run) -> str:
 def write_reports(run_dir: Path) -> Run:
     """(Re)write report.md and report.html from results.json; never runs load."""
     run = Run.load(run_dir)
+    if is_faults_run(run):
+        for name in ("md", "html"):
+            text = _env(html=name == "html").get_template(f"faults.{name}.j2").render(**faults_context(run))
+            (run_dir / f"report.{name}").write_text(text)
+        return run
     (run_dir / "report.md").write_text(render_markdown(run))
     (run_dir / "report.html").write_text(render_html(run))
     return run
+
+
+def is_faults_run(run: Run) -> bool:
+    """A `bench faults` run: fault rows and no load-level results."""
+    return run.scenario.name == "faults" and not run.results
 
 
 def console_table(run: Run) -> RichTable:
@@ -615,6 +625,8 @@ def finalize(run_dir: Path) -> Run:
     """Claims verdicts from the measured results, then report.md and report.html."""
     from bench.claims import evaluate
     run = Run.load(run_dir)
+    if is_faults_run(run):
+        return write_reports(run_dir)
     run.claims = evaluate(run)
     run.save(run_dir)
     return write_reports(run_dir)
@@ -627,3 +639,55 @@ def render_comparison(run: Run) -> str:
                  resources_table(group)) for g, group in by_scenario(rows(run)).items()]
     return _env(html=True).get_template("comparison.html.j2").render(
         run=run, sections=sections, flags=flag_legend(run), latency_note=latency_note(run))
+
+
+# --- `bench faults` runs ---------------------------------------------------------------------
+
+FAULT_COLUMNS = [Column("target"), Column("fault"), Column("answers while it lasted and after"),
+                 Column("detect ms", numeric=True), Column("recover ms", numeric=True),
+                 Column("failed after recovery", numeric=True), Column("lost in flight", numeric=True),
+                 Column("slowest error ms (limit)", numeric=True), Column("verdict", strong=True)]
+
+
+def faults_table(run: Run) -> Table:
+    """One row per (target, fault): what the users saw, and whether it met the fault's expectation."""
+    table = Table("faults", FAULT_COLUMNS)
+    for f in run.faults:
+        answers = ", ".join(f"{count}× {status}" for status, count in f.by_status.items()) or "—"
+        if f.fault == "sigterm":
+            answers = f"in flight: {answers}; exit {f.exit_code} after {fmt(f.stop_s, 1)} s"
+        verdict = "ok" if f.ok else "fails: " + "; ".join(f.problems)
+        table.add(f.target, f.fault, answers + (f" ({f.note})" if f.note else ""), fmt(f.detect_ms),
+                  fmt(f.recover_ms), f.failed_after_recovery, f.lost_in_flight,
+                  fmt(f.slowest_error_ms) + (f" ({fmt(f.limit_ms)})" if f.limit_ms is not None else ""),
+                  verdict, marks=() if f.ok else ("verdict-fails",))
+    return table
+
+
+def fault_targets_table(run: Run) -> Table:
+    table = Table("fault-targets", [Column("target"), Column("PSS before → after MB", numeric=True),
+                                    Column("DB connections after (busy)", numeric=True),
+                                    Column("DB pool", numeric=True)])
+    for t in run.fault_targets:
+        table.add(t.target, f"{fmt(t.memory_before_mb)} → {fmt(t.memory_after_mb)}",
+                  f"{fmt(t.db_connections_after)} ({fmt(t.db_busy_after)})", fmt(t.db_pool))
+    return table
+
+
+def faults_context(run: Run) -> dict:
+    from bench.faults import FAULTS, LLM_MS, UPSTREAM_TIMEOUT_S
+    users = sorted({f.users for f in run.faults if f.fault != "sigterm"})
+    return {"run": run, "faults": faults_table(run), "targets": fault_targets_table(run),
+            "legend": [(name, FAULTS[name]) for name in dict.fromkeys(f.fault for f in run.faults)],
+            "users": users, "llm_ms": LLM_MS, "timeout_s": UPSTREAM_TIMEOUT_S,
+            "failing": sum(not f.ok for f in run.faults)}
+
+
+def faults_console_table(run: Run) -> RichTable:
+    table = RichTable(title=f"Concurrency Lab {run.run_id}: faults under load")
+    for col in FAULT_COLUMNS:
+        table.add_column(col.name, justify="right" if col.numeric else "left",
+                         no_wrap=col.name in ("target", "fault"))
+    for row in faults_table(run).rows:
+        table.add_row(*row.cells, style="red" if "verdict-fails" in row.marks else None)
+    return table

@@ -235,6 +235,46 @@ class IdleMemory(BaseModel):
     framework: dict[str, float] = Field(default_factory=dict)  # the same, for the bare variant
 
 
+class FaultResult(BaseModel):
+    """One fault injected into one target under steady load (`bench faults`, bench/faults.py)."""
+    target: str
+    fault: str  # a bench.faults.FAULTS key, e.g. "pg-restart"
+    runtime: str = "native"
+    users: int
+    injected_at: float | None = None  # when it struck, seconds since the epoch (the ledger's clock)
+    lasted_s: float  # from injecting the fault to clearing it
+    requests: int  # answered while it lasted and in the recovery after it (sigterm: those in flight)
+    by_status: dict[str, int] = Field(default_factory=dict)  # "200", "503 database_unavailable", ...
+    detect_ms: float | None = None  # from the injection to the first error answer
+    recover_ms: float | None = None  # from clearing it to the first 200 of a request started after
+    failed_after_recovery: int = 0  # errors among requests started after that first 200
+    lost_in_flight: int = 0  # requests under way when it struck that got no HTTP answer
+    # The longest an error answer took; for pg-stop, the longest wait for any answer from the
+    # moment the database went down (a 200 after a wait in the pool is the hang it looks for).
+    slowest_error_ms: float | None = None
+    limit_ms: float | None = None  # what it may take for this fault and model (bench.faults.error_limit_ms)
+    db_busy_during: int | None = None  # held idle inside a transaction while the upstream hung
+    exit_code: int | None = None  # graceful stop: the server's exit status
+    stop_s: float | None = None  # graceful stop: from SIGTERM to the process gone
+    problems: list[str] = Field(default_factory=list)  # what broke the fault's expectations
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class FaultTarget(BaseModel):
+    """A target's state around its faults: connections and memory before and after."""
+    target: str
+    runtime: str = "native"
+    memory_before_mb: float | None = None  # PSS of the process tree, idle after warm-up
+    memory_after_mb: float | None = None  # the same after the last fault but the stop
+    db_connections_after: int | None = None  # the target's connections to PostgreSQL, at rest
+    db_busy_after: int | None = None  # of those, still in a query or transaction (should be 0)
+    db_pool: int | None = None  # what its pools may hold in all
+
+
 class Run(BaseModel):
     schema_: int = Field(1, alias="schema")
     run_id: str
@@ -248,6 +288,8 @@ class Run(BaseModel):
     experiments: list[Experiment] = Field(default_factory=list)
     claims: list[Claim] = Field(default_factory=list)
     idle: list[IdleMemory] = Field(default_factory=list)  # framework vs app, at rest (native runs)
+    faults: list[FaultResult] = Field(default_factory=list)  # `bench faults`
+    fault_targets: list[FaultTarget] = Field(default_factory=list)
     skipped: dict[str, str] = Field(default_factory=dict)  # target -> why it was not measured
 
     model_config = {"populate_by_name": True}

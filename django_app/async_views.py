@@ -49,7 +49,7 @@ from django_app.common import (
     token_of,
 )
 from django_app.config import get_settings
-from django_app.models import auser_summary, pg_sleep, release, select_one
+from django_app.models import Outage, auser_summary, pg_sleep, release, select_one
 
 
 @cache
@@ -64,10 +64,13 @@ async def load_facts(user_id: int, db_ms: int) -> dict:
     for attempt in (1, 2):
         failure = None
         try:
+            if Outage.suspected:  # the pool would wait for a connection: ask the server first
+                await sync_to_async(Outage.fail_fast)()
             if db_ms:
                 await sync_to_async(pg_sleep)(db_ms)
             found = facts(await auser_summary(user_id))  # User.DoesNotExist -> 404
         except (OperationalError, InterfaceError) as exc:
+            Outage.noticed()
             failure = exc
         finally:
             # Back to the pool before the upstream call. Must run on the request's DB thread:

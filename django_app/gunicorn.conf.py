@@ -2,7 +2,6 @@
 
 accesslog = None  # access logs cost CPU per request and are not part of any model
 errorlog = "-"
-graceful_timeout = 5
 # Longer than the slowest valid request (db 5 s + llm 20 s, or UPSTREAM_TIMEOUT_S = 30 s), so the
 # app answers 504 itself instead of gunicorn killing the worker mid-request.
 timeout = 120

@@ -1,5 +1,8 @@
 """Unmanaged models over db/init.sql (no migrations: the schema belongs to db/init.sql)."""
 
+import threading
+
+import psycopg
 from django.db import InterfaceError, OperationalError, connection, models
 
 RECENT = 20
@@ -63,10 +66,12 @@ def load_user(user_id: int, db_ms: int) -> User:
     on a new connection when this one had been closed by the server (see drop_if_broken)."""
     for attempt in (1, 2):
         try:
+            Outage.fail_fast()
             if db_ms:
                 pg_sleep(db_ms)
             return user_summary(user_id)
         except (OperationalError, InterfaceError):
+            Outage.noticed()
             if attempt == 2 or not drop_if_broken():
                 raise
     raise AssertionError("unreachable")
@@ -85,6 +90,39 @@ def drop_if_broken() -> bool:
     if "pool" in connection.settings_dict["OPTIONS"]:
         connection.pool.check()
     return True
+
+
+class Outage:
+    """This process saw the database fail (django-async's pool only).
+
+    psycopg_pool makes its connections in the background, so while the server is down a request
+    does not fail: it waits for one, up to the pool's timeout (DB_POOL_TIMEOUT_S, 30 s), and the
+    pool keeps retrying. After a failure, requests therefore ask the server directly first (one
+    connection attempt, 1 s at most): refused, it is a 503 at once; accepted, the outage is over and
+    the pool serves again. Nothing changes while the database is up: no probe is made."""
+
+    PROBE_TIMEOUT_S = 1
+    _lock = threading.Lock()
+    suspected = False
+
+    @classmethod
+    def noticed(cls) -> None:
+        if "pool" in connection.settings_dict["OPTIONS"]:
+            cls.suspected = True
+
+    @classmethod
+    def fail_fast(cls) -> None:
+        """While an outage is suspected: raise OperationalError (503) unless the server answers."""
+        if not cls.suspected:
+            return
+        params = connection.get_connection_params()
+        params.pop("pool", None)
+        try:
+            psycopg.connect(**params, connect_timeout=cls.PROBE_TIMEOUT_S).close()
+        except psycopg.Error as exc:
+            raise OperationalError(f"database unavailable: {exc}") from None
+        with cls._lock:
+            cls.suspected = False
 
 
 def pg_sleep(db_ms: int) -> None:

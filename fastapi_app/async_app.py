@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastapi_app import pubsub, seed002
 from fastapi_app.common import (
-    DB_DOWN,
     READY_SQL,
     RETRY_ON_DEAD_CONNECTION,
     SLEEP_SQL,
@@ -32,6 +31,7 @@ from fastapi_app.common import (
     db_url,
     engine_kwargs,
     get_settings,
+    is_db_down,
     make_app,
     openai_kwargs,
     parse_n,
@@ -113,7 +113,9 @@ async def readyz(request: Request) -> dict:
     try:
         async with request.state.engine.connect() as conn:
             await conn.execute(READY_SQL)
-    except DB_DOWN:
+    except Exception as exc:
+        if not is_db_down(exc):
+            raise
         raise ApiError(503, "database_unavailable", "database unavailable") from None
     return {"status": "ready"}
 

@@ -90,6 +90,22 @@ _HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allo
 DB_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
            sqlalchemy.exc.TimeoutError, OSError)
 
+# SQLSTATE classes of a server that is not there for us: 08 connection exception, 57 operator
+# intervention (57P01 admin shutdown, 57P03 "the database system is shutting down" / starting up).
+# asyncpg's errors reach SQLAlchemy as a plain DBAPIError, so the class is what tells them apart.
+DB_DOWN_SQLSTATES = ("08", "57")
+
+
+def is_db_down(exc: BaseException) -> bool:
+    """Whether an error means the database is unavailable (503), not a bug (500)."""
+    if isinstance(exc, DB_DOWN):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+        return exc.connection_invalidated or str(sqlstate)[:2] in DB_DOWN_SQLSTATES
+    return False
+
+
 RETRY_ON_DEAD_CONNECTION = (1, 2)  # attempts of the request's read
 
 
@@ -118,6 +134,11 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s", request.url.path)
         return error_response(500, "internal_error", "internal server error")
 
+    async def db_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> JSONResponse:
+        if is_db_down(exc):
+            return error_response(503, "database_unavailable", "database unavailable")
+        return await unexpected(request, exc)
+
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     # Parameters are taken as strings and validated by `parse_int`; this only catches the rest.
@@ -131,6 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for exc_class in DB_DOWN:
         app.add_exception_handler(exc_class, handler(
             503, "database_unavailable", lambda e: "database unavailable"))
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, db_error)  # the other driver errors
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -15,7 +15,6 @@ from openai import OpenAI, Stream
 from sqlalchemy import Engine, create_engine
 
 from fastapi_app.common import (
-    DB_DOWN,
     READY_SQL,
     RETRY_ON_DEAD_CONNECTION,
     SLEEP_SQL,
@@ -28,6 +27,7 @@ from fastapi_app.common import (
     db_url,
     engine_kwargs,
     get_settings,
+    is_db_down,
     openai_kwargs,
     retry_on,
     sse_error,
@@ -96,6 +96,8 @@ def ready(engine: Engine) -> dict:
     try:
         with engine.connect() as conn:
             conn.execute(READY_SQL)
-    except DB_DOWN:
+    except Exception as exc:
+        if not is_db_down(exc):
+            raise
         raise ApiError(503, "database_unavailable", "database unavailable") from None
     return {"status": "ready"}

@@ -5,7 +5,6 @@ Workers, threads, worker class and bind come from the command line in targets.to
 
 accesslog = None  # access logs cost CPU per request and are not part of any model
 errorlog = "-"
-graceful_timeout = 5
 timeout = 120  # a worker may legitimately wait 20 s upstream plus time queued for the DB pool
 backlog = 2048
 # gunicorn >= 25 opens a control socket at one fixed per-user path: several targets run at once.

@@ -90,6 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	flags := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	addr := flags.String("addr", "127.0.0.1:8031", "listen address host:port")
+	graceful := flags.Duration("graceful", 5*time.Second, "after SIGTERM, how long in-flight requests may finish")
 	client := flags.String("client", clientSDK, "upstream client: "+clientSDK+" (openai-go) or "+clientRaw+" (net/http)")
 	if err := flags.Parse(args[1:]); err != nil {
 		return err
@@ -138,7 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), *graceful)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		srv.Close() // streams still open after the grace period are cut

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import gevent
 import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (no-op when headless)
 import web_session  # noqa: F401 - after live_memory: the "Comparison" tab records every web-UI swarm
-from request_ledger import Ledger, run_phases
+from request_ledger import Ledger, error_code, run_phases
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
@@ -89,9 +89,12 @@ def all_spawned(**_) -> None:
 
 
 @events.request.add_listener
-def record_request(name, response_time, exception=None, start_time=None, **_) -> None:
+def record_request(name, response_time, exception=None, start_time=None, response=None, **_) -> None:
     if LEDGER:
-        LEDGER.record(gevent.getcurrent(), name, response_time or 0, exception is None, start_time)
+        status = getattr(response, "status_code", None) if exception is not None else None
+        LEDGER.record(gevent.getcurrent(), name, response_time or 0, exception is None, start_time,
+                      status=status or 0 if exception is not None else None,
+                      code=error_code(getattr(response, "text", None)) if status else None)
 
 
 @events.test_stopping.add_listener

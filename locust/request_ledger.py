@@ -17,6 +17,7 @@ Records (the format bench/load.py reads):
 
     {"n": "/recommendation/[id]", "t0": 1700000000.123456, "ms": 560.1, "ok": true}
     {"n": "/healthz", "t0": ..., "ms": 14000.0, "cens": true}     # unfinished at the end
+    {"n": ..., "ok": false, "st": 503, "ec": "database_unavailable"}  # a failure: status, error code
     {"mark": "start" | "window" | "drain" | "end", "t": ..., ...}
 
 No Locust or gevent import here: locustfile.py passes the greenlet as the key, gevent's sleep and
@@ -64,8 +65,12 @@ class Ledger:
                 self.cycled.add(key)
 
     def record(self, key: Hashable, name: str, response_time_ms: float, ok: bool,
-               start_time: float | None = None) -> None:
-        """Locust's request event: the request in flight under `key` (or `start_time`) finished."""
+               start_time: float | None = None, status: int | None = None,
+               code: str | None = None) -> None:
+        """Locust's request event: the request in flight under `key` (or `start_time`) finished.
+
+        A failure also keeps its HTTP status (0: no HTTP answer) and the uniform error's code
+        (`error_code`), which `bench faults` counts."""
         if self.ended:  # the end mark closed the books: what finishes while Locust stops is not counted
             return
         entry = self.inflight.get(key)
@@ -74,7 +79,10 @@ class Ledger:
             t0 = entry[1]
         else:  # e.g. the stream's time to first token, fired by hand with its start time
             t0 = start_time if start_time is not None else self.clock() - response_time_ms / 1000
-        self._write({"n": name, "t0": round(t0, 6), "ms": round(response_time_ms, 3), "ok": ok})
+        rec = {"n": name, "t0": round(t0, 6), "ms": round(response_time_ms, 3), "ok": ok}
+        if not ok and status is not None:
+            rec |= {"st": status, "ec": code}
+        self._write(rec)
 
     def _unrecorded(self, key: Hashable, censored: bool) -> None:
         entry = self.inflight.pop(key, None)
@@ -116,6 +124,18 @@ class Ledger:
     def _write(self, obj: dict) -> None:
         if not self._fh.closed:
             self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+
+
+def error_code(text: str | None) -> str | None:
+    """The code of a uniform error body {"error": {"code", "message"}}; None for anything else."""
+    try:
+        body = json.loads(text or "")
+    except ValueError:
+        return None
+    if isinstance(body, dict) and list(body) == ["error"] and isinstance(body["error"], dict) \
+            and list(body["error"]) == ["code", "message"] and isinstance(body["error"]["code"], str):
+        return body["error"]["code"]
+    return None
 
 
 def run_phases(ledger: Ledger, *, window_s: float, warmup_max_s: float, drain_max_s: float,

@@ -4,9 +4,11 @@ A plain ASGI callable rather than a framework: the mock must never be the bottle
 (>= 3,000 req/s on one core at 500 in flight; bench/upstream_bench.py measures it), so a request
 costs one JSON parse, one SHA-256 and one JSON dump, and no framework layers.
 Injected errors (X-Mock-Status, /mock/faults) answer at once, without the latency; a mid-stream
-fault (/mock/faults with "after_tokens") lets a stream start, then fails it after that many tokens.
+fault (/mock/faults with "after_tokens") lets a stream start, then fails it after that many tokens;
+a timed outage (/mock/faults with "for_s") fails, or hangs, every request for that long.
 
-    uvicorn upstream.app:app --host 127.0.0.1 --port 9000 --no-access-log --loop uvloop --http httptools
+    uvicorn upstream.app:app --host 127.0.0.1 --port 9000 --no-access-log --loop uvloop --http httptools \
+        --timeout-keep-alive 75
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ class Stats:
         self.faults: deque[int] = deque()  # one-shot statuses queued by POST /mock/faults
         # One-shot mid-stream faults (status, after_tokens, mode); only streamed requests take them.
         self.stream_faults: deque[tuple[int, int, str]] = deque()
+        # A timed outage (POST /mock/faults with "for_s"): until the monotonic `outage_until`,
+        # every completion request fails with `outage` (a status) or hangs (`"hang"`).
+        self.outage: int | str | None = None
+        self.outage_until = 0.0
+
+    def current_outage(self) -> int | str | None:
+        if self.outage is not None and time.monotonic() >= self.outage_until:
+            self.outage = None
+        return self.outage
 
     def pending(self) -> int:
         return len(self.faults) + len(self.stream_faults)
@@ -170,7 +181,14 @@ async def chat_completions(scope, receive, send) -> None:
     try:
         latency_ms, status = header_ints(scope)
         raw = await read_body(receive)
-        if status is None and stats.faults:
+        outage = stats.current_outage()
+        if outage == "hang":  # an upstream that accepted the request and never answers
+            stats.faults_served += 1
+            await hang_until_gone(receive)
+            return
+        if status is None and outage is not None:
+            status = outage
+        elif status is None and stats.faults:
             status = stats.faults.popleft()
         if status is not None:
             stats.faults_served += 1
@@ -265,19 +283,30 @@ async def fail_stream(send, gone: asyncio.Future, fault: tuple[int, int, str]) -
     # server then closes the connection, so the client sees a truncated chunked body.
 
 
+async def hang_until_gone(receive) -> None:
+    """No answer: wait until the client disconnects (its timeout) or MAX_LATENCY_MS passes."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(receive(), MAX_LATENCY_MS / 1000)
+
+
 async def faults(scope, receive, send) -> None:
     if scope["method"] == "DELETE":
         stats.faults.clear()
         stats.stream_faults.clear()
+        stats.outage = None
     else:
         usage = ('Expected {"status": 500, "count": 1}, optionally with "after_tokens": N and '
-                 '"mode": "error"|"drop"|"stall" for a mid-stream fault.')
+                 '"mode": "error"|"drop"|"stall" for a mid-stream fault, or a timed outage: '
+                 '{"status": 500, "for_s": 5} or {"mode": "hang", "for_s": 5}.')
         try:
             spec = json.loads(await read_body(receive))
             status, count = spec.get("status", 500), spec.get("count", 1)
-            after, mode = spec.get("after_tokens"), spec.get("mode")
+            after, mode, for_s = spec.get("after_tokens"), spec.get("mode"), spec.get("for_s")
         except (ValueError, AttributeError):
             raise ApiError(400, usage, "invalid_json") from None
+        if for_s is not None:
+            await start_outage(send, status, mode, for_s, usage)
+            return
         valid = type(status) is int and 400 <= status <= 599 and type(count) is int and 0 <= count <= 10**6
         if not valid:
             raise ApiError(400, "status must be an integer in 400..599, count in 0..10**6.", "invalid_value")
@@ -289,6 +318,17 @@ async def faults(scope, receive, send) -> None:
             raise ApiError(400, f"after_tokens must be an integer in 0..{MAX_TOKENS} and mode one of "
                                 f"{', '.join(STREAM_FAULT_MODES)}. {usage}", "invalid_value")
     await send_json(send, 200, _dumps({"faults_pending": stats.pending()}).encode())
+
+
+async def start_outage(send, status, mode, for_s, usage: str) -> None:
+    if type(for_s) not in (int, float) or not 0 < for_s <= MAX_LATENCY_MS / 1000:
+        raise ApiError(400, f"for_s must be a number of seconds in (0, {MAX_LATENCY_MS // 1000}]. {usage}",
+                       "invalid_value")
+    if mode not in (None, "hang") or type(status) is not int or not 400 <= status <= 599:
+        raise ApiError(400, f"A timed outage takes a status in 400..599 or \"mode\": \"hang\". {usage}",
+                       "invalid_value")
+    stats.outage, stats.outage_until = mode or status, time.monotonic() + for_s
+    await send_json(send, 200, _dumps({"outage": stats.outage, "for_s": for_s}).encode())
 
 
 async def get_stats(scope, receive, send) -> None:

@@ -1,21 +1,37 @@
-"""Faults, fast form, on every target: what a PostgreSQL restart does to the pools.
+"""Faults, fast form, on every target (`bench faults` measures them under load).
 
-A restart closes every connection the targets hold. Natively the fast form terminates them
-(pg_terminate_backend), which is what each pool sees after a restart: connections that look idle
-but are dead. After it, the targets must serve every request (0 failed after recovery): a pooled
-connection found dead is replaced and the query run again on a fresh one, never a 503 for the
-user who happened to get it.
+1. PostgreSQL restarted: a restart closes every connection the targets hold. Here the fast form
+   terminates them (pg_terminate_backend), which is what each pool sees after a restart:
+   connections that look idle but are dead. After it, every request must succeed (0 failed after
+   recovery): a pooled connection found dead is replaced and the read run again on a fresh one.
+3. The upstream answers 500 for a while: only 502 upstream_error meanwhile, then 200 again.
+4. The upstream hangs: 504 upstream_timeout within the client timeout + 1 s, and no DB connection
+   is held meanwhile (the contract releases it before the upstream call).
+6. SIGTERM with requests in flight: every one completes, and the server exits cleanly (0, or
+   uvicorn's re-raised SIGTERM after a complete shutdown) within its manifest's graceful_s.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 import pytest
 
+from bench.faults import clean_exit
+from bench.targets import TargetUnavailable, running
+from tests.conftest import ALL_TARGETS, UPSTREAM_TIMEOUT_S
 from tests.contract.test_model_behaviour import concurrent_gets
+from tests.errors import assert_error
 
 pytestmark = pytest.mark.slow
 
 FAST = "?db_ms=0&llm_ms=0"
+STAGGER_S = 0.05  # one at a time, so uvicorn --workers cannot take a burst into one process
 
 
 def terminate_lab_connections(db) -> int:
@@ -24,6 +40,27 @@ def terminate_lab_connections(db) -> int:
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
         "AND backend_type = 'client backend'").fetchone()[0]
+
+
+def busy_lab_connections(db) -> list[tuple[str, str]]:
+    """The targets' connections that are running a query or sitting inside a transaction."""
+    return db.execute(
+        "SELECT state, left(query, 60) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+        "AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')").fetchall()
+
+
+def staggered(base_url: str, paths: list[str], *, timeout: float = 60) -> list[tuple[float, httpx.Response]]:
+    """Each path on its own connection, STAGGER_S apart; (seconds it took, response) each."""
+    def one(i: int, path: str) -> tuple[float, httpx.Response]:
+        time.sleep(i * STAGGER_S)
+        with httpx.Client(base_url=base_url, timeout=timeout) as client:
+            started = time.monotonic()
+            resp = client.get(path)
+            return time.monotonic() - started, resp
+
+    with ThreadPoolExecutor(len(paths)) as pool:
+        return list(pool.map(one, range(len(paths)), paths))
 
 
 def test_no_request_fails_after_the_databases_connections_are_closed(client, target, db):
@@ -37,3 +74,81 @@ def test_no_request_fails_after_the_databases_connections_are_closed(client, tar
     concurrent_gets(target.base_url, [f"/recommendation/{i}{FAST}" for i in range(200, 216)])
     assert terminate_lab_connections(db) >= 1
     concurrent_gets(target.base_url, [f"/recommendation/{i}{FAST}" for i in range(300, 316)])
+
+
+def test_an_upstream_outage_is_502_while_it_lasts_then_every_request_succeeds(client, target, upstream):
+    outage_s = 1.0
+    upstream.post("/mock/faults", json={"status": 500, "for_s": outage_s}).raise_for_status()
+    ends = time.monotonic() + outage_s
+    seen: list[tuple[float, httpx.Response]] = []  # (start, response)
+    lock = threading.Lock()
+
+    def loop(worker: int) -> None:
+        with httpx.Client(base_url=target.base_url, timeout=30) as c:
+            uid = 1 + worker
+            while time.monotonic() < ends + 1.0:
+                started = time.monotonic()
+                resp = c.get(f"/recommendation/{uid}?db_ms=0&llm_ms=20")
+                with lock:
+                    seen.append((started, resp))
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(loop, range(4)))
+    finally:
+        upstream.delete("/mock/faults")
+    during = [r for t, r in seen if t < ends - 0.1]
+    assert any(r.status_code == 502 for r in during), f"{target.name}: no 502 during the outage"
+    for resp in (r for r in during if r.status_code != 200):
+        assert_error(resp, 502, "upstream_error")
+    after = [r for t, r in seen if t > ends + 0.05]
+    assert after and all(r.status_code == 200 for r in after), \
+        f"{target.name}: after the outage: {[r.status_code for r in after]}"
+
+
+def test_a_hanging_upstream_is_504_at_the_timeout_with_no_db_connection_held(client, target, upstream, db):
+    concurrent = min(4, target.capacity or 4)
+    upstream.post("/mock/faults", json={"mode": "hang", "for_s": 60}).raise_for_status()
+    try:
+        busy: list = []
+        with ThreadPoolExecutor(1) as pool:
+            calls = pool.submit(staggered, target.base_url,
+                                [f"/recommendation/{i}{FAST}" for i in range(1, concurrent + 1)])
+            time.sleep(concurrent * STAGGER_S + 0.4)  # every request is waiting on the upstream now
+            for _ in range(3):
+                busy += busy_lab_connections(db)
+                time.sleep(0.2)
+            results = calls.result()
+    finally:
+        upstream.delete("/mock/faults")
+    assert not busy, f"{target.name} held DB connections during the upstream call: {busy}"
+    for took, resp in results:
+        assert_error(resp, 504, "upstream_timeout")
+        assert took < UPSTREAM_TIMEOUT_S + 1.0, f"{target.name}: 504 after {took:.2f} s"
+    assert client.get(f"/recommendation/1{FAST}").status_code == 200
+
+
+@pytest.mark.parametrize("definition", ALL_TARGETS, ids=lambda t: t.name)
+def test_sigterm_lets_every_request_in_flight_finish_then_exits_cleanly(definition, lab, tmp_path):
+    try:
+        with running(definition, lab, tmp_path, db_ms=0, llm_ms=0,
+                     upstream_timeout_s=UPSTREAM_TIMEOUT_S + 10) as (resolved, proc):
+            concurrent = min(4, resolved.capacity or 4)
+            llm_ms = 1500
+            with ThreadPoolExecutor(1) as pool:
+                calls = pool.submit(staggered, resolved.base_url,
+                                    [f"/recommendation/{i}?db_ms=0&llm_ms={llm_ms}"
+                                     for i in range(1, concurrent + 1)])
+                time.sleep(concurrent * STAGGER_S + 0.5)  # all in flight, none finished
+                os.kill(proc.pid, signal.SIGTERM)  # the server's own process, as `docker stop` does
+                stopped = time.monotonic()
+                results = calls.result()
+            code = proc.popen.wait(timeout=(resolved.target.graceful_s or 30) + 5)
+            took = time.monotonic() - stopped
+    except TargetUnavailable as why:
+        pytest.skip(f"{definition.name} cannot run here: {why}")
+    assert [r.status_code for _, r in results] == [200] * concurrent, \
+        f"{definition.name} lost in-flight requests: {[r.text[:80] for _, r in results]}"
+    assert clean_exit(code, proc.log_tail(50)), \
+        f"{definition.name} exited {code} after SIGTERM:\n{proc.log_tail()}"
+    assert took <= resolved.target.graceful_s + 2, f"{definition.name} took {took:.1f} s to stop"

@@ -210,3 +210,25 @@ def test_percentiles_are_nearest_rank():
     assert [percentile(values, p) for p in (0.5, 0.95, 0.99, 1.0)] == [50, 95, 99, 100]
     assert percentile([7.0], 0.99) == 7 and percentile([], 0.5) is None
     assert percentile([1.0, 2.0], 0.5) == 1  # an observed value, never an interpolation
+
+
+def test_a_failure_keeps_its_status_and_uniform_error_code(tmp_path):
+    module = ledger_module()
+    ledger = module.Ledger(tmp_path / "r.jsonl", clock=lambda: T0)
+    ledger.record("a", ROW, 12.0, False, start_time=T0, status=503, code="database_unavailable")
+    ledger.record("b", ROW, 3.0, False, start_time=T0, status=0)
+    ledger.record("c", ROW, 5.0, True, start_time=T0, status=None)
+    ledger.close()
+    ok, refused, fine = read_ledger(tmp_path / "r.jsonl").samples
+    assert (ok.status, ok.code, ok.ok) == (503, "database_unavailable", False)
+    assert (refused.status, refused.code) == (0, None)
+    assert (fine.ok, fine.status) == (True, None)  # a 200 carries no status: the file stays small
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ('{"error": {"code": "upstream_error", "message": "m"}}', "upstream_error"),
+    ('{"error": {"message": "m", "code": "x"}}', None),  # keys out of the contract's order
+    ('{"detail": "Internal Server Error"}', None),
+    ("Internal Server Error", None), ("", None), (None, None)])
+def test_error_code_reads_only_the_uniform_error_shape(body, code):
+    assert ledger_module().error_code(body) == code

@@ -260,3 +260,31 @@ def test_mid_stream_fault_default_mode_and_bad_specs(upstream_url):
                 {"mode": "drop"}):
         assert httpx.post(upstream_url + "/mock/faults", json=bad).status_code == 400, bad
     assert httpx.get(upstream_url + "/mock/stats").json()["faults_pending"] == 0
+
+
+def test_timed_outage_fails_every_request_until_it_ends(client, upstream_url):
+    r = httpx.post(upstream_url + "/mock/faults", json={"status": 503, "for_s": 0.6})
+    assert r.status_code == 200 and r.json() == {"outage": 503, "for_s": 0.6}
+    for _ in range(3):  # not one-shot: every request inside the outage fails
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    time.sleep(0.7)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
+
+
+def test_timed_hang_answers_nothing_until_the_client_gives_up(client, upstream_url):
+    assert httpx.post(upstream_url + "/mock/faults", json={"mode": "hang", "for_s": 30}).status_code == 200
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(upstream_url + "/v1/chat/completions", json={"messages": MESSAGES}, timeout=0.5)
+    assert 0.4 < time.monotonic() - started < 3
+    assert httpx.get(upstream_url + "/mock/stats").json()["in_flight"] <= 1  # the server saw it go
+    assert httpx.delete(upstream_url + "/mock/faults").status_code == 200  # DELETE ends the outage
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
+
+
+@pytest.mark.parametrize("bad", [{"for_s": 0}, {"for_s": "5"}, {"for_s": 5, "mode": "drop"},
+                                 {"for_s": 5, "status": 200}, {"for_s": 10**9}])
+def test_timed_outage_bad_specs_are_400(upstream_url, bad):
+    r = httpx.post(upstream_url + "/mock/faults", json=bad)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_value", r.text

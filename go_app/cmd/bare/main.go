@@ -41,6 +41,7 @@ func run(args []string) error {
 
 	flags := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	addr := flags.String("addr", "127.0.0.1:8039", "listen address host:port")
+	graceful := flags.Duration("graceful", 5*time.Second, "after SIGTERM, how long in-flight requests may finish")
 	if err := flags.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func run(args []string) error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), *graceful)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
 }

@@ -1,0 +1,158 @@
+"""bench/faults.py on CONSTRUCTED timelines: how a fault's figures and verdict come from the ledger.
+
+`bench faults` itself (live targets, real faults) is not part of `make test`; the fast live forms of
+faults 1, 3, 4 and 6 are tests/contract/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from bench.faults import (
+    NO_ANSWER,
+    ROW,
+    Timeline,
+    analyse,
+    answer,
+    clean_exit,
+    error_limit_ms,
+    worker_share,
+)
+from bench.load import Sample
+from bench.report import faults_table, write_reports
+from bench.results import FaultResult, Machine, Run, Scenario
+
+T = 1_700_000_000.0
+
+
+def req(t0: float, ms: float, status: int | None = None, code: str | None = None) -> Sample:
+    """A request started t0 s into the run; status None means a valid 200."""
+    return Sample(ROW, T + t0, ms, ok=status is None, status=status, code=code)
+
+
+def calm(start: float, end: float, step: float = 0.1) -> list[Sample]:
+    return [req(start + i * step, 50) for i in range(int((end - start) / step))]
+
+
+def test_answers_are_counted_by_status_and_uniform_code():
+    assert answer(req(0, 1)) == "200"
+    assert answer(req(0, 1, 503, "database_unavailable")) == "503 database_unavailable"
+    assert answer(req(0, 1, 500)) == "500 non-uniform"
+    assert answer(req(0, 1, 0)) == NO_ANSWER
+    assert answer(Sample(ROW, T, 1, ok=False, censored=True)) == "unfinished"
+
+
+def test_a_restart_that_leaves_stale_connections_fails_after_recovery():
+    tl = Timeline(injected=T + 10, cleared=T + 11, until=T + 20)
+    samples = [*calm(0, 10),
+               req(9.9, 300, 503, "database_unavailable"),  # taken in before, answered during: counted
+               *[req(10 + i * 0.1, 20, 503, "database_unavailable") for i in range(10)],
+               req(11.2, 40),  # the first 200 after the fault was cleared
+               req(11.5, 30, 503, "database_unavailable"),  # a stale pooled connection
+               *calm(12, 19.5),
+               req(19.9, 200, 503, "database_unavailable")]  # answered after `until`: the next fault's
+    r = analyse(samples, "pg-restart", "t", 20, tl)
+    assert r.by_status["503 database_unavailable"] == 12
+    assert r.detect_ms == pytest.approx(200, abs=1)  # the 9.9 s request answered at 10.2 s
+    assert r.recover_ms == pytest.approx(240, abs=1)  # 11.2 + 0.04 - 11
+    assert r.failed_after_recovery == 1
+    assert r.problems == ["1 requests failed after recovery"]
+
+
+def test_answers_outside_the_faults_contract_and_slow_errors_are_problems():
+    tl = Timeline(injected=T + 10, cleared=T + 15, until=T + 20)
+    samples = [*calm(0, 10), req(10.1, 20, 500, "internal_error"),
+               req(10.2, 2500, 503, "database_unavailable"), *calm(15, 20)]
+    r = analyse(samples, "pg-stop", "t", 20, tl, limit_ms=1100)
+    assert r.slowest_error_ms == 2500 and r.limit_ms == 1100
+    assert r.problems == ["answers outside the contract for this fault: 500 internal_error",
+                          "a request waited 2500 ms for its answer (limit 1100 ms)"]
+
+
+def test_a_request_that_waits_out_the_outage_in_the_pool_is_too_slow_even_when_it_succeeds():
+    tl = Timeline(injected=T + 10, cleared=T + 15, until=T + 20)
+    samples = [*calm(0, 10), req(10.5, 4600), *calm(15.2, 19)]  # held in the pool until it came back
+    r = analyse(samples, "pg-stop", "t", 20, tl, limit_ms=1300)
+    assert r.by_status == {"200": 39}
+    assert r.problems == ["a request waited 4600 ms for its answer (limit 1300 ms)"]
+
+
+def test_a_fault_that_never_clears_is_never_recovered():
+    tl = Timeline(injected=T + 10, cleared=T + 13, until=T + 20)
+    samples = [*calm(0, 10), *[req(10 + i * 0.5, 5, 502, "upstream_error") for i in range(20)]]
+    r = analyse(samples, "upstream-500", "t", 20, tl)
+    assert r.recover_ms is None and "never answered 200 again" in r.problems
+
+
+def test_requests_in_flight_without_an_answer_are_lost_beyond_the_workers_share():
+    tl = Timeline(injected=T + 10, cleared=T + 10, until=T + 20)
+    struck = [req(9.8, 400, 0), req(9.9, 300, 0)]  # under way at 10 s, connection reset
+    samples = [*calm(0, 9.5), *struck, *calm(10.5, 19)]
+    assert analyse(samples, "worker-kill", "t", 20, tl, in_flight_allowed=2).ok
+    r = analyse(samples, "worker-kill", "t", 20, tl, in_flight_allowed=1)
+    assert r.lost_in_flight == 2
+    assert r.problems == ["2 requests in flight got no answer (allowed: 1)"]
+
+
+def test_a_connection_held_in_a_transaction_during_the_hang_is_a_problem():
+    tl = Timeline(injected=T + 10, cleared=T + 14, until=T + 20, db_busy=3)
+    samples = [*calm(0, 10), req(10.2, 2000, 504, "upstream_timeout"), *calm(14, 19)]
+    r = analyse(samples, "upstream-hang", "t", 20, tl, limit_ms=3000)
+    assert r.problems == ["3 DB connections held in a transaction while the upstream hung"]
+
+
+def test_error_limits_follow_the_models_queue():
+    assert error_limit_ms("pg-stop", 300, 20, 4) == 1300
+    assert error_limit_ms("upstream-hang", 0, 20, None) == 3000  # one round: nobody queues
+    assert error_limit_ms("upstream-hang", 0, 20, 4) == 15000  # 5 rounds behind 4 held workers
+    assert error_limit_ms("upstream-hang", 0, 20, 1) == 60000  # the blocking anti-pattern
+    assert error_limit_ms("upstream-500", 0, 20, 4) is None
+
+
+def test_a_worker_holds_its_share_of_the_capacity():
+    assert worker_share(4, 5, 20) == 1  # gunicorn sync: 4 workers + master
+    assert worker_share(32, 5, 20) == 8  # gthread: 8 threads per worker
+    assert worker_share(None, 1, 20) == 20  # one process: it is the whole server
+
+
+def test_a_clean_exit_is_0_or_uvicorns_reraised_sigterm_after_a_complete_shutdown():
+    assert clean_exit(0, "")
+    assert clean_exit(-signal.SIGTERM, "INFO:     Finished server process [12]")
+    assert not clean_exit(-signal.SIGTERM, "Traceback ...")
+    assert not clean_exit(1, "Finished server process")
+    assert not clean_exit(None, "")
+
+
+def test_the_faults_report_shows_every_row_and_its_verdict(tmp_path):
+    run = Run(run_id="faults-x", started_at="2026-12-03T00:00:00",
+              machine=Machine(cpus=2, mem_gb=24, python="3.11"),
+              scenario=Scenario(name="faults", db_ms=50, llm_ms=200, duration_s=0), faults=[
+                  FaultResult(target="flask-sync", fault="pg-stop", users=20, lasted_s=5, requests=10,
+                              by_status={"200": 4, "503 database_unavailable": 6}, limit_ms=1300),
+                  FaultResult(target="django-async", fault="pg-restart", users=20, lasted_s=0.2, requests=9,
+                              failed_after_recovery=14, problems=["14 requests failed after recovery"]),
+                  FaultResult(target="go-gin", fault="sigterm", users=20, lasted_s=0, requests=20,
+                              by_status={"200": 20}, exit_code=0, stop_s=0.6)])
+    run.save(tmp_path)
+    write_reports(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| flask-sync | pg-stop | 4× 200, 6× 503 database_unavailable |" in md
+    assert "**fails: 14 requests failed after recovery**" in md
+    assert "in flight: 20× 200; exit 0 after 0.6 s" in md
+    assert "**1** of 3 rows broke" in md
+    html = (tmp_path / "report.html").read_text()
+    assert html.count('class="verdict-fails"') == 1
+    verdicts = [row.cells[-1] for row in faults_table(run).rows]
+    assert verdicts == ["ok", "fails: 14 requests failed after recovery", "ok"]
+
+
+def test_the_usual_wait_is_littles_w_when_the_model_queues():
+    from bench.faults import usual_wait_ms
+    # 4 workers at 0.25 s each serve 16 per second: 20 users wait W = 20 / 16 = 1.25 s, though a
+    # short baseline's samples (the first, unqueued ones here) say 250 ms.
+    served = [req(i / 16, 250) for i in range(48)]
+    assert usual_wait_ms(served, 20, T + 0.25, T + 3.25) == pytest.approx(1250)
+    assert usual_wait_ms(served, 2, T + 0.25, T + 3.25) == 250  # no queue: the p95
+    assert usual_wait_ms([], 20, T, T + 3.0) == 10_000  # nothing answered yet: assume a long wait
