@@ -11,7 +11,7 @@ SYSTEM_PKGS  := chromium chromium-driver redis-server
 SYSTEM_BINS  := chromium chromedriver redis-server
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: system-deps compare compare-claims compare-full test lint unit go-test report readme upstream-bench up clean \
+.PHONY: system-deps compare compare-claims compare-full faults test lint unit go-test report readme upstream-bench up clean \
 	docker-lab docker-lab-stop
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
@@ -44,6 +44,10 @@ compare-claims: $(STAMP) $(SYSTEM_STAMP)
 ## The full default sweep (users 1, 10, 50, 100, 200; 30 s each).
 compare-full: $(STAMP) $(SYSTEM_STAMP)
 	LAB_MAKE_TARGET=$@ $(BIN)/bench compare
+
+## Faults under load (PostgreSQL, upstream, a worker, SIGTERM) on every target: docs/FAULTS.md.
+faults: $(STAMP) $(SYSTEM_STAMP)
+	LAB_MAKE_TARGET=$@ $(BIN)/bench faults --quick
 
 ## Every check: lint, go vet/test, unit tests, the contract suite against every target, model behaviour.
 test: lint go-test unit

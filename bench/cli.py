@@ -185,8 +185,9 @@ def readme(
     run_dir: Annotated[Path | None, typer.Argument(
         help="a results/<run> folder (default results/latest, when there is one)")] = None,
 ) -> None:
-    """Put a run's headline table and claims (snapshot: docs/latest-run.json) and the upstream-bench
-    figures (docs/upstream-bench.json, written by `bench upstream-bench`) into README.md."""
+    """Put a run's headline table and claims (snapshot: docs/latest-run.json), or a `bench faults`
+    run's table (docs/faults-run.json), and the upstream-bench figures (docs/upstream-bench.json,
+    written by `bench upstream-bench`) into README.md."""
     from bench import readme as readme_mod
     from bench.report import is_faults_run
     from bench.results import Run

@@ -80,3 +80,24 @@ def test_the_block_reports_w_and_the_samples_and_says_when_a_snapshot_is_censore
     assert "predates" not in drained
     assert "| fastapi-blocking ⚠ | 100 | 1.8 | 36 (12 unfinished) | 9246 | 55866 | 9250 | 14000 |" in drained
     assert "latency-censored (mean 9246 ms vs W = users / rps 55866 ms)" in drained
+
+
+def test_faults_block_is_generated_from_its_snapshot():
+    run = Run.model_validate_json(readme.FAULTS_SNAPSHOT.read_text())
+    block = readme.FAULTS.current(readme.README.read_text())
+    assert block == readme.render_faults_block(run), f"README.md's faults block: {STALE}"
+    assert run.faults and run.command and "bench faults" in block  # measured, not typed
+    # a row per (target, fault) and one per target, each table with its header
+    assert block.count("\n| ") == len(run.faults) + 1 + len(run.fault_targets) + 1
+
+
+def test_update_faults_rewrites_only_its_block_and_keeps_the_snapshot(tmp_path):
+    run_dir = tmp_path / "faults-run"
+    run_dir.mkdir()
+    shutil.copy(readme.FAULTS_SNAPSHOT, run_dir / "results.json")
+    doc = tmp_path / "README.md"
+    doc.write_text(f"# t\n\n{readme.FAULTS.start}\nold\n{readme.FAULTS.end}\n\ntail\n")
+    readme.update_faults(run_dir, readme=doc, snapshot=tmp_path / "snap.json")
+    text = doc.read_text()
+    assert "\nold\n" not in text and text.endswith(f"{readme.FAULTS.end}\n\ntail\n")
+    assert (tmp_path / "snap.json").read_text() == readme.FAULTS_SNAPSHOT.read_text()
