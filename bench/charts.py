@@ -251,3 +251,33 @@ def _legend(ax: Axes, handles: list | None = None, *, rows: Labelled = (), flagg
                               linestyle="none", label="flagged: not a framework result"))
     where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if outside else {"loc": loc}
     ax.legend(handles=handles, fontsize=8, frameon=False, **where)
+
+
+def recovery_bars(rows: dict[str, dict[str, float]], colors: dict[str, str]) -> str:
+    """`bench faults`: time to recover (ms) per fault, a bar per target. rows: target → fault → ms."""
+    faults = list(dict.fromkeys(f for per in rows.values() for f in per))
+    fig, ax = _figure()
+    width = 0.8 / max(len(rows), 1)
+    for i, (target, per) in enumerate(rows.items()):
+        xs = [faults.index(f) + i * width for f in per]
+        ax.bar(xs, list(per.values()), width=width, color=colors[target], label=target)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(faults))], faults, fontsize=8)
+    ax.set_ylabel("time to recover, ms")
+    ax.set_yscale("log")
+    _plain_ticks(ax.yaxis)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    return _svg(fig, "recovery")
+
+
+def memory_over_time(series: dict[str, list[tuple[float, float]]], colors: dict[str, str]) -> str:
+    """`bench soak`: each target's memory (MB) against minutes under load."""
+    fig, ax = _figure()
+    for target, points in series.items():
+        ax.plot([t / 60 for t, _ in points], [mb for _, mb in points], color=colors[target], label=target)
+    ax.set_xlabel("minutes under load")
+    ax.set_ylabel("memory, MB")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    return _svg(fig, "soak-memory")

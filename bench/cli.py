@@ -135,26 +135,33 @@ def faults(
     only: Annotated[str, typer.Option(
         "--faults", help="comma-separated faults (default: all): see docs/FAULTS.md")] = "",
     users: Annotated[int, typer.Option(help="steady load while the faults strike", min=1, max=500)] = 20,
-    quick: Annotated[bool, typer.Option(help="shorter outages (PostgreSQL down 5 s, not 10 s)")] = False,
+    quick: Annotated[bool, typer.Option(
+        help="shorter outages (PostgreSQL down 5 s, not 10 s); no overload or idle connections")] = False,
+    docker: Annotated[bool, typer.Option(
+        "--docker", help="the compose services instead of native processes (needs an engine)")] = False,
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:
     """Inject faults into every target under steady load (PostgreSQL restarted and stopped, the upstream
     failing, hanging and killed, a worker killed, SIGTERM); write results/faults-<run>/ and its table."""
-    from bench.faults import FAULTS, FaultsOptions, run_faults
+    from bench.faults import FAULTS, QUICK_FAULTS, FaultsOptions, run_faults
     from bench.report import faults_console_table, write_reports
     try:
         chosen = manifest.select([t.strip() for t in targets.split(",") if t.strip()])
     except manifest.ManifestError as exc:
         raise typer.BadParameter(str(exc)) from None
-    names = [f.strip() for f in only.split(",") if f.strip()] or list(FAULTS)
+    names = [f.strip() for f in only.split(",") if f.strip()] or list(QUICK_FAULTS if quick else FAULTS)
     if unknown := [f for f in names if f not in FAULTS]:
         raise typer.BadParameter(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
     opts = FaultsOptions(targets=chosen, faults=[f for f in FAULTS if f in names], quick=quick, users=users,
-                         results_dir=results_dir, invocation=invocation())
+                         results_dir=results_dir, invocation=invocation(),
+                         runtime="docker" if docker else "native")
     signal.signal(signal.SIGTERM, _raise_interrupt)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     try:
         run_dir = run_faults(opts, console, run_id)
+    except DockerError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         run_dir = results_dir / f"faults-{run_id}"
         console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
@@ -168,6 +175,44 @@ def faults(
     if failing or run.skipped:
         console.print(f"[yellow]{failing} fault rows broke their expectations; "
                       f"{len(run.skipped)} targets not run[/]")
+
+
+@app.command()
+def soak(
+    targets: Annotated[str, typer.Option(help="comma-separated target names (default: all)")] = "",
+    minutes: Annotated[float, typer.Option(help="minutes of steady load per target", min=0.5,
+                                           max=120)] = 10,
+    users: Annotated[int, typer.Option(help="Locust users", min=1, max=500)] = 100,
+    docker: Annotated[bool, typer.Option(
+        "--docker", help="the compose services instead of native processes (needs an engine)")] = False,
+    results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
+) -> None:
+    """Steady load for minutes on every target (not part of `make test`): errors, and the memory's
+    slope in MB/min; write results/soak-<run>/."""
+    from bench.faults import FaultsOptions, run_soak
+    from bench.report import faults_console_table, write_reports
+    try:
+        chosen = manifest.select([t.strip() for t in targets.split(",") if t.strip()])
+    except manifest.ManifestError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    opts = FaultsOptions(targets=chosen, faults=[], users=users, results_dir=results_dir,
+                         invocation=invocation(), runtime="docker" if docker else "native")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        run_dir = run_soak(opts, minutes, console, run_id)
+    except DockerError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        run_dir = results_dir / f"soak-{run_id}"
+        console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
+        if (run_dir / "results.json").exists():
+            write_reports(run_dir)
+        raise typer.Exit(130) from None
+    run = write_reports(run_dir)
+    (console if console.is_terminal else Console(width=200)).print(faults_console_table(run))
+    console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
 
 
 @app.command()

@@ -33,6 +33,9 @@ DATABASE_URL = f"postgresql://{DB_USER}:{DB_PASSWORD}@postgres:5432/{DB_NAME}"
 UPSTREAM_PORT = 9000  # the upstream's default in docs/CONTRACT.md; upstream/Dockerfile's CMD uses it
 UPSTREAM_URL = f"http://upstream:{UPSTREAM_PORT}"
 REDIS_URL = "redis://redis:6379/0"
+# The targets' upstream timeout: the apps' default unless the environment says otherwise
+# (`bench faults --docker` sets 2 s, so a hanging upstream is seen in seconds).
+UPSTREAM_TIMEOUT_ENV = "LAB_UPSTREAM_TIMEOUT_S"
 LOCUST_WEB_PORT = 8089
 # Published ports listen on the host's loopback only: the Locust UI can aim load at any URL.
 PUBLISH_HOST = "127.0.0.1"
@@ -87,7 +90,8 @@ def dockerfile_for(target: Target) -> Path:
 
 def target_env(target: Target) -> dict[str, str]:
     """The manifest env (default params) plus the compose services' URLs and TARGET_NAME."""
-    env = {"DATABASE_URL": DATABASE_URL, "UPSTREAM_URL": UPSTREAM_URL}
+    env = {"DATABASE_URL": DATABASE_URL, "UPSTREAM_URL": UPSTREAM_URL,
+           "UPSTREAM_TIMEOUT_S": f"${{{UPSTREAM_TIMEOUT_ENV}:-30}}"}
     if target.framework in REDIS_FRAMEWORKS:
         env["REDIS_URL"] = REDIS_URL
     return {**env, **target.resolve(host="0.0.0.0").env, "TARGET_NAME": target.name}
@@ -128,6 +132,9 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
             # Room for every target's pool at once (`--profile all`), as the native harness allows.
             "command": ["postgres", "-c", "max_connections=400"],
             "volumes": ["./db/init.sql:/docker-entrypoint-initdb.d/init.sql:ro"],
+            # An ephemeral port on the host's loopback, like redis and upstream: `bench faults
+            # --docker` counts the targets' connections from the host.
+            "ports": [f"{PUBLISH_HOST}::5432"],
             # Over TCP: during initialisation the image's temporary server listens on the Unix
             # socket only, so this turns healthy after init.sql has run, not before.
             "healthcheck": _healthcheck(["CMD", "pg_isready", "-h", "127.0.0.1", "-U", DB_USER,
@@ -142,6 +149,7 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
         },
         "upstream": {
             "build": _build(REPO_ROOT / "upstream" / "Dockerfile"),
+            "ports": [f"{PUBLISH_HOST}::{UPSTREAM_PORT}"],  # `bench faults --docker` injects outages
             "healthcheck": _healthcheck(http_probe(UPSTREAM_PORT, "/healthz")),
         },
         **{name: target_service(target) for name, target in targets.items()},

@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -37,13 +39,14 @@ import psycopg
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench import docker, probe
 from bench import infra as infra_mod
-from bench import probe
 from bench.compare import warm_up
-from bench.load import LoadSpec, Sample, ledger_path, read_ledger, start_locust
-from bench.manifest import Target
+from bench.compose import DB_NAME, DB_PASSWORD, DB_USER, PUBLISH_HOST, UPSTREAM_PORT, UPSTREAM_TIMEOUT_ENV
+from bench.load import CANARY_ROW, LoadSpec, Sample, ledger_path, read_ledger, start_locust
+from bench.manifest import ResolvedTarget, Target
 from bench.procs import Proc, wait_http
-from bench.results import FaultResult, FaultTarget, Run, Scenario, git_rev, machine_info
+from bench.results import FaultResult, FaultTarget, Run, Scenario, SoakResult, git_rev, machine_info
 from bench.targets import TargetUnavailable, running
 
 ROW = "/recommendation/[id]"
@@ -53,7 +56,14 @@ BASELINE_S = 3.0  # steady load before the first fault
 RECOVERY_S = 4.0  # watched after each fault is cleared
 LOAD_BACKSTOP_S = 600  # Locust's own --run-time: the harness stops it long before
 ANSWER_LIMIT_MS = 1000  # a 503 while the DB is down comes at once, never after a pool wait
+OVERLOAD_MAX_USERS = 400  # what Locust drives from one core here
 NO_ANSWER = "no HTTP answer"
+IDLE_CONNECTIONS = 1000
+MEMORY_BOUND = 2.0  # overload: peak memory within this factor of the memory before it
+SOLO_FAULTS = ("overload", "idle-connections", "sigterm")  # each with its own load, after the timeline
+FINDINGS = ("idle-connections",)  # measured and shown; what happens is the model's, not a verdict
+QUICK_FAULTS = ("pg-restart", "pg-stop", "upstream-500", "upstream-hang", "upstream-kill", "worker-kill",
+                "sigterm")
 UNIFORM_DB = {"503 database_unavailable"}
 UNIFORM_UPSTREAM = {"502 upstream_error"}
 
@@ -89,6 +99,14 @@ FAULTS: dict[str, Fault] = {
                          "only that worker's requests in flight fail; the master replaces it; "
                          "0 failures after",
                          frozenset({NO_ANSWER})),
+    "overload": Fault("overload: 10 × the model's capacity in users",
+                      "no crash, no error: the queue grows and is shown (the canary's wait), memory stays "
+                      "bounded (peak within 2 × before), and it serves normally after",
+                      frozenset(), (10.0, 20.0)),
+    "idle-connections": Fault(f"{IDLE_CONNECTIONS:,} idle keep-alive connections opened, then the load",
+                              "a finding, not a pass/fail: which models still serve while the connections "
+                              "sit open (a sync worker is held by a connection that sends nothing)",
+                              frozenset({"504 upstream_timeout", NO_ANSWER}), (10.0, 20.0)),
     "sigterm": Fault("graceful stop: SIGTERM to the server",
                      "every request in flight completes; exit within the manifest's graceful_s",
                      frozenset()),
@@ -196,8 +214,67 @@ def clean_exit(code: int | None, log_tail: str) -> bool:
 # --- the lab's processes and the database, as the faults need them ---------------------------
 
 @dataclass
-class NativeLab:
+class Server:
+    """A running target as the faults need it: natively its process tree, under compose its
+    container (`pid`: the server's main process as the host sees it)."""
+    resolved: ResolvedTarget
+    base_url: str
+    pid: int
+    wait: Callable[[float], int | None]  # its exit status within the timeout (-N: signal N), else None
+    log_tail: Callable[[], str]
+    memory_mb: Callable[[], float | None]  # PSS of the tree, or the container's working set
+
+
+class Lab:
+    """PostgreSQL, the upstream and the targets, reached from this host (`database_url`,
+    `upstream_url`); subclasses stop, kill and start them."""
+    database_url: str
+    upstream_url: str
+
+    def outage(self, **spec: object) -> None:
+        httpx.post(f"{self.upstream_url}/mock/faults", json=spec, timeout=5).raise_for_status()
+
+    def end_outage(self) -> None:
+        httpx.delete(f"{self.upstream_url}/mock/faults", timeout=5).raise_for_status()
+
+    def connections(self) -> tuple[int, int, int]:
+        """The other clients' connections to the lab database: (all, busy in a query or a transaction,
+        idle inside an open transaction: held by a request that is doing something else)."""
+        with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:
+            return conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE state <> 'idle'), "
+                "count(*) FILTER (WHERE state LIKE 'idle in transaction%') FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'").fetchone()
+
+    def restore(self) -> None:
+        """After a target that failed mid-fault: PostgreSQL and the upstream up, no outage left."""
+        try:
+            self.connections()
+        except psycopg.Error:
+            self.start_postgres()
+        try:
+            self.end_outage()
+        except httpx.HTTPError:
+            self.start_upstream()
+
+    def wait_postgres(self, timeout_s: float = 60) -> None:
+        def up() -> bool:
+            try:
+                with psycopg.connect(self.database_url, connect_timeout=2):
+                    return True
+            except psycopg.Error:
+                return False
+        wait_for(up, timeout_s, "PostgreSQL did not come back")
+
+
+@dataclass
+class NativeLab(Lab):
+    """The lab's own processes (bench/infra.py), stopped and started by PID."""
     infra: infra_mod.Infra
+
+    def __post_init__(self) -> None:
+        self.database_url, self.upstream_url = self.infra.database_url, self.infra.upstream_url
 
     def proc(self, name: str) -> Proc:
         found = next((p for p in self.infra.procs if p.name == name), None)
@@ -207,12 +284,11 @@ class NativeLab:
         return found
 
     def stop_postgres(self) -> None:
-        self.proc("postgres").stop()
+        self.proc("postgres").stop()  # SIGINT: PostgreSQL's fast shutdown
 
     def start_postgres(self) -> None:
-        pg = self.proc("postgres")
-        pg.restart()
-        infra_mod.wait_pg(self.infra.database_url, pg)
+        self.proc("postgres").restart()
+        self.wait_postgres()
 
     def kill_upstream(self) -> None:
         up = self.proc("upstream")
@@ -222,23 +298,79 @@ class NativeLab:
     def start_upstream(self) -> None:
         up = self.proc("upstream")
         up.restart()
-        wait_http(f"{self.infra.upstream_url}/healthz", up, timeout=30)
+        wait_http(f"{self.upstream_url}/healthz", up, timeout=30)
 
-    def outage(self, **spec: object) -> None:
-        httpx.post(f"{self.infra.upstream_url}/mock/faults", json=spec, timeout=5).raise_for_status()
+    @contextlib.contextmanager
+    def serve(self, target: Target, raw: Path) -> Iterator[Server]:
+        with running(target, self.infra, raw, db_ms=DB_MS, llm_ms=LLM_MS,
+                     upstream_timeout_s=UPSTREAM_TIMEOUT_S) as (resolved, proc):
+            def wait(timeout: float) -> int | None:
+                try:
+                    return proc.popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    return None
+            yield Server(resolved, resolved.base_url, proc.pid, wait, lambda: proc.log_tail(50),
+                         lambda: probe.memory_mb(proc.pid).get("pss"))
 
-    def end_outage(self) -> None:
-        httpx.delete(f"{self.infra.upstream_url}/mock/faults", timeout=5).raise_for_status()
 
-    def connections(self) -> tuple[int, int, int]:
-        """The other clients' connections to the lab database: (all, busy in a query or a transaction,
-        idle inside an open transaction: held by a request that is doing something else)."""
-        with psycopg.connect(self.infra.database_url, autocommit=True, connect_timeout=5) as conn:
-            return conn.execute(
-                "SELECT count(*), count(*) FILTER (WHERE state <> 'idle'), "
-                "count(*) FILTER (WHERE state LIKE 'idle in transaction%') FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND backend_type = 'client backend'").fetchone()
+@dataclass
+class DockerLab(Lab):
+    """The compose project's services (postgres and upstream published on loopback ports), stopped,
+    killed and started with the docker CLI; a target's server is its container's main process."""
+
+    def __post_init__(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        """A restarted container may be published on another ephemeral port."""
+        address = docker.published_url("postgres", 5432, "postgresql").split("://", 1)[1]
+        self.database_url = f"postgresql://{DB_USER}:{DB_PASSWORD}@{address}/{DB_NAME}"
+        self.upstream_url = docker.published_url("upstream", UPSTREAM_PORT, "http")
+
+    def stop_postgres(self) -> None:
+        docker.run(docker.compose_argv("kill", "--signal", "SIGINT", "postgres"))  # fast shutdown
+        container = docker.run(docker.compose_argv("ps", "--all", "--quiet", "postgres")).split()
+        subprocess.run(["docker", "wait", *container], capture_output=True, timeout=60, check=False)
+
+    def start_postgres(self) -> None:
+        docker.run(docker.compose_argv("start", "postgres"))
+        self.refresh()
+        self.wait_postgres()
+
+    def kill_upstream(self) -> None:
+        docker.run(docker.compose_argv("kill", "upstream"))  # SIGKILL
+
+    def start_upstream(self) -> None:
+        docker.run(docker.compose_argv("start", "upstream"))
+        self.refresh()
+        wait_http(f"{self.upstream_url}/healthz", timeout=30)
+
+    @contextlib.contextmanager
+    def serve(self, target: Target, raw: Path) -> Iterator[Server]:
+        with docker.running(target) as (base_url, container):
+            pid = int(docker.run(["docker", "inspect", "--format", "{{.State.Pid}}", container]).strip())
+
+            def wait(timeout: float) -> int | None:
+                try:
+                    out = subprocess.run(["docker", "wait", container], capture_output=True, text=True,
+                                         timeout=timeout, check=False).stdout.strip()
+                except subprocess.TimeoutExpired:
+                    return None
+                code = int(out) if out.isdigit() else None
+                return -(code - 128) if code is not None and code > 128 else code  # 143: SIGTERM
+
+            def log_tail() -> str:
+                return subprocess.run(["docker", "logs", "--tail", "50", container], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, check=False, timeout=30).stdout
+
+            try:
+                yield Server(target.resolve(host=PUBLISH_HOST), base_url, pid, wait, log_tail,
+                             lambda: docker.memory_mb(container).get("pss"))
+            finally:
+                with contextlib.suppress(subprocess.SubprocessError, OSError):
+                    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True,
+                                          check=False, timeout=30)
+                    (raw / f"{target.name}.log").write_text(logs.stdout + logs.stderr)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -251,6 +383,7 @@ class FaultsOptions:
     users: int = USERS
     results_dir: Path = Path("results")
     invocation: tuple[list[str], str | None] | None = None
+    runtime: str = "native"  # or "docker": the compose services
 
 
 def hold(opts: FaultsOptions, name: str) -> float:
@@ -266,10 +399,11 @@ def run_faults(opts: FaultsOptions, console: Console, run_id: str) -> Path:
               command=command, make_target=make_target, machine=machine_info(),
               scenario=Scenario(name="faults", db_ms=DB_MS, llm_ms=LLM_MS, duration_s=0))
     run.save(run_dir)
-    with infra_mod.start(raw) as infra, Progress(
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(start_lab(opts.runtime, raw, opts.targets))
+        progress = stack.enter_context(Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console) as progress:
-        lab = NativeLab(infra)
+            console=console))
         task = progress.add_task("faults", total=len(opts.targets) * len(opts.faults))
         for target in opts.targets:
             try:
@@ -280,8 +414,33 @@ def run_faults(opts: FaultsOptions, console: Console, run_id: str) -> Path:
             except Exception as exc:  # one broken target must not lose the others' rows
                 run.skipped[target.name] = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
                 (raw / f"{target.name}.error.txt").write_text(f"{type(exc).__name__}: {exc}")
+                lab.restore()
             run.save(run_dir)
     return run_dir
+
+
+@contextlib.contextmanager
+def start_lab(runtime: str, raw: Path, targets: list[Target]) -> Iterator[Lab]:
+    """Natively: the lab's own PostgreSQL, upstream and Redis. Under compose: the project's
+    services, the targets started with the faults' upstream timeout, everything removed after."""
+    if runtime == "native":
+        with infra_mod.start(raw) as infra:
+            yield NativeLab(infra)
+        return
+    if problem := docker.engine_problem():
+        raise docker.DockerError(f"--docker needs Docker: {problem}")
+    previous = os.environ.get(UPSTREAM_TIMEOUT_ENV)
+    os.environ[UPSTREAM_TIMEOUT_ENV] = f"{UPSTREAM_TIMEOUT_S:g}"  # compose reads it (bench/compose.py)
+    try:
+        docker.compose_up(["postgres", "upstream", "redis"])
+        yield DockerLab()
+    finally:
+        with contextlib.suppress(docker.DockerError):
+            docker.compose_down()
+        if previous is None:
+            os.environ.pop(UPSTREAM_TIMEOUT_ENV, None)
+        else:
+            os.environ[UPSTREAM_TIMEOUT_ENV] = previous
 
 
 @contextlib.contextmanager
@@ -306,18 +465,18 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def fault_target(target: Target, lab: NativeLab, opts: FaultsOptions, run: Run, run_dir: Path,
+def fault_target(target: Target, lab: Lab, opts: FaultsOptions, run: Run, run_dir: Path,
                  say: Callable[[str], None], advance: Callable[[], None]) -> None:
     raw = run_dir / "raw"
-    timeline_faults = [f for f in opts.faults if f != "sigterm"]
+    timeline_faults = [f for f in opts.faults if f not in SOLO_FAULTS]
     say("starting")
-    with running(target, lab.infra, raw, db_ms=DB_MS, llm_ms=LLM_MS,
-                 upstream_timeout_s=UPSTREAM_TIMEOUT_S) as (resolved, proc):
-        warm_up(resolved.base_url, DB_MS, LLM_MS)
-        state = FaultTarget(target=target.name, db_pool=resolved.db_pool,
-                            memory_before_mb=probe.memory_mb(proc.pid).get("pss"))
+    with lab.serve(target, raw) as server:
+        resolved = server.resolved
+        warm_up(server.base_url, DB_MS, LLM_MS)
+        state = FaultTarget(target=target.name, runtime=opts.runtime, db_pool=resolved.db_pool,
+                            memory_before_mb=server.memory_mb())
         timelines: dict[str, Timeline] = {}
-        with load(resolved.base_url, opts.users, raw / f"{target.name}_faults") as recorded:
+        with load(server.base_url, opts.users, raw / f"{target.name}_faults") as recorded:
             started = time.time()
             time.sleep(BASELINE_S)
             usual_ms = usual_wait_ms(recorded(), opts.users, started, time.time())
@@ -326,7 +485,7 @@ def fault_target(target: Target, lab: NativeLab, opts: FaultsOptions, run: Run, 
             recovery_s = max(RECOVERY_S, 1.5 * usual_ms / 1000 + 0.5)
             for name in timeline_faults:
                 say(FAULTS[name].title)
-                timelines[name] = inject(name, lab, proc, resolved.port, opts)
+                timelines[name] = inject(name, lab, server, opts)
                 time.sleep(recovery_s)
                 advance()
             end = time.time()
@@ -336,20 +495,28 @@ def fault_target(target: Target, lab: NativeLab, opts: FaultsOptions, run: Run, 
             tl.until = timelines[timeline_faults[i + 1]].injected if i + 1 < len(timeline_faults) else end
             allowed = worker_share(resolved.capacity, resolved.processes, opts.users) \
                 if name == "worker-kill" else 0
-            run.faults.append(analyse(
-                samples, name, target.name, opts.users, tl, in_flight_allowed=allowed,
-                limit_ms=error_limit_ms(name, usual_ms, opts.users, resolved.capacity)))
+            result = analyse(samples, name, target.name, opts.users, tl, in_flight_allowed=allowed,
+                             limit_ms=error_limit_ms(name, usual_ms, opts.users, resolved.capacity))
+            result.runtime = opts.runtime
+            run.faults.append(result)
         # Requests whose Locust users are gone may still queue in the server: let it finish them,
         # so the pools are at rest here and the graceful stop below sees only its own requests.
-        wait_idle(resolved.base_url)
+        wait_idle(server.base_url)
         state.db_connections_after, state.db_busy_after, _ = lab.connections()
-        state.memory_after_mb = probe.memory_mb(proc.pid).get("pss")
+        state.memory_after_mb = server.memory_mb()
         run.fault_targets.append(state)
         run.save(run_dir)
-        if "sigterm" in opts.faults:
-            say(FAULTS["sigterm"].title)
-            run.faults.append(graceful_stop(resolved, proc, opts, raw))
-            advance()
+        for name, measure in (("overload", overload), ("idle-connections", idle_connections),
+                              ("sigterm", graceful_stop)):
+            if name in opts.faults:
+                say(FAULTS[name].title)
+                result = measure(server, opts, raw)
+                result.runtime = opts.runtime
+                run.faults.append(result)
+                run.save(run_dir)
+                advance()
+                if name != "sigterm":
+                    wait_idle(server.base_url)
 
 
 def usual_wait_ms(samples: list[Sample], users: int, since: float, until: float) -> float:
@@ -382,19 +549,42 @@ def worker_share(capacity: int | None, processes: int, users: int) -> int:
 
 
 def server_workers(pid: int, port: int, exclude: int | None = None) -> list[psutil.Process]:
-    """The server's worker processes: its children serving the listening socket (not, e.g.,
-    multiprocessing's resource tracker), the killed one (a zombie until reaped) left out."""
+    """The server's worker processes: its children that hold the listening socket (not, e.g.,
+    multiprocessing's resource tracker), the killed one (a zombie until reaped) left out. Read from
+    /proc, so it works in a container's network namespace too (the host's view of its PIDs)."""
     found = []
     for child in psutil.Process(pid).children():
-        with contextlib.suppress(psutil.Error):
-            if child.pid != exclude and child.status() != psutil.STATUS_ZOMBIE and any(
-                    c.status == psutil.CONN_LISTEN and c.laddr.port == port
-                    for c in child.net_connections("tcp")):
+        with contextlib.suppress(psutil.Error, OSError):
+            if child.pid != exclude and child.status() != psutil.STATUS_ZOMBIE and \
+                    listening_inodes(child.pid, port) & socket_inodes(child.pid):
                 found.append(child)
     return found
 
 
-def inject(name: str, lab: NativeLab, proc: Proc, port: int, opts: FaultsOptions) -> Timeline:
+def listening_inodes(pid: int, port: int) -> set[str]:
+    """Inodes of the sockets listening on `port` in the network namespace of process `pid`."""
+    inodes = set()
+    for name in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{name}") as fh:
+            for line in list(fh)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process `pid` has open."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                found.add(link[8:-1])
+    return found
+
+
+def inject(name: str, lab: Lab, server: Server, opts: FaultsOptions) -> Timeline:
     seconds = hold(opts, name)
     injected = time.time()
     extra: dict = {}
@@ -425,13 +615,14 @@ def inject(name: str, lab: NativeLab, proc: Proc, port: int, opts: FaultsOptions
         time.sleep(seconds)
         lab.start_upstream()
     elif name == "worker-kill":
-        workers = server_workers(proc.pid, port)
+        port = server.resolved.port
+        workers = server_workers(server.pid, port)
         if not workers:
             extra["note"] = "one process: no worker to kill (the server itself is the worker)"
         else:
             count, victim = len(workers), workers[0]
             victim.send_signal(signal.SIGKILL)
-            took = wait_for(lambda: len(server_workers(proc.pid, port, exclude=victim.pid)) >= count, 30,
+            took = wait_for(lambda: len(server_workers(server.pid, port, exclude=victim.pid)) >= count, 30,
                             "the master did not replace the killed worker")
             extra["note"] = f"replaced in {took:.1f} s"
     else:
@@ -439,18 +630,86 @@ def inject(name: str, lab: NativeLab, proc: Proc, port: int, opts: FaultsOptions
     return Timeline(injected, time.time(), 0.0, db_busy=busy, extra=extra)
 
 
-def graceful_stop(resolved, proc: Proc, opts: FaultsOptions, raw: Path) -> FaultResult:
+def solo_result(name: str, server: Server, users: int, samples: list[Sample], since: float,
+                until: float) -> FaultResult:
+    """A fault measured with its own load: the answers of the requests that ended in [since, until)."""
+    mine = [s for s in samples if s.name == ROW and since <= s.end < until]
+    by_status: dict[str, int] = {}
+    for s in mine:
+        by_status[answer(s)] = by_status.get(answer(s), 0) + 1
+    canary = sorted(s.ms for s in samples if s.name == CANARY_ROW and since <= s.end < until)
+    ok = sorted(s.ms for s in mine if s.ok)
+    served = f"{len(ok) / (until - since):.1f} rps served"
+    note = served + (f"; p50 {ok[len(ok) // 2]:.0f} ms" if ok else "") + (
+        f"; canary /healthz p95 {canary[int(0.95 * (len(canary) - 1))]:.0f} ms (n={len(canary)})"
+        if canary else "; canary /healthz: no answer")
+    return FaultResult(target=server.resolved.name, fault=name, users=users, injected_at=round(since, 3),
+                       lasted_s=round(until - since, 2), requests=len(mine),
+                       by_status=dict(sorted(by_status.items())), note=note)
+
+
+def overload(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
+    """10 × capacity users (10 × the steady users where the model has no bound) for a while."""
+    resolved = server.resolved
+    users = min(10 * (resolved.capacity or opts.users), OVERLOAD_MAX_USERS)
+    before = server.memory_mb()
+    peak = before or 0.0
+    with load(server.base_url, users, raw / f"{resolved.name}_overload") as recorded:
+        since = time.time()
+        while time.time() < since + hold(opts, "overload"):
+            peak = max(peak, server.memory_mb() or 0.0)
+            time.sleep(0.5)
+        until = time.time()
+        samples = recorded()
+    result = solo_result("overload", server, users, samples, since, until)
+    result.note = f"{users} users; " + result.note + f"; memory {before or 0:.0f} → peak {peak:.0f} MB"
+    failed = {k: v for k, v in result.by_status.items() if k != "200"}
+    if failed:
+        result.problems.append("errors under overload: " + ", ".join(f"{v}× {k}" for k, v in failed.items()))
+    if before and peak > MEMORY_BOUND * before:
+        result.problems.append(f"memory grew from {before:.0f} to {peak:.0f} MB (> {MEMORY_BOUND:g} ×)")
+    try:
+        wait_idle(server.base_url, timeout_s=120)
+        after = httpx.get(f"{server.base_url}/recommendation/1?db_ms=0&llm_ms=0", timeout=30)
+        alive = after.status_code == 200
+    except httpx.HTTPError:
+        alive = False
+    if not alive:
+        result.problems.append("did not serve normally after the overload")
+    return result
+
+
+def idle_connections(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
+    """IDLE_CONNECTIONS connections opened and left silent, then the steady load: who still serves."""
+    host, port = server.resolved.host, server.resolved.port
+    sockets = []
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            with contextlib.suppress(OSError):
+                sockets.append(socket.create_connection((host, port), timeout=2))
+        with load(server.base_url, opts.users, raw / f"{server.resolved.name}_idle") as recorded:
+            since = time.time()
+            time.sleep(hold(opts, "idle-connections"))
+            until = time.time()
+            samples = recorded()
+    finally:
+        for sock in sockets:
+            sock.close()
+    result = solo_result("idle-connections", server, opts.users, samples, since, until)
+    result.note = f"{len(sockets):,} connections open; " + result.note
+    return result  # a finding: sync workers held by silent connections are the model, not a bug
+
+
+def graceful_stop(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
     """SIGTERM with every user's request inside the server: each must complete, then a clean exit."""
+    resolved = server.resolved
     users = min(opts.users, resolved.capacity or opts.users)
     graceful_s = resolved.target.graceful_s
-    with load(resolved.base_url, users, raw / f"{resolved.name}_sigterm") as recorded:
+    with load(server.base_url, users, raw / f"{resolved.name}_sigterm") as recorded:
         time.sleep(BASELINE_S)
         injected = time.time()
-        os.kill(proc.pid, signal.SIGTERM)  # the server's own process, as `docker stop` does
-        try:
-            code = proc.popen.wait(timeout=(graceful_s or 30) + 10)
-        except subprocess.TimeoutExpired:  # still running: recorded; `running` stops it
-            code = None
+        os.kill(server.pid, signal.SIGTERM)  # the server's own process, as `docker stop` does
+        code = server.wait((graceful_s or 30) + 10)  # None: still running; the context stops it
         stopped = time.time()
         time.sleep(0.5)
         samples = recorded()
@@ -465,8 +724,76 @@ def graceful_stop(resolved, proc: Proc, opts: FaultsOptions, raw: Path) -> Fault
     if result.lost_in_flight:
         result.problems.append(f"{result.lost_in_flight} of {len(struck)} requests in flight "
                                "did not complete")
-    if not clean_exit(code, proc.log_tail(50)):
+    if not clean_exit(code, server.log_tail()):
         result.problems.append(f"did not exit cleanly (exit status {code})")
     if graceful_s is not None and result.stop_s > graceful_s + 1:
         result.problems.append(f"took {result.stop_s:.1f} s to stop (graceful_s {graceful_s:g})")
     return result
+
+
+# --- `bench soak`: minutes of steady load, errors and the memory's slope ---------------------
+
+SOAK_SAMPLE_S = 5.0
+SOAK_SETTLE_S = 60.0  # the slope leaves out the first minute: pools, caches and imports filling
+
+
+def memory_slope(points: list[tuple[float, float]], settle_s: float = SOAK_SETTLE_S) -> float | None:
+    """MB per minute: the least-squares slope of the memory samples after `settle_s`."""
+    later = [(t, mb) for t, mb in points if t >= settle_s] if points and points[-1][0] > 2 * settle_s \
+        else points
+    if len(later) < 3:
+        return None
+    slope = statistics.linear_regression([t for t, _ in later], [mb for _, mb in later]).slope
+    return round(60 * slope, 3)
+
+
+def run_soak(opts: FaultsOptions, minutes: float, console: Console, run_id: str) -> Path:
+    run_dir = opts.results_dir / f"soak-{run_id}"
+    raw = run_dir / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    command, make_target = opts.invocation or (None, None)
+    run = Run(run_id=f"soak-{run_id}", started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_rev=git_rev(),
+              command=command, make_target=make_target, machine=machine_info(),
+              scenario=Scenario(name="soak", db_ms=DB_MS, llm_ms=LLM_MS, duration_s=60 * minutes))
+    run.save(run_dir)
+    with contextlib.ExitStack() as stack:
+        lab = stack.enter_context(start_lab(opts.runtime, raw, opts.targets))
+        progress = stack.enter_context(Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=console))
+        task = progress.add_task("soak", total=len(opts.targets) * 60 * minutes)
+        for target in opts.targets:
+            progress.update(task, description=f"{target.name}: {opts.users} users for {minutes:g} min")
+            try:
+                run.soaks.append(soak_target(target, lab, opts, minutes, raw,
+                                             lambda seconds: progress.advance(task, seconds)))
+            except TargetUnavailable as why:
+                run.skipped[target.name] = str(why).splitlines()[0]
+            except Exception as exc:  # one broken target must not lose the others' rows
+                run.skipped[target.name] = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            run.save(run_dir)
+    return run_dir
+
+
+def soak_target(target: Target, lab: Lab, opts: FaultsOptions, minutes: float, raw: Path,
+                advance: Callable[[float], None]) -> SoakResult:
+    with lab.serve(target, raw) as server:
+        warm_up(server.base_url, DB_MS, LLM_MS)
+        points: list[tuple[float, float]] = []
+        with load(server.base_url, opts.users, raw / f"{target.name}_soak") as recorded:
+            started = time.time()
+            while (elapsed := time.time() - started) < 60 * minutes:
+                points.append((round(elapsed, 1), round(server.memory_mb() or 0.0, 1)))
+                time.sleep(SOAK_SAMPLE_S)
+                advance(SOAK_SAMPLE_S)
+            until = time.time()
+            samples = recorded()
+    mine = [s for s in samples if s.name == ROW and started <= s.end < until]
+    by_status: dict[str, int] = {}
+    for s in mine:
+        by_status[answer(s)] = by_status.get(answer(s), 0) + 1
+    failed = {k: v for k, v in by_status.items() if k != "200"}
+    return SoakResult(target=target.name, runtime=opts.runtime, users=opts.users, minutes=minutes,
+                      requests=len(mine), by_status=dict(sorted(by_status.items())),
+                      rps=round(by_status.get("200", 0) / (until - started), 1), memory_mb=points,
+                      slope_mb_per_min=memory_slope(points),
+                      problems=[", ".join(f"{v}× {k}" for k, v in failed.items())] if failed else [])

@@ -578,9 +578,10 @@ def write_reports(run_dir: Path) -> Run:
     """(Re)write report.md and report.html from results.json; never runs load."""
     run = Run.load(run_dir)
     if is_faults_run(run):
-        for name in ("md", "html"):
-            text = _env(html=name == "html").get_template(f"faults.{name}.j2").render(**faults_context(run))
-            (run_dir / f"report.{name}").write_text(text)
+        ctx = faults_context(run)
+        (run_dir / "report.md").write_text(_env(html=False).get_template("faults.md.j2").render(**ctx))
+        html = _env(html=True).get_template("faults.html.j2").render(**ctx, charts=faults_charts(run))
+        (run_dir / "report.html").write_text(html)
         return run
     (run_dir / "report.md").write_text(render_markdown(run))
     (run_dir / "report.html").write_text(render_html(run))
@@ -588,8 +589,8 @@ def write_reports(run_dir: Path) -> Run:
 
 
 def is_faults_run(run: Run) -> bool:
-    """A `bench faults` run: fault rows and no load-level results."""
-    return run.scenario.name == "faults" and not run.results
+    """A `bench faults` or `bench soak` run: fault or soak rows, no load-level results."""
+    return run.scenario.name in ("faults", "soak") and not run.results
 
 
 def console_table(run: Run) -> RichTable:
@@ -651,12 +652,13 @@ FAULT_COLUMNS = [Column("target"), Column("fault"), Column("answers while it las
 
 def faults_table(run: Run) -> Table:
     """One row per (target, fault): what the users saw, and whether it met the fault's expectation."""
+    from bench.faults import FINDINGS
     table = Table("faults", FAULT_COLUMNS)
     for f in run.faults:
         answers = ", ".join(f"{count}× {status}" for status, count in f.by_status.items()) or "—"
         if f.fault == "sigterm":
             answers = f"in flight: {answers}; exit {f.exit_code} after {fmt(f.stop_s, 1)} s"
-        verdict = "ok" if f.ok else "fails: " + "; ".join(f.problems)
+        verdict = "finding" if f.fault in FINDINGS else "ok" if f.ok else "fails: " + "; ".join(f.problems)
         table.add(f.target, f.fault, answers + (f" ({f.note})" if f.note else ""), fmt(f.detect_ms),
                   fmt(f.recover_ms), f.failed_after_recovery, f.lost_in_flight,
                   fmt(f.slowest_error_ms) + (f" ({fmt(f.limit_ms)})" if f.limit_ms is not None else ""),
@@ -674,13 +676,51 @@ def fault_targets_table(run: Run) -> Table:
     return table
 
 
+def soak_table(run: Run) -> Table:
+    table = Table("soak", [Column("target"), Column("users", numeric=True), Column("minutes", numeric=True),
+                           Column("rps", numeric=True), Column("answers"),
+                           Column("memory first → last MB", numeric=True),
+                           Column("memory slope MB/min", numeric=True), Column("verdict", strong=True)])
+    for r in run.soaks:
+        answers = ", ".join(f"{count}× {status}" for status, count in r.by_status.items()) or "—"
+        first, last = (r.memory_mb[0][1], r.memory_mb[-1][1]) if r.memory_mb else (None, None)
+        table.add(r.target, r.users, fmt(r.minutes, 1), fmt(r.rps, 1), answers, f"{fmt(first)} → {fmt(last)}",
+                  fmt(r.slope_mb_per_min, 2), "ok" if not r.problems else "fails: " + "; ".join(r.problems),
+                  marks=() if not r.problems else ("verdict-fails",))
+    return table
+
+
+def faults_charts(run: Run) -> list[Chart]:
+    targets = list(dict.fromkeys([*(f.target for f in run.faults), *(r.target for r in run.soaks)]))
+    colors = charts.palette(targets)
+    recovery: dict[str, dict[str, float]] = {}
+    for f in run.faults:
+        if f.recover_ms:
+            recovery.setdefault(f.target, {})[f.fault] = f.recover_ms
+    found = []
+    if recovery:
+        found.append(_chart("recovery", "Time to recover after each fault",
+                            "From clearing the fault to the first 200 of a request started after it "
+                            "(log scale).",
+                            recovery, lambda: charts.recovery_bars(recovery, colors)))
+    if run.soaks:
+        series = {r.target: r.memory_mb for r in run.soaks if r.memory_mb}
+        found.append(_chart("soak-memory", "Memory under steady load",
+                            "Each target's memory (PSS of the process tree, or the container's working set) "
+                            "sampled every 5 s.", series, lambda: charts.memory_over_time(series, colors)))
+    return found
+
+
 def faults_context(run: Run) -> dict:
     from bench.faults import FAULTS, LLM_MS, UPSTREAM_TIMEOUT_S
-    users = sorted({f.users for f in run.faults if f.fault != "sigterm"})
+    users = sorted({f.users for f in run.faults if f.fault not in ("sigterm", "overload")}
+                   | {r.users for r in run.soaks})
     return {"run": run, "faults": faults_table(run), "targets": fault_targets_table(run),
+            "soak": soak_table(run),
             "legend": [(name, FAULTS[name]) for name in dict.fromkeys(f.fault for f in run.faults)],
             "users": users, "llm_ms": LLM_MS, "timeout_s": UPSTREAM_TIMEOUT_S,
-            "failing": sum(not f.ok for f in run.faults)}
+            "failing": sum(not f.ok for f in run.faults) + sum(bool(r.problems) for r in run.soaks),
+            "rows": len(run.faults) + len(run.soaks)}
 
 
 def faults_console_table(run: Run) -> RichTable:
@@ -690,4 +730,11 @@ def faults_console_table(run: Run) -> RichTable:
                          no_wrap=col.name in ("target", "fault"))
     for row in faults_table(run).rows:
         table.add_row(*row.cells, style="red" if "verdict-fails" in row.marks else None)
+    if run.soaks:  # a soak run: its own columns
+        soak = soak_table(run)
+        table = RichTable(title=f"Concurrency Lab {run.run_id}: soak")
+        for col in soak.columns:
+            table.add_column(col.name, justify="right" if col.numeric else "left")
+        for row in soak.rows:
+            table.add_row(*row.cells, style="red" if "verdict-fails" in row.marks else None)
     return table

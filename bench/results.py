@@ -264,6 +264,20 @@ class FaultResult(BaseModel):
         return not self.problems
 
 
+class SoakResult(BaseModel):
+    """One target under steady load for minutes (`bench soak`): errors and the memory's slope."""
+    target: str
+    runtime: str = "native"
+    users: int
+    minutes: float
+    requests: int  # answered (any status) during the soak
+    by_status: dict[str, int] = Field(default_factory=dict)
+    rps: float  # valid answers per second
+    memory_mb: list[tuple[float, float]] = Field(default_factory=list)  # (seconds since start, MB)
+    slope_mb_per_min: float | None = None  # least squares over the samples after the first minute
+    problems: list[str] = Field(default_factory=list)
+
+
 class FaultTarget(BaseModel):
     """A target's state around its faults: connections and memory before and after."""
     target: str
@@ -290,6 +304,7 @@ class Run(BaseModel):
     idle: list[IdleMemory] = Field(default_factory=list)  # framework vs app, at rest (native runs)
     faults: list[FaultResult] = Field(default_factory=list)  # `bench faults`
     fault_targets: list[FaultTarget] = Field(default_factory=list)
+    soaks: list[SoakResult] = Field(default_factory=list)  # `bench soak`
     skipped: dict[str, str] = Field(default_factory=dict)  # target -> why it was not measured
 
     model_config = {"populate_by_name": True}

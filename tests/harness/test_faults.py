@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 
+import psutil
 import pytest
 
 from bench.faults import (
@@ -156,3 +157,67 @@ def test_the_usual_wait_is_littles_w_when_the_model_queues():
     assert usual_wait_ms(served, 20, T + 0.25, T + 3.25) == pytest.approx(1250)
     assert usual_wait_ms(served, 2, T + 0.25, T + 3.25) == 250  # no queue: the p95
     assert usual_wait_ms([], 20, T, T + 3.0) == 10_000  # nothing answered yet: assume a long wait
+
+
+def test_the_memory_slope_leaves_out_the_first_minute():
+    from bench.faults import memory_slope
+    filling = [(t, 50.0 + t) for t in range(0, 60, 5)]  # pools and caches filling: +60 MB
+    steady = [(t, 110.0 + 0.5 * (t - 60) / 60) for t in range(60, 605, 5)]  # then +0.5 MB per minute
+    assert memory_slope(filling + steady) == pytest.approx(0.5, abs=0.01)
+    assert memory_slope([(0, 1.0), (5, 2.0)]) is None  # too few samples for a slope
+    short = [(t, 100.0 + t / 60) for t in range(0, 90, 5)]  # shorter than 2 min: every sample counts
+    assert memory_slope(short) == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_soak_run_renders_its_table_and_memory_chart(tmp_path):
+    from bench.results import SoakResult
+    go = SoakResult(target="go-gin", users=100, minutes=10, requests=100, by_status={"200": 100}, rps=160.2,
+                    memory_mb=[(0, 20.0), (300, 21.0), (600, 21.5)], slope_mb_per_min=0.08)
+    flask = SoakResult(target="flask-sync", users=100, minutes=10, requests=10, rps=7.1,
+                       by_status={"200": 8, "no HTTP answer": 2}, problems=["2× no HTTP answer"])
+    run = Run(run_id="soak-x", started_at="2026-12-03T00:00:00",
+              machine=Machine(cpus=2, mem_gb=24, python="3.11"),
+              scenario=Scenario(name="soak", db_ms=50, llm_ms=200, duration_s=600), soaks=[go, flask])
+    run.save(tmp_path)
+    write_reports(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| go-gin | 100 | 10.0 | 160.2 | 100× 200 | 20 → 22 | 0.08 | **ok** |" in md
+    assert "**fails: 2× no HTTP answer**" in md and "## Faults" not in md
+    assert (tmp_path / "report.html").read_text().count("<svg") == 1  # memory over time
+
+
+def test_the_workers_are_the_children_holding_the_listening_socket(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from bench.faults import server_workers
+    from bench.procs import free_port
+    port = free_port()
+    # A master listening on `port` with two forked workers that keep the socket, and one child that
+    # closes it (like multiprocessing's resource tracker): only the two are workers.
+    script = f"""
+import os, socket, time
+sock = socket.create_server(("127.0.0.1", {port}))
+for holds in (True, True, False):
+    if os.fork() == 0:
+        if not holds:
+            sock.close()
+        time.sleep(30)
+        os._exit(0)
+time.sleep(30)
+"""
+    master = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 10
+        while len(server_workers(master.pid, port)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = server_workers(master.pid, port)
+        assert len(workers) == 2
+        assert len(server_workers(master.pid, port, exclude=workers[0].pid)) == 1
+        assert server_workers(master.pid, port + 1 if port < 65535 else port - 1) == []
+    finally:
+        for child in psutil.Process(master.pid).children():
+            child.kill()
+        master.kill()
+        master.wait()
