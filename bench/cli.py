@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -129,6 +130,37 @@ def _render(run_dir: Path) -> None:
     console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
 
 
+def _selected(targets: str) -> list[manifest.Target]:
+    """--targets: comma-separated names (all when empty), a clear error for an unknown one."""
+    try:
+        return manifest.select([t.strip() for t in targets.split(",") if t.strip()])
+    except manifest.ManifestError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _run_and_report(kind: str, results_dir: Path, run: Callable[[str], Path]):
+    """A `bench faults` / `bench soak` run: its folder results/<kind>-<run id>/, then its reports
+    and table; Ctrl-C (or SIGTERM) keeps and renders what was measured."""
+    from bench.report import faults_console_table, write_reports
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        run_dir = run(run_id)
+    except DockerError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        run_dir = results_dir / f"{kind}-{run_id}"
+        console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
+        if (run_dir / "results.json").exists():
+            write_reports(run_dir)
+        raise typer.Exit(130) from None
+    result = write_reports(run_dir)
+    (console if console.is_terminal else Console(width=200)).print(faults_console_table(result))
+    console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+    return result
+
+
 @app.command()
 def faults(
     targets: Annotated[str, typer.Option(help="comma-separated target names (default: all)")] = "",
@@ -144,33 +176,14 @@ def faults(
     """Inject faults into every target under steady load (PostgreSQL restarted and stopped, the upstream
     failing, hanging and killed, a worker killed, SIGTERM); write results/faults-<run>/ and its table."""
     from bench.faults import FAULTS, QUICK_FAULTS, FaultsOptions, run_faults
-    from bench.report import faults_console_table, write_reports
-    try:
-        chosen = manifest.select([t.strip() for t in targets.split(",") if t.strip()])
-    except manifest.ManifestError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    chosen = _selected(targets)
     names = [f.strip() for f in only.split(",") if f.strip()] or list(QUICK_FAULTS if quick else FAULTS)
     if unknown := [f for f in names if f not in FAULTS]:
         raise typer.BadParameter(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
     opts = FaultsOptions(targets=chosen, faults=[f for f in FAULTS if f in names], quick=quick, users=users,
                          results_dir=results_dir, invocation=invocation(),
                          runtime="docker" if docker else "native")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    try:
-        run_dir = run_faults(opts, console, run_id)
-    except DockerError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        run_dir = results_dir / f"faults-{run_id}"
-        console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
-        if (run_dir / "results.json").exists():
-            write_reports(run_dir)
-        raise typer.Exit(130) from None
-    run = write_reports(run_dir)
-    (console if console.is_terminal else Console(width=200)).print(faults_console_table(run))
-    console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+    run = _run_and_report("faults", results_dir, lambda run_id: run_faults(opts, console, run_id))
     failing = sum(not f.ok for f in run.faults)
     if failing or run.skipped:
         console.print(f"[yellow]{failing} fault rows broke their expectations; "
@@ -190,29 +203,10 @@ def soak(
     """Steady load for minutes on every target (not part of `make test`): errors, and the memory's
     slope in MB/min; write results/soak-<run>/."""
     from bench.faults import FaultsOptions, run_soak
-    from bench.report import faults_console_table, write_reports
-    try:
-        chosen = manifest.select([t.strip() for t in targets.split(",") if t.strip()])
-    except manifest.ManifestError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    chosen = _selected(targets)
     opts = FaultsOptions(targets=chosen, faults=[], users=users, results_dir=results_dir,
                          invocation=invocation(), runtime="docker" if docker else "native")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    try:
-        run_dir = run_soak(opts, minutes, console, run_id)
-    except DockerError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        run_dir = results_dir / f"soak-{run_id}"
-        console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
-        if (run_dir / "results.json").exists():
-            write_reports(run_dir)
-        raise typer.Exit(130) from None
-    run = write_reports(run_dir)
-    (console if console.is_terminal else Console(width=200)).print(faults_console_table(run))
-    console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
+    _run_and_report("soak", results_dir, lambda run_id: run_soak(opts, minutes, console, run_id))
 
 
 @app.command()

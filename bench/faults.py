@@ -29,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,11 @@ FAULTS: dict[str, Fault] = {
 
 # --- analysis: a fault's figures from the ledger --------------------------------------------
 
+def count_answers(samples: list[Sample]) -> dict[str, int]:
+    """Answers by status and code (`answer`), sorted by name."""
+    return dict(sorted(Counter(answer(s) for s in samples).items()))
+
+
 def answer(s: Sample) -> str:
     """How a request ended, as the faults table counts it."""
     if s.ok:
@@ -145,9 +151,6 @@ def analyse(samples: list[Sample], name: str, target: str, users: int, tl: Timel
     during = [s for s in mine if tl.injected <= s.end < tl.until]
     struck = [s for s in mine if s.t0 < tl.injected < s.end]
     failed = [s for s in during if not s.ok]
-    by_status: dict[str, int] = {}
-    for s in during:
-        by_status[answer(s)] = by_status.get(answer(s), 0) + 1
     first_ok = next((s for s in during if s.ok and s.t0 >= tl.cleared), None)
     after = [s for s in during if first_ok and s.t0 >= first_ok.t0]
     errors_ms = [s.ms for s in failed if s.status]
@@ -161,7 +164,7 @@ def analyse(samples: list[Sample], name: str, target: str, users: int, tl: Timel
     result = FaultResult(
         target=target, fault=name, users=users, injected_at=round(tl.injected, 3),
         lasted_s=round(tl.cleared - tl.injected, 2), requests=len(during),
-        by_status=dict(sorted(by_status.items())),
+        by_status=count_answers(during),
         detect_ms=round((failed[0].end - tl.injected) * 1000, 1) if failed else None,
         recover_ms=round((first_ok.end - tl.cleared) * 1000, 1) if first_ok else None,
         failed_after_recovery=sum(not s.ok for s in after),
@@ -386,19 +389,25 @@ class FaultsOptions:
     runtime: str = "native"  # or "docker": the compose services
 
 
+def new_run(opts: FaultsOptions, kind: str, run_id: str, duration_s: float) -> tuple[Run, Path]:
+    """results/<kind>-<run_id>/ with its raw/ folder and a first results.json."""
+    run_dir = opts.results_dir / f"{kind}-{run_id}"
+    (run_dir / "raw").mkdir(parents=True, exist_ok=True)
+    command, make_target = opts.invocation or (None, None)
+    run = Run(run_id=f"{kind}-{run_id}", started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_rev=git_rev(),
+              command=command, make_target=make_target, machine=machine_info(),
+              scenario=Scenario(name=kind, db_ms=DB_MS, llm_ms=LLM_MS, duration_s=duration_s))
+    run.save(run_dir)
+    return run, run_dir
+
+
 def hold(opts: FaultsOptions, name: str) -> float:
     return FAULTS[name].hold_s[0 if opts.quick else 1]
 
 
 def run_faults(opts: FaultsOptions, console: Console, run_id: str) -> Path:
-    run_dir = opts.results_dir / f"faults-{run_id}"
+    run, run_dir = new_run(opts, "faults", run_id, duration_s=0)
     raw = run_dir / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    command, make_target = opts.invocation or (None, None)
-    run = Run(run_id=f"faults-{run_id}", started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_rev=git_rev(),
-              command=command, make_target=make_target, machine=machine_info(),
-              scenario=Scenario(name="faults", db_ms=DB_MS, llm_ms=LLM_MS, duration_s=0))
-    run.save(run_dir)
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(start_lab(opts.runtime, raw, opts.targets))
         progress = stack.enter_context(Progress(
@@ -634,9 +643,6 @@ def solo_result(name: str, server: Server, users: int, samples: list[Sample], si
                 until: float) -> FaultResult:
     """A fault measured with its own load: the answers of the requests that ended in [since, until)."""
     mine = [s for s in samples if s.name == ROW and since <= s.end < until]
-    by_status: dict[str, int] = {}
-    for s in mine:
-        by_status[answer(s)] = by_status.get(answer(s), 0) + 1
     canary = sorted(s.ms for s in samples if s.name == CANARY_ROW and since <= s.end < until)
     ok = sorted(s.ms for s in mine if s.ok)
     served = f"{len(ok) / (until - since):.1f} rps served"
@@ -645,7 +651,7 @@ def solo_result(name: str, server: Server, users: int, samples: list[Sample], si
         if canary else "; canary /healthz: no answer")
     return FaultResult(target=server.resolved.name, fault=name, users=users, injected_at=round(since, 3),
                        lasted_s=round(until - since, 2), requests=len(mine),
-                       by_status=dict(sorted(by_status.items())), note=note)
+                       by_status=count_answers(mine), note=note)
 
 
 def overload(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
@@ -714,11 +720,8 @@ def graceful_stop(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult
         time.sleep(0.5)
         samples = recorded()
     struck = [s for s in samples if s.name == ROW and s.t0 < injected < s.end]
-    by_status: dict[str, int] = {}
-    for s in struck:
-        by_status[answer(s)] = by_status.get(answer(s), 0) + 1
     result = FaultResult(target=resolved.name, fault="sigterm", users=users, injected_at=round(injected, 3),
-                         lasted_s=0, requests=len(struck), by_status=dict(sorted(by_status.items())),
+                         lasted_s=0, requests=len(struck), by_status=count_answers(struck),
                          lost_in_flight=sum(not s.ok for s in struck), exit_code=code,
                          stop_s=round(stopped - injected, 2))
     if result.lost_in_flight:
@@ -748,14 +751,8 @@ def memory_slope(points: list[tuple[float, float]], settle_s: float = SOAK_SETTL
 
 
 def run_soak(opts: FaultsOptions, minutes: float, console: Console, run_id: str) -> Path:
-    run_dir = opts.results_dir / f"soak-{run_id}"
+    run, run_dir = new_run(opts, "soak", run_id, duration_s=60 * minutes)
     raw = run_dir / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    command, make_target = opts.invocation or (None, None)
-    run = Run(run_id=f"soak-{run_id}", started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_rev=git_rev(),
-              command=command, make_target=make_target, machine=machine_info(),
-              scenario=Scenario(name="soak", db_ms=DB_MS, llm_ms=LLM_MS, duration_s=60 * minutes))
-    run.save(run_dir)
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(start_lab(opts.runtime, raw, opts.targets))
         progress = stack.enter_context(Progress(
@@ -788,12 +785,10 @@ def soak_target(target: Target, lab: Lab, opts: FaultsOptions, minutes: float, r
             until = time.time()
             samples = recorded()
     mine = [s for s in samples if s.name == ROW and started <= s.end < until]
-    by_status: dict[str, int] = {}
-    for s in mine:
-        by_status[answer(s)] = by_status.get(answer(s), 0) + 1
+    by_status = count_answers(mine)
     failed = {k: v for k, v in by_status.items() if k != "200"}
     return SoakResult(target=target.name, runtime=opts.runtime, users=opts.users, minutes=minutes,
-                      requests=len(mine), by_status=dict(sorted(by_status.items())),
+                      requests=len(mine), by_status=by_status,
                       rps=round(by_status.get("200", 0) / (until - started), 1), memory_mb=points,
                       slope_mb_per_min=memory_slope(points),
                       problems=[", ".join(f"{v}× {k}" for k, v in failed.items())] if failed else [])
