@@ -261,14 +261,8 @@ class Lab:
         except httpx.HTTPError:
             self.start_upstream()
 
-    def wait_postgres(self, timeout_s: float = 60) -> None:
-        def up() -> bool:
-            try:
-                with psycopg.connect(self.database_url, connect_timeout=2):
-                    return True
-            except psycopg.Error:
-                return False
-        wait_for(up, timeout_s, "PostgreSQL did not come back")
+    def wait_postgres(self, proc: Proc | None = None) -> None:
+        infra_mod.wait_pg(self.database_url, proc, timeout=60)
 
 
 @dataclass
@@ -290,8 +284,9 @@ class NativeLab(Lab):
         self.proc("postgres").stop()  # SIGINT: PostgreSQL's fast shutdown
 
     def start_postgres(self) -> None:
-        self.proc("postgres").restart()
-        self.wait_postgres()
+        pg = self.proc("postgres")
+        pg.restart()
+        self.wait_postgres(pg)
 
     def kill_upstream(self) -> None:
         up = self.proc("upstream")

@@ -136,17 +136,20 @@ def embedded_postgres(log_dir: Path) -> Iterator[tuple[str, Proc]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def wait_pg(url: str, proc: Proc, timeout: float = 30.0) -> None:
+def wait_pg(url: str, proc: Proc | None = None, timeout: float = 30.0) -> None:
+    """Until PostgreSQL at `url` accepts connections; fail fast if `proc` (ours) exits first.
+    Without `proc` (a compose service), only the timeout ends the wait."""
     deadline = time.monotonic() + timeout
+    tail = proc.log_tail if proc else str
     while True:
-        if not proc.alive():
-            raise RuntimeError(f"postgres exited early:\n{proc.log_tail()}")
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"postgres exited early:\n{tail()}")
         try:
             with psycopg.connect(url, connect_timeout=2):
                 return
         except psycopg.OperationalError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"postgres not accepting connections:\n{proc.log_tail()}") from None
+                raise TimeoutError(f"postgres not accepting connections:\n{tail()}") from None
             time.sleep(0.1)
 
 
