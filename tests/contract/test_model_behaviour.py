@@ -25,16 +25,18 @@ def expected_rounds(capacity: int | None) -> int:
     return math.ceil(CONCURRENT / min(CONCURRENT, capacity or CONCURRENT))
 
 
-def assert_rounds(measured: float, expected: int, what: str) -> None:
+def rounds_problem(measured: float, expected: int, what: str) -> str | None:
+    """Why `measured` rounds do not fit the model's `expected` rounds, or None if they do."""
     if expected == 1:
         # flask-gthread measures 1.3-1.8 here (GIL + per-thread connection set-up); a model
         # that really queues 8 requests behind 4 slots measures >= 2.
-        assert measured < 1.9, f"{what}: {measured:.2f} rounds, expected ~1"
+        ok = measured < 1.9
     elif expected == 2:
         # uvicorn --workers spreads connections unevenly, so allow up to ~4.
-        assert 1.6 <= measured < 4.6, f"{what}: {measured:.2f} rounds, expected ~2"
+        ok = 1.6 <= measured < 4.6
     else:
-        assert measured >= 0.6 * expected, f"{what}: {measured:.2f} rounds, expected ~{expected}"
+        ok = measured >= 0.6 * expected
+    return None if ok else f"{what}: {measured:.2f} rounds, expected ~{expected}"
 
 
 def timed_get(client: httpx.Client, path: str) -> float:
@@ -80,15 +82,30 @@ def measure_rounds(client, target, path: str) -> float:
     return total / single
 
 
+def assert_rounds(client, target, path: str, what: str, attempts: int = 3) -> None:
+    """The model allows its rounds in at least one of `attempts` bursts.
+
+    Processes that share one listening socket (uvicorn --workers) split a burst by a race: now
+    and then one process accepts 5 of the 8 connections and the burst takes 5 rounds. That is
+    luck, not capacity; a model that really has 1 slot (or 8) never measures inside the range,
+    however many bursts it gets."""
+    problems = []
+    for _ in range(attempts):
+        problem = rounds_problem(measure_rounds(client, target, path), expected_rounds(target.capacity), what)
+        if problem is None:
+            return
+        problems.append(problem)
+    pytest.fail("; ".join(problems))
+
+
 def test_concurrent_requests_take_the_rounds_the_model_allows(client, target):
-    rounds = measure_rounds(client, target, "/recommendation/{}?db_ms=0&llm_ms=" + str(LLM_MS))
-    assert_rounds(rounds, expected_rounds(target.capacity), target.name)
+    assert_rounds(client, target, "/recommendation/{}?db_ms=0&llm_ms=" + str(LLM_MS), target.name)
 
 
 def test_concurrent_streams_take_the_rounds_the_model_allows(client, target):
     """Seed 003: a sync worker is held for a whole stream; an event loop interleaves them."""
-    rounds = measure_rounds(client, target, "/stream/{}?db_ms=0&tokens=4&llm_ms=" + str(LLM_MS))
-    assert_rounds(rounds, expected_rounds(target.capacity), f"{target.name} streams")
+    path = "/stream/{}?db_ms=0&tokens=4&llm_ms=" + str(LLM_MS)
+    assert_rounds(client, target, path, f"{target.name} streams")
 
 
 def test_healthz_answers_under_load_only_with_spare_capacity(client, target):
