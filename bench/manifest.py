@@ -17,6 +17,9 @@ Each `<framework>_app/targets.toml` holds an array of tables:
     build = ["go", "build", "..."]     # optional: run once before the target starts
     graceful_s = 5                     # how long in-flight requests may finish after SIGTERM
     bare_of = "flask-sync"             # optional: a bare context variant of that target (below)
+    jobs = true                        # serves POST /jobs/recommendation + GET /jobs/{id}
+    job_capacity = "celery_workers"    # jobs run at once (background threads, Celery processes)
+    scenarios = ["jobs"]               # what `bench compare` measures it in; omit = every scenario
 
 A *bare* variant (`bare_of` set) is the framework's hello-world under the same server and model
 settings as the target it names: only `GET /healthz` and `GET /readyz`, no DB, no upstream, no app
@@ -28,7 +31,13 @@ contract suite, compose, `bench compare` and claims never see them; `bare_target
 --timeout-graceful-shutdown, the Go server's Shutdown deadline); commands may use it as
 `{graceful_s}`, and `bench faults` checks a SIGTERM under load against it.
 
-`capacity`, `processes` and `db_pool` are integers or arithmetic over `params` (+ - * // min max).
+Job targets (`jobs = true`, docs/CONTRACT.md "Background jobs") answer the recommendation as a job;
+`job_capacity` bounds the jobs in progress at once, as `capacity` bounds the requests in flight.
+`scenarios` keeps a target out of the cells where it would only repeat another target's row (a
+job target's synchronous `/recommendation` is the app it fixes, unchanged).
+
+`capacity`, `processes`, `db_pool` and `job_capacity` are integers or arithmetic over `params`
+(+ - * // min max).
 Commands run from the repository root; `{host}`, `{port}` and every param are substituted.
 docs/DESIGN.md (Targets and their manifests) explains the format and the fairness rules.
 
@@ -97,7 +106,14 @@ class Target:
     build: tuple[str, ...] = ()
     bare_of: str | None = None
     graceful_s: int | None = None  # None: the server has no documented limit
+    jobs: bool = False
+    job_capacity: int | str | None = None
+    scenarios: tuple[str, ...] = ()  # empty: measured in every scenario
     manifest: Path = REPO_ROOT
+
+    def measured_in(self, scenario: str) -> bool:
+        """Whether `bench compare` measures this target in `scenario` (its manifest's list)."""
+        return not self.scenarios or scenario in self.scenarios
 
     @property
     def bare(self) -> bool:
@@ -124,7 +140,8 @@ class Target:
         return ResolvedTarget(
             target=self, params=params, host=host, port=port or self.port, argv=argv, env=env,
             model=model, capacity=evaluate(self.capacity, params),
-            processes=evaluate(self.processes, params), db_pool=evaluate(self.db_pool, params))
+            processes=evaluate(self.processes, params), db_pool=evaluate(self.db_pool, params),
+            job_capacity=evaluate(self.job_capacity, params))
 
 
 @dataclass(frozen=True)
@@ -139,6 +156,7 @@ class ResolvedTarget:
     capacity: int | None
     processes: int
     db_pool: int
+    job_capacity: int | None = None
 
     @property
     def name(self) -> str:
@@ -157,6 +175,7 @@ def _load_file(path: Path) -> list[Target]:
         try:
             raw["command"] = tuple(raw["command"])
             raw["build"] = tuple(raw.get("build", ()))
+            raw["scenarios"] = tuple(raw.get("scenarios", ()))
             targets.append(Target(manifest=path, **raw))
         except TypeError as exc:
             raise ManifestError(f"{path}: {exc}") from None

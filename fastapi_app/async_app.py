@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import sqlalchemy.exc
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -55,9 +55,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         await engine.dispose()
 
 
-app = make_app(lifespan)
-app.include_router(seed002.router)
-app.include_router(pubsub.router)  # seed 003; its lifespan opens the Redis clients
+# /recommendation, /stream and /readyz: also served by fastapi-celery's web process and by
+# fastapi-procpool, which differ only in their job and /cpu routes.
+routes = APIRouter()
 
 
 async def load_user(engine: AsyncEngine, user_id: int, db_ms: int) -> User:
@@ -76,7 +76,7 @@ async def load_user(engine: AsyncEngine, user_id: int, db_ms: int) -> User:
     raise AssertionError("unreachable")
 
 
-@app.get("/recommendation/{user_id}")
+@routes.get("/recommendation/{user_id}")
 async def recommendation(request: Request, user_id: str, db_ms: str | None = None,
                          llm_ms: str | None = None) -> dict:
     q = parse_query(user_id, db_ms, llm_ms)
@@ -85,7 +85,7 @@ async def recommendation(request: Request, user_id: str, db_ms: str | None = Non
     return user.payload(completion.choices[0].message.content, get_settings().target_name)
 
 
-@app.get("/stream/{user_id}")
+@routes.get("/stream/{user_id}")
 async def stream(request: Request, user_id: str, db_ms: str | None = None,
                  llm_ms: str | None = None, tokens: str | None = None) -> StreamingResponse:
     q = parse_query(user_id, db_ms, llm_ms, tokens)
@@ -108,7 +108,7 @@ async def stream(request: Request, user_id: str, db_ms: str | None = None,
     return StreamingResponse(events(), headers=SSE_HEADERS)
 
 
-@app.get("/readyz")
+@routes.get("/readyz")
 async def readyz(request: Request) -> dict:
     try:
         async with request.state.engine.connect() as conn:
@@ -120,9 +120,20 @@ async def readyz(request: Request) -> dict:
     return {"status": "ready"}
 
 
-@app.get("/cpu")
 async def cpu(n: str | None = None) -> dict:
     # `async def` on purpose: pure-Python CPU work runs ON the loop and stalls everything else
     # for its duration (seed 004's CPU-bound lesson); /healthz latency shows it.
     value = parse_n(n)
     return {"n": value, "result": cpu_sum(value)}
+
+
+def create_app(*routers: APIRouter) -> FastAPI:
+    """fastapi-async's app plus `routers` (first, so that theirs win over the /cpu below)."""
+    app = make_app(lifespan)
+    for router in (*routers, routes, seed002.router, pubsub.router):  # pubsub: seed 003
+        app.include_router(router)
+    app.add_api_route("/cpu", cpu, methods=["GET"])
+    return app
+
+
+app = create_app()

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from openai import Stream
 
 from fastapi_app import pubsub, seed002, sync_core
 from fastapi_app.common import SSE_HEADERS, cpu_sum, make_app, parse_n, parse_query
 
-app = make_app(sync_core.lifespan)
-app.include_router(seed002.router)
-app.include_router(pubsub.router)  # seed 003; its lifespan opens the Redis clients
+routes = APIRouter()  # also fastapi-bgtasks' (bgtasks_app.py): the app its quick fix leaves as it was
 
 
-@app.get("/recommendation/{user_id}")
+@routes.get("/recommendation/{user_id}")
 async def recommendation(request: Request, user_id: str, db_ms: str | None = None,
                          llm_ms: str | None = None) -> dict:
     q = parse_query(user_id, db_ms, llm_ms)
@@ -43,7 +41,7 @@ async def blocking_events(chunks: Stream) -> AsyncIterator[str]:
         yield event
 
 
-@app.get("/stream/{user_id}")
+@routes.get("/stream/{user_id}")
 async def stream(request: Request, user_id: str, db_ms: str | None = None,
                  llm_ms: str | None = None, tokens: str | None = None) -> StreamingResponse:
     q = parse_query(user_id, db_ms, llm_ms, tokens)
@@ -51,13 +49,19 @@ async def stream(request: Request, user_id: str, db_ms: str | None = None,
     return StreamingResponse(blocking_events(chunks), headers=SSE_HEADERS)
 
 
-@app.get("/readyz")
+@routes.get("/readyz")
 async def readyz(request: Request) -> dict:
     return sync_core.ready(request.state.engine)  # ANTI-PATTERN (a short one): blocking SELECT 1
 
 
-@app.get("/cpu")
+@routes.get("/cpu")
 async def cpu(n: str | None = None) -> dict:
     # `async def` + pure CPU work: the loop is busy for the whole computation.
     value = parse_n(n)
     return {"n": value, "result": cpu_sum(value)}
+
+
+app = make_app(sync_core.lifespan)
+app.include_router(routes)
+app.include_router(seed002.router)
+app.include_router(pubsub.router)  # seed 003; its lifespan opens the Redis clients
