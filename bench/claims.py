@@ -531,6 +531,35 @@ def threadpool_cpu(run: Run, target: str, io_users: int = 100) -> tuple[str, str
     return ("holds" if speedup >= 1.5 else "partly" if speedup > 1.25 else "fails"), evidence
 
 
+def process_pool_cpu(run: Run, target: str, threads: str, processes: str,
+                     responsive_ms: float = 100) -> tuple[str, str]:
+    """Seed 002's "offload heavy CPU to a process pool": /cpu scales from 1 user to one per core as
+    worker processes do, and the event loop answers /healthz meanwhile, which threads sharing one
+    GIL cannot promise."""
+    def cpu_rows(name: str) -> tuple[Result, Result, float]:
+        one, many = find(run, name, 1, "cpu"), find(run, name, None, "cpu")
+        if many.users == 1:
+            raise NotRun(f"{name} has only a 1-user cpu result")
+        return one, many, (many.rps / one.rps if one.rps else 0)
+
+    def canary(r: Result) -> str:
+        return f"/healthz p95 {_canary(r)}"
+
+    p1, pn, pool = cpu_rows(target)
+    evidence = (f"/cpu 1 -> {pn.users} users on {run.machine.cpus} cores: {target} "
+                f"({pn.params.get('cpu_processes')} pool processes) {p1.rps:.1f} -> {pn.rps:.1f} rps "
+                f"({pool:.2f}x), {canary(pn)}")
+    for name in (processes, threads):
+        with contextlib.suppress(NotRun):
+            _, other_n, other = cpu_rows(name)
+            evidence += f"; {name} {other:.2f}x, {canary(other_n)}"
+    p95 = pn.canary_p95_trusted()
+    responsive = p95 is not None and p95 < responsive_ms and not canary_stalled(pn)
+    scales = pool >= 1.5
+    evidence += f" (responsive: /healthz p95 under {responsive_ms:.0f} ms; scaling: >= 1.5x)"
+    return ("holds" if scales and responsive else "partly" if scales or responsive else "fails"), evidence
+
+
 def workers_match_cores(run: Run, target: str, param: str = "workers") -> tuple[str, str]:
     """Seed 004: for CPU-bound work, more workers than cores buys no throughput, only memory."""
     cpu = [r for r in run.results if r.target == target and r.scenario == "cpu" and param in r.params]
@@ -897,6 +926,7 @@ def pubsub_many_streams(run: Run, experiment_id: str, form: str, reference: str,
 
 
 RULES: dict[str, Callable[..., tuple[str, str]]] = {
+    "process_pool_cpu": process_pool_cpu,
     "fifth_request_waits": fifth_request_waits,
     "burst_concurrent": burst_concurrent,
     "workers_needed": workers_needed,

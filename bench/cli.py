@@ -131,11 +131,14 @@ def _render(run_dir: Path) -> None:
 
 
 def _selected(targets: str) -> list[manifest.Target]:
-    """--targets: comma-separated names (all when empty), a clear error for an unknown one."""
+    """--targets: comma-separated names, a clear error for an unknown one. Empty: every target that
+    serves the recommendation load (not the job targets, whose /recommendation repeats another's)."""
+    names = [t.strip() for t in targets.split(",") if t.strip()]
     try:
-        return manifest.select([t.strip() for t in targets.split(",") if t.strip()])
+        chosen = manifest.select(names)
     except manifest.ManifestError as exc:
         raise typer.BadParameter(str(exc)) from None
+    return chosen if names else [t for t in chosen if t.measured_in("recommendation")]
 
 
 def _run_and_report(kind: str, results_dir: Path, run: Callable[[str], Path]):
@@ -163,7 +166,8 @@ def _run_and_report(kind: str, results_dir: Path, run: Callable[[str], Path]):
 
 @app.command()
 def faults(
-    targets: Annotated[str, typer.Option(help="comma-separated target names (default: all)")] = "",
+    targets: Annotated[str, typer.Option(
+        help="comma-separated target names (default: all but the job and process-pool targets)")] = "",
     only: Annotated[str, typer.Option(
         "--faults", help="comma-separated faults (default: all): see docs/FAULTS.md")] = "",
     users: Annotated[int, typer.Option(help="steady load while the faults strike", min=1, max=500)] = 20,
@@ -192,7 +196,8 @@ def faults(
 
 @app.command()
 def soak(
-    targets: Annotated[str, typer.Option(help="comma-separated target names (default: all)")] = "",
+    targets: Annotated[str, typer.Option(
+        help="comma-separated target names (default: all but the job and process-pool targets)")] = "",
     minutes: Annotated[float, typer.Option(help="minutes of steady load per target", min=0.5,
                                            max=120)] = 10,
     users: Annotated[int, typer.Option(help="Locust users", min=1, max=500)] = 100,

@@ -129,7 +129,8 @@ def test_a_full_quick_run_answers_every_claim():
              "quart-async-flask", "rails-puma-workers", "bgtasks-quick-fix", "celery-production-fix",
              "goroutines-lightweight", "seed002-await-many-max", "seed002-wrap-vs-bad-blocking",
              "seed002-small-cpu-threadpool", "seed002-cpu-in-async-blocks", "seed004-light-cpu-def",
-             "seed004-heavy-cpu-workers", "seed004-ml-inference-gil", "django-request-blocks"}
+             "seed004-heavy-cpu-workers", "seed004-ml-inference-gil", "django-request-blocks",
+             "process-pool-heavy-cpu"}
     assert not [c for c, v in got.items() if v == "not_run" and c not in newer | SEED003_LATER], got
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
     assert got["pubsub-polling-fix"] == "fails"  # the 10th stream started after 2.3 s, not 0.1 s
@@ -250,6 +251,26 @@ def test_the_threadpool_claim_is_judged_where_the_seed_says_it_cpu_bound(experim
     many = claims.find(experiments_run, "fastapi-threadpool", None, "cpu")
     many.rps = 2 * claims.find(experiments_run, "fastapi-threadpool", 1, "cpu").rps
     assert by_id(experiments_run, "def-runs-in-threadpool").verdict == "holds"
+
+
+def test_process_pool_scales_cpu_and_keeps_the_loop_free(experiments_run):
+    claim = by_id(experiments_run, "process-pool-heavy-cpu")
+    assert claim.verdict == "not_run" and "fastapi-procpool" in claim.evidence
+    threads = [r for r in experiments_run.results if r.target == "fastapi-threadpool" and r.scenario == "cpu"]
+    for row in threads:
+        experiments_run.results.append(row.model_copy(deep=True, update={
+            "target": "fastapi-procpool", "params": {"cpu_processes": 2, "pool_size": 15},
+            "rps": 95.0 if row.users > 1 else 50.0, "canary_p95_ms": 4.0, "canary_n": 60,
+            "canary_answered": 60, "canary_expected": 60}))
+    claim = by_id(experiments_run, "process-pool-heavy-cpu")
+    assert claim.verdict == "holds", claim.evidence
+    assert "(2 pool processes) 50.0 -> 95.0 rps (1.90x), /healthz p95 4 ms" in claim.evidence
+    assert "fastapi-threadpool" in claim.evidence  # the threads beside it
+    many = claims.find(experiments_run, "fastapi-procpool", None, "cpu")
+    many.canary_p95_ms = 450.0  # the loop answered late: scaling alone is only partly the claim
+    assert by_id(experiments_run, "process-pool-heavy-cpu").verdict == "partly"
+    many.rps = claims.find(experiments_run, "fastapi-procpool", 1, "cpu").rps
+    assert by_id(experiments_run, "process-pool-heavy-cpu").verdict == "fails"
 
 
 def test_workers_match_cores_from_a_cpu_sweep(quick_run):
