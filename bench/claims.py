@@ -560,6 +560,75 @@ def process_pool_cpu(run: Run, target: str, threads: str, processes: str,
     return ("holds" if scales and responsive else "partly" if scales or responsive else "fails"), evidence
 
 
+def _memory_parts(r: Result) -> str:
+    """The whole system's peak PSS, each part separately (web, workers, Redis) where measured."""
+    parts: dict[str, float] = {}
+    for p in r.per_process:
+        part = "workers" if p.role == "worker" and r.target == "fastapi-celery" else "web"
+        parts[part] = parts.get(part, 0) + p.peak_pss
+    if not parts and r.memory_mb.peak_pss is not None:
+        parts["web"] = r.memory_mb.peak_pss
+    if getattr(r, "redis_mb", None) is not None:
+        parts["Redis"] = r.redis_mb
+    return " + ".join(f"{name} {mb:.0f}" for name, mb in parts.items()) + " MB" if parts else "no memory"
+
+
+def _system_mb(r: Result) -> float:
+    return (r.memory_mb.peak_pss or 0) + (getattr(r, "redis_mb", None) or 0)
+
+
+def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,
+             responsive_ms: float = 100) -> tuple[str, str]:
+    """Seed 000's job fixes: the web answers at once and stays responsive while the jobs run, and
+    the jobs complete at the rate their model allows (job_capacity / time to result at 1 user)."""
+    jobs = find(run, target, users, "jobs")
+    l1 = l1_ms(run, target, "jobs")
+    p95 = jobs.canary_p95_trusted()
+    responsive = p95 is not None and p95 < responsive_ms and not canary_stalled(jobs)
+    eff = jobs.efficiency or 0
+    per_worker = (f", {jobs.rps / jobs.params['celery_workers']:.1f} jobs/s per worker process"
+                  if "celery_workers" in jobs.params else "")
+    per_mb = jobs.rps / _system_mb(jobs) if _system_mb(jobs) else 0
+    evidence = (f"{target} at {users} users: {jobs.rps:.1f} jobs completed/s = {eff:.2f} of its ceiling "
+                f"{jobs.ceiling_rps or 0:.1f} (time to result at 1 user {l1:.0f} ms){per_worker}, "
+                f"{per_mb * 1000:.0f} jobs/s per GB of {_memory_parts(jobs)}; time to result "
+                f"{_latency(jobs)}; /healthz p95 {_canary(jobs)}; {jobs.failures} failures")
+    for name, what in ((reference, "the async fix"), (before, "before the fix")):
+        with contextlib.suppress(NotRun):
+            other = find(run, name, users, "jobs")
+            evidence += (f". {what}, {name} answering synchronously: {other.rps:.1f}/s, "
+                         f"{_latency_short(other)}, /healthz p95 {_canary(other)}, {_memory_parts(other)}")
+    evidence += flagged(jobs)
+    rate = eff >= 0.8 and not jobs.failures
+    return ("holds" if rate and responsive else "partly" if rate or responsive else "fails"), evidence
+
+
+def queue_overhead(run: Run, target: str, llm_ms: int, share_max: float = 0.10) -> tuple[str, str]:
+    """Seed 004's "best for models taking >1 second": what the queue itself adds to a job (hand-over,
+    worker pick-up, polling every 100 ms) is a small share of a 1 s job, a larger one of a short one."""
+    db_ms, run_llm = run.scenario.db_ms, run.scenario.llm_ms
+
+    def share(workload: tuple[int, int] | None, work_ms: float) -> tuple[float, float]:
+        r = find(run, target, 1, "jobs", workload)
+        if not r.latency_ms.p50:
+            raise NotRun(f"{target} answered no job at 1 user")
+        return (r.latency_ms.p50 - work_ms) / r.latency_ms.p50, r.latency_ms.p50
+
+    slow, slow_p50 = share((db_ms, llm_ms), db_ms + llm_ms)
+    evidence = (f"{target}, 1 user: time to result p50 {slow_p50:.0f} ms for {db_ms + llm_ms} ms of work: "
+                f"{slow * 100:.0f} % is the queue's")
+    short = None
+    with contextlib.suppress(NotRun):
+        short, short_p50 = share(None, db_ms + run_llm)
+        evidence += (f"; for the {db_ms + run_llm} ms job of the run's workload {short_p50:.0f} ms, "
+                     f"{short * 100:.0f} % the queue's")
+    small = slow <= share_max
+    evidence += f" (small: <= {share_max * 100:.0f} %)"
+    if short is None:
+        return ("partly" if small else "fails"), evidence
+    return ("holds" if small and short > slow else "partly" if small else "fails"), evidence
+
+
 def workers_match_cores(run: Run, target: str, param: str = "workers") -> tuple[str, str]:
     """Seed 004: for CPU-bound work, more workers than cores buys no throughput, only memory."""
     cpu = [r for r in run.results if r.target == target and r.scenario == "cpu" and param in r.params]
@@ -926,6 +995,8 @@ def pubsub_many_streams(run: Run, experiment_id: str, form: str, reference: str,
 
 
 RULES: dict[str, Callable[..., tuple[str, str]]] = {
+    "jobs_fix": jobs_fix,
+    "queue_overhead": queue_overhead,
     "process_pool_cpu": process_pool_cpu,
     "fifth_request_waits": fifth_request_waits,
     "burst_concurrent": burst_concurrent,

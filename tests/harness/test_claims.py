@@ -130,7 +130,7 @@ def test_a_full_quick_run_answers_every_claim():
              "goroutines-lightweight", "seed002-await-many-max", "seed002-wrap-vs-bad-blocking",
              "seed002-small-cpu-threadpool", "seed002-cpu-in-async-blocks", "seed004-light-cpu-def",
              "seed004-heavy-cpu-workers", "seed004-ml-inference-gil", "django-request-blocks",
-             "process-pool-heavy-cpu"}
+             "process-pool-heavy-cpu", "queue-for-slow-models"}
     assert not [c for c, v in got.items() if v == "not_run" and c not in newer | SEED003_LATER], got
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
     assert got["pubsub-polling-fix"] == "fails"  # the 10th stream started after 2.3 s, not 0.1 s
@@ -271,6 +271,46 @@ def test_process_pool_scales_cpu_and_keeps_the_loop_free(experiments_run):
     assert by_id(experiments_run, "process-pool-heavy-cpu").verdict == "partly"
     many.rps = claims.find(experiments_run, "fastapi-procpool", 1, "cpu").rps
     assert by_id(experiments_run, "process-pool-heavy-cpu").verdict == "fails"
+
+
+def add_jobs_rows(run: Run, target: str, params: dict, l1: float, rps: float, ceiling: float,
+                  canary_p95: float, workload: tuple[int, int] | None = None) -> None:
+    """A jobs-scenario row at 1 user and at 100, made from fastapi-async's recommendation rows."""
+    for users in (1, 100):
+        base = claims.find(run, "fastapi-async", users)
+        latency = base.latency_ms.model_copy(update={"p50": l1 if users == 1 else 2 * l1})
+        run.results.append(base.model_copy(deep=True, update={
+            "target": target, "scenario": "jobs", "params": params, "users": users,
+            "rps": rps if users > 1 else 1000 / l1, "ceiling_rps": ceiling, "efficiency": rps / ceiling,
+            "latency_ms": latency, "canary_p95_ms": canary_p95, "canary_n": 60, "canary_answered": 60,
+            "canary_expected": 60, "failures": 0, "flags": [],
+            "db_ms": workload[0] if workload else None, "llm_ms": workload[1] if workload else None}))
+
+
+def test_job_fixes_judged_on_rate_and_responsiveness(quick_run):
+    assert by_id(quick_run, "celery-production-fix").verdict == "not_run"
+    add_jobs_rows(quick_run, "fastapi-celery", {"celery_workers": 4, "pool_size": 15}, l1=600.0,
+                  rps=6.4, ceiling=6.67, canary_p95=3.0)
+    claim = by_id(quick_run, "celery-production-fix")
+    assert claim.verdict == "holds", claim.evidence
+    assert "6.4 jobs completed/s = 0.96 of its ceiling 6.7" in claim.evidence
+    assert "1.6 jobs/s per worker process" in claim.evidence
+    quick_run.results[-1].canary_p95_ms = 900.0  # the web stalled while the jobs ran
+    assert by_id(quick_run, "celery-production-fix").verdict == "partly"
+    quick_run.results[-1].efficiency = 0.3
+    assert by_id(quick_run, "celery-production-fix").verdict == "fails"
+
+
+def test_queue_overhead_small_for_a_one_second_model(quick_run):
+    db_ms, llm_ms = quick_run.scenario.db_ms, quick_run.scenario.llm_ms
+    params = {"celery_workers": 4, "pool_size": 15}
+    add_jobs_rows(quick_run, "fastapi-celery", params, l1=db_ms + llm_ms + 80.0, rps=6.0, ceiling=6.5,
+                  canary_p95=3.0)
+    add_jobs_rows(quick_run, "fastapi-celery", params, l1=db_ms + 1000 + 80.0, rps=3.5, ceiling=3.7,
+                  canary_p95=3.0, workload=(db_ms, 1000))
+    claim = by_id(quick_run, "queue-for-slow-models")
+    assert claim.verdict == "holds", claim.evidence
+    assert f"{db_ms + 1000 + 80} ms for {db_ms + 1000} ms of work: 7 % is the queue's" in claim.evidence
 
 
 def test_workers_match_cores_from_a_cpu_sweep(quick_run):
