@@ -562,19 +562,12 @@ def process_pool_cpu(run: Run, target: str, threads: str, processes: str,
 
 def _memory_parts(r: Result) -> str:
     """The whole system's peak PSS, each part separately (web, workers, Redis) where measured."""
-    parts: dict[str, float] = {}
-    for p in r.per_process:
-        part = "workers" if p.role == "worker" and r.target == "fastapi-celery" else "web"
-        parts[part] = parts.get(part, 0) + p.peak_pss
-    if not parts and r.memory_mb.peak_pss is not None:
-        parts["web"] = r.memory_mb.peak_pss
-    if getattr(r, "redis_mb", None) is not None:
-        parts["Redis"] = r.redis_mb
+    parts = r.memory_parts()
     return " + ".join(f"{name} {mb:.0f}" for name, mb in parts.items()) + " MB" if parts else "no memory"
 
 
 def _system_mb(r: Result) -> float:
-    return (r.memory_mb.peak_pss or 0) + (getattr(r, "redis_mb", None) or 0)
+    return sum(r.memory_parts().values())
 
 
 def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,

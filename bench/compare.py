@@ -26,6 +26,7 @@ from bench.load import (
     CANARY_ROW,
     DRAIN_MAX_S,
     SCENARIOS,
+    SUBMIT_ROW,
     TTFT_ROW,
     LoadSpec,
     ledger_path,
@@ -126,15 +127,23 @@ class Cell:
     runtime: str = "native"  # or "docker": the target's compose service
     # Another workload than the run's (db_ms, llm_ms), e.g. the DB-bound one of seed 001's claims.
     workload: tuple[int, int] | None = None
+    duration_s: float | None = None  # another measured window than the run's
 
     def options(self, opts: CompareOptions) -> CompareOptions:
-        """The run's options with this cell's workload."""
-        return opts if self.workload is None else replace(opts, db_ms=self.workload[0],
-                                                          llm_ms=self.workload[1])
+        """The run's options with this cell's workload and window."""
+        if self.workload is not None:
+            opts = replace(opts, db_ms=self.workload[0], llm_ms=self.workload[1])
+        return opts if self.duration_s is None else replace(opts, duration_s=self.duration_s)
+
+    @property
+    def jobs_endpoint(self) -> str:
+        """The jobs scenario through a job target's job endpoints, or any other's GET /recommendation."""
+        return "jobs" if self.target is not None and self.target.jobs else "sync"
 
     @property
     def capacity(self) -> int | None:
-        return None if self.target is None else self.target.resolve(self.combo).capacity
+        return None if self.target is None else scenario_capacity(self.target.resolve(self.combo),
+                                                                   self.scenario)
 
     @property
     def name(self) -> str:
@@ -151,7 +160,7 @@ CLAIM_SWEEP = ("flask-sync", "workers", {True: (16,), False: (8, 16, 32)})  # qu
 # Threads vs processes: 1 process x 40 threads vs 4 gunicorn sync workers. Not uvicorn --workers:
 # an idle uvicorn worker accepts every pending connection at once, so a burst of keep-alive clients
 # can all land on one worker and the other processes never see a request.
-CLAIM_CPU_TARGETS = ("fastapi-threadpool", "flask-sync")
+CLAIM_CPU_TARGETS = ("fastapi-threadpool", "flask-sync", "fastapi-procpool")
 CLAIM_CPU_USERS = [1, os.cpu_count() or 2]  # 1 vs one request per core
 CLAIM_CPU_N = 300_000  # ~15 ms of pure Python per request: long against Locust's overhead
 # Seed 001's "16+ workers" and "pool_size=15" speak of DB-bound requests: judged on that workload
@@ -164,6 +173,14 @@ CLAIM_DB_BOUND_CELLS = {True: (("flask-sync", {"workers": 16}), ("fastapi-async"
 # Seed 004's "Workers <= CPU cores" for CPU-bound work: a workers sweep in the cpu scenario, with
 # enough users to keep the most workers busy (full run only: four more cells).
 CLAIM_CPU_WORKERS = ("flask-sync", "workers", (1, 2, 4, 8))
+# Seed 000's job fixes (fastapi-bgtasks, fastapi-celery: every selected job target) beside the
+# synchronous answer to the same request: the async fix, and the app as it is (option 4). The job
+# cells' window is shorter in --quick (each job is polled, so the rows rest on thousands of samples
+# even so); seed 004's "best for models taking >1 second" adds fastapi-celery at 1 user, llm 1000 ms.
+JOBS_SYNC_TARGETS = ("fastapi-async", "fastapi-blocking-w4")
+JOBS_USERS = [1, CLAIM_USERS]
+JOBS_QUICK_WINDOW_S = 8.0
+JOBS_SLOW_MODEL = ("fastapi-celery", 1000)  # (target, llm_ms)
 # Seeds 001's "~30 MB per worker" and "~50 MB": each framework's bare hello-world beside the app,
 # idle, measured the same way (bench/bare.py), so the memory claims see the framework's own cost.
 CLAIM_IDLE_TARGETS = ("flask-sync", "django-sync", "fastapi-async", "go-gin")
@@ -179,7 +196,7 @@ def plan(opts: CompareOptions) -> Iterator[Cell]:
     extras = opts.claims and not opts.sweep and opts.scenario == "recommendation"
     # The claims' experiments and extra cells run once: natively when the run has both runtimes.
     claims_runtime = opts.runtimes[0]
-    for target in opts.targets:
+    for target in (t for t in opts.targets if t.measured_in(opts.scenario)):
         for combo in opts.combos():
             for runtime in opts.runtimes:
                 yield Cell(target, combo, opts.scenario, opts.levels(), runtime=runtime,
@@ -196,6 +213,14 @@ def plan(opts: CompareOptions) -> Iterator[Cell]:
         if name in by_name:
             yield Cell(by_name[name], {}, "cpu", CLAIM_CPU_USERS, cpu_n=CLAIM_CPU_N,
                        runtime=claims_runtime)
+    window = JOBS_QUICK_WINDOW_S if opts.quick else None
+    for target in opts.targets:
+        if target.jobs or target.name in JOBS_SYNC_TARGETS:
+            yield Cell(target, {}, "jobs", JOBS_USERS, runtime=claims_runtime, duration_s=window)
+    name, llm_ms = JOBS_SLOW_MODEL
+    if name in by_name and opts.llm_ms != llm_ms:
+        yield Cell(by_name[name], {}, "jobs", [1], runtime=claims_runtime, duration_s=window,
+                   workload=(opts.db_ms, llm_ms))
     if claims_runtime != "native":  # compose runs the manifest defaults and the run's workload only
         return
     name, param, values = CLAIM_CPU_WORKERS
@@ -231,21 +256,31 @@ class Subject:
     processes: int | None = None
     warmup_s: float | None = None  # the warm-up after this start (None: not warmed, e.g. calibration)
 
+    redis_pid: int | None = None  # the jobs scenario: Redis (broker, job records) is measured too
+
     @classmethod
-    def of(cls, resolved: ResolvedTarget, *, pid: int | None = None, container: str | None = None,
-           base_url: str | None = None) -> Subject:
+    def of(cls, resolved: ResolvedTarget, scenario: str, *, pid: int | None = None,
+           container: str | None = None, base_url: str | None = None,
+           redis_pid: int | None = None) -> Subject:
         """A running target: its process tree (pid), or its container in --docker mode."""
         idle = docker.memory_mb(container) if container else probe.memory_mb(pid)
         return cls(resolved.name, resolved.target.framework, resolved.model, resolved.params,
-                   base_url or resolved.base_url, pid, resolved.capacity, resolved.db_pool,
-                   resolved.target.anti_pattern, idle, container=container,
-                   processes=resolved.processes)
+                   base_url or resolved.base_url, pid, scenario_capacity(resolved, scenario),
+                   resolved.db_pool, resolved.target.anti_pattern, idle, container=container,
+                   processes=resolved.processes,
+                   redis_pid=redis_pid if scenario == "jobs" and resolved.target.jobs else None)
 
     def sampler(self) -> contextlib.AbstractContextManager | None:
         """The process tree's sampler, or the container's in --docker mode (None: unmeasured)."""
         if self.container:
             return docker.StatsSampler(self.container)
         return probe.TreeSampler(self.pid) if self.pid else None
+
+
+def scenario_capacity(resolved: ResolvedTarget, scenario: str) -> int | None:
+    """What bounds the work in progress: a job target's jobs at once in the jobs scenario (its
+    `job_capacity`), the requests in flight otherwise."""
+    return resolved.job_capacity if scenario == "jobs" and resolved.target.jobs else resolved.capacity
 
 
 def cell_db_pool(cell: Cell, subject: Subject) -> int | None:
@@ -432,7 +467,7 @@ def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Pa
     def start():
         progress.update(task, description=f"{cell.name}: docker compose up")
         with docker.running(cell.target) as (base_url, container):
-            subject = Subject.of(resolved, container=container, base_url=base_url)
+            subject = Subject.of(resolved, cell.scenario, container=container, base_url=base_url)
             progress.update(task, description=f"{cell.name}: warming up")
             warmup_s = warm_up(base_url, opts.db_ms, opts.llm_ms)
             yield replace(subject, warmup_s=round(warmup_s, 2)), lambda: True
@@ -460,7 +495,9 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
         with running(cell.target, infra, raw_dir, overrides=cell.combo, db_ms=opts.db_ms,
                      llm_ms=opts.llm_ms, upstream_timeout_s=opts.upstream_timeout_s) as (resolved, proc):
             time.sleep(1.0)  # let the workers settle before the idle reading
-            subject = Subject.of(resolved, pid=proc.pid)
+            redis = next((p for p in infra.procs if p.name == "redis"), None)
+            subject = Subject.of(resolved, cell.scenario, pid=proc.pid,
+                                 redis_pid=redis.pid if redis else None)
             progress.update(task, description=f"{cell.name}: warming up")
             warmup_s = warm_up(resolved.base_url, opts.db_ms, opts.llm_ms)
             yield replace(subject, warmup_s=round(warmup_s, 2)), proc.alive
@@ -482,7 +519,7 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
                    l1_s: float | None, progress: Progress, task) -> Result:
     spec = LoadSpec(host=subject.base_url, users=users, duration_s=opts.duration_s,
                     scenario=cell.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
-                    tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n,
+                    tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n, jobs_endpoint=cell.jobs_endpoint,
                     warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s)
     psutil.cpu_percent()  # resets the machine-wide counter
     base = progress.tasks[task].completed
@@ -492,6 +529,7 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
             sampler = subject.sampler()
             target_s = stack.enter_context(sampler) if sampler else None
             locust_s = stack.enter_context(probe.TreeSampler(locust.pid, memory=False))
+            redis_s = stack.enter_context(probe.TreeSampler(subject.redis_pid)) if subject.redis_pid else None
             deadline = time.monotonic() + spec.longest_s + 60
             t0 = time.monotonic()
             while locust.alive():
@@ -503,7 +541,10 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
         machine_cpu = psutil.cpu_percent()
     finally:
         locust.stop()
-    return level_result(subject, cell, users, opts, csv_prefix, l1_s, target_s, locust_s, machine_cpu)
+    result = level_result(subject, cell, users, opts, csv_prefix, l1_s, target_s, locust_s, machine_cpu)
+    if redis_s is not None:
+        result.redis_mb = _round(redis_s.peak.get("pss"))
+    return result
 
 
 def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
@@ -528,6 +569,8 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
     row = window_stats(ledger, row_name)
     canary = window_stats(ledger, CANARY_ROW)
     first_token = window_stats(ledger, TTFT_ROW) if cell.scenario == "stream" else None
+    submit = (window_stats(ledger, SUBMIT_ROW) if cell.scenario == "jobs" and cell.jobs_endpoint == "jobs"
+              else None)
     rps = round(row.rps, 2)
     w_ms = metrics.littles_w_ms(users, row.rps)
     ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, cell_db_pool(cell, subject),
@@ -546,6 +589,8 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
         canary_p95_ms=canary.latency.p95,
         canary_ms=canary.latency,
         ttft_ms=first_token.latency if first_token and first_token.latency.n else None,
+        submit_ms=submit.latency if submit and submit.latency.n else None,
+        jobs_endpoint=cell.jobs_endpoint if cell.scenario == "jobs" else None,
         canary_answered=canary.requests,
         canary_expected=round(CANARY_RATE * phases.window_s),
         phases=phases,

@@ -30,11 +30,14 @@ SCENARIOS = {
     "recommendation": ("RecommendationUser", "/recommendation/[id]"),
     "stream": ("StreamUser", "/stream/[id]"),
     "cpu": ("CpuUser", "/cpu"),
+    # Seed 000's job fixes: submit, poll every 100 ms; the row is the time to the result.
+    "jobs": ("JobUser", "job result"),
     # Locust straight at the upstream: the load generator's own ceiling (target `calibration`).
     "calibration": ("CalibrationUser", "/v1/chat/completions"),
 }
 CANARY_ROW = "/healthz"
 TTFT_ROW = "/stream first token"  # the locustfile's StreamUser reports time to first token here
+SUBMIT_ROW = "/jobs/recommendation/[id]"  # the jobs scenario's submit (its own latency)
 CANARY_RATE = 4  # /healthz checks per second (locustfile's Canary)
 WARMUP_MIN_MAX_S = 5.0  # the warm-up may always last this long, however short the window
 # The window's requests may take this long to finish: more than Locust's 120 s network timeout
@@ -53,6 +56,7 @@ class LoadSpec:
     llm_ms: int = 500
     tokens: int = 16
     cpu_n: int = 100000
+    jobs_endpoint: str = "jobs"  # the jobs scenario: "jobs" (submit + poll) or "sync"
     warmup_max_s: float | None = None  # None: as long as the window (at least WARMUP_MIN_MAX_S)
     drain_max_s: float = DRAIN_MAX_S
     run_time_s: float | None = None  # no phases (duration_s 0): Locust runs until stopped, at most this
@@ -99,6 +103,7 @@ def locust_argv(spec: LoadSpec, csv_prefix: Path) -> list[str]:
         "--warmup-max-s", f"{spec.warmup_limit_s:g}", "--drain-max-s", f"{spec.drain_max_s:g}",
         "--db-ms", str(spec.db_ms), "--llm-ms", str(spec.llm_ms),
         "--tokens", str(spec.tokens), "--cpu-n", str(spec.cpu_n),
+        "--jobs-endpoint", spec.jobs_endpoint,
         user_class, "Canary",
     ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -106,7 +107,7 @@ class TreeSampler(PeriodicSampler):
                 continue
             stats = self.procs.get(proc.pid)
             if stats is None:
-                role = "main" if proc.pid == self.pid else "worker"
+                role = "main" if proc.pid == self.pid else _role(proc)
                 stats = self.procs[proc.pid] = _ProcStats(role=role, first_cpu=cpu, last_cpu=cpu)
             stats.last_cpu = cpu
             stats.peak_threads = max(stats.peak_threads, threads)
@@ -135,3 +136,13 @@ class TreeSampler(PeriodicSampler):
         if not self.elapsed or not self.procs:
             return 0.0
         return max(100.0 * (s.last_cpu - s.first_cpu) / self.elapsed for s in self.procs.values())
+
+
+def _role(proc: psutil.Process) -> str:
+    """A child's part: "celery" for a Celery worker process (fastapi-celery's job workers, told apart
+    from its web server), else "worker"."""
+    try:
+        # The program is the `celery` script (run by its interpreter): `.../python .../bin/celery -A ...`
+        return "celery" if any(Path(part).name == "celery" for part in proc.cmdline()[:2]) else "worker"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "worker"

@@ -35,6 +35,7 @@ SCENARIO_TITLES = {
     "recommendation": "GET /recommendation: DB query + external call",
     "stream": "GET /stream: server-sent events held open for the whole completion (rps = streams/s)",
     "cpu": "GET /cpu: pure CPU in the language itself",
+    "jobs": "Jobs: submit, poll until done (rps = jobs completed/s, latency = time to result)",
 }
 PSS_NOTE = ("Memory is PSS: RSS double-counts the pages that forked workers share (interpreter, "
             "imported modules), so summing RSS over a gunicorn tree overstates it; PSS splits each "
@@ -163,6 +164,16 @@ class Chart:
     svg: str | None = None
     missing: str | None = None  # why the chart is not drawn ("not in this run")
     error: str | None = None
+
+
+JOBS_NOTE = (
+    "The jobs scenario: each user submits a job (POST /jobs/recommendation/{id}, 202 at once) and polls "
+    "GET /jobs/{id} every 100 ms until it is done; its latency is the time from the submit to the poll "
+    "that saw the result (so up to 100 ms of polling is in it), and its throughput is jobs completed per "
+    "second. Endpoint `sync`: the same request answered by GET /recommendation, for comparison. The "
+    "ceiling is the jobs in progress at once (background threads, Celery worker processes) / its own "
+    "1-user time to result. Memory: the web process(es), the Celery workers and Redis, peak PSS each "
+    "(Redis also holds the broker queue and the job records; under --docker only the container's total).")
 
 
 def is_calibration(r: Result) -> bool:
@@ -334,6 +345,25 @@ def per_process_table(groups: dict[str, list[Row]]) -> Table:
                                                   for key in ("peak_pss", "peak_rss", "peak_uss")),
                       fmt(statistics.mean(p.cpu_pct for p in procs)),
                       _threads(procs), marks=row.marks)
+    return t
+
+
+def jobs_table(group: list[Row]) -> Table:
+    """Seed 000's job fixes beside the synchronous answers: jobs completed per second, time to
+    result, the submit's own latency, the web's canary and the memory of each part of the system."""
+    t = Table("jobs", [Column("target"), Column("endpoint"), *(Column(n, numeric=True) for n in (
+        "users", "jobs done /s", "ceiling", "time to result p50 ms", "p95 ms", "p99 ms", "W ms",
+        "submit p50 ms", "canary p95 ms", "web MB", "workers MB", "Redis MB")), FLAGS_COLUMN])
+    for row in group:
+        r = row.result
+        tail = r.latency_ms.n is None or r.latency_ms.n >= MIN_TAIL_SAMPLES
+        parts = r.memory_parts()
+        t.add(row.name, r.jobs_endpoint or "—", r.users, fmt(r.rps, 1), fmt(r.ceiling_rps, 1),
+              fmt(r.latency_ms.p50), fmt(r.latency_ms.p95) if tail else f"n<{MIN_TAIL_SAMPLES}",
+              fmt(r.latency_ms.p99) if tail else f"n<{MIN_TAIL_SAMPLES}", fmt(r.w_ms()),
+              fmt(r.submit_ms.p50, 1) if r.submit_ms else "—", r.canary_text(),
+              *(fmt(parts.get(k)) for k in ("web", "workers", "Redis")),
+              "; ".join(r.flags) or "—", marks=row.marks)
     return t
 
 
@@ -540,6 +570,8 @@ def context(run: Run) -> dict:
         "calibration": calibration_table(calibration) if calibration else None,
         "resources": {s: resources_table(g) for s, g in groups.items()},
         "per_process": per_process_table(groups),
+        "jobs": jobs_table(groups["jobs"]) if "jobs" in groups else None,
+        "jobs_note": JOBS_NOTE,
         "idle": idle_table(run) if run.idle else None,
         "idle_note": IDLE_NOTE,
         "flags": flag_legend(run),

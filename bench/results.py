@@ -99,7 +99,7 @@ class Result(BaseModel):
     target: str
     framework: str
     model: str
-    scenario: str = "recommendation"  # recommendation | stream | cpu | calibration
+    scenario: str = "recommendation"  # recommendation | stream | cpu | jobs | calibration
     # This row's workload when it is not the run's (Run.scenario), e.g. a DB-bound cell; None: the run's.
     db_ms: int | None = None
     llm_ms: int | None = None
@@ -111,6 +111,12 @@ class Result(BaseModel):
     latency_ms: Latency
     canary_p95_ms: float | None = None
     ttft_ms: Latency | None = None  # stream scenario: time to the first token
+    # The jobs scenario: latency_ms is the time from submit to result and rps the jobs completed per
+    # second; "jobs" (submit + poll the job endpoints) or "sync" (GET /recommendation), the submit's
+    # own latency, and Redis's peak PSS beside the target's (its broker and job records).
+    jobs_endpoint: Literal["jobs", "sync"] | None = None
+    submit_ms: Latency | None = None
+    redis_mb: float | None = None
     canary_answered: int | None = None  # /healthz checks answered; a blocked loop answers few
     canary_expected: int | None = None
     canary_ms: Latency | None = None  # the canary's whole latency, with its sample count (newer files)
@@ -146,6 +152,18 @@ class Result(BaseModel):
     def latency_n(self) -> int:
         """Samples the latency percentiles rest on (older files: Locust's, every finished request)."""
         return self.latency_ms.n if self.latency_ms.n is not None else self.requests
+
+    def memory_parts(self) -> dict[str, float]:
+        """The whole system's peak PSS by part: the web process(es), the Celery workers, Redis."""
+        parts: dict[str, float] = {}
+        for p in self.per_process:
+            part = "workers" if p.role == "celery" else "web"
+            parts[part] = parts.get(part, 0.0) + p.peak_pss
+        if not parts and self.memory_mb.peak_pss is not None:  # --docker: the container as a whole
+            parts["web"] = self.memory_mb.peak_pss
+        if self.redis_mb is not None:
+            parts["Redis"] = self.redis_mb
+        return parts
 
     def group(self) -> str:
         """Which rows may be ranked together: the scenario, and the workload where it is not the run's."""

@@ -33,6 +33,9 @@ from request_ledger import Ledger, error_code, run_phases
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
+JOBS_ENDPOINTS = ["jobs", "sync"]
+JOB_RESULT = "job result"  # the jobs scenario's row: submit to result (bench.load.SCENARIOS)
+POLL_S = 0.1
 RECOMMENDATION_KEYS = {"user_id", "name", "budget_cents", "spent_cents", "transactions",
                        "top_category", "advice", "served_by"}
 
@@ -50,6 +53,10 @@ def add_lab_arguments(parser) -> None:
                        include_in_web_ui=True, help="tokens per stream (stream scenario)")
     parser.add_argument("--cpu-n", type=int, default=100000, env_var="LOCUST_CPU_N",
                        include_in_web_ui=True, help="n for /cpu (cpu scenario)")
+    parser.add_argument("--jobs-endpoint", choices=JOBS_ENDPOINTS, default="jobs",
+                        env_var="LOCUST_JOBS_ENDPOINT", include_in_web_ui=True,
+                        help="jobs scenario: submit + poll the job endpoints (jobs), or the same "
+                             "request answered synchronously by GET /recommendation (sync)")
     # The harness's measurement (request_ledger.py); off by default, so interactive runs are as before.
     parser.add_argument("--ledger", type=str, default="", include_in_web_ui=False,
                         help="write every request (start time, latency, outcome) to this JSONL file")
@@ -137,6 +144,15 @@ class LabUser(FastHttpUser):
         return random.randint(*self.ids)
 
 
+def recommendation_problem(body: object, uid: int) -> str | None:
+    """What is wrong with a /recommendation body (or a job's result), None when it is valid."""
+    if not isinstance(body, dict) or set(body) != RECOMMENDATION_KEYS:
+        return f"unexpected keys {sorted(body) if isinstance(body, dict) else type(body).__name__}"
+    if body["user_id"] != uid:
+        return f"asked for user {uid}, got {body['user_id']}"
+    return None if body["advice"] else "empty advice"
+
+
 class RecommendationUser(LabUser):
     """The endpoint under comparison: one DB read plus one external call."""
 
@@ -150,16 +166,73 @@ class RecommendationUser(LabUser):
                 resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:120]}")
                 return
             try:
-                body = resp.json()
+                problem = recommendation_problem(resp.json(), uid)
             except (ValueError, TypeError):
-                resp.failure("body is not JSON")
-                return
-            if set(body) != RECOMMENDATION_KEYS:
-                resp.failure(f"unexpected keys {sorted(body)}")
-            elif body["user_id"] != uid:
-                resp.failure(f"asked for user {uid}, got {body['user_id']}")
-            elif not body["advice"]:
-                resp.failure("empty advice")
+                problem = "body is not JSON"
+            if problem:
+                resp.failure(problem)
+
+
+class JobUser(LabUser):
+    """Seed 000's job fixes: submit, then poll every 100 ms until the job is done.
+
+    Its row, "job result", is the time from the submit to the poll that saw the result (the
+    submit and the polls have rows of their own). `--jobs-endpoint sync` sends the same request to
+    GET /recommendation instead, reported as "job result" too, so the synchronous targets stand in
+    the same table."""
+
+    @task
+    def job(self) -> None:
+        uid = self.pick_user()
+        query = f"db_ms={self.db_ms}&llm_ms={self.llm_ms}"
+        started, started_at = time.perf_counter(), time.time()
+        with tracked(self, JOB_RESULT):
+            if self.environment.parsed_options.jobs_endpoint == "sync":
+                problem = self._sync(uid, query)
+            else:
+                problem = self._submit_and_poll(uid, query, started)
+            self.environment.events.request.fire(
+                request_type="JOB", name=JOB_RESULT, response_time=(time.perf_counter() - started) * 1000,
+                response_length=0, exception=RuntimeError(problem) if problem else None, context={},
+                start_time=started_at)
+
+    def _sync(self, uid: int, query: str) -> str | None:
+        with self.client.get(f"/recommendation/{uid}?{query}", name="/recommendation/[id]",
+                             catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}")
+                return f"HTTP {resp.status_code}: {(resp.text or '')[:120]}"
+            try:
+                return recommendation_problem(resp.json(), uid)
+            except (ValueError, TypeError):
+                return "body is not JSON"
+
+    def _submit_and_poll(self, uid: int, query: str, started: float) -> str | None:
+        with self.client.post(f"/jobs/recommendation/{uid}?{query}", name="/jobs/recommendation/[id]",
+                              catch_response=True) as resp:
+            if resp.status_code != 202:
+                resp.failure(f"HTTP {resp.status_code}")
+                return f"submit: HTTP {resp.status_code}: {(resp.text or '')[:120]}"
+            try:
+                job_id = resp.json()["job_id"]
+            except (ValueError, TypeError, KeyError):
+                resp.failure("no job_id")
+                return "submit: no job_id"
+        while time.perf_counter() - started < self.network_timeout:
+            gevent.sleep(POLL_S)
+            with self.client.get(f"/jobs/{job_id}", name="/jobs/[id]", catch_response=True) as resp:
+                try:
+                    body = resp.json()
+                except (ValueError, TypeError):
+                    body = None
+                if resp.status_code != 200 or not isinstance(body, dict):
+                    resp.failure(f"HTTP {resp.status_code}")
+                    return f"poll: HTTP {resp.status_code}: {(resp.text or '')[:120]}"
+            if body.get("status") == "done":
+                return recommendation_problem(body.get("result"), uid)
+            if body.get("status") == "failed":
+                return f"job failed: {body.get('error')}"
+        return f"no result after {self.network_timeout:.0f} s"
 
 
 def sse_lines(resp) -> Iterator[bytes]:
