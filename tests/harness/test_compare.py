@@ -17,6 +17,7 @@ from bench import manifest
 from bench.compare import (
     CALIBRATION,
     CLAIM_CPU_N,
+    JOBS_QUICK_WINDOW_S,
     Cell,
     CompareOptions,
     Subject,
@@ -52,6 +53,31 @@ def test_plan_adds_calibration_sweep_and_cpu_cells_for_the_claims():
     full = [c.name for c in plan(opts("flask-sync"))]
     assert [n for n in full if "workers" in n and "-db" not in n and "-cpu" not in n] == [
         "flask-sync-workers8", "flask-sync-workers16", "flask-sync-workers32"]
+
+
+def test_plan_measures_the_job_fixes_beside_the_synchronous_answers():
+    chosen = ("fastapi-async", "fastapi-threadpool", "fastapi-blocking-w4", "fastapi-bgtasks",
+              "fastapi-celery", "fastapi-procpool")
+    cells = list(plan(opts(*chosen, quick=True)))
+    main = [c.name for c in cells if c.scenario == "recommendation"]
+    assert main == ["fastapi-async", "fastapi-threadpool", "fastapi-blocking-w4"]  # no repeated rows
+    jobs = [(c.name, c.jobs_endpoint, c.levels, c.duration_s, c.workload)
+            for c in cells if c.scenario == "jobs"]
+    assert jobs == [
+        ("fastapi-async-jobs", "sync", [1, 100], JOBS_QUICK_WINDOW_S, None),
+        ("fastapi-blocking-w4-jobs", "sync", [1, 100], JOBS_QUICK_WINDOW_S, None),
+        ("fastapi-bgtasks-jobs", "jobs", [1, 100], JOBS_QUICK_WINDOW_S, None),
+        ("fastapi-celery-jobs", "jobs", [1, 100], JOBS_QUICK_WINDOW_S, None),
+        ("fastapi-celery-jobs-db50-llm1000", "jobs", [1], JOBS_QUICK_WINDOW_S, (50, 1000))]
+    celery = next(c for c in cells if c.name == "fastapi-celery-jobs")
+    assert celery.capacity == 4
+    assert celery.options(opts(*chosen, quick=True)).duration_s == JOBS_QUICK_WINDOW_S
+    assert [c.name for c in cells if c.scenario == "cpu"] == [
+        "fastapi-threadpool-cpu", "fastapi-procpool-cpu"]
+    assert all(c.duration_s is None for c in plan(opts(*chosen)) if c.scenario == "jobs")  # full run
+    only_jobs = list(plan(opts("fastapi-async", "fastapi-celery", scenario="jobs", calibration=False)))
+    assert [(c.name, c.jobs_endpoint) for c in only_jobs] == [
+        ("fastapi-async-jobs", "sync"), ("fastapi-celery-jobs", "jobs")]
 
 
 def test_plan_adds_the_db_bound_workload_and_the_default_go_pool_for_the_claims():
@@ -127,6 +153,29 @@ def test_short_real_run_per_scenario(scenario, lab, tmp_path, monkeypatch):
     assert (run_dir / "raw" / f"fastapi-async-{scenario}_u4_stats.csv").exists()
     assert (run_dir / "raw" / f"fastapi-async-{scenario}_u4_requests.jsonl").exists()
     assert (tmp_path / "latest").resolve() == run_dir.resolve()
+
+
+@pytest.mark.slow
+def test_short_real_run_of_the_jobs_scenario(lab, tmp_path, monkeypatch):
+    """fastapi-celery's jobs, submitted and polled: time to result, jobs done/s, every part's memory."""
+    if not lab.redis_url:
+        pytest.skip(f"no Redis here: {lab.redis_unavailable}")
+    for key, value in (("DATABASE_URL", lab.database_url), ("UPSTREAM_URL", lab.upstream_url),
+                       ("REDIS_URL", lab.redis_url)):
+        monkeypatch.setenv(key, value)  # reuse the session's infra
+    run = Run.load(run_compare(opts("fastapi-celery", users=[8], duration_s=4, scenario="jobs", llm_ms=300,
+                                    calibration=False, results_dir=tmp_path), run_id="t"))
+    one, eight = run.results
+    assert (eight.scenario, eight.jobs_endpoint, eight.users) == ("jobs", "jobs", 8)
+    for r in run.results:
+        assert r.requests > 0 and r.failures == 0, r.failure_samples
+        assert r.latency_ms.p50 > 300 and r.submit_ms and r.submit_ms.p50 < r.latency_ms.p50
+    # 4 worker processes: 8 users get about 4 jobs done per time-to-result, not 8
+    assert eight.ceiling_rps == pytest.approx(4 / (one.latency_ms.p50 / 1000), rel=0.01)
+    assert 0.6 < eight.efficiency < 1.4
+    parts = eight.memory_parts()
+    assert parts["workers"] > parts["web"] > 0  # 4 prefork workers + Celery's main process
+    assert parts.get("Redis", 1) > 0  # measured where the run started Redis itself (not here)
 
 
 @pytest.mark.slow

@@ -295,3 +295,31 @@ def test_other_workloads_group_apart_with_their_own_heading_and_the_idle_pairs_r
     console = Console(width=250, record=True)
     console.print(console_table(run))
     assert "flask-sync (recommendation db_ms=200 llm_ms=0)" in console.export_text()
+
+
+def test_jobs_rows_get_their_own_table_with_every_part_of_the_memory():
+    """CONSTRUCTED jobs rows (made-up numbers): a Celery tree with its workers, and a sync row."""
+    from bench.results import ProcessMemory
+    run = Run.model_validate_json((DATA / "results_quick_all.json").read_text())
+    base = next(r for r in run.results if r.target == "fastapi-async" and r.users == 100)
+    proc = ProcessMemory(pid=1, role="main", peak_rss=10, peak_pss=6, peak_uss=5, cpu_pct=0)
+    run.results += [
+        base.model_copy(deep=True, update={
+            "target": "fastapi-celery", "scenario": "jobs", "jobs_endpoint": "jobs", "rps": 6.9,
+            "ceiling_rps": 6.4, "submit_ms": Latency(p50=5.2, p95=9.0, p99=12.0, n=300),
+            "redis_mb": 5.5, "per_process": [
+                proc, proc.model_copy(update={"pid": 2, "role": "worker", "peak_pss": 101.0}),
+                *(proc.model_copy(update={"pid": 3 + i, "role": "celery", "peak_pss": 80.0})
+                  for i in range(5))]}),
+        base.model_copy(deep=True, update={"scenario": "jobs", "jobs_endpoint": "sync", "rps": 90.0})]
+    md = render_markdown(run)
+    section = md[md.index("## Background jobs"):md.index("## Resources")]
+    celery = next(line for line in section.splitlines() if line.startswith("| fastapi-celery"))
+    cells = [c.strip() for c in celery.strip("|").split("|")]
+    assert cells[:5] == ["fastapi-celery", "jobs", "100", "6.9", "6.4"]
+    assert cells[9] == "5.2" and cells[11:14] == ["107", "400", "6"]  # web, workers, Redis MB
+    sync = next(line for line in section.splitlines() if line.startswith("| fastapi-async"))
+    assert "| sync |" in sync and "| — |" in sync  # no submit, no workers
+    assert "Background jobs" in render_html(run)
+    assert "## Background jobs" not in render_markdown(Run.model_validate_json(
+        (DATA / "results_quick_all.json").read_text()))
