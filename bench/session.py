@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bench import manifest, metrics
+from bench.load import SCENARIOS
 from bench.results import Cpu, Latency, Memory, Phases, Result, Run, Scenario, git_rev, machine_info
 
 WARMUP_MIN_S = 2.0
@@ -38,9 +39,9 @@ WARMUP_MAX_S = 60.0
 MIN_WINDOW_S = 5.0
 SESSION_PREFIX = "web-ui-"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0", "::1"}
-# Locust user class -> the scenario it measures (bench.load.SCENARIOS, the other way round).
-SCENARIO_OF_CLASS = {"RecommendationUser": "recommendation", "StreamUser": "stream", "CpuUser": "cpu",
-                     "CalibrationUser": "calibration"}
+# Locust user class -> the scenario it measures, and the stats row that carries its numbers.
+SCENARIO_OF_CLASS = {user_class: name for name, (user_class, _) in SCENARIOS.items()}
+ROW_OF_SCENARIO = {name: row for name, (_, row) in SCENARIOS.items()}
 
 
 def _base_url(host: str) -> str:

@@ -263,9 +263,7 @@ class Recorder:
         if not swarm.users:
             return  # not one user started: nothing to record
         stats = self.env.runner.stats
-        row_name = {"recommendation": "/recommendation/[id]", "stream": "/stream/[id]", "cpu": "/cpu",
-                    "calibration": "/v1/chat/completions"}[swarm.scenario]
-        swarm.row = figures(_entry(stats, row_name))
+        swarm.row = figures(_entry(stats, lab.ROW_OF_SCENARIO[swarm.scenario]))
         swarm.canary = figures(_entry(stats, *CANARY))
         swarm.ttft = figures(_entry(stats, *TTFT)) if swarm.scenario == "stream" else None
         if self.watch:
