@@ -570,6 +570,15 @@ def _system_mb(r: Result) -> float:
     return sum(r.memory_parts().values())
 
 
+def _sync_answers(run: Run, target: str, users: int) -> Result:
+    """A target answering the job's request synchronously: its jobs row (--jobs-endpoint sync), else
+    its recommendation row, the same request under the same workload."""
+    try:
+        return find(run, target, users, "jobs")
+    except NotRun:
+        return find(run, target, users)
+
+
 def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,
              responsive_ms: float = 100) -> tuple[str, str]:
     """Seed 000's job fixes: the web answers at once and stays responsive while the jobs run, and
@@ -588,7 +597,7 @@ def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,
                 f"{_latency(jobs)}; /healthz p95 {_canary(jobs)}; {jobs.failures} failures")
     for name, what in ((reference, "the async fix"), (before, "before the fix")):
         with contextlib.suppress(NotRun):
-            other = find(run, name, users, "jobs")
+            other = _sync_answers(run, name, users)
             evidence += (f". {what}, {name} answering synchronously: {other.rps:.1f}/s, "
                          f"{_latency_short(other)}, /healthz p95 {_canary(other)}, {_memory_parts(other)}")
     evidence += flagged(jobs)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from bench import charts
+from bench.load import JOBS_SYNC_TARGETS
 from bench.metrics import (
     CENSOR_LIMIT,
     FAILURE_LIMIT,
@@ -170,7 +171,8 @@ JOBS_NOTE = (
     "The jobs scenario: each user submits a job (POST /jobs/recommendation/{id}, 202 at once) and polls "
     "GET /jobs/{id} every 100 ms until it is done; its latency is the time from the submit to the poll "
     "that saw the result (so up to 100 ms of polling is in it), and its throughput is jobs completed per "
-    "second. Endpoint `sync`: the same request answered by GET /recommendation, for comparison. The "
+    "second. Endpoint `sync`: the same request answered by GET /recommendation (the recommendation rows of "
+    f"{' and '.join(JOBS_SYNC_TARGETS)}), for comparison. The "
     "ceiling is the jobs in progress at once (background threads, Celery worker processes) / its own "
     "1-user time to result. Memory: the web process(es), the Celery workers and Redis, peak PSS each "
     "(Redis also holds the broker queue and the job records; under --docker only the container's total).")
@@ -348,6 +350,15 @@ def per_process_table(groups: dict[str, list[Row]]) -> Table:
     return t
 
 
+def sync_answers(groups: dict[str, list[Row]]) -> list[Row]:
+    """The recommendation rows of JOBS_SYNC_TARGETS at the jobs rows' users levels: the same request
+    answered synchronously, beside the job fixes."""
+    levels = {row.result.users for row in groups.get("jobs", [])}
+    return [row for row in groups.get("recommendation", [])
+            if row.result.target in JOBS_SYNC_TARGETS and row.result.users in levels
+            and row.label == row.result.target]  # not a sweep cell
+
+
 def jobs_table(group: list[Row]) -> Table:
     """Seed 000's job fixes beside the synchronous answers: jobs completed per second, time to
     result, the submit's own latency, the web's canary and the memory of each part of the system."""
@@ -358,7 +369,7 @@ def jobs_table(group: list[Row]) -> Table:
         r = row.result
         tail = r.latency_ms.n is None or r.latency_ms.n >= MIN_TAIL_SAMPLES
         parts = r.memory_parts()
-        t.add(row.name, r.jobs_endpoint or "—", r.users, fmt(r.rps, 1), fmt(r.ceiling_rps, 1),
+        t.add(row.name, r.jobs_endpoint or "sync", r.users, fmt(r.rps, 1), fmt(r.ceiling_rps, 1),
               fmt(r.latency_ms.p50), fmt(r.latency_ms.p95) if tail else f"n<{MIN_TAIL_SAMPLES}",
               fmt(r.latency_ms.p99) if tail else f"n<{MIN_TAIL_SAMPLES}", fmt(r.w_ms()),
               fmt(r.submit_ms.p50, 1) if r.submit_ms else "—", r.canary_text(),
@@ -570,7 +581,7 @@ def context(run: Run) -> dict:
         "calibration": calibration_table(calibration) if calibration else None,
         "resources": {s: resources_table(g) for s, g in groups.items()},
         "per_process": per_process_table(groups),
-        "jobs": jobs_table(groups["jobs"]) if "jobs" in groups else None,
+        "jobs": jobs_table(groups["jobs"] + sync_answers(groups)) if "jobs" in groups else None,
         "jobs_note": JOBS_NOTE,
         "idle": idle_table(run) if run.idle else None,
         "idle_note": IDLE_NOTE,

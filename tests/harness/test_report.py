@@ -320,6 +320,8 @@ def test_jobs_rows_get_their_own_table_with_every_part_of_the_memory():
     assert cells[9] == "5.2" and cells[11:14] == ["107", "400", "6"]  # web, workers, Redis MB
     sync = next(line for line in section.splitlines() if line.startswith("| fastapi-async"))
     assert "| sync |" in sync and "| — |" in sync  # no submit, no workers
+    # the app before the fix: its recommendation row, the same request answered synchronously
+    assert "| fastapi-blocking-w4 ⚠ | sync | 100 |" in section
     assert "Background jobs" in render_html(run)
     assert "## Background jobs" not in render_markdown(Run.model_validate_json(
         (DATA / "results_quick_all.json").read_text()))
