@@ -1,1 +1,2 @@
-"""Flask targets of Concurrency Lab: flask-sync and flask-gthread (see targets.toml)."""
+"""Flask targets of Concurrency Lab: flask-sync, flask-gthread, flask-async-views and quart (see
+targets.toml)."""

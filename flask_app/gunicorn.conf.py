@@ -1,4 +1,4 @@
-"""gunicorn settings shared by flask-sync and flask-gthread.
+"""gunicorn settings shared by flask-sync, flask-gthread and flask-async-views.
 
 Workers, threads, worker class and bind come from the command line in targets.toml.
 """
@@ -12,9 +12,11 @@ control_socket_disable = True
 
 
 def worker_exit(server, worker):
-    # Close this worker's DB pool and upstream client (built lazily after the fork).
+    # Close this worker's DB pool and upstream client (built lazily after the fork), whichever
+    # app module it serves.
     import sys
 
-    module = sys.modules.get("flask_app.app")
-    if module is not None:
-        module.app.extensions["lab"].close()
+    for name in ("flask_app.app", "flask_app.async_views"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.app.extensions["lab"].close()

@@ -31,6 +31,10 @@ from tests.errors import assert_error
 pytestmark = pytest.mark.slow
 
 FAST = "?db_ms=0&llm_ms=0"
+# Targets that keep no connection between requests, so a restart finds none of theirs idle to close:
+# flask-async-views opens one per request (NullPool), since each request runs on a new event loop
+# (flask_app/async_views.py). Every other target must have pooled connections to lose.
+NO_IDLE_CONNECTIONS = {"flask-async-views"}
 STAGGER_S = 0.05  # one at a time, so uvicorn --workers cannot take a burst into one process
 
 
@@ -66,13 +70,13 @@ def staggered(base_url: str, paths: list[str], *, timeout: float = 60) -> list[t
 def test_no_request_fails_after_the_databases_connections_are_closed(client, target, db):
     # Every process and every pool slot holds a live connection first (16: all 4 workers' pools).
     concurrent_gets(target.base_url, [f"/recommendation/{i}{FAST}" for i in range(1, 17)])
-    assert terminate_lab_connections(db) >= 1
+    assert terminate_lab_connections(db) >= 1 or target.name in NO_IDLE_CONNECTIONS
     after = [client.get(f"/recommendation/{i}{FAST}") for i in range(100, 140)]
     failed = [(r.status_code, r.text[:120]) for r in after if r.status_code != 200]
     assert not failed, f"{target.name}: {len(failed)} of {len(after)} failed after recovery: {failed[:3]}"
     # And under concurrency, where several dead connections are taken at once.
     concurrent_gets(target.base_url, [f"/recommendation/{i}{FAST}" for i in range(200, 216)])
-    assert terminate_lab_connections(db) >= 1
+    assert terminate_lab_connections(db) >= 1 or target.name in NO_IDLE_CONNECTIONS
     concurrent_gets(target.base_url, [f"/recommendation/{i}{FAST}" for i in range(300, 316)])
 
 

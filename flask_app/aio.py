@@ -1,0 +1,69 @@
+"""What the two async targets of this folder share: flask-async-views (async_views.py) and quart
+(quart_app.py). Step 2 on an AsyncEngine (SQLAlchemy asyncio + asyncpg), /readyz's check and the
+/stream body from an `openai.AsyncOpenAI` stream; the rest of the contract is in common.py.
+
+They differ in where the engine and the client live (per process and pooled for quart; per
+request for flask-async-views, whose every request runs on a new event loop: see its docstring),
+not in what a request sends to PostgreSQL and the upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flask_app.common import (
+    READY_SQL,
+    RETRY_ATTEMPTS,
+    SLEEP_SQL,
+    SSE_DONE,
+    USER_SQL,
+    database_errors,
+    retry_on,
+    sse_error,
+    sse_token,
+    user_from_row,
+)
+
+
+async def load_user(engine: AsyncEngine, user_id: int, db_ms: int, log: logging.Logger) -> dict[str, Any]:
+    """ONE connection for the sleep and the query, returned before the upstream call; run again
+    once on a fresh connection when the one taken was dead (common.retry_on); 503 when the
+    database is unavailable."""
+    with database_errors(log):
+        for attempt in RETRY_ATTEMPTS:
+            try:
+                async with engine.connect() as conn:
+                    if db_ms:
+                        await conn.execute(SLEEP_SQL, {"s": db_ms / 1000})
+                    row = (await conn.execute(USER_SQL, {"uid": user_id})).one_or_none()
+                break
+            except DBAPIError as exc:
+                if not retry_on(exc, attempt):
+                    raise
+    return user_from_row(user_id, row)
+
+
+async def readyz(engine: AsyncEngine, log: logging.Logger) -> dict[str, str]:
+    with database_errors(log):
+        async with engine.connect() as conn:
+            await conn.execute(READY_SQL)
+    return {"status": "ready"}
+
+
+async def sse_events(chunks: Any, log: logging.Logger) -> AsyncIterator[str]:
+    """The /stream body from an AsyncOpenAI stream (common.sse_events: the sync one's). Closes
+    the upstream response however it ends: done, failed, or the client gone (aclose)."""
+    try:
+        async for chunk in chunks:
+            if event := sse_token(chunk):
+                yield event
+        yield SSE_DONE
+    except Exception as exc:  # noqa: BLE001 - the status line is sent: report it in-band
+        yield sse_error(exc, log)
+    finally:
+        await chunks.close()
