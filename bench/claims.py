@@ -461,6 +461,33 @@ def truly_concurrent(run: Run, target: str, blocking: str, users: int) -> tuple[
     return ("partly" if ratio >= 10 or concurrent else "fails"), evidence
 
 
+def async_alternative(run: Run, target: str, sync: str, users: int) -> tuple[str, str]:
+    """Seed 000's "Quart is an async Flask alternative": Flask's API on one event loop serves the load
+    4 sync workers queue, in less memory."""
+    a, s = find(run, target, users), find(run, sync, users)
+    ratio = a.rps / s.rps if s.rps else float("inf")
+    a_mb, s_mb = a.memory_mb.peak_pss or 0, s.memory_mb.peak_pss or 0
+    evidence = (f"at {users} users: {target} ({a.processes} process) {a.rps:.1f} rps = "
+                f"{a.efficiency or 0:.2f} of its ceiling, {_latency(a)}, {a_mb:.0f} MB PSS; {sync} "
+                f"({s.processes} processes) {s.rps:.1f} rps, {_latency(s)}, {s_mb:.0f} MB PSS: "
+                f"{ratio:.1f}x the rps" + flagged(a, s))
+    serves = ratio >= 5 and (a.efficiency or 0) >= 0.8 and not a.failures
+    return ("holds" if serves and a_mb <= s_mb else "partly" if ratio >= 5 else "fails"), evidence
+
+
+def no_added_concurrency(run: Run, target: str, sync: str, users: int) -> tuple[str, str]:
+    """Flask's own `async def` views: each runs on an event loop made for that request, so a worker
+    still serves one request at a time (the seed's "no built-in async support", measured)."""
+    a, s = find(run, target, users), find(run, sync, users)
+    ratio = a.rps / s.rps if s.rps else 0
+    evidence = (f"at {users} users, both with {s.processes - 1} gunicorn sync workers: {target} "
+                f"{a.rps:.1f} rps ({_latency_short(a)}, {a.cpu_ms_per_request or 0:.1f} ms CPU per "
+                f"request), {sync} {s.rps:.1f} rps ({_latency_short(s)}, "
+                f"{s.cpu_ms_per_request or 0:.1f} ms CPU): {ratio:.2f}x" + flagged(a, s))
+    same = 0.75 <= ratio <= 1.25
+    return ("holds" if same and not a.failures else "partly" if ratio < 2 else "fails"), evidence
+
+
 def most_efficient(run: Run, target: str, users: int) -> tuple[str, str]:
     """Memory and CPU per request of one target against every other framework target."""
     me = find(run, target, users)
@@ -997,6 +1024,8 @@ def pubsub_many_streams(run: Run, experiment_id: str, form: str, reference: str,
 
 
 RULES: dict[str, Callable[..., tuple[str, str]]] = {
+    "async_alternative": async_alternative,
+    "no_added_concurrency": no_added_concurrency,
     "jobs_fix": jobs_fix,
     "queue_overhead": queue_overhead,
     "process_pool_cpu": process_pool_cpu,

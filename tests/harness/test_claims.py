@@ -130,7 +130,7 @@ def test_a_full_quick_run_answers_every_claim():
              "goroutines-lightweight", "seed002-await-many-max", "seed002-wrap-vs-bad-blocking",
              "seed002-small-cpu-threadpool", "seed002-cpu-in-async-blocks", "seed004-light-cpu-def",
              "seed004-heavy-cpu-workers", "seed004-ml-inference-gil", "django-request-blocks",
-             "process-pool-heavy-cpu", "queue-for-slow-models"}
+             "process-pool-heavy-cpu", "queue-for-slow-models", "flask-async-views-not-concurrent"}
     assert not [c for c, v in got.items() if v == "not_run" and c not in newer | SEED003_LATER], got
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
     assert got["pubsub-polling-fix"] == "fails"  # the 10th stream started after 2.3 s, not 0.1 s
@@ -329,10 +329,26 @@ def test_statements_about_targets_the_lab_lacks_say_which(quick_run):
     claim = by_id(quick_run, "rails-puma-workers")
     assert claim.verdict == "not_run"
     assert claim.evidence == "needs target rails-puma, not in the lab yet (issue 15)"
-    # quart is in the lab (flask_app/targets.toml); its claim's check is still to come
+
+
+def test_quart_and_flask_async_views_against_flask_sync(quick_run):
+    """CONSTRUCTED rows (made-up numbers) for the two targets the recorded run predates."""
+    assert by_id(quick_run, "quart-async-flask").verdict == "not_run"
+    sync = claims.find(quick_run, "flask-sync", 100)
+    mb = sync.memory_mb.peak_pss
+    quick_run.results.append(sync.model_copy(deep=True, update={
+        "target": "quart", "params": {"pool_size": 15}, "rps": 20 * sync.rps, "efficiency": 0.9,
+        "processes": 1, "flags": [], "memory_mb": sync.memory_mb.model_copy(update={"peak_pss": mb / 3})}))
     claim = by_id(quick_run, "quart-async-flask")
-    assert claim.verdict == "not_run"
-    assert claim.evidence == "target quart exists but this claim has no check yet (issue 15)"
+    assert claim.verdict == "holds" and "20.0x the rps" in claim.evidence, claim.evidence
+    quick_run.results.append(sync.model_copy(deep=True, update={
+        "target": "flask-async-views", "params": {"workers": 4}, "rps": 0.95 * sync.rps,
+        "cpu_ms_per_request": 14.7, "flags": []}))
+    claim = by_id(quick_run, "flask-async-views-not-concurrent")
+    assert claim.verdict == "holds" and "0.95x" in claim.evidence and "14.7 ms CPU" in claim.evidence
+    quick_run.results[-1].rps = 3 * sync.rps  # as if async views had made the workers concurrent
+    assert by_id(quick_run, "flask-async-views-not-concurrent").verdict == "fails"
+
 # --- seeds 002 and 004: the burst experiments' rules, on constructed measurements ---------------
 
 def add_experiment(run: Run, exp_id: str, target: str = "fastapi-async", **measured) -> Run:
