@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 APP_REQS := $(wildcard upstream/requirements.txt flask_app/requirements.txt django_app/requirements.txt fastapi_app/requirements.txt)
 STAMP  := $(VENV)/.installed
 GO     := $(shell command -v go 2>/dev/null)
+NODE   := $(shell command -v node 2>/dev/null)
 # Debian packages the lab drives: headless Chromium (+ chromedriver) for the browser tests,
 # redis-server for seed 003's pub/sub experiment. Installed once, with apt, when missing.
 SYSTEM_PKGS  := chromium chromium-driver redis-server
 SYSTEM_BINS  := chromium chromedriver redis-server
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: system-deps compare compare-claims compare-full faults test lint unit go-test report readme upstream-bench up clean \
+.PHONY: system-deps compare compare-claims compare-full faults test lint unit go-test node-test report readme upstream-bench up clean \
 	docker-lab docker-lab-stop
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
@@ -50,7 +51,7 @@ faults: $(STAMP) $(SYSTEM_STAMP)
 	LAB_MAKE_TARGET=$@ $(BIN)/bench faults --quick
 
 ## Every check: lint, go vet/test, unit tests, the contract suite against every target, model behaviour.
-test: lint go-test unit
+test: lint go-test node-test unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -61,6 +62,13 @@ ifeq ($(GO),)
 else
 	cd go_app && go vet ./... && go test ./...
 	cd bench/loadgen && go vet ./...
+endif
+
+node-test:
+ifeq ($(NODE),)
+	@echo "node not found: skipping node --test (the node targets are skipped by the harness too)"
+else
+	cd node_app && node --test
 endif
 
 # Docker is set up first (engine, compose plugin, base images; best effort: where it can't be, the

