@@ -67,6 +67,18 @@ def staggered(base_url: str, paths: list[str], *, timeout: float = 60) -> list[t
         return list(pool.map(one, range(len(paths)), paths))
 
 
+def every_slot_serving(base_url: str, slots: int, llm_ms: int = 600, tries: int = 10) -> None:
+    """Wait until `slots` staggered requests are served side by side. /readyz answers once one
+    worker is up; under load the others may still be booting, and a request queued in the listen
+    backlog when SIGTERM comes is refused by design, not lost in flight."""
+    for _ in range(tries):
+        took = [t for t, r in staggered(base_url, [f"/recommendation/1?db_ms=0&llm_ms={llm_ms}"] * slots)
+                if r.status_code == 200]
+        if len(took) == slots and max(took) < 1.6 * llm_ms / 1000:
+            return
+    pytest.fail(f"{base_url}: {slots} requests were never served side by side (last: {took})")
+
+
 def test_no_request_fails_after_the_databases_connections_are_closed(client, target, db):
     # Every process and every pool slot holds a live connection first (16: all 4 workers' pools).
     concurrent_gets(target.base_url, [f"/recommendation/{i}{FAST}" for i in range(1, 17)])
@@ -138,6 +150,7 @@ def test_sigterm_lets_every_request_in_flight_finish_then_exits_cleanly(definiti
         with running(definition, lab, tmp_path, db_ms=0, llm_ms=0,
                      upstream_timeout_s=UPSTREAM_TIMEOUT_S + 10) as (resolved, proc):
             concurrent = min(4, resolved.capacity or 4)
+            every_slot_serving(resolved.base_url, concurrent)
             llm_ms = 1500
             with ThreadPoolExecutor(1) as pool:
                 calls = pool.submit(staggered, resolved.base_url,

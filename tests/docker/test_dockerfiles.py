@@ -210,6 +210,14 @@ def test_locust_image_pins_as_the_project_does():
     assert cmd(REPO_ROOT / "locust" / "Dockerfile") == compose.locust_command("--master")
 
 
+def test_locust_image_holds_every_targets_manifest():
+    """The Host field's list and the Comparison tab resolve targets from the manifests in the image."""
+    copied = {args.split()[0] for word, args in instructions(REPO_ROOT / "locust" / "Dockerfile")
+              if word == "COPY"}
+    manifests = {t.manifest.relative_to(REPO_ROOT).as_posix() for t in manifest.load_targets().values()}
+    assert manifests <= copied, manifests - copied
+
+
 def test_dockerignore_lets_every_copy_source_in():
     lines = [line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
