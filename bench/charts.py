@@ -167,6 +167,39 @@ def sweep(param: str, lines: dict[str, list[tuple[int, Result]]], colors: dict[s
     return _svg(fig, f"sweep-{param}")
 
 
+def time_to_result(lines: dict[str, list[Result]], colors: dict[str, str]) -> str:
+    """The jobs scenario: time to result (p50, a bar up to p95) against jobs completed per second,
+    one line per row label through its users levels; circles for jobs submitted and polled, squares
+    for the same request answered synchronously. Log axes: 2 jobs/s and 100 jobs/s both readable."""
+    fig, ax = _figure()
+    flagged = False
+    for name, results in lines.items():
+        points = [r for r in results if r.rps > 0 and r.latency_ms.p50]
+        if not points:
+            continue
+        first = points[0]
+        x = [r.rps for r in points]
+        y = [r.latency_ms.p50 for r in points]
+        up = [max((r.latency_ms.p95 or p50) - p50, 0) if r.latency_n >= MIN_TAIL_SAMPLES else 0
+              for r, p50 in zip(points, y, strict=True)]
+        ax.errorbar(x, y, yerr=[[0] * len(y), up], color=colors[first.target], capsize=3,
+                    marker="o" if first.jobs_endpoint == "jobs" else "s", markersize=6,
+                    linestyle="--" if first.anti_pattern else "-", label=_legend_name(name, first))
+        for r in points:
+            ax.annotate(f"{r.users}", (r.rps, r.latency_ms.p50), fontsize=7, color="0.4",
+                        xytext=(4, -9), textcoords="offset points")
+        flagged |= _flag_rings(ax, [(r.rps, r.latency_ms.p50) for r in points if r.flags])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_ticks(ax.xaxis)
+    _plain_ticks(ax.yaxis)
+    ax.set_xlabel("jobs completed / s (log; the small numbers are users)")
+    ax.set_ylabel("time to result, ms (log)")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax, flagged_ring=flagged)
+    return _svg(fig, "jobs")
+
+
 def _flag_rings(ax: Axes, points: list[tuple[float, float]], size: float = 150) -> bool:
     """A red ring around each flagged point (not a framework result); True when any was drawn."""
     if points:

@@ -25,6 +25,7 @@ from bench.load import (
     CANARY_RATE,
     CANARY_ROW,
     DRAIN_MAX_S,
+    POLL_ROW,
     SCENARIOS,
     SUBMIT_ROW,
     TTFT_ROW,
@@ -113,6 +114,59 @@ def warm_up(base_url: str, db_ms: int, llm_ms: int, concurrency: int = 8, rounds
             list(pool.map(lambda i: client.get(path.format(uid=1 + i)),
                           range(concurrency * rounds)))
     return time.monotonic() - started
+
+
+def warm_up_jobs(base_url: str, db_ms: int, llm_ms: int, concurrency: int = 8, rounds: int = 2,
+                 timeout_s: float = 60) -> float:
+    """warm_up through a job target's job endpoints: jobs submitted in parallel and polled until
+    done, so the workers that run them (a Celery worker still starting, a threadpool, their DB
+    pools) are serving before we measure. A job that fails or never ends fails the start."""
+    started = time.monotonic()
+    path = f"/jobs/recommendation/{{uid}}?db_ms={db_ms}&llm_ms={min(llm_ms, 200)}"
+
+    def one(client: httpx.Client, uid: int) -> None:
+        resp = client.post(path.format(uid=uid))
+        if resp.status_code != 202:
+            raise RuntimeError(f"warm-up job not accepted: HTTP {resp.status_code}: {resp.text[:200]}")
+        job = f"/jobs/{resp.json()['job_id']}"
+        while time.monotonic() - started < timeout_s:
+            status = client.get(job).json().get("status")
+            if status == "done":
+                return
+            if status == "failed":
+                raise RuntimeError(f"warm-up job failed: {client.get(job).text[:200]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"warm-up job not done after {timeout_s:.0f} s")
+
+    with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda i: one(client, 1 + i), range(concurrency * rounds)))
+    return time.monotonic() - started
+
+
+# What the job targets leave in Redis (docs/CONTRACT.md, Background jobs): Celery's queue and its
+# reserved messages, its result backend and the job records. Kept in a Redis the run shares.
+JOB_QUEUE_KEYS = ("celery", "unacked", "unacked_index", "unacked_mutex")
+JOB_KEY_PATTERNS = ("job:*", "celery-task-meta-*")
+
+
+def clear_jobs(redis_url: str) -> int:
+    """Before a job target starts: the jobs a previous start left queued (its Locust users gone)
+    would be done first, ahead of every job of the level measured next, and the records of its
+    jobs would count in Redis's memory. The keys deleted are the job targets' own; returns how many."""
+    import redis
+    with redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5) as client:
+        keys = [*JOB_QUEUE_KEYS, *(key for pattern in JOB_KEY_PATTERNS
+                                   for key in client.scan_iter(match=pattern, count=1000))]
+        return int(client.delete(*keys))
+
+
+def warm_up_cell(cell: Cell, base_url: str, opts: CompareOptions) -> float:
+    """The warm-up of what the cell measures: the job endpoints of a job target in the jobs
+    scenario, the recommendation otherwise."""
+    jobs = cell.scenario == "jobs" and cell.jobs_endpoint == "jobs"
+    return (warm_up_jobs if jobs else warm_up)(base_url, opts.db_ms, opts.llm_ms)
 
 
 @dataclass
@@ -258,25 +312,35 @@ class Subject:
     processes: int | None = None
     warmup_s: float | None = None  # the warm-up after this start (None: not warmed, e.g. calibration)
 
-    redis_pid: int | None = None  # the jobs scenario: Redis (broker, job records) is measured too
+    # The jobs scenario: Redis (broker, job records) is measured too, as the infra's redis-server
+    # process natively, or the compose redis service's container under --docker.
+    redis_pid: int | None = None
+    redis_container: str | None = None
 
     @classmethod
     def of(cls, resolved: ResolvedTarget, scenario: str, *, pid: int | None = None,
            container: str | None = None, base_url: str | None = None,
-           redis_pid: int | None = None) -> Subject:
+           redis_pid: int | None = None, redis_container: str | None = None) -> Subject:
         """A running target: its process tree (pid), or its container in --docker mode."""
         idle = docker.memory_mb(container) if container else probe.memory_mb(pid)
+        jobs = scenario == "jobs" and resolved.target.jobs
         return cls(resolved.name, resolved.target.framework, resolved.model, resolved.params,
                    base_url or resolved.base_url, pid, scenario_capacity(resolved, scenario),
                    resolved.db_pool, resolved.target.anti_pattern, idle, container=container,
-                   processes=resolved.processes,
-                   redis_pid=redis_pid if scenario == "jobs" and resolved.target.jobs else None)
+                   processes=resolved.processes, redis_pid=redis_pid if jobs else None,
+                   redis_container=redis_container if jobs else None)
 
     def sampler(self) -> contextlib.AbstractContextManager | None:
         """The process tree's sampler, or the container's in --docker mode (None: unmeasured)."""
         if self.container:
             return docker.StatsSampler(self.container)
         return probe.TreeSampler(self.pid) if self.pid else None
+
+    def redis_sampler(self) -> contextlib.AbstractContextManager | None:
+        """Redis's sampler in the jobs scenario: its process (PSS) or its container (working set)."""
+        if self.redis_container:
+            return docker.StatsSampler(self.redis_container)
+        return probe.TreeSampler(self.redis_pid) if self.redis_pid else None
 
 
 def scenario_capacity(resolved: ResolvedTarget, scenario: str) -> int | None:
@@ -468,10 +532,17 @@ def _measure_docker_cell(cell: Cell, opts: CompareOptions, run: Run, run_dir: Pa
     @contextlib.contextmanager
     def start():
         progress.update(task, description=f"{cell.name}: docker compose up")
+        jobs = cell.scenario == "jobs" and resolved.target.jobs
+        if jobs:  # compose's redis outlives the targets: a previous start's queue is still in it
+            with contextlib.suppress(docker.DockerError):
+                clear_jobs(docker.published_url("redis", 6379, "redis") + "/0")
         with docker.running(cell.target) as (base_url, container):
-            subject = Subject.of(resolved, cell.scenario, container=container, base_url=base_url)
+            # compose's redis service is up (a job target depends on it): its container is measured
+            redis = docker.container_for("redis") if jobs else None
+            subject = Subject.of(resolved, cell.scenario, container=container, base_url=base_url,
+                                 redis_container=redis)
             progress.update(task, description=f"{cell.name}: warming up")
-            warmup_s = warm_up(base_url, opts.db_ms, opts.llm_ms)
+            warmup_s = warm_up_cell(cell, base_url, opts)
             yield replace(subject, warmup_s=round(warmup_s, 2)), lambda: True
 
     def run_experiments(subject: Subject) -> None:
@@ -494,6 +565,8 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
     @contextlib.contextmanager
     def start():
         progress.update(task, description=f"{cell.name}: building/starting")
+        if cell.scenario == "jobs" and cell.target.jobs and infra.redis_url:
+            clear_jobs(infra.redis_url)  # the run's Redis outlives the targets
         with running(cell.target, infra, raw_dir, overrides=cell.combo, db_ms=opts.db_ms,
                      llm_ms=opts.llm_ms, upstream_timeout_s=opts.upstream_timeout_s) as (resolved, proc):
             time.sleep(1.0)  # let the workers settle before the idle reading
@@ -501,7 +574,7 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
             subject = Subject.of(resolved, cell.scenario, pid=proc.pid,
                                  redis_pid=redis.pid if redis else None)
             progress.update(task, description=f"{cell.name}: warming up")
-            warmup_s = warm_up(resolved.base_url, opts.db_ms, opts.llm_ms)
+            warmup_s = warm_up_cell(cell, resolved.base_url, opts)
             yield replace(subject, warmup_s=round(warmup_s, 2)), proc.alive
             if not proc.alive():
                 raise RuntimeError(f"{cell.name} died during the run:\n{proc.log_tail()}")
@@ -531,7 +604,8 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
             sampler = subject.sampler()
             target_s = stack.enter_context(sampler) if sampler else None
             locust_s = stack.enter_context(probe.TreeSampler(locust.pid, memory=False))
-            redis_s = stack.enter_context(probe.TreeSampler(subject.redis_pid)) if subject.redis_pid else None
+            redis = subject.redis_sampler()
+            redis_s = stack.enter_context(redis) if redis else None
             deadline = time.monotonic() + spec.longest_s + 60
             t0 = time.monotonic()
             while locust.alive():
@@ -543,15 +617,14 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
         machine_cpu = psutil.cpu_percent()
     finally:
         locust.stop()
-    result = level_result(subject, cell, users, opts, csv_prefix, l1_s, target_s, locust_s, machine_cpu)
-    if redis_s is not None:
-        result.redis_mb = _round(redis_s.peak.get("pss"))
-    return result
+    return level_result(subject, cell, users, opts, csv_prefix, l1_s, target_s, locust_s, machine_cpu,
+                        redis_s=redis_s)
 
 
 def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
-                 l1_s: float | None, target_s, locust_s, machine_cpu: float) -> Result:
-    """A level's row from Locust's ledger (requests started in the window, drained) and the samplers.
+                 l1_s: float | None, target_s, locust_s, machine_cpu: float, redis_s=None) -> Result:
+    """A level's row from Locust's ledger (requests started in the window, drained) and the samplers
+    (the target's, Locust's, and in the jobs scenario Redis's).
 
     Target and Locust CPU are rates over the whole Locust run (warm-up and drain included: the load
     is the same throughout), so CPU per request is that rate divided by the window's throughput.
@@ -571,8 +644,10 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
     row = window_stats(ledger, row_name)
     canary = window_stats(ledger, CANARY_ROW)
     first_token = window_stats(ledger, TTFT_ROW) if cell.scenario == "stream" else None
-    submit = (window_stats(ledger, SUBMIT_ROW) if cell.scenario == "jobs" and cell.jobs_endpoint == "jobs"
-              else None)
+    job_endpoints = cell.scenario == "jobs" and cell.jobs_endpoint == "jobs"
+    submit = window_stats(ledger, SUBMIT_ROW) if job_endpoints else None
+    # polls started in the window per job started in it (steady state: the polls a job takes)
+    polls = window_stats(ledger, POLL_ROW).latency.n if job_endpoints else None
     rps = round(row.rps, 2)
     w_ms = metrics.littles_w_ms(users, row.rps)
     ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, cell_db_pool(cell, subject),
@@ -592,6 +667,8 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
         canary_ms=canary.latency,
         ttft_ms=first_token.latency if first_token and first_token.latency.n else None,
         submit_ms=submit.latency if submit and submit.latency.n else None,
+        polls_per_job=round(polls / row.latency.n, 1) if polls is not None and row.latency.n else None,
+        redis_mb=_round(redis_s.peak.get("pss")) if redis_s is not None else None,
         jobs_endpoint=cell.jobs_endpoint if cell.scenario == "jobs" else None,
         canary_answered=canary.requests,
         canary_expected=round(CANARY_RATE * phases.window_s),

@@ -142,7 +142,19 @@ def _role(proc: psutil.Process) -> str:
     """A child's part: "celery" for a Celery worker process (fastapi-celery's job workers, told apart
     from its web server), else "worker"."""
     try:
-        # The program is the `celery` script (run by its interpreter): `.../python .../bin/celery -A ...`
-        return "celery" if any(Path(part).name == "celery" for part in proc.cmdline()[:2]) else "worker"
+        return "celery" if is_celery(proc.cmdline()) else "worker"
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return "worker"
+
+
+def is_celery(argv: list[str]) -> bool:
+    """Whether a command line is a Celery worker's: the program is the `celery` script (run by its
+    interpreter: `.../python .../bin/celery -A ...`; its prefork children keep that command line),
+    `python -m celery`, or the process title Celery sets when setproctitle is installed
+    (`[celeryd: celery@host:ForkPoolWorker-1]`). Not merely "celery" anywhere in it: fastapi-celery's
+    launcher (`-m fastapi_app.celery_stack`) and web server (`fastapi_app.celery_app:app`) have it too."""
+    if argv and argv[0].startswith("[celeryd"):
+        return True
+    if any(Path(part).name == "celery" for part in argv[:2]):
+        return True
+    return argv[1:3] == ["-m", "celery"]

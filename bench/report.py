@@ -170,12 +170,17 @@ class Chart:
 JOBS_NOTE = (
     "The jobs scenario: each user submits a job (POST /jobs/recommendation/{id}, 202 at once) and polls "
     "GET /jobs/{id} every 100 ms until it is done; its latency is the time from the submit to the poll "
-    "that saw the result (so up to 100 ms of polling is in it), and its throughput is jobs completed per "
-    "second. Endpoint `sync`: the same request answered by GET /recommendation (the recommendation rows of "
-    f"{' and '.join(JOBS_SYNC_TARGETS)}), for comparison. The "
+    "that saw the result (so up to 100 ms of polling is in it), measured like every row: the jobs "
+    "submitted in the window, each followed to its result (W = users / jobs done per second, and the "
+    "latency-censored flag, as in the main table), and its throughput is jobs completed per second. "
+    "Endpoint `sync`: the same request answered by GET /recommendation (the recommendation rows of "
+    f"{', '.join(JOBS_SYNC_TARGETS[:-1])} and {JOBS_SYNC_TARGETS[-1]}), for comparison. The "
     "ceiling is the jobs in progress at once (background threads, Celery worker processes) / its own "
-    "1-user time to result. Memory: the web process(es), the Celery workers and Redis, peak PSS each "
-    "(Redis also holds the broker queue and the job records; under --docker only the container's total).")
+    "1-user time to result. /healthz: the web's canary meanwhile (p95 with the checks it rests on). "
+    "Memory: the web process(es), the Celery workers and Redis, peak PSS each (Redis also holds the "
+    "broker queue and the job records). Under --docker `docker stats` sees containers only: web is "
+    "then the target's whole container (fastapi-celery's web and workers together) and Redis the "
+    "redis service's container, working sets.")
 
 
 def is_calibration(r: Result) -> bool:
@@ -350,6 +355,11 @@ def per_process_table(groups: dict[str, list[Row]]) -> Table:
     return t
 
 
+def jobs_rows(groups: dict[str, list[Row]]) -> list[Row]:
+    """The Background jobs table's rows: the jobs scenario's, then the synchronous answers."""
+    return groups.get("jobs", []) + sync_answers(groups)
+
+
 def sync_answers(groups: dict[str, list[Row]]) -> list[Row]:
     """The recommendation rows of JOBS_SYNC_TARGETS at the jobs rows' users levels: the same request
     answered synchronously, beside the job fixes."""
@@ -364,18 +374,33 @@ def jobs_table(group: list[Row]) -> Table:
     result, the submit's own latency, the web's canary and the memory of each part of the system."""
     t = Table("jobs", [Column("target"), Column("endpoint"), *(Column(n, numeric=True) for n in (
         "users", "jobs done /s", "ceiling", "time to result p50 ms", "p95 ms", "p99 ms", "W ms",
-        "submit p50 ms", "canary p95 ms", "web MB", "workers MB", "Redis MB")), FLAGS_COLUMN])
+        "submit p50 ms", "polls / job", "/healthz p50 ms", "/healthz p95 ms", "web MB", "workers MB",
+        "Redis MB")), FLAGS_COLUMN])
     for row in group:
         r = row.result
-        tail = r.latency_ms.n is None or r.latency_ms.n >= MIN_TAIL_SAMPLES
+        lat, n = r.latency_ms, r.latency_n
         parts = r.memory_parts()
+        web = fmt(parts.get("web")) + (" (container)" if r.runtime == "docker" and "web" in parts else "")
         t.add(row.name, r.jobs_endpoint or "sync", r.users, fmt(r.rps, 1), fmt(r.ceiling_rps, 1),
-              fmt(r.latency_ms.p50), fmt(r.latency_ms.p95) if tail else f"n<{MIN_TAIL_SAMPLES}",
-              fmt(r.latency_ms.p99) if tail else f"n<{MIN_TAIL_SAMPLES}", fmt(r.w_ms()),
-              fmt(r.submit_ms.p50, 1) if r.submit_ms else "—", r.canary_text(),
-              *(fmt(parts.get(k)) for k in ("web", "workers", "Redis")),
+              lat.text("p50", n), lat.text("p95", n), lat.text("p99", n), fmt(r.w_ms()),
+              fmt(r.submit_ms.p50, 1) if r.submit_ms else "—", fmt(r.polls_per_job, 1),
+              fmt(r.canary_ms.p50) if r.canary_ms else "—", r.canary_text(),
+              web, *(fmt(parts.get(k)) for k in ("workers", "Redis")),
               "; ".join(r.flags) or "—", marks=row.marks)
     return t
+
+
+def jobs_chart(group: list[Row], colors: dict[str, str]) -> Chart:
+    """Time to result against jobs completed per second, one line per row label (1 → 100 users)."""
+    lines: dict[str, list[Result]] = defaultdict(list)
+    for row in group:
+        lines[row.name + ("" if row.result.jobs_endpoint == "jobs" else " (sync)")].append(row.result)
+    lines = {name: sorted(rs, key=lambda r: r.users) for name, rs in lines.items()}
+    return _chart("jobs", "Background jobs: time to result against jobs completed per second",
+                  "One line per target from 1 to 100 users (log axes): a fix that scales moves right "
+                  "at the same height; one that queues moves up. Circles: submitted and polled; "
+                  "squares: answered synchronously. Time to result p50, with its p95 as the bar.",
+                  group, lambda: charts.time_to_result(lines, colors))
 
 
 def _threads(procs: list[ProcessMemory]) -> str:
@@ -581,7 +606,7 @@ def context(run: Run) -> dict:
         "calibration": calibration_table(calibration) if calibration else None,
         "resources": {s: resources_table(g) for s, g in groups.items()},
         "per_process": per_process_table(groups),
-        "jobs": jobs_table(groups["jobs"] + sync_answers(groups)) if "jobs" in groups else None,
+        "jobs": jobs_table(jobs_rows(groups)) if "jobs" in groups else None,
         "jobs_note": JOBS_NOTE,
         "idle": idle_table(run) if run.idle else None,
         "idle_note": IDLE_NOTE,
@@ -614,6 +639,7 @@ def render_html(run: Run) -> str:
     ctx = context(run)
     colors = charts.palette([row.result.target for group in ctx["groups"].values() for row in group])
     ctx["charts"] = build_charts(ctx["groups"], colors)
+    ctx["jobs_chart"] = jobs_chart(jobs_rows(ctx["groups"]), colors) if ctx["jobs"] else None
     return _env(html=True).get_template("report.html.j2").render(**ctx)
 
 

@@ -113,9 +113,12 @@ class Result(BaseModel):
     ttft_ms: Latency | None = None  # stream scenario: time to the first token
     # The jobs scenario: latency_ms is the time from submit to result and rps the jobs completed per
     # second; "jobs" (submit + poll the job endpoints) or "sync" (GET /recommendation), the submit's
-    # own latency, and Redis's peak PSS beside the target's (its broker and job records).
+    # own latency, the polls per job (polls / jobs started in the window), and Redis's peak memory
+    # beside the target's (its broker and job records: PSS natively, the redis container's working
+    # set under --docker).
     jobs_endpoint: Literal["jobs", "sync"] | None = None
     submit_ms: Latency | None = None
+    polls_per_job: float | None = None
     redis_mb: float | None = None
     canary_answered: int | None = None  # /healthz checks answered; a blocked loop answers few
     canary_expected: int | None = None
@@ -154,7 +157,10 @@ class Result(BaseModel):
         return self.latency_ms.n if self.latency_ms.n is not None else self.requests
 
     def memory_parts(self) -> dict[str, float]:
-        """The whole system's peak PSS by part: the web process(es), the Celery workers, Redis."""
+        """The whole system's peak PSS by part: the web process(es), the Celery workers, Redis.
+
+        Under --docker `docker stats` sees containers, not processes: "web" is then the target's
+        whole container (fastapi-celery's web and workers together) and "Redis" the redis service's."""
         parts: dict[str, float] = {}
         for p in self.per_process:
             part = "workers" if p.role == "celery" else "web"

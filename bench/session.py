@@ -149,6 +149,7 @@ class Swarm:
     locust_cpu: float | None = None
     machine_cpu: float | None = None
     runtime: str = "native"
+    jobs_endpoint: str | None = None  # the jobs scenario: "jobs" (submit + poll) or "sync"
 
     @property
     def window_s(self) -> float:
@@ -182,6 +183,9 @@ def swarm_result(swarm: Swarm, session_workload: tuple[int, int],
     canary = swarm.canary.latency() if swarm.canary else None
     workload = (swarm.db_ms, swarm.llm_ms)
     own = workload != session_workload
+    # as bench compare: a job target's jobs through its job endpoints are bounded by job_capacity
+    endpoint = (swarm.jobs_endpoint or "jobs") if swarm.scenario == "jobs" else None
+    job_capacity = endpoint == "jobs" and resolved is not None and resolved.target.jobs
     return Result(
         target=resolved.name if resolved else swarm.host,
         framework=resolved.target.framework if resolved else "—",
@@ -197,7 +201,8 @@ def swarm_result(swarm: Swarm, session_workload: tuple[int, int],
         memory_mb=Memory(idle_pss=_r(swarm.idle.get("pss")), peak_rss=_r(swarm.peak.get("rss")),
                          peak_pss=_r(swarm.peak.get("pss")), peak_uss=_r(swarm.peak.get("uss"))),
         processes=swarm.processes or (resolved.processes if resolved else 0),
-        capacity=resolved.capacity if resolved else None, db_pool=resolved.db_pool if resolved else None,
+        capacity=(resolved.job_capacity if job_capacity else resolved.capacity) if resolved else None,
+        db_pool=resolved.db_pool if resolved else None, jobs_endpoint=endpoint,
         cpu_pct=Cpu(target=_r(swarm.target_cpu), locust=_r(swarm.locust_cpu), machine=_r(swarm.machine_cpu)),
         cpu_ms_per_request=(round(10 * swarm.target_cpu / rps, 2)
                             if rps > 0 and swarm.target_cpu is not None else None),

@@ -153,6 +153,23 @@ def recommendation_problem(body: object, uid: int) -> str | None:
     return None if body["advice"] else "empty advice"
 
 
+def submit_problem(resp) -> str | None:
+    """What is wrong with a 202 to POST /jobs/recommendation (docs/CONTRACT.md, Background jobs):
+    a body {"job_id", "status": "queued"} and `Location: /jobs/<job_id>`. None when it is valid."""
+    try:
+        body = resp.json()
+    except (ValueError, TypeError):
+        return "body is not JSON"
+    if not isinstance(body, dict) or not isinstance(body.get("job_id"), str) or not body["job_id"]:
+        return "no job_id"
+    if body.get("status") != "queued":
+        return f"status {body.get('status')!r}, not 'queued'"
+    location = (resp.headers or {}).get("Location") or (resp.headers or {}).get("location")
+    if location != f"/jobs/{body['job_id']}":
+        return f"Location {location!r}, not /jobs/{body['job_id']}"
+    return None
+
+
 class RecommendationUser(LabUser):
     """The endpoint under comparison: one DB read plus one external call."""
 
@@ -213,11 +230,11 @@ class JobUser(LabUser):
             if resp.status_code != 202:
                 resp.failure(f"HTTP {resp.status_code}")
                 return f"submit: HTTP {resp.status_code}: {(resp.text or '')[:120]}"
-            try:
-                job_id = resp.json()["job_id"]
-            except (ValueError, TypeError, KeyError):
-                resp.failure("no job_id")
-                return "submit: no job_id"
+            problem = submit_problem(resp)
+            if problem:
+                resp.failure(problem)
+                return f"submit: {problem}"
+            job_id = resp.json()["job_id"]
         while time.perf_counter() - started < self.network_timeout:
             gevent.sleep(POLL_S)
             with self.client.get(f"/jobs/{job_id}", name="/jobs/[id]", catch_response=True) as resp:

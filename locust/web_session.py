@@ -124,7 +124,8 @@ class Recorder:
         self.window_asked, self.acks_pending = None, set()
         self.swarm = lab.Swarm(host=self.env.host or "", users=0, scenario=self.scenario(),
                            db_ms=int(opts.db_ms), llm_ms=int(opts.llm_ms), started=time.time(),
-                           closed=time.time(), runtime=self.watch.mode if self.watch else "native")
+                           closed=time.time(), runtime=self.watch.mode if self.watch else "native",
+                           jobs_endpoint=getattr(opts, "jobs_endpoint", None))
         self.swarm.idle = idle if idle is not None else self.memory_now()
         self.spawned_at, self.cpu_base, self.locust_cpu = None, None, []
 

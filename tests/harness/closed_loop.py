@@ -117,3 +117,77 @@ class ClosedLoop:
         else:  # no think time
             self._issue(user)
         self._dispatch()
+
+
+SUBMIT = "/jobs/recommendation/[id]"
+POLL = "/jobs/[id]"
+JOB_RESULT = "job result"
+
+
+class JobLoop(ClosedLoop):
+    """The jobs scenario (the locustfile's JobUser) on the same fake clock: each user submits (the
+    web answers in `submit_s`), the job waits for one of `servers` job workers (FIFO, `service_s`
+    each), and the user polls every `poll_every_s` (a poll takes `poll_s`, the sleep comes before
+    it) until a poll starts after the job has finished. As in the locustfile, the whole cycle is
+    tracked as "job result", the submit and each poll are recorded with their own start times,
+    and "job result" is recorded from the submit's start to the end of the poll that saw it done.
+    The canary is answered by the web at once (the jobs do not run in its event loop). With
+    `fail_every` n, every n-th job ends `failed`: its "job result" is a failure.
+    """
+
+    def __init__(self, path: Path, *, users: int, servers: int, service_s: float, submit_s: float = 0.004,
+                 poll_s: float = 0.002, poll_every_s: float = 0.1, fail_every: int = 0, **kw) -> None:
+        self.submit_s, self.poll_s, self.poll_every_s = submit_s, poll_s, poll_every_s
+        self.fail_every = fail_every
+        self.jobs_done = 0
+        self.done_at: dict[str, float] = {}
+        super().__init__(path, users=users, servers=servers, service_s=service_s, **kw)
+
+    def _issue(self, user: str) -> None:
+        name = CANARY if user == "canary" else JOB_RESULT
+        track = self.ledger.track(user, name, scenario=user != "canary")
+        track.__enter__()
+        self.open[user] = track
+        self.started[user] = self.now
+        took = self.canary_service_s if user == "canary" else self.submit_s
+        self._at(self.now + took, self._canary_done if user == "canary" else self._submitted, user)
+
+    def _canary_done(self, user: str) -> None:
+        elapsed = self.now - self.started[user]
+        self.ledger.record(user, CANARY, elapsed * 1000, True)
+        self.open.pop(user).__exit__(None, None, None)
+        self._at(self.started[user] + max(0.25, elapsed), self._issue, user)
+
+    def _submitted(self, user: str) -> None:
+        self.ledger.record(user, SUBMIT, self.submit_s * 1000, True, start_time=self.started[user])
+        self.queue.append(user)
+        self._dispatch()
+        self._at(self.now + self.poll_every_s, self._poll, user)
+
+    def _dispatch(self) -> None:
+        while self.free and self.queue:
+            user = self.queue.popleft()
+            self.free -= 1
+            self._at(self.now + self.service_s, self._job_done, user)
+
+    def _job_done(self, user: str) -> None:
+        self.free += 1
+        self.done_at[user] = self.now
+        self._dispatch()
+
+    def _poll(self, user: str) -> None:
+        sees_done = user in self.done_at  # the job finished before this poll began
+        self._at(self.now + self.poll_s, self._polled, user, self.now, sees_done)
+
+    def _polled(self, user: str, began: float, sees_done: bool) -> None:
+        self.ledger.record(user, POLL, self.poll_s * 1000, True, start_time=began)
+        if not sees_done:
+            self._at(self.now + self.poll_every_s, self._poll, user)
+            return
+        del self.done_at[user]
+        self.jobs_done += 1
+        failed = bool(self.fail_every) and self.jobs_done % self.fail_every == 0
+        self.ledger.record(user, JOB_RESULT, (self.now - self.started[user]) * 1000, not failed,
+                           start_time=self.started[user])
+        self.open.pop(user).__exit__(None, None, None)
+        self._issue(user)  # no think time

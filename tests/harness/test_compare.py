@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,7 +31,7 @@ from bench.compare import (
 from bench.load import ledger_path
 from bench.manifest import REPO_ROOT
 from bench.results import Run, invocation
-from tests.harness.closed_loop import ClosedLoop
+from tests.harness.closed_loop import ClosedLoop, JobLoop
 
 TARGETS = manifest.load_targets()
 DOCS = REPO_ROOT / "docs"
@@ -309,6 +310,79 @@ def test_a_level_row_comes_from_the_drained_window(tmp_path):
     assert again.results[0] == row  # the new fields round-trip through results.json
 
 
+def test_a_jobs_level_row_has_time_to_result_submit_polls_and_every_part_of_the_memory(tmp_path):
+    """A CONSTRUCTED jobs level (simulated fastapi-celery: 4 job workers of 0.56 s, 100 users)."""
+    prefix = tmp_path / "fastapi-celery-jobs_u100"
+    JobLoop(ledger_path(prefix), users=100, servers=4, service_s=0.56, canary=True).run(
+        window_s=8, warmup_max_s=8, drain_max_s=150)
+    cell = Cell(TARGETS["fastapi-celery"], {}, "jobs", [1, 100])
+    resolved = cell.target.resolve()
+    subject = Subject("fastapi-celery", "fastapi", "jobs", resolved.params, "http://x", 1, cell.capacity,
+                      resolved.db_pool, processes=resolved.processes)
+    proc = SimpleNamespace(role="main", first_cpu=1.0, last_cpu=1.5, peak_rss=40.0, peak_pss=30.0,
+                           peak_uss=25.0, peak_threads=1)
+    procs = {1: proc, 2: SimpleNamespace(**{**vars(proc), "role": "worker", "peak_pss": 70.0}),
+             **{3 + i: SimpleNamespace(**{**vars(proc), "role": "celery", "peak_pss": 50.0})
+                for i in range(5)}}  # Celery's main process and 4 prefork workers
+    redis = FakeSampler(1.0)
+    redis.peak = {"rss": 9.0, "pss": 6.5, "uss": 6.0}
+    l1_s = 0.616  # one job alone: 560 ms of work, seen by the poll that began at 614 ms
+    row = level_result(subject, cell, 100, opts("fastapi-celery", duration_s=8), prefix, l1_s,
+                       FakeSampler(20.0, procs), FakeSampler(30.0), 40.0, redis_s=redis)
+    assert (row.scenario, row.jobs_endpoint, row.capacity) == ("jobs", "jobs", 4)
+    assert row.rps == pytest.approx(4 / 0.56, rel=0.05)  # jobs completed per second
+    assert row.ceiling_rps == pytest.approx(4 / l1_s, rel=0.01)  # job_capacity / L1, not 100 / L1
+    assert row.latency_ms.p50 == pytest.approx(row.littles_w_ms, rel=0.05) and not row.flags
+    assert row.submit_ms.p50 == 4 and row.submit_ms.n == pytest.approx(row.latency_ms.n, rel=0.1)
+    assert row.polls_per_job == pytest.approx(row.littles_w_ms / 102, rel=0.1)  # one per ~100 ms waited
+    assert row.memory_parts() == {"web": 100.0, "workers": 250.0, "Redis": 6.5}
+    sync = level_result(subject, Cell(TARGETS["fastapi-async"], {}, "jobs", [1, 100]), 100,
+                        opts("fastapi-async", duration_s=8), prefix, l1_s, None, FakeSampler(30.0), 40.0)
+    assert (sync.jobs_endpoint, sync.submit_ms, sync.polls_per_job, sync.redis_mb) == (
+        "sync", None, None, None)
+
+
+def test_a_jobs_cell_measures_redis_too_natively_and_under_docker(monkeypatch):
+    """Redis's own sampler: the infra's redis-server natively, compose's redis container in Docker;
+    only for a job target in the jobs scenario."""
+    from bench import compare, docker, probe
+    celery = TARGETS["fastapi-celery"].resolve()
+    native = Subject.of(celery, "jobs", pid=os.getpid(), redis_pid=os.getppid())
+    sampler = native.redis_sampler()
+    assert isinstance(sampler, probe.TreeSampler) and sampler.pid == os.getppid()
+    assert Subject.of(TARGETS["fastapi-async"].resolve(), "jobs", pid=os.getpid(),
+                      redis_pid=os.getppid()).redis_sampler() is None  # sync: no Redis in its path
+    monkeypatch.setattr(docker, "memory_mb", lambda container: {"pss": 1.0})
+    asked, seen = [], []
+
+    @contextlib.contextmanager
+    def up(target):
+        yield "http://127.0.0.1:1", f"lab-{target.name}-1"
+
+    monkeypatch.setattr(docker, "running", up)
+    monkeypatch.setattr(docker, "container_for", lambda service: asked.append(service) or f"lab-{service}-1")
+    monkeypatch.setattr(docker, "published_url", lambda service, port, scheme: f"{scheme}://127.0.0.1:7")
+    cleared, warmed = [], []
+    monkeypatch.setattr(compare, "clear_jobs", cleared.append)
+    monkeypatch.setattr(compare, "warm_up_jobs", lambda *a: warmed.append("jobs") or 0.0)
+    monkeypatch.setattr(compare, "warm_up", lambda *a: warmed.append("recommendation") or 0.0)
+
+    def levels(cell, start, *a, **kw):
+        with start() as (subject, _):
+            seen.append(subject)
+
+    monkeypatch.setattr(compare, "_measure_levels", levels)
+    progress = SimpleNamespace(update=lambda *a, **kw: None)
+    for cell in (Cell(TARGETS["fastapi-celery"], {}, "jobs", [1], runtime="docker"),
+                 Cell(TARGETS["fastapi-async"], {}, "recommendation", [1], runtime="docker")):
+        compare._measure_docker_cell(cell, opts("fastapi-celery"), None, None, progress, None)
+    assert asked == ["redis"] and cleared == ["redis://127.0.0.1:7/0"]  # compose's redis, emptied first
+    assert warmed == ["jobs", "recommendation"]  # each warmed through what it measures
+    sampler = seen[0].redis_sampler()
+    assert isinstance(sampler, docker.StatsSampler) and sampler.container == "lab-redis-1"
+    assert seen[1].redis_sampler() is None
+
+
 def test_a_level_cut_by_the_drain_limit_is_flagged_latency_censored(tmp_path):
     prefix = tmp_path / "fastapi-blocking_u100"
     ClosedLoop(ledger_path(prefix), users=100, servers=1, service_s=0.556).run(
@@ -378,3 +452,30 @@ def test_idle_pairs_are_planned_for_the_claims_targets_natively():
     assert idle_plan(opts("flask-sync", quick=True)) == []  # a plain --quick run leaves them out
     assert idle_plan(opts("flask-sync", claims=False)) == []
     assert idle_plan(opts("flask-sync", docker=True)) == []
+
+
+def test_a_job_target_starts_on_an_empty_job_queue(tmp_path):
+    """The run's Redis outlives the targets: what a previous start left queued is deleted (it would
+    be done before the next level's jobs), the job targets' own keys only."""
+    import redis
+
+    from bench import infra
+    from bench.compare import clear_jobs
+    try:
+        context = infra.redis_server(tmp_path)
+        url, _ = context.__enter__()
+    except infra.RedisUnavailable as why:
+        pytest.skip(f"no redis-server here: {why}")
+    try:
+        with redis.Redis.from_url(url) as client:
+            client.rpush("celery", *(f"leftover job {i}" for i in range(100)))
+            client.hset("unacked", "tag", "job")
+            client.set("job:" + "a" * 32, "{}")
+            client.set("celery-task-meta-x", "{}")
+            client.sadd("_kombu.binding.celery", "celery")  # the queue's binding: Celery's, kept
+            client.set("pubsub-of-another-experiment", "1")
+            assert clear_jobs(url) == 4
+            assert sorted(client.keys()) == [b"_kombu.binding.celery", b"pubsub-of-another-experiment"]
+            assert clear_jobs(url) == 0
+    finally:
+        context.__exit__(None, None, None)

@@ -12,7 +12,17 @@ import pytest
 
 from bench import metrics
 from bench.load import latency_of, percentile, read_ledger, window_stats
-from tests.harness.closed_loop import CANARY, ROW, T0, ClosedLoop, ledger_module
+from tests.harness.closed_loop import (
+    CANARY,
+    JOB_RESULT,
+    POLL,
+    ROW,
+    SUBMIT,
+    T0,
+    ClosedLoop,
+    JobLoop,
+    ledger_module,
+)
 
 WINDOW = 15.0
 
@@ -232,3 +242,42 @@ def test_a_failure_keeps_its_status_and_uniform_error_code(tmp_path):
     ("Internal Server Error", None), ("", None), (None, None)])
 def test_error_code_reads_only_the_uniform_error_shape(body, code):
     assert ledger_module().error_code(body) == code
+
+
+def test_jobs_rows_are_time_to_result_of_the_jobs_submitted_in_the_window(tmp_path):
+    """The jobs scenario on a CONSTRUCTED run: fastapi-celery-like, 4 job workers of 0.56 s each,
+    100 users submitting and polling every 100 ms. "job result" is time to result (queue included),
+    for the jobs submitted in the window, drained; its rps the jobs completed per second."""
+    path = tmp_path / "jobs.jsonl"
+    JobLoop(path, users=100, servers=4, service_s=0.56, canary=True, fail_every=50).run(
+        window_s=WINDOW, warmup_max_s=WINDOW, drain_max_s=150)
+    run = read_ledger(path)
+    jobs = window_stats(run, JOB_RESULT)
+    w = metrics.littles_w_ms(100, jobs.rps)
+    assert jobs.rps == pytest.approx(4 / 0.56, rel=0.05)  # only valid results count as throughput
+    assert w == pytest.approx(14_000, rel=0.1)
+    # every job waits behind the whole queue: about W, plus up to one poll interval
+    assert jobs.latency.p50 == pytest.approx(w, rel=0.05) and jobs.latency.mean == pytest.approx(w, rel=0.05)
+    assert metrics.latency_censored(jobs.latency.mean, w, jobs.latency.p50) is None
+    assert (jobs.latency.n, jobs.latency.censored) == (jobs.requests, 0) and jobs.requests > 90
+    assert jobs.failures == pytest.approx(jobs.requests / 50, abs=1)  # a failed job fails its result
+    assert run.phases().steady and run.phases().drained  # the window's last jobs were drained
+    # the submit answers at once; the polls come every ~100 ms for the whole wait
+    submit = window_stats(run, SUBMIT)
+    assert submit.latency.p50 == 4 and submit.requests == pytest.approx(jobs.requests, rel=0.1)
+    polls = window_stats(run, POLL)
+    assert polls.latency.n / jobs.latency.n == pytest.approx(w / 102, rel=0.1)
+    # the web's canary is not behind the job queue
+    canary = window_stats(run, CANARY)
+    assert canary.latency.n >= 58 and canary.latency.p95 == 2
+
+
+def test_one_user_job_waits_its_work_plus_the_poll_that_sees_it(tmp_path):
+    """1 user, a free worker: 4 ms submit, 560 ms of work; the polls begin at 104, 206, ... ms, so
+    the first to see the result begins at 614 ms and ends at 616 ms (the polling's share: ~50 ms)."""
+    path = tmp_path / "one.jsonl"
+    JobLoop(path, users=1, servers=40, service_s=0.56).run(window_s=WINDOW, warmup_max_s=WINDOW,
+                                                            drain_max_s=150)
+    jobs = window_stats(read_ledger(path), JOB_RESULT)
+    assert jobs.latency.p50 == jobs.latency.max == pytest.approx(616, abs=0.5)
+    assert jobs.rps == pytest.approx(1000 / 616, rel=0.1) and jobs.failures == 0

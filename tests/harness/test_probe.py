@@ -41,3 +41,18 @@ def test_sampler_sees_whole_tree():
         for p in reversed(tree(proc.pid)):
             p.kill()
         proc.wait()
+
+
+def test_celery_worker_processes_are_told_apart_from_the_web():
+    """fastapi-celery's tree (fastapi_app/celery_stack.py): only the worker's command lines are
+    Celery's, though "celery" is in the launcher's and the web server's too."""
+    from bench.probe import is_celery
+    python, bin_ = "/lab/.venv/bin/python", "/lab/.venv/bin"
+    launcher = [python, "-m", "fastapi_app.celery_stack", "celery", "-A", "fastapi_app.celery_worker",
+                "worker", "--", "uvicorn", "fastapi_app.celery_app:app"]
+    web = [python, f"{bin_}/uvicorn", "fastapi_app.celery_app:app", "--port", "8026"]
+    worker = [python, f"{bin_}/celery", "-A", "fastapi_app.celery_worker", "worker", "--pool", "prefork"]
+    assert not is_celery(launcher) and not is_celery(web) and not is_celery([])
+    assert is_celery(worker)  # Celery's main process, and its prefork children (forked, same argv)
+    assert is_celery(["celery", "-A", "x", "worker"]) and is_celery([python, "-m", "celery", "worker"])
+    assert is_celery(["[celeryd: celery@lab:ForkPoolWorker-1]"])  # the title setproctitle would set

@@ -307,21 +307,33 @@ def test_jobs_rows_get_their_own_table_with_every_part_of_the_memory():
         base.model_copy(deep=True, update={
             "target": "fastapi-celery", "scenario": "jobs", "jobs_endpoint": "jobs", "rps": 6.9,
             "ceiling_rps": 6.4, "submit_ms": Latency(p50=5.2, p95=9.0, p99=12.0, n=300),
-            "redis_mb": 5.5, "per_process": [
+            "polls_per_job": 140.0, "redis_mb": 5.5, "canary_ms": Latency(p50=3.0, p95=7.0, n=40),
+            "canary_p95_ms": 7.0, "canary_answered": 40, "canary_expected": 40, "per_process": [
                 proc, proc.model_copy(update={"pid": 2, "role": "worker", "peak_pss": 101.0}),
                 *(proc.model_copy(update={"pid": 3 + i, "role": "celery", "peak_pss": 80.0})
                   for i in range(5))]}),
-        base.model_copy(deep=True, update={"scenario": "jobs", "jobs_endpoint": "sync", "rps": 90.0})]
+        base.model_copy(deep=True, update={"scenario": "jobs", "jobs_endpoint": "sync", "rps": 90.0}),
+        base.model_copy(deep=True, update={  # docker stats: the target's container, and Redis's
+            "target": "fastapi-celery", "scenario": "jobs", "jobs_endpoint": "jobs", "runtime": "docker",
+            "per_process": [], "memory_mb": Memory(peak_pss=512.0), "redis_mb": 9.0})]
     md = render_markdown(run)
     section = md[md.index("## Background jobs"):md.index("## Resources")]
     celery = next(line for line in section.splitlines() if line.startswith("| fastapi-celery"))
     cells = [c.strip() for c in celery.strip("|").split("|")]
     assert cells[:5] == ["fastapi-celery", "jobs", "100", "6.9", "6.4"]
-    assert cells[9] == "5.2" and cells[11:14] == ["107", "400", "6"]  # web, workers, Redis MB
+    assert cells[9:11] == ["5.2", "140.0"]  # submit p50, polls per job
+    assert cells[11:13] == ["3", "7 (40/40 answered)"]  # /healthz p50, p95 meanwhile
+    assert cells[13:16] == ["107", "400", "6"]  # web, workers, Redis MB
+    docker = next(line for line in section.splitlines() if line.startswith("| fastapi-celery [docker]"))
+    assert "| 512 (container) | — | 9 |" in docker  # no per-process split in a container
     sync = next(line for line in section.splitlines() if line.startswith("| fastapi-async"))
     assert "| sync |" in sync and "| — |" in sync  # no submit, no workers
-    # the app before the fix: its recommendation row, the same request answered synchronously
+    # the threadpool and the app before the fix: their recommendation rows, the same request
+    assert "| fastapi-threadpool | sync | 100 |" in section
     assert "| fastapi-blocking-w4 ⚠ | sync | 100 |" in section
-    assert "Background jobs" in render_html(run)
+    html = render_html(run)
+    assert "Background jobs" in html and 'href="#jobs"' in html
+    jobs_section = html[html.index('<section id="jobs">'):]
+    assert '<figure class="chart" id="chart-jobs">' in jobs_section and "<svg" in jobs_section
     assert "## Background jobs" not in render_markdown(Run.model_validate_json(
         (DATA / "results_quick_all.json").read_text()))

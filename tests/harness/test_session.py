@@ -103,6 +103,21 @@ def test_ceilings_come_from_the_sessions_own_one_user_row(tmp_path):
     assert busy.efficiency == pytest.approx(busy.rps / busy.ceiling_rps, abs=0.001)
 
 
+def test_a_jobs_swarm_on_a_job_target_is_bounded_by_its_job_capacity(tmp_path):
+    """fastapi-bgtasks (port 8025): its /recommendation has capacity 1, its jobs 40 threads."""
+    s = Session(tmp_path / "web-ui-j", WORKLOAD)
+    for users, requests, p50 in ((1, 32, 620), (100, 1160, 1720)):
+        s.add(dataclasses.replace(swarm(host="http://127.0.0.1:8025", users=users, requests=requests,
+                                        p50=p50, mean=p50, at=T0 + users), scenario="jobs"))
+    one, hundred = sorted(s.run.results, key=lambda r: r.users)
+    assert (hundred.jobs_endpoint, hundred.capacity) == ("jobs", 40)
+    assert hundred.ceiling_rps == pytest.approx(40 / 0.62, abs=0.01)  # not min(100, 1) / L1
+    sync = swarm_result(dataclasses.replace(swarm(host="http://127.0.0.1:8025"), scenario="jobs",
+                                            jobs_endpoint="sync"), WORKLOAD)
+    assert (sync.jobs_endpoint, sync.capacity) == ("sync", 1)  # its GET /recommendation: the blocking one
+    assert swarm_result(swarm(), WORKLOAD).jobs_endpoint is None
+
+
 def test_the_session_folder_is_written_with_its_first_row_and_follows_deletes(tmp_path):
     s = Session.new(tmp_path, WORKLOAD)
     assert not s.run_dir.exists()  # a web UI that records nothing leaves nothing behind
