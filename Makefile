@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed
 GO     := $(shell command -v go 2>/dev/null)
 NODE   := $(shell command -v node 2>/dev/null)
 # Debian packages the lab drives: headless Chromium (+ chromedriver) for the browser tests,
-# redis-server for seed 003's pub/sub experiment. Installed once, with apt, when missing.
-SYSTEM_PKGS  := chromium chromium-driver redis-server
-SYSTEM_BINS  := chromium chromedriver redis-server
+# redis-server for seed 003's pub/sub experiment, and rails-puma's Rails, Puma and pg (RubyGems is
+# not reachable from the lab's machines; Debian packages them). Installed once, with apt, when missing.
+SYSTEM_PKGS  := chromium chromium-driver redis-server ruby-rails puma ruby-pg
+SYSTEM_BINS  := chromium chromedriver redis-server puma
 SYSTEM_STAMP := $(VENV)/.system
 
 .PHONY: system-deps compare compare-claims compare-full faults test lint unit go-test node-test report readme upstream-bench up clean \

@@ -55,7 +55,7 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FRAMEWORK_DIRS = ("flask_app", "django_app", "fastapi_app", "go_app", "node_app")
+FRAMEWORK_DIRS = ("flask_app", "django_app", "fastapi_app", "go_app", "node_app", "rails_app")
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.FloorDiv: operator.floordiv}

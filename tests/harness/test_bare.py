@@ -21,7 +21,7 @@ MAINS = manifest.load_targets()
 
 def test_one_bare_variant_per_framework_kept_out_of_the_benchmark_targets():
     assert sorted(BARE) == ["django-bare", "fastapi-bare", "flask-bare", "go-gin-bare",
-                            "node-express-bare"]
+                            "node-express-bare", "rails-puma-bare"]
     assert not set(BARE) & set(MAINS)
     assert {t.framework for t in BARE.values()} == {t.framework for t in MAINS.values()}
     assert all(t.bare for t in BARE.values()) and not any(t.bare for t in MAINS.values())
