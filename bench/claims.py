@@ -682,11 +682,6 @@ def workers_match_cores(run: Run, target: str, param: str = "workers") -> tuple[
     return ("holds" if plateau and costs else "partly" if plateau or costs else "fails"), evidence
 
 
-def needs_target(run: Run, target: str, issue: int) -> tuple[str, str]:
-    """A statement about a framework or model the lab has no target for yet."""
-    if target in manifest.load_targets():
-        raise NotRun(f"target {target} exists but this claim has no check yet (issue {issue})")
-    raise NotRun(f"needs target {target}, not in the lab yet (issue {issue})")
 # --- seeds 002 and 004: event loop, threadpool, GIL (bench/experiments.py's bursts) -----------
 
 def _ms(ms: float | None) -> str:
@@ -748,6 +743,35 @@ def cpu_holds_loop(run: Run, experiment_id: str, inline: str, offloaded: str) ->
     evidence = (_forms(exp, [offloaded, inline]) + f". While {inline} ran, /healthz waited up to "
                 f"{held:.2f}x its {work_ms:.0f} ms of CPU work; offloaded, {spared:.2f}x of that")
     return ("holds" if held >= 0.8 and spared <= 0.25 else "partly" if held >= 0.8 else "fails"), evidence
+
+
+def loop_blocked(run: Run, experiment_id: str, target: str) -> tuple[str, str]:
+    """A blocking call on a single event loop blocks every request: during a burst of CPU-bound
+    requests each /healthz check waits for the work in progress (p50 >= half of one request's CPU
+    time, >= 10x idle), where an offloaded call would leave it near its idle time."""
+    m = get_experiment(run, experiment_id, target).measured
+    one_ms, p50, idle = 1000 * m["cpu_s"], m["cpu_canary_p50_ms"], max(m["idle_canary_p50_ms"], 0.1)
+    evidence = (f"{target}: {m['requests']} concurrent /cpu requests of {one_ms:.0f} ms of JavaScript "
+                f"each (burst {_s(m['cpu_wall_s'])}): /healthz meanwhile p50 {_ms(p50)} "
+                f"({p50 / one_ms:.2f}x one request's work, {p50 / idle:.0f}x its {_ms(idle)} idle), "
+                f"max {_ms(m['cpu_canary_max_ms'])}, n = {m['cpu_canary_n']}")
+    waits = p50 >= 0.5 * one_ms
+    return ("holds" if waits and p50 >= 10 * idle else "partly" if p50 >= 4 * idle else "fails"), evidence
+
+
+def thread_per_request(run: Run, target: str, users: int) -> tuple[str, str]:
+    """Each request holds one of workers x threads from start to end: at `users` well above that,
+    throughput is capacity / L1 (every thread busy, none serving two) and the rest wait."""
+    r = find(run, target, users)
+    l1 = l1_ms(run, target)
+    per_thread = r.rps * l1 / 1000 / r.capacity  # requests in service per thread
+    evidence = (f"{target} at {users} users ({r.processes} processes, {r.capacity} threads in all): "
+                f"{r.rps:.1f} rps = {per_thread:.2f} requests in service per thread (L1 {l1:.0f} ms), "
+                f"{_latency(r)}: {users - r.capacity} users wait for a thread, {r.failures} failures"
+                + flagged(r))
+    if 0.85 <= per_thread <= 1.1 and not r.failures and not r.flags:
+        return "holds", evidence
+    return ("partly" if 0.6 <= per_thread <= 1.25 else "fails"), evidence
 
 
 def light_cpu_def(run: Run, experiment_id: str, form: str, reference: str) -> tuple[str, str]:
@@ -1047,7 +1071,8 @@ RULES: dict[str, Callable[..., tuple[str, str]]] = {
     "most_efficient": most_efficient,
     "no_extra_threads": no_extra_threads,
     "threadpool_cpu": threadpool_cpu,
-    "needs_target": needs_target,
+    "loop_blocked": loop_blocked,
+    "thread_per_request": thread_per_request,
     "workers_match_cores": workers_match_cores,
     "await_max_not_sum": await_max_not_sum,
     "loop_kept_free": loop_kept_free,

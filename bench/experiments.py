@@ -143,6 +143,7 @@ LONG_CPU_S = 0.25  # one request's CPU work long enough that holding the loop fo
 HEAVY_CPU_N = 1_500_000  # /cpu?n=: ~100 ms of pure Python per request, "heavy" (> 50 ms) by seed 004
 GIL_PYTHON_N = 500_000  # /cpu?n=: ~50 ms of pure Python (holds the GIL)
 GIL_NUMPY_N = 300  # /cpu/numpy?n=: a 300 x 300 int64 matmul, ~40 ms in numpy's C loop (GIL released)
+NODE_CPU_N = 5_000_000  # /cpu?n= on Node: the contract's largest n, ~30 ms of JavaScript on the loop
 
 
 def cores() -> int:
@@ -187,6 +188,21 @@ def canary_forms(forms: dict[str, str], n: int = CANARY_BURST, **fixed: float) -
                              f"{name}_canary_p50_ms": round(1000 * statistics.median(checks), 1),
                              f"{name}_canary_n": len(checks)})
         return measured
+    return run
+
+
+def loop_burst(path: str) -> Callable[..., dict]:
+    """One request of `path` alone (its time, the median of REPEATS: `cpu_s`), then canary_forms'
+    burst of CANARY_BURST of them with /healthz timed meanwhile (form "cpu")."""
+    def run(base_url: str, **_: object) -> dict:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            _check(client.get(path), path)  # untimed: the connection, the JIT
+            alone = []
+            for _ in range(REPEATS):
+                started = time.perf_counter()
+                _check(client.get(path), path)
+                alone.append(time.perf_counter() - started)
+        return canary_forms({"cpu": path}, cpu_s=round(statistics.median(alone), 4))(base_url)
     return run
 
 
@@ -348,6 +364,9 @@ PLAN: dict[str, list[Spec]] = {
     ],
     "django-sync": [Spec("fifth-request", "5 concurrent requests (db_ms + 400 ms upstream), 4 sync workers",
                          fifth_request)],
+    "node-express": [Spec("node-cpu-burst", f"{CANARY_BURST} concurrent GET /cpu?n={NODE_CPU_N} (JavaScript "
+                          "on the one event loop), /healthz timed meanwhile",
+                          loop_burst(f"/cpu?n={NODE_CPU_N}"))],
 }
 
 

@@ -325,10 +325,22 @@ def test_workers_match_cores_from_a_cpu_sweep(quick_run):
     assert claim.verdict == "holds" and "Past 2 workers: 1.01x the rps for 3.12x the memory" in claim.evidence
 
 
-def test_statements_about_targets_the_lab_lacks_say_which(quick_run):
+def test_rails_puma_holds_a_thread_per_request(quick_run):
+    """CONSTRUCTED rows (made-up numbers): 20 threads, L1 560 ms, so 35.7 rps is every thread busy."""
+    assert by_id(quick_run, "rails-puma-workers").verdict == "not_run"
+    sync = claims.find(quick_run, "flask-sync", 100)
+    for users, rps in ((1, 1000 / 560), (100, 34.5)):
+        row = claims.find(quick_run, "flask-sync", users)
+        quick_run.results.append(row.model_copy(deep=True, update={
+            "target": "rails-puma", "params": {"workers": 4, "threads": 5}, "rps": rps, "capacity": 20,
+            "processes": 5, "flags": [], "failures": 0, "latency_ms": (
+                row.latency_ms.model_copy(update={"p50": 560.0}) if users == 1 else sync.latency_ms)}))
     claim = by_id(quick_run, "rails-puma-workers")
-    assert claim.verdict == "not_run"
-    assert claim.evidence == "needs target rails-puma, not in the lab yet (issue 15)"
+    assert claim.verdict == "holds", claim.evidence
+    assert "0.97 requests in service per thread" in claim.evidence
+    assert "80 users wait for a thread" in claim.evidence
+    quick_run.results[-1].rps = 60.0  # more than one request per thread: not a thread per request
+    assert by_id(quick_run, "rails-puma-workers").verdict == "fails"
 
 
 def test_quart_and_flask_async_views_against_flask_sync(quick_run):
@@ -356,6 +368,18 @@ def add_experiment(run: Run, exp_id: str, target: str = "fastapi-async", **measu
     run.experiments.append(Experiment(id=exp_id, target=target, description=spec.description,
                                       measured=measured))
     return run
+
+
+def test_a_cpu_burst_blocks_nodes_one_loop(quick_run):
+    """CONSTRUCTED: 10 x 30 ms of /cpu on node-express, /healthz timed meanwhile."""
+    assert by_id(quick_run, "node-blocking-blocks-loop").verdict == "not_run"
+    add_experiment(quick_run, "node-cpu-burst", "node-express", requests=10, cpu_s=0.016,
+                   idle_canary_p50_ms=0.8, **canary("cpu", 0.177, 17.0, 33.1))
+    claim = by_id(quick_run, "node-blocking-blocks-loop")
+    assert claim.verdict == "holds", claim.evidence
+    assert "p50 17 ms (1.06x one request's work, 21x its 0.8 ms idle), max 33 ms" in claim.evidence
+    quick_run.experiments[-1].measured.update(canary("cpu", 0.177, 1.0, 3.0))  # as if the loop were free
+    assert by_id(quick_run, "node-blocking-blocks-loop").verdict == "fails"
 
 
 def canary(form: str, wall: float, p50: float, top: float, n: int = 8) -> dict:
