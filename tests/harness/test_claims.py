@@ -339,6 +339,10 @@ def test_rails_puma_holds_a_thread_per_request(quick_run):
     assert claim.verdict == "holds", claim.evidence
     assert "0.97 requests in service per thread" in claim.evidence
     assert "80 users wait for a thread" in claim.evidence
+    quick_run.results[-1].flags = ["latency-censored (some users starved)"]  # rps still counts
+    assert by_id(quick_run, "rails-puma-workers").verdict == "holds"
+    quick_run.results[-1].flags = ["cpu-bound"]
+    assert by_id(quick_run, "rails-puma-workers").verdict == "partly"
     quick_run.results[-1].rps = 60.0  # more than one request per thread: not a thread per request
     assert by_id(quick_run, "rails-puma-workers").verdict == "fails"
 
