@@ -33,15 +33,22 @@ def load_claims() -> list[dict]:
     return tomllib.loads(CLAIMS_FILE.read_text())["claims"]
 
 
+def judge(run: Run, spec: dict) -> tuple[str, str]:
+    try:
+        return RULES[spec["rule"]](run, **spec.get("args", {}))
+    except NotRun as why:
+        return "not_run", str(why)
+
+
 def evaluate(run: Run) -> list[Claim]:
+    """Each claim's verdict on the run's rows (the medians of a repeated run), and on each repeat."""
     claims = []
+    repeats = run.repeat_runs()
     for spec in load_claims():
-        try:
-            verdict, evidence = RULES[spec["rule"]](run, **spec.get("args", {}))
-        except NotRun as why:
-            verdict, evidence = "not_run", str(why)
-        claims.append(Claim(id=spec["id"], source=spec["source"], text=spec["quote"],
-                            check=spec["check"], verdict=verdict, evidence=evidence))
+        verdict, evidence = judge(run, spec)
+        claims.append(Claim(id=spec["id"], source=spec["source"], text=spec["quote"], check=spec["check"],
+                            verdict=verdict, evidence=evidence,
+                            repeat_verdicts=[judge(r, spec)[0] for r in repeats] or None))
     return claims
 
 
@@ -56,7 +63,7 @@ def claims_table(run: Run) -> Table:
     table.add_column("evidence", max_width=90)
     for c in run.claims:
         style = VERDICT_STYLE[c.verdict]
-        table.add_row(c.text, c.source[:3], f"[{style}]{c.verdict}[/]", c.evidence)
+        table.add_row(c.text, c.source[:3], f"[{style}]{c.verdict_text()}[/]", c.evidence)
     return table
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 import itertools
 import os
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +38,18 @@ from bench.load import (
     window_stats,
 )
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
-from bench.results import Cpu, IdleMemory, Memory, ProcessMemory, Result, Run, Scenario, git_rev, machine_info
+from bench.results import (
+    Cpu,
+    IdleMemory,
+    Memory,
+    ProcessMemory,
+    Result,
+    Run,
+    Scenario,
+    Spread,
+    git_rev,
+    machine_info,
+)
 from bench.targets import TargetUnavailable, label, running
 
 RESULTS_DIR = REPO_ROOT / "results"
@@ -78,6 +90,9 @@ class CompareOptions:
     # Where targets run: ("native",), ("docker",) or both, measured side by side in one run.
     runtimes: tuple[str, ...] = ()
     invocation: tuple[list[str], str | None] | None = None  # results.invocation(): argv, make target
+    # Each level measured this many times in a row (a fresh start where segments() asks for one):
+    # the row is the median repeat, with the spread of all (Result.spread; Run.repeats keeps each).
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         if self.scenario == CALIBRATION:
@@ -355,9 +370,25 @@ def cell_db_pool(cell: Cell, subject: Subject) -> int | None:
 
 
 def cell_budget_s(cell: Cell, opts: CompareOptions) -> float:
-    starts = len(segments(cell.levels, cell.capacity))
-    return (len(cell.levels) * (opts.duration_s + PHASES_ESTIMATE_S) + starts * STARTUP_ESTIMATE_S
+    levels = repeated(cell.levels, opts.repeat)
+    starts = len(segments(levels, cell.capacity))
+    return (len(levels) * (opts.duration_s + PHASES_ESTIMATE_S) + starts * STARTUP_ESTIMATE_S
             + (20 if cell.experiments else 0))
+
+
+def repeated(levels: list[int], repeat: int) -> list[int]:
+    """Each level `repeat` times in a row: [1, 100] x 3 -> [1, 1, 1, 100, 100, 100]."""
+    return [users for users in levels for _ in range(repeat)]
+
+
+def median_of_repeats(results: list[Result]) -> Result:
+    """The repeat with the median rps (the upper one of an even count), carrying the spread of all."""
+    ranked = sorted(results, key=lambda r: r.rps)
+    ws = [w for r in results if (w := r.w_ms()) is not None]
+    pss = [r.memory_mb.peak_pss for r in results if r.memory_mb.peak_pss is not None]
+    spread = Spread(n=len(results), rps=(ranked[0].rps, ranked[-1].rps),
+                    w_ms=(min(ws), max(ws)) if ws else None, peak_pss=(min(pss), max(pss)) if pss else None)
+    return ranked[len(ranked) // 2].model_copy(update={"spread": spread})
 
 
 def run_compare(opts: CompareOptions, console: Console | None = None,
@@ -479,20 +510,29 @@ def _measure_levels(cell: Cell, start: Started, capacity: int | None, opts: Comp
     `start()` brings the subject up (and warm); `finally_up` runs while the last start is still up.
     """
     l1_s = None
-    groups = segments(cell.levels, capacity)
+    groups = segments(repeated(cell.levels, opts.repeat), capacity)
+    done: dict[int, list[Result]] = defaultdict(list)  # users -> its repeats so far
     for n, group in enumerate(groups, 1):
         with start() as (subject, alive):
             for users in group:
-                progress.update(task, description=f"{cell.name} @ {users} users")
-                result = _measure_level(subject, cell, users, opts,
-                                        run_dir / "raw" / f"{cell.name}_u{users}", l1_s, progress, task)
+                i = len(done[users])
+                progress.update(task, description=f"{cell.name} @ {users} users"
+                                + (f" ({i + 1}/{opts.repeat})" if opts.repeat > 1 else ""))
+                prefix = run_dir / "raw" / (f"{cell.name}_u{users}" + (f"_r{i}" if opts.repeat > 1 else ""))
+                result = _measure_level(subject, cell, users, opts, prefix, l1_s, progress, task)
                 if users == 1 and result.latency_ms.p50:
-                    l1_s = result.latency_ms.p50 / 1000
-                    ceiling = metrics.ceiling_rps(1, subject.capacity, l1_s,
+                    ceiling = metrics.ceiling_rps(1, subject.capacity, result.latency_ms.p50 / 1000,
                                                   cell_db_pool(cell, subject), opts.db_ms)
                     result.ceiling_rps = round(ceiling, 2)
                     result.efficiency = round(metrics.efficiency(result.rps, ceiling), 3)
-                run.results.append(result)
+                done[users].append(result)
+                if opts.repeat > 1:
+                    run.repeats.append(result.model_copy(update={"repeat": i}))
+                if len(done[users]) == opts.repeat:
+                    row = done[users][0] if opts.repeat == 1 else median_of_repeats(done[users])
+                    if users == 1 and row.latency_ms.p50:  # L1: the 1-user median (of the repeats')
+                        l1_s = row.latency_ms.p50 / 1000
+                    run.results.append(row)
                 run.save(run_dir)
                 if not alive():
                     raise RuntimeError(f"{cell.name} died during the run")

@@ -95,6 +95,19 @@ class ProcessMemory(BaseModel):
     threads: int | None = None  # the most OS threads seen at once (None: older file)
 
 
+class Spread(BaseModel):
+    """A cell measured `n` times (`bench compare --repeat N`): the lowest and highest of a figure
+    across its repeats. The row carrying it is the repeat with the median rps."""
+    n: int
+    rps: tuple[float, float]
+    w_ms: tuple[float, float] | None = None  # Little's law W of each repeat
+    peak_pss: tuple[float, float] | None = None
+
+    def rps_pct(self, median: float) -> float | None:
+        """max - min of rps over the median, in %: what a change must exceed to be more than noise."""
+        return round(100 * (self.rps[1] - self.rps[0]) / median, 1) if median > 0 else None
+
+
 class Result(BaseModel):
     target: str
     framework: str
@@ -150,6 +163,10 @@ class Result(BaseModel):
     # which records when its window closed (also the row's id in the web UI's Comparison tab).
     source: Literal["compare", "web-ui"] = "compare"
     recorded_at: str | None = None
+    # `bench compare --repeat N`: in Run.results the median repeat, with the spread of all N; in
+    # Run.repeats each repeat's own row, numbered from 0. None: measured once.
+    spread: Spread | None = None
+    repeat: int | None = None
 
     @property
     def latency_n(self) -> int:
@@ -236,6 +253,18 @@ class Claim(BaseModel):
     check: str = ""  # how the lab checks it, in words
     verdict: Literal["holds", "fails", "partly", "not_run"]
     evidence: str
+    # `bench compare --repeat N`: the verdict judged on each repeat alone (the verdict above is the
+    # medians'). None: a run measured once.
+    repeat_verdicts: list[Literal["holds", "fails", "partly", "not_run"]] | None = None
+
+    def verdict_text(self) -> str:
+        """The verdict, and how the repeats agree with it: "holds (3/3 repeats)"."""
+        if not self.repeat_verdicts:
+            return self.verdict
+        same = sum(v == self.verdict for v in self.repeat_verdicts)
+        if same == len(self.repeat_verdicts):
+            return f"{self.verdict} ({same}/{same} repeats)"
+        return f"{self.verdict} (repeats: {', '.join(self.repeat_verdicts)})"
 
 
 class Experiment(BaseModel):
@@ -246,6 +275,28 @@ class Experiment(BaseModel):
     description: str
     measured: dict[str, float | int | list[float] | None] = Field(default_factory=dict)
     error: str | None = None
+
+
+class Knee(BaseModel):
+    """`bench capacity`: how far one target went under one workload (bench/capacity.py). The knee
+    is its highest-rps level within the SLO (p95 <= 1.5 x L1, <= 1 % errors, no CPU or load
+    generator limit); null figures where no level was within it."""
+    target: str
+    framework: str
+    model: str
+    db_ms: int
+    llm_ms: int
+    l1_ms: float | None = None
+    tried: list[int] = Field(default_factory=list)  # users levels measured after L1, in order
+    stopped_by: str  # what the level above the knee hit: latency, errors, CPU, load generator, ...
+    users: int | None = None
+    rps: float | None = None
+    p95_ms: float | None = None
+    rps_per_core: float | None = None  # rps / the target's CPU in cores at the knee
+    in_flight: float | None = None  # requests in the system at the knee: rps x mean latency
+    mb_per_in_flight: float | None = None  # (peak PSS - idle PSS) / in_flight
+    cpu_ms_per_request: float | None = None
+    peak_pss: float | None = None
 
 
 class IdleMemory(BaseModel):
@@ -330,6 +381,18 @@ class Run(BaseModel):
     fault_targets: list[FaultTarget] = Field(default_factory=list)
     soaks: list[SoakResult] = Field(default_factory=list)  # `bench soak`
     skipped: dict[str, str] = Field(default_factory=dict)  # target -> why it was not measured
+    # `bench compare --repeat N`: every repeat's row (Result.repeat = 0..N-1); `results` holds the
+    # median of each cell. Empty when each cell was measured once.
+    repeats: list[Result] = Field(default_factory=list)
+    capacity: list[Knee] = Field(default_factory=list)  # `bench capacity`: one knee per target and workload
+
+    def repeat_runs(self) -> list[Run]:
+        """One Run per repeat (its rows of every cell), to judge the claims on each; [] unless
+        the run was repeated."""
+        indexes = sorted({r.repeat for r in self.repeats if r.repeat is not None})
+        once = [r for r in self.results if r.spread is None]  # a cell measured once is in every repeat
+        return [self.model_copy(update={"results": [*once, *(r for r in self.repeats if r.repeat == i)],
+                                        "repeats": []}) for i in indexes]
 
     model_config = {"populate_by_name": True}
 

@@ -758,3 +758,20 @@ def test_a_recorded_compare_claims_run_judges_every_testable_statement():
         if not r.flags and w and r.latency_ms.p50:
             assert abs(r.latency_ms.p50 - w) <= 0.15 * w, (r.target, r.users, r.latency_ms.p50, w)
     assert any(f.startswith("latency-censored") for r in run.results for f in r.flags)
+
+
+def test_a_repeated_run_is_judged_on_its_medians_and_on_each_repeat(quick_run):
+    """CONSTRUCTED repeats of fastapi-async at 100 users: the 2nd repeat reached 0.3 of its ceiling."""
+    from bench.results import Spread
+    top = claims.find(quick_run, "fastapi-async", 100)
+    index = quick_run.results.index(top)
+    quick_run.repeats = [r.model_copy(update={"repeat": i}) for i in range(3) for r in quick_run.results]
+    quick_run.repeats[len(quick_run.results) + index].efficiency = 0.3
+    quick_run.results[index] = top.model_copy(update={"spread": Spread(n=3, rps=(0.3 * top.rps, top.rps))})
+    claim = by_id(quick_run, "async-one-process-pool-15")
+    assert claim.verdict == "holds", claim.evidence
+    assert claim.repeat_verdicts == ["holds", "fails", "holds"]
+    assert claim.verdict_text() == "holds (repeats: holds, fails, holds)"
+    assert by_id(quick_run, "sync-worker-30mb").verdict_text().endswith("(3/3 repeats)")
+    quick_run.repeats = []
+    assert by_id(quick_run, "async-one-process-pool-15").verdict_text() == "holds"

@@ -24,13 +24,15 @@ from bench.compare import (
     Subject,
     cell_db_pool,
     level_result,
+    median_of_repeats,
     plan,
+    repeated,
     run_compare,
     segments,
 )
 from bench.load import ledger_path
 from bench.manifest import REPO_ROOT
-from bench.results import Run, invocation
+from bench.results import Result, Run, invocation
 from tests.harness.closed_loop import ClosedLoop, JobLoop
 
 TARGETS = manifest.load_targets()
@@ -245,6 +247,47 @@ def test_a_target_restarts_after_each_level_that_queued_beyond_its_capacity():
     assert segments([1, 10, 50, 100, 200], 40) == [[1, 10, 50], [100], [200]]
     assert segments([1, 100], 4) == [[1, 100]]  # the quick run never restarts
     assert segments([1, 10, 50, 100, 200], None) == [[1, 10, 50, 100, 200]]  # unbounded models
+
+
+def test_repeats_measure_each_level_in_a_row_and_publish_the_median_with_its_spread(tmp_path, monkeypatch):
+    """--repeat 3 on flask-sync (4 workers): made-up levels. Repeats of a level that queued beyond
+    the capacity get fresh starts, L1 is the median 1-user repeat, and every repeat is kept."""
+    from bench import compare
+    from bench.results import Cpu, Latency, Memory
+    assert repeated([1, 100], 3) == [1, 1, 1, 100, 100, 100]
+    rps = {1: iter([1.70, 1.80, 1.75]), 100: iter([7.0, 7.3, 6.9])}
+    seen_l1 = []
+
+    def level(subject, cell, users, o, prefix, l1_s, progress, task):
+        seen_l1.append(l1_s)
+        r = next(rps[users])
+        return Result(target=cell.name, framework="flask", model="m", users=users, rps=r, requests=10,
+                      failures=0, latency_ms=Latency(p50=1000 / r if users == 1 else 14000.0, n=10),
+                      memory_mb=Memory(peak_pss=100 + 10 * r), processes=5, cpu_pct=Cpu(), capacity=4)
+
+    starts = []
+
+    @contextlib.contextmanager
+    def start():
+        starts.append(1)
+        yield Subject("flask-sync", "flask", "m", {}, "http://x", None, 4, 4), lambda: True
+
+    monkeypatch.setattr(compare, "_measure_level", level)
+    run = Run(run_id="r", started_at="t",
+              machine={"cpus": 2, "mem_gb": 24.0, "python": "3.11", "platform": "x"},
+              scenario={"name": "recommendation", "db_ms": 50, "llm_ms": 500, "duration_s": 8})
+    progress = SimpleNamespace(update=lambda *a, **kw: None)
+    cell = Cell(TARGETS["flask-sync"], {}, "recommendation", [1, 100])
+    compare._measure_levels(cell, start, 4, opts("flask-sync", repeat=3), run, tmp_path, progress, None)
+    assert len(starts) == 3  # [1, 1, 1, 100], then a fresh start for each later 100
+    assert [r.repeat for r in run.repeats] == [0, 1, 2, 0, 1, 2]
+    one, top = run.results
+    assert (one.rps, one.spread.rps, one.spread.n) == (1.75, (1.7, 1.8), 3)
+    assert (top.rps, top.spread.rps) == (7.0, (6.9, 7.3))
+    assert top.spread.peak_pss == (169.0, 173.0) and top.spread.rps_pct(top.rps) == 5.7
+    assert seen_l1[:3] == [None] * 3 and seen_l1[3:] == [pytest.approx(1 / 1.75)] * 3
+    assert [len(r.results) for r in run.repeat_runs()] == [2, 2, 2]
+    assert median_of_repeats(run.repeats[:2]).rps == 1.8  # an even count: the upper middle
 
 
 @pytest.mark.slow
