@@ -13,7 +13,7 @@ SYSTEM_PKGS  := chromium chromium-driver redis-server ruby-rails puma ruby-pg
 SYSTEM_BINS  := chromium chromedriver redis-server puma
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: system-deps compare compare-claims compare-full faults test lint unit go-test node-test report readme upstream-bench up clean \
+.PHONY: system-deps compare compare-claims compare-full capacity faults test lint unit go-test node-test report readme upstream-bench up clean \
 	docker-lab docker-lab-stop
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
@@ -46,6 +46,11 @@ compare-claims: $(STAMP) $(SYSTEM_STAMP)
 ## The full default sweep (users 1, 10, 50, 100, 200; 30 s each).
 compare-full: $(STAMP) $(SYSTEM_STAMP)
 	LAB_MAKE_TARGET=$@ $(BIN)/bench compare
+
+## Each target's knee (users x2 until p95 > 1.5 x L1, errors, or a CPU limit) under the LLM-bound
+## and the short-I/O workload: rps per core, MB per request in flight (bench/capacity.py).
+capacity: $(STAMP) $(SYSTEM_STAMP)
+	LAB_MAKE_TARGET=$@ $(BIN)/bench capacity
 
 ## Faults under load (PostgreSQL, upstream, a worker, SIGTERM) on every target: docs/FAULTS.md.
 faults: $(STAMP) $(SYSTEM_STAMP)

@@ -200,6 +200,33 @@ def time_to_result(lines: dict[str, list[Result]], colors: dict[str, str]) -> st
     return _svg(fig, "jobs")
 
 
+def capacity(lines: dict[str, list[Result]], knees: dict[str, tuple[int, float]], colors: dict[str, str],
+             salt: str) -> str:
+    """`bench capacity`: rps against users per target (log axes), each knee a star; lines that
+    bend flat or fall have met their limit."""
+    fig, ax = _figure()
+    for name, results in lines.items():
+        points = sorted((r.users, r.rps) for r in results)
+        ax.plot([u for u, _ in points], [x for _, x in points], color=colors[name], marker="o", markersize=3,
+                linewidth=1.2, label=name)
+        if name in knees:
+            ax.plot(*knees[name], color=colors[name], marker="*", markersize=13, markeredgecolor="black",
+                    markeredgewidth=0.5, linestyle="none")
+    levels = sorted({r.users for results in lines.values() for r in results})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_ticks(ax.xaxis, levels)
+    _plain_ticks(ax.yaxis)
+    ax.set_xlabel("users (concurrent Locust users)")
+    ax.set_ylabel("requests / s")
+    ax.grid(True, which="major", alpha=0.3)
+    handles = ax.get_legend_handles_labels()[0]
+    handles.append(Line2D([], [], color="0.4", marker="*", markersize=11, linestyle="none",
+                          label="knee: highest rps within the SLO"))
+    _legend(ax, handles)
+    return _svg(fig, f"capacity-{salt}")
+
+
 def _flag_rings(ax: Axes, points: list[tuple[float, float]], size: float = 150) -> bool:
     """A red ring around each flagged point (not a framework result); True when any was drawn."""
     if points:

@@ -29,7 +29,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Concurrency Lab: compare web frameworks' concurrency models under load.")
 console = Console()
 
-# 8 s windows keep the quick run (now 19 targets, the jobs and cpu cells) within 15 minutes on 2 cores;
+# 8 s windows keep the quick run (18 targets, the jobs and cpu cells) within 15 minutes on 2 cores;
 # every level is still drained, so a queueing model's long waits count. The full run measures 30 s.
 QUICK_USERS, QUICK_DURATION = [1, 100], 8.0
 FULL_USERS, FULL_DURATION = [1, 10, 50, 100, 200], 30.0
@@ -74,6 +74,9 @@ def compare(
         help="native, docker, or native,docker: both, side by side in one run (report: Docker vs native)"
     )] = "",
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
+    repeat: Annotated[int, typer.Option(
+        help="measure each level N times: rows are the medians with their min-max, claims are "
+             "judged on the medians and on each repeat", min=1, max=20)] = 1,
 ) -> None:
     """Measure targets under identical Locust load; write results/<run>/ and print the table."""
     if scenario == CALIBRATION:
@@ -100,7 +103,7 @@ def compare(
         duration_s=duration or (QUICK_DURATION if quick else FULL_DURATION),
         db_ms=db_ms, llm_ms=llm_ms, scenario=scenario, sweep=sweep, results_dir=results_dir,
         calibration=calibration, claims=claims, quick=quick, all_claims=all_claims, runtimes=runtimes,
-        invocation=invocation())
+        invocation=invocation(), repeat=repeat)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     try:
@@ -127,6 +130,9 @@ def _render(run_dir: Path) -> None:
         console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
         return
     print_table(run, console)
+    if run.capacity:
+        from bench.report import capacity_console_table
+        (console if console.is_terminal else Console(width=200)).print(capacity_console_table(run))
     if run.claims:
         (console if console.is_terminal else Console(width=200)).print(claims_table(run))
     console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
@@ -227,6 +233,58 @@ def report(
 
 
 @app.command()
+def capacity(
+    targets: Annotated[str, typer.Option(help="comma-separated target names (default: every target "
+                                              "of the recommendation load)")] = "",
+    workload: Annotated[list[str], typer.Option(
+        help="db_ms/llm_ms, repeatable (default: 5/500 the LLM-bound request, 5/20 short I/O)")] = [],  # noqa: B006
+    start_users: Annotated[int, typer.Option(help="the first level after L1", min=1)] = 50,
+    max_users: Annotated[int, typer.Option(help="the highest level tried", min=1)] = 3200,
+    duration: Annotated[float, typer.Option(help="seconds of the measured window per level", min=1)] = 6.0,
+    calibration: Annotated[bool, typer.Option(help="Locust straight at the upstream, same levels")] = True,
+    results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
+) -> None:
+    """Each target's knee: users x2 until p95 > 1.5 x L1, errors or a CPU limit; rps per core and
+    MB per request in flight there (bench/capacity.py)."""
+    from bench.capacity import WORKLOADS, CapacityOptions, run_capacity
+    try:
+        loads = tuple(tuple(int(x) for x in w.split("/", 1)) for w in workload) or WORKLOADS
+    except ValueError:
+        raise typer.BadParameter(f"--workload takes db_ms/llm_ms, e.g. 5/500; got {workload}") from None
+    if any(len(w) != 2 for w in loads):
+        raise typer.BadParameter(f"--workload takes db_ms/llm_ms, e.g. 5/500; got {workload}")
+    opts = CapacityOptions(targets=_selected(targets), workloads=loads, start_users=start_users,
+                           max_users=max_users, duration_s=duration, calibration=calibration,
+                           results_dir=results_dir, invocation=invocation())
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    run_id = "capacity-" + time.strftime("%Y%m%d-%H%M%S")
+    try:
+        run_dir = run_capacity(opts, console, run_id=run_id)
+    except KeyboardInterrupt:
+        run_dir = results_dir / run_id
+        console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
+        _render(run_dir)
+        raise typer.Exit(130) from None
+    _render(run_dir)
+
+
+@app.command()
+def diff(
+    run_a: Annotated[Path, typer.Argument(help="the run before: a results/<run> folder or a results file")],
+    run_b: Annotated[Path, typer.Argument(help="the run after")],
+) -> None:
+    """Each cell's change from RUN_A to RUN_B (rps, W, peak memory), whether it is beyond the runs'
+    spread (`bench compare --repeat N`), and the claims whose verdict changed (no load)."""
+    from bench import diff as diff_mod
+    for path in (run_a, run_b):
+        if not path.is_file() and not (path / "results.json").is_file():
+            raise typer.BadParameter(f"{path} is neither a results file nor a run folder with results.json")
+    out = console if console.is_terminal else Console(width=200)
+    for table in diff_mod.diff_tables(diff_mod.diff(diff_mod.load(run_a), diff_mod.load(run_b))):
+        out.print(table)
+
+
+@app.command()
 def readme(
     run_dir: Annotated[Path | None, typer.Argument(
         help="a results/<run> folder (default results/latest, when there is one)")] = None,
@@ -243,6 +301,11 @@ def readme(
         console.print(f"README.md faults block updated from run {run.run_id}; snapshot "
                       f"{readme_mod.FAULTS_SNAPSHOT}", soft_wrap=True, highlight=False)
         return
+    if run_dir is not None and (run_dir / "results.json").exists() and Run.load(run_dir).capacity:
+        run = readme_mod.update_capacity(run_dir.resolve())
+        console.print(f"README.md capacity block updated from run {run.run_id}; snapshot "
+                      f"{readme_mod.CAPACITY_SNAPSHOT}", soft_wrap=True, highlight=False)
+        return
     if (chosen / "results.json").exists():
         run = readme_mod.update(chosen.resolve())
         console.print(f"README.md updated from run {run.run_id}; snapshot {readme_mod.SNAPSHOT}",
@@ -254,6 +317,8 @@ def readme(
                       soft_wrap=True, highlight=False)
     if readme_mod.FAULTS_SNAPSHOT.exists():
         readme_mod.update_faults()
+    if readme_mod.CAPACITY_SNAPSHOT.exists():
+        readme_mod.update_capacity()
     if readme_mod.UPSTREAM_SNAPSHOT.exists():
         snap = readme_mod.update_upstream()
         console.print(f"README.md upstream-bench block updated from {readme_mod.UPSTREAM_SNAPSHOT} "

@@ -5,7 +5,9 @@
 - upstream-bench: `bench upstream-bench` writes docs/upstream-bench.json, and `bench readme`
   renders its figures;
 - faults: `bench readme results/faults-<run>` copies a `bench faults` run's results.json to
-  docs/faults-run.json and renders its faults table.
+  docs/faults-run.json and renders its faults table;
+- capacity: `bench readme results/capacity-<run>` copies a `bench capacity` run's results.json to
+  docs/capacity-run.json and renders its knees.
 
 Each block sits between `<!-- NAME:start -->` and `<!-- NAME:end -->`; a test re-renders every block
 from its snapshot and compares, so the README's numbers are always the output of a command, never
@@ -31,6 +33,7 @@ from bench.upstream_bench import Snapshot
 README = REPO_ROOT / "README.md"
 SNAPSHOT = REPO_ROOT / "docs" / "latest-run.json"
 FAULTS_SNAPSHOT = REPO_ROOT / "docs" / "faults-run.json"
+CAPACITY_SNAPSHOT = REPO_ROOT / "docs" / "capacity-run.json"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Block:
 COMPARISON = Block("latest-comparison")
 UPSTREAM = Block("upstream-bench")
 FAULTS = Block("faults")
+CAPACITY = Block("capacity")
 START, END = COMPARISON.start, COMPARISON.end
 
 
@@ -114,6 +118,23 @@ def render_faults_block(run: Run) -> str:
     ctx = faults_context(run)
     return _render("readme_faults.md.j2", **ctx, command=command_for(run.command, run.make_target,
                                                                      "bench faults"))
+
+
+def render_capacity_block(run: Run) -> str:
+    from bench.report import CAPACITY_NOTE, capacity_table
+    return _render("readme_capacity.md.j2", run=run, capacity=capacity_table(run), note=CAPACITY_NOTE,
+                   command=command_for(run.command, run.make_target, "bench capacity"))
+
+
+def update_capacity(run_dir: Path | None = None, readme: Path = README,
+                    snapshot: Path = CAPACITY_SNAPSHOT) -> Run:
+    """The capacity block from a `bench capacity` run (its results.json becomes the snapshot), or
+    from the snapshot when no run is given."""
+    if run_dir is not None:
+        shutil.copyfile(run_dir / "results.json", snapshot)
+    run = Run.model_validate_json(snapshot.read_text())
+    readme.write_text(CAPACITY.replace(readme.read_text(), render_capacity_block(run)))
+    return run
 
 
 def update_faults(run_dir: Path | None = None, readme: Path = README,

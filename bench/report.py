@@ -263,6 +263,13 @@ def latency_cells(r: Result) -> tuple[str, ...]:
             lat.text("p99", n))
 
 
+def rps_text(r: Result) -> str:
+    """The row's rps; a repeated cell's with the lowest and highest of its repeats."""
+    if r.spread is None:
+        return f"{r.rps:.1f}"
+    return f"{r.rps:.1f} ({r.spread.rps[0]:.1f}–{r.spread.rps[1]:.1f}, n={r.spread.n})"
+
+
 def throughput_table(group: list[Row]) -> Table:
     ttft = any(row.result.ttft_ms for row in group)  # stream scenario: time to first token
     t = Table("throughput", [Column("target"), *(Column(n, numeric=True) for n in (
@@ -277,7 +284,7 @@ def throughput_table(group: list[Row]) -> Table:
             n = r.requests - r.failures
             first = ((fmt(r.ttft_ms.n if r.ttft_ms.n is not None else n), r.ttft_ms.text("p50", n),
                       r.ttft_ms.text("p95", n)) if r.ttft_ms else ("—", "—", "—"))
-        t.add(row.name, r.users, f"{r.rps:.1f}", *latency_cells(r), *first, pct(r.failures, r.requests),
+        t.add(row.name, r.users, rps_text(r), *latency_cells(r), *first, pct(r.failures, r.requests),
               fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), r.canary_text(), fmt(r.rps_per_gb()),
               fmt(r.cpu_ms_per_request, 1), "; ".join(r.flags) or "—", marks=row.marks)
     return t
@@ -289,7 +296,7 @@ def calibration_table(group: list[Row]) -> Table:
         "CPU Locust %", "CPU machine %")), FLAGS_COLUMN])
     for row in group:
         r = row.result
-        t.add(row.label, r.users, f"{r.rps:.1f}", *latency_cells(r), pct(r.failures, r.requests),
+        t.add(row.label, r.users, rps_text(r), *latency_cells(r), pct(r.failures, r.requests),
               fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), fmt(r.cpu_pct.locust), fmt(r.cpu_pct.machine),
               "; ".join(r.flags) or "—", marks=row.marks)
     return t
@@ -441,7 +448,7 @@ def claims_table(run: Run) -> Table:
     t = Table("claims", [Column("claim"), Column("source"), Column("how checked"),
                          Column("verdict", strong=True), Column("evidence")])
     for c in run.claims:
-        t.add(c.text, c.source, c.check or "—", c.verdict.replace("_", " "), c.evidence,
+        t.add(c.text, c.source, c.check or "—", c.verdict_text().replace("_", " "), c.evidence,
               marks=(f"verdict-{c.verdict}",))
     return t
 
@@ -481,6 +488,60 @@ def experiments_table(run: Run) -> Table:
                                            f"error: {e.error}" if e.error else ""])) or "—"
         t.add(e.id, target, e.description, measured, marks=("flagged",) if e.error else ())
     return t
+
+
+CAPACITY_NOTE = (
+    "bench capacity: per workload and target, L1 (1 user), then users x2 from 50 (or /2 where 50 "
+    "already breaks the SLO) until a level's p95 passes 1.5 x L1 (W where the latency is censored), "
+    "more than 1 % fail, or a limit is reached: the target's CPU (90 % of a core for a process that runs "
+    "one thread of code at a time, 90 % of the machine for the whole target), Locust's (80 % of its "
+    "core) or the machine's. The knee is the highest-rps level within the SLO; `stopped by` is what the "
+    "level above it hit. rps per core = rps / the target's CPU in cores; in flight = rps x mean latency "
+    "(Little's law); MB per request in flight = (peak - idle PSS) / in flight. A knee at 0.9x the "
+    "calibration row's rps or more is the lab's ceiling (load generator or upstream), not the target's.")
+
+
+def capacity_table(run: Run) -> Table:
+    """One row per (workload, target) knee, the workloads in turn, highest rps first."""
+    t = Table("capacity", [Column("target"), Column("workload ms"), *(Column(n, numeric=True) for n in (
+        "L1 ms", "knee users", "rps", "p95 ms", "rps per core", "in flight", "MB per request in flight",
+        "CPU ms / request", "peak MB")), Column("stopped by"), Column("levels tried")])
+    ceiling = {(k.db_ms, k.llm_ms): k.rps for k in run.capacity if k.target == CALIBRATION and k.rps}
+    for k in sorted(run.capacity, key=lambda k: (run_order(run, k), -(k.rps or 0))):
+        at_ceiling = (k.target != CALIBRATION and k.rps and (lab := ceiling.get((k.db_ms, k.llm_ms)))
+                      and k.rps >= 0.9 * lab)
+        t.add(k.target, f"{k.db_ms} / {k.llm_ms}", fmt(k.l1_ms), fmt(k.users), fmt(k.rps, 1),
+              fmt(k.p95_ms), fmt(k.rps_per_core), fmt(k.in_flight, 1), fmt(k.mb_per_in_flight, 2),
+              fmt(k.cpu_ms_per_request, 1), fmt(k.peak_pss),
+              k.stopped_by + ("; at the lab's ceiling" if at_ceiling else ""),
+              " → ".join(str(u) for u in k.tried), marks=("flagged",) if at_ceiling else ())
+    return t
+
+
+def run_order(run: Run, knee) -> int:
+    """The workloads in the order the run measured them."""
+    order = list(dict.fromkeys((k.db_ms, k.llm_ms) for k in run.capacity))
+    return order.index((knee.db_ms, knee.llm_ms))
+
+
+def capacity_charts(run: Run) -> list[Chart]:
+    """rps against users per target, one chart per workload, the knees starred."""
+    out = []
+    for db_ms, llm_ms in dict.fromkeys((k.db_ms, k.llm_ms) for k in run.capacity):
+        results = [r for r in run.results if (r.db_ms, r.llm_ms) == (db_ms, llm_ms) and r.users > 1]
+        lines: dict[str, list[Result]] = defaultdict(list)
+        for r in results:
+            lines[r.target].append(r)
+        knees = {k.target: (k.users, k.rps) for k in run.capacity
+                 if (k.db_ms, k.llm_ms) == (db_ms, llm_ms) and k.users and k.rps}
+        colors = charts.palette(list(lines))
+        out.append(_chart(f"capacity-{db_ms}-{llm_ms}",
+                          f"Capacity, db_ms {db_ms} / llm_ms {llm_ms}: rps against users",
+                          "Every level each target was measured at after L1 (log axes); "
+                          "the star is its knee.",
+                          results, lambda lines=lines, knees=knees, colors=colors, key=f"{db_ms}-{llm_ms}":
+                          charts.capacity(lines, knees, colors, key)))
+    return out
 
 
 def idle_table(run: Run) -> Table:
@@ -609,6 +670,8 @@ def context(run: Run) -> dict:
         "jobs": jobs_table(jobs_rows(groups)) if "jobs" in groups else None,
         "jobs_note": JOBS_NOTE,
         "idle": idle_table(run) if run.idle else None,
+        "capacity": capacity_table(run) if run.capacity else None,
+        "capacity_note": CAPACITY_NOTE,
         "idle_note": IDLE_NOTE,
         "flags": flag_legend(run),
         "experiments": experiments_table(run) if run.experiments else None,
@@ -640,6 +703,7 @@ def render_html(run: Run) -> str:
     colors = charts.palette([row.result.target for group in ctx["groups"].values() for row in group])
     ctx["charts"] = build_charts(ctx["groups"], colors)
     ctx["jobs_chart"] = jobs_chart(jobs_rows(ctx["groups"]), colors) if ctx["jobs"] else None
+    ctx["capacity_charts"] = capacity_charts(run) if run.capacity else []
     return _env(html=True).get_template("report.html.j2").render(**ctx)
 
 
@@ -697,7 +761,8 @@ def finalize(run_dir: Path) -> Run:
     run = Run.load(run_dir)
     if is_faults_run(run):
         return write_reports(run_dir)
-    run.claims = evaluate(run)
+    if not run.capacity:  # a capacity run measures knees, not the claims' cells
+        run.claims = evaluate(run)
     run.save(run_dir)
     return write_reports(run_dir)
 
@@ -790,6 +855,16 @@ def faults_context(run: Run) -> dict:
             "users": users, "llm_ms": LLM_MS, "timeout_s": UPSTREAM_TIMEOUT_S,
             "failing": sum(not f.ok for f in run.faults) + sum(bool(r.problems) for r in run.soaks),
             "rows": len(run.faults) + len(run.soaks)}
+
+
+def capacity_console_table(run: Run) -> RichTable:
+    table = RichTable(title=f"Concurrency Lab {run.run_id}: capacity (the knee of each target)")
+    t = capacity_table(run)
+    for col in t.columns:
+        table.add_column(col.name, justify="right" if col.numeric else "left", no_wrap=col.name == "target")
+    for row in t.rows:
+        table.add_row(*row.cells, style="yellow" if "flagged" in row.marks else None)
+    return table
 
 
 def faults_console_table(run: Run) -> RichTable:

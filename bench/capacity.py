@@ -1,0 +1,228 @@
+"""`bench capacity`: how far each target goes on this machine before latency breaks, and what each
+request in flight costs.
+
+For each workload and target: L1 (1 user), then users x2 from `start_users` up to `max_users`
+until a level breaks the SLO (p95 > 1.5 x L1; where the latency is censored, the higher of p95 and
+W), fails more than 1 % of its requests, or reaches a limit: the target's CPU (90 % of a core for a
+process that runs on one core at a time, 90 % of the machine for the whole target), Locust's CPU
+(80 % of its core) or the machine's. Where `start_users` already breaks the SLO, the search goes
+down /2 instead. The **knee** is the highest level within the SLO that reached no limit; its row
+gives rps, rps per core, MB per request in flight, CPU ms per request, and the level above it says
+what stopped it.
+
+Rows go to results.json like `bench compare`'s (scenario "recommendation", each with its workload),
+knees to `capacity[]`; the calibration (Locust straight at the upstream) climbs the same levels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import infra as infra_mod
+from bench import metrics
+from bench.compare import (
+    CALIBRATION,
+    Cell,
+    CompareOptions,
+    Subject,
+    _measure_level,
+    git_rev,
+    point_latest,
+    warm_up,
+)
+from bench.manifest import Target
+from bench.results import Knee, Result, Run, Scenario, machine_info
+from bench.targets import TargetUnavailable, running
+
+# (db_ms, llm_ms): the LLM-bound request, and a short-I/O one where sync often wins. db_ms 5 with
+# pools of 15 (3,000 queries/s per process) keeps the database from being the silent limit.
+WORKLOADS = ((5, 500), (5, 20))
+SLO_FACTOR = 1.5  # p95 within 1.5 x L1
+# Runtimes whose one process runs code on every core at once (goroutines); the others run one
+# thread of code at a time per process (the GIL, Ruby's GVL, one event loop).
+PARALLEL_FRAMEWORKS = frozenset({"go"})
+
+
+@dataclass
+class CapacityOptions:
+    targets: list[Target]
+    workloads: tuple[tuple[int, int], ...] = WORKLOADS
+    start_users: int = 50
+    max_users: int = 3200
+    duration_s: float = 6.0  # the measured window per level (warm-up and drain on top)
+    calibration: bool = True
+    results_dir: Path = Path("results")
+    invocation: tuple[list[str], str | None] | None = None
+    cpus: int = field(default_factory=lambda: machine_info().cpus)
+
+    def compare_options(self, db_ms: int, llm_ms: int) -> CompareOptions:
+        return CompareOptions(targets=self.targets, users=[1], duration_s=self.duration_s, db_ms=db_ms,
+                              llm_ms=llm_ms, calibration=False, claims=False, quick=True,
+                              results_dir=self.results_dir)
+
+
+def stop_reason(r: Result, l1_ms: float, framework: str, cpus: int) -> str | None:
+    """Why this level is past the knee (None: within the SLO and no limit reached)."""
+    if r.cpu_pct.machine is not None and r.cpu_pct.machine >= metrics.MACHINE_CPU_LIMIT:
+        return f"machine CPU ({r.cpu_pct.machine:.0f} % of all cores)"
+    if r.cpu_pct.locust is not None and r.cpu_pct.locust >= metrics.LOCUST_CPU_LIMIT:
+        return f"load generator (Locust at {r.cpu_pct.locust:.0f} % of its core)"
+    if r.requests and r.failures / r.requests > metrics.FAILURE_LIMIT:
+        return f"errors ({100 * r.failures / r.requests:.1f} % failed)"
+    if framework != CALIBRATION:
+        tree = r.cpu_pct.target or 0.0
+        one = max((p.cpu_pct for p in r.per_process), default=0.0)
+        if tree >= metrics.PROCESS_CPU_LIMIT * cpus:
+            return f"CPU ({tree:.0f} % of a core over {cpus} cores)"
+        if framework not in PARALLEL_FRAMEWORKS and one >= metrics.PROCESS_CPU_LIMIT:
+            return f"CPU (a process at {one:.0f} % of its one core)"
+    # A censored p95 misses the longest waits, so it can only be too low: W (the mean wait, from
+    # Little's law) is then the other lower bound, and the higher of the two is judged.
+    censored = any(f.startswith("latency-censored") for f in r.flags)
+    tails = {"p95": r.latency_ms.p95, **({"W": r.w_ms()} if censored else {})}
+    what, tail = max(((k, v) for k, v in tails.items() if v is not None), key=lambda kv: kv[1],
+                     default=(None, None))
+    if tail is None:
+        return "latency (nothing answered)"
+    if tail > SLO_FACTOR * l1_ms:
+        return f"latency ({what} {tail:.0f} ms > {SLO_FACTOR:g} x L1 {l1_ms:.0f} ms)"
+    return None
+
+
+def knee_of(levels: list[tuple[Result, str | None]], l1: Result, subject: Subject, cpus: int) -> Knee:
+    """The highest-rps level within the SLO, and what stopped the climb (the level above it)."""
+    within = [r for r, why in levels if why is None]
+    best = max(within, key=lambda r: r.rps, default=None)
+    above = next((why for r, why in sorted(levels, key=lambda x: x[0].users)
+                  if why is not None and (best is None or r.users > best.users)), None)
+    knee = Knee(target=subject.name, framework=subject.framework, model=subject.model,
+                db_ms=l1.db_ms or 0, llm_ms=l1.llm_ms or 0, l1_ms=l1.latency_ms.p50,
+                tried=[r.users for r, _ in levels],
+                stopped_by=above or f"none up to {max(r.users for r, _ in levels)} users")
+    if best is None:
+        return knee
+    cores = (best.cpu_pct.target or 0) / 100
+    in_flight = best.rps * (best.latency_ms.mean or best.w_ms() or 0) / 1000  # Little's L = lambda W
+    grown = (best.memory_mb.peak_pss or 0) - (subject.idle.get("pss") or 0)
+    return knee.model_copy(update={
+        "users": best.users, "rps": best.rps, "p95_ms": best.latency_ms.p95,
+        "rps_per_core": round(best.rps / cores, 1) if cores > 0 else None,
+        "in_flight": round(in_flight, 1),
+        "mb_per_in_flight": round(grown / in_flight, 3) if in_flight >= 1 and subject.idle else None,
+        "cpu_ms_per_request": best.cpu_ms_per_request, "peak_pss": best.memory_mb.peak_pss})
+
+
+def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts: CompareOptions,
+          run: Run, run_dir: Path, progress: Progress, task) -> Knee | None:
+    """L1, then the levels up (or down) from start_users; a fresh start after a level past the knee
+    (its queue would eat into the next level's time)."""
+    cell_target = next((t for t in opts.targets if t.name == subject_name), None)
+    cell = Cell(cell_target, {}, "recommendation" if cell_target else CALIBRATION, [1],
+                workload=(copts.db_ms, copts.llm_ms))
+    levels: list[tuple[Result, str | None]] = []
+    l1: Result | None = None
+
+    def measure(subject: Subject, users: int) -> Result:
+        progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) @ {users} users")
+        prefix = run_dir / "raw" / f"{subject_name}_db{copts.db_ms}_llm{copts.llm_ms}_u{users}"
+        l1_s = l1.latency_ms.p50 / 1000 if l1 and l1.latency_ms.p50 else None
+        r = _measure_level(subject, cell, users, copts, prefix, l1_s, progress, task)
+        run.results.append(r)
+        run.save(run_dir)
+        progress.advance(task)
+        return r
+
+    users, step_up = opts.start_users, True
+    with contextlib.ExitStack() as stack:
+        subject = stack.enter_context(start())
+        l1 = measure(subject, 1)
+        if not l1.latency_ms.p50:
+            return None
+        while 1 <= users <= opts.max_users:
+            r = measure(subject, users)
+            why = stop_reason(r, l1.latency_ms.p50, framework, opts.cpus)
+            levels.append((r, why))
+            if step_up and why is None:
+                users *= 2
+                continue
+            if step_up and why is not None and len(levels) > 1:
+                break  # the level above the knee
+            if why is None:
+                break  # going down: the first level within the SLO is the knee
+            if not why.startswith(("latency", "errors")):
+                break  # a limit, not a queue: lower levels would not say more
+            step_up, users = False, users // 2
+            stack.close()  # a fresh start: the queue of a level past the knee stays behind
+            subject = stack.enter_context(start())
+    return knee_of(levels, l1, subject, opts.cpus) if levels else None
+
+
+def run_capacity(opts: CapacityOptions, console: Console | None = None, run_id: str | None = None) -> Path:
+    console = console or Console()
+    started = dt.datetime.now(dt.UTC)
+    run_id = run_id or "capacity-" + started.strftime("%Y%m%d-%H%M%S")
+    run_dir = opts.results_dir / run_id
+    (run_dir / "raw").mkdir(parents=True, exist_ok=True)
+    command, make_target = opts.invocation or (None, None)
+    first = opts.workloads[0]
+    run = Run(run_id=run_id, started_at=started.isoformat(timespec="seconds"), git_rev=git_rev(),
+              command=command, make_target=make_target, machine=machine_info(),
+              scenario=Scenario(name="capacity", db_ms=first[0], llm_ms=first[1], duration_s=opts.duration_s))
+    run.save(run_dir)
+    point_latest(run_dir)
+    names = ([CALIBRATION] if opts.calibration else []) + [t.name for t in opts.targets]
+    with contextlib.ExitStack() as stack:
+        infra = stack.enter_context(infra_mod.start(run_dir / "raw"))
+        progress = stack.enter_context(Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total} levels"), TimeElapsedColumn(), console=console))
+        # A level budget for the bar: L1 and about four steps per (workload, target).
+        task = progress.add_task("starting infra", total=len(opts.workloads) * len(names) * 5)
+        for db_ms, llm_ms in opts.workloads:
+            copts = opts.compare_options(db_ms, llm_ms)
+            for name in names:
+                try:
+                    knee = climb(_starter(name, opts, copts, infra, run_dir), name,
+                                 CALIBRATION if name == CALIBRATION else _target(opts, name).framework,
+                                 opts, copts, run, run_dir, progress, task)
+                except TargetUnavailable as why:
+                    run.skipped[f"{name} ({db_ms}/{llm_ms} ms)"] = str(why)
+                    knee = None
+                except Exception as exc:  # one broken target must not lose the rest of the run
+                    why = f"failed: {type(exc).__name__}: {exc}"
+                    run.skipped[f"{name} ({db_ms}/{llm_ms} ms)"] = why[:500]
+                    knee = None
+                if knee is not None:
+                    run.capacity.append(knee)
+                run.save(run_dir)
+        progress.update(task, description="done", completed=progress.tasks[task].total)
+    return run_dir
+
+
+def _target(opts: CapacityOptions, name: str) -> Target:
+    return next(t for t in opts.targets if t.name == name)
+
+
+def _starter(name: str, opts: CapacityOptions, copts: CompareOptions, infra, run_dir: Path):
+    """A context manager factory that brings the subject up, warm (or the upstream, for calibration)."""
+    @contextlib.contextmanager
+    def start():
+        if name == CALIBRATION:
+            upstream = next((p for p in infra.procs if p.name == "upstream"), None)
+            yield Subject(CALIBRATION, "locust", "Locust straight at the mock upstream (latency db_ms + "
+                          "llm_ms, no framework): the load generator's ceiling", {}, infra.upstream_url,
+                          upstream.pid if upstream else None, None, None, idle={})
+            return
+        target = _target(opts, name)
+        with running(target, infra, run_dir / "raw", db_ms=copts.db_ms, llm_ms=copts.llm_ms,
+                     upstream_timeout_s=copts.upstream_timeout_s) as (resolved, proc):
+            subject = Subject.of(resolved, "recommendation", pid=proc.pid)
+            warmup_s = warm_up(resolved.base_url, copts.db_ms, copts.llm_ms)
+            yield replace(subject, warmup_s=round(warmup_s, 2))
+    return start

@@ -1,0 +1,123 @@
+"""bench/capacity.py: where a level is past the knee, which level is the knee, what it costs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import capacity
+from bench.capacity import knee_of, stop_reason
+from bench.compare import Subject
+from bench.report import capacity_table, render_html, render_markdown
+from bench.results import Cpu, Knee, Latency, Memory, ProcessMemory, Result, Run
+
+
+def row(users: int, rps: float, p95: float, *, mean: float | None = None, failures: int = 0,
+        tree: float = 50.0, one: float = 50.0, locust: float = 30.0, machine: float = 40.0,
+        pss: float = 120.0, flags: tuple[str, ...] = ()) -> Result:
+    return Result(target="t", framework="fastapi", model="m", users=users, rps=rps, requests=1000,
+                  failures=failures,
+                  latency_ms=Latency(p50=p95 * 0.9, p95=p95, mean=mean or p95 * 0.9, n=1000),
+                  memory_mb=Memory(peak_pss=pss), processes=1, flags=list(flags), db_ms=5, llm_ms=500,
+                  cpu_pct=Cpu(target=tree, locust=locust, machine=machine), cpu_ms_per_request=3.0,
+                  per_process=[ProcessMemory(pid=1, role="main", peak_rss=1, peak_pss=1, peak_uss=1,
+                                             cpu_pct=one)])
+
+
+L1 = 510.0
+
+
+@pytest.mark.parametrize(("r", "framework", "why"), [
+    (row(50, 97, 540), "fastapi", None),
+    (row(50, 97, 800), "fastapi", "latency (p95 800 ms > 1.5 x L1 510 ms)"),
+    (row(50, 97, 540, failures=20), "fastapi", "errors (2.0 % failed)"),
+    (row(400, 300, 540, tree=92, one=92), "fastapi", "CPU (a process at 92 % of its one core)"),
+    (row(400, 600, 540, tree=120, one=120), "go", None),  # a Go process may use both cores
+    (row(800, 900, 540, tree=185, one=185), "go", "CPU (185 % of a core over 2 cores)"),
+    (row(800, 900, 540, locust=85), "go", "load generator (Locust at 85 % of its core)"),
+    (row(800, 900, 540, machine=95), "go", "machine CPU (95 % of all cores)"),
+    (row(50, 7, 900, mean=7000, flags=("latency-censored (mean 7000 ms vs W 7100 ms)",)), "flask",
+     "latency (W 7143 ms > 1.5 x L1 510 ms)"),
+    # censored, W within the SLO but the (too low) p95 already past it: the higher one is judged
+    (row(6, 8, 1022, flags=("latency-censored (p50 521 ms vs W 750 ms)",)), "flask",
+     "latency (p95 1022 ms > 1.5 x L1 510 ms)"),
+])
+def test_stop_reason(r, framework, why):
+    assert stop_reason(r, L1, framework, cpus=2) == why
+
+
+def subject(idle_pss: float = 100.0) -> Subject:
+    return Subject("t", "fastapi", "m", {}, "http://x", 1, None, 15, idle={"pss": idle_pss})
+
+
+def test_the_knee_is_the_best_level_within_the_slo_and_the_level_above_says_what_stopped_it():
+    levels = [(row(50, 97, 540, tree=25), None), (row(100, 190, 560, tree=50, pss=130), None),
+              (row(200, 230, 900, tree=90), "latency (p95 900 ms > 1.5 x L1 510 ms)")]
+    knee = knee_of(levels, row(1, 1.9, 520), subject(), cpus=2)
+    assert (knee.users, knee.rps, knee.tried) == (100, 190, [50, 100, 200])
+    assert knee.stopped_by.startswith("latency (p95 900 ms")
+    assert knee.rps_per_core == 380.0  # 190 rps on half a core
+    in_flight = 190 * 0.504  # Little's L = rps x mean latency (504 ms)
+    assert knee.in_flight == pytest.approx(in_flight, abs=0.1)
+    assert knee.mb_per_in_flight == pytest.approx(30 / in_flight, abs=0.001)  # 130 - 100 MB idle
+
+
+def test_a_search_down_finds_the_knee_of_a_queueing_model():
+    levels = [(row(50, 7, 7000), "latency (p95 7000 ms > ...)"), (row(25, 7, 3500), "latency (...)"),
+              (row(3, 5.4, 560), None)]
+    knee = knee_of(levels, row(1, 1.9, 520), subject(), cpus=2)
+    assert (knee.users, knee.tried) == (3, [50, 25, 3])
+    assert knee.stopped_by == "latency (...)"  # the level just above the knee: 25 users
+
+
+def test_no_level_within_the_slo_is_a_knee_without_figures():
+    knee = knee_of([(row(1, 1.9, 900), "latency (...)")], row(1, 1.9, 520), subject(), cpus=2)
+    assert knee.users is None and knee.rps is None and knee.stopped_by == "latency (...)"
+
+
+def test_the_report_shows_the_knees_and_marks_one_at_the_labs_ceiling(tmp_path):
+    run = Run(run_id="capacity-x", started_at="t", machine={"cpus": 2, "mem_gb": 24.0, "python": "3.11",
+                                                             "platform": "x"},
+              scenario={"name": "capacity", "db_ms": 5, "llm_ms": 500, "duration_s": 6})
+    run.results = [row(u, r, 540).model_copy(update={"target": name}) for name, pts in
+                   (("go-gin", ((50, 97), (100, 195))), ("calibration", ((50, 98), (100, 196))))
+                   for u, r in pts]
+    run.capacity = [Knee(target="go-gin", framework="go", model="m", db_ms=5, llm_ms=500, tried=[50, 100],
+                         stopped_by="none up to 100 users", users=100, rps=195.0),
+                    Knee(target="calibration", framework="calibration", model="m", db_ms=5, llm_ms=500,
+                         tried=[50, 100], stopped_by="none up to 100 users", users=100, rps=196.0)]
+    cells = {r.cells[0]: r.cells for r in capacity_table(run).rows}
+    assert cells["go-gin"][11] == "none up to 100 users; at the lab's ceiling"
+    assert "Capacity: each target's knee" in render_markdown(run)
+    html = render_html(run)
+    assert 'id="chart-capacity-5-500"' in html and "<svg" in html
+
+
+def test_workloads_keep_the_database_out_of_the_way():
+    assert all(db_ms <= 5 for db_ms, _ in capacity.WORKLOADS)
+    assert {llm for _, llm in capacity.WORKLOADS} == {500, 20}
+
+
+@pytest.mark.slow
+def test_a_real_climb_finds_flask_syncs_knee_at_its_worker_count(lab, tmp_path, monkeypatch):
+    """flask-sync, 4 sync workers, db 5 / llm 200 ms: 8 users queue (past the knee), so the search
+    goes down and the knee is at no more than 4 users."""
+    from bench import infra, manifest
+    monkeypatch.setattr(infra, "start", lambda raw: _started(lab))
+    opts = capacity.CapacityOptions(targets=[manifest.load_targets()["flask-sync"]], workloads=((5, 200),),
+                                    start_users=8, max_users=16, duration_s=3, calibration=False,
+                                    results_dir=tmp_path)
+    run = Run.load(capacity.run_capacity(opts, run_id="capacity-test"))
+    (knee,) = run.capacity
+    assert knee.tried[0] == 8 and knee.stopped_by.startswith("latency"), knee
+    assert 2 <= knee.users <= 4 and knee.rps > 0 and knee.cpu_ms_per_request, knee
+    assert {(r.users, r.db_ms, r.llm_ms) for r in run.results} >= {(1, 5, 200), (8, 5, 200)}
+
+
+def _started(lab):
+    import contextlib
+
+    @contextlib.contextmanager
+    def reuse():
+        yield lab  # the session's infra: PostgreSQL, upstream and Redis are already up
+
+    return reuse()
