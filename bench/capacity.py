@@ -6,9 +6,9 @@ until a level breaks the SLO (p95 > 1.5 x L1; where the latency is censored, the
 W), fails more than 1 % of its requests, or reaches a limit: the target's CPU (90 % of a core for a
 process that runs on one core at a time, 90 % of the machine for the whole target), Locust's CPU
 (80 % of its core) or the machine's. Where `start_users` already breaks the SLO, the search goes
-down /2 instead. The **knee** is the highest level within the SLO that reached no limit; its row
-gives rps, rps per core, MB per request in flight, CPU ms per request, and the level above it says
-what stopped it.
+down instead: to the model's capacity (workers x threads) where it has one, then /2. The **knee**
+is the highest level within the SLO that reached no limit; its row gives rps, rps per core, MB per
+request in flight, CPU ms per request, and the level above it says what stopped it.
 
 Rows go to results.json like `bench compare`'s (scenario "recommendation", each with its workload),
 knees to `capacity[]`; the calibration (Locust straight at the upstream) climbs the same levels.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -44,6 +45,10 @@ from bench.targets import TargetUnavailable, running
 # pools of 15 (3,000 queries/s per process) keeps the database from being the silent limit.
 WORKLOADS = ((5, 500), (5, 20))
 SLO_FACTOR = 1.5  # p95 within 1.5 x L1
+# The open-model pass: arrivals at this share of the knee's rps, from paced users with room for
+# latencies up to OPEN_HEADROOM x the knee's before the pacing (and so the arrival rate) slips.
+OPEN_SHARE = 0.8
+OPEN_HEADROOM = 2.0
 # Runtimes whose one process runs code on every core at once (goroutines); the others run one
 # thread of code at a time per process (the GIL, Ruby's GVL, one event loop).
 PARALLEL_FRAMEWORKS = frozenset({"go"})
@@ -57,6 +62,7 @@ class CapacityOptions:
     max_users: int = 3200
     duration_s: float = 6.0  # the measured window per level (warm-up and drain on top)
     calibration: bool = True
+    open_model: bool = True  # after each knee: a fixed arrival rate at OPEN_SHARE of it
     results_dir: Path = Path("results")
     invocation: tuple[list[str], str | None] | None = None
     cpus: int = field(default_factory=lambda: machine_info().cpus)
@@ -112,6 +118,7 @@ def knee_of(levels: list[tuple[Result, str | None]], l1: Result, subject: Subjec
     grown = (best.memory_mb.peak_pss or 0) - (subject.idle.get("pss") or 0)
     return knee.model_copy(update={
         "users": best.users, "rps": best.rps, "p95_ms": best.latency_ms.p95,
+        "p50_ms": best.latency_ms.p50, "p99_ms": best.latency_ms.p99,
         "rps_per_core": round(best.rps / cores, 1) if cores > 0 else None,
         "in_flight": round(in_flight, 1),
         "mb_per_in_flight": round(grown / in_flight, 3) if in_flight >= 1 and subject.idle else None,
@@ -139,6 +146,7 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
         return r
 
     users, step_up = opts.start_users, True
+    capacity = cell_target.resolve().capacity if cell_target else None
     with contextlib.ExitStack() as stack:
         subject = stack.enter_context(start())
         l1 = measure(subject, 1)
@@ -157,10 +165,36 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
                 break  # going down: the first level within the SLO is the knee
             if not why.startswith(("latency", "errors")):
                 break  # a limit, not a queue: lower levels would not say more
-            step_up, users = False, users // 2
+            # Down to where the model stops queueing: its capacity (workers x threads) when it
+            # has one and that is lower, else half.
+            step_up, users = False, min(users // 2, capacity or users)
             stack.close()  # a fresh start: the queue of a level past the knee stays behind
             subject = stack.enter_context(start())
-    return knee_of(levels, l1, subject, opts.cpus) if levels else None
+        if not levels:
+            return None
+        knee = knee_of(levels, l1, subject, opts.cpus)
+        at_knee = next((r for r, _ in levels if knee.users is not None and r.users == knee.users), None)
+        if at_knee is None or not opts.open_model:
+            return knee
+        stack.close()  # a fresh start after the level past the knee
+        subject = stack.enter_context(start())
+        rate = OPEN_SHARE * at_knee.rps
+        wait_s = (at_knee.latency_ms.mean or at_knee.latency_ms.p50 or 0) / 1000
+        # Enough paced users that each waits between its requests even at twice the knee's latency:
+        # the arrivals then keep their rate whatever the responses do (an open model).
+        users = max(at_knee.users, math.ceil(OPEN_HEADROOM * rate * wait_s))
+        progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) open model, "
+                                          f"{rate:.0f} req/s from {users} paced users")
+        prefix = run_dir / "raw" / f"{subject_name}_db{copts.db_ms}_llm{copts.llm_ms}_open"
+        r = _measure_level(subject, cell, users, copts, prefix, l1.latency_ms.p50 / 1000, progress, task,
+                           pace_rps=rate / users)
+        run.results.append(r)
+        run.save(run_dir)
+        progress.advance(task)
+        return knee.model_copy(update={
+            "open_arrival_rps": round(rate, 1), "open_rps": r.rps, "open_users": users,
+            "open_p50_ms": r.latency_ms.p50, "open_p95_ms": r.latency_ms.p95,
+            "open_p99_ms": r.latency_ms.p99})
 
 
 def run_capacity(opts: CapacityOptions, console: Console | None = None, run_id: str | None = None) -> Path:

@@ -631,11 +631,12 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
 
 
 def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
-                   l1_s: float | None, progress: Progress, task) -> Result:
+                   l1_s: float | None, progress: Progress, task, pace_rps: float = 0.0) -> Result:
+    """One users level: a closed loop, or with `pace_rps` each user paced (bench capacity's open model)."""
     spec = LoadSpec(host=subject.base_url, users=users, duration_s=opts.duration_s,
                     scenario=cell.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
                     tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n, jobs_endpoint=cell.jobs_endpoint,
-                    warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s)
+                    warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s, pace_rps=pace_rps)
     psutil.cpu_percent()  # resets the machine-wide counter
     base = progress.tasks[task].completed
     locust = start_locust(spec, csv_prefix)
@@ -657,12 +658,14 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
         machine_cpu = psutil.cpu_percent()
     finally:
         locust.stop()
-    return level_result(subject, cell, users, opts, csv_prefix, l1_s, target_s, locust_s, machine_cpu,
-                        redis_s=redis_s)
+    result = level_result(subject, cell, users, opts, csv_prefix, l1_s, target_s, locust_s, machine_cpu,
+                          redis_s=redis_s, paced=pace_rps > 0)
+    return result.model_copy(update={"arrival_rps": round(pace_rps * users, 2)}) if pace_rps > 0 else result
 
 
 def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
-                 l1_s: float | None, target_s, locust_s, machine_cpu: float, redis_s=None) -> Result:
+                 l1_s: float | None, target_s, locust_s, machine_cpu: float, redis_s=None,
+                 paced: bool = False) -> Result:
     """A level's row from Locust's ledger (requests started in the window, drained) and the samplers
     (the target's, Locust's, and in the jobs scenario Redis's).
 
@@ -689,7 +692,8 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
     # polls started in the window per job started in it (steady state: the polls a job takes)
     polls = window_stats(ledger, POLL_ROW).latency.n if job_endpoints else None
     rps = round(row.rps, 2)
-    w_ms = metrics.littles_w_ms(users, row.rps)
+    # Paced users wait between requests: users / rps is then not the time in the system (no W).
+    w_ms = None if paced else metrics.littles_w_ms(users, row.rps)
     ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, cell_db_pool(cell, subject),
                                   opts.db_ms)
     peak = target_s.peak if target_s else {}

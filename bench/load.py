@@ -65,6 +65,7 @@ class LoadSpec:
     warmup_max_s: float | None = None  # None: as long as the window (at least WARMUP_MIN_MAX_S)
     drain_max_s: float = DRAIN_MAX_S
     run_time_s: float | None = None  # no phases (duration_s 0): Locust runs until stopped, at most this
+    pace_rps: float = 0.0  # per user (an open model when users >> rps x latency); 0: a closed loop
 
     @property
     def warmup_limit_s(self) -> float:
@@ -108,7 +109,7 @@ def locust_argv(spec: LoadSpec, csv_prefix: Path) -> list[str]:
         "--warmup-max-s", f"{spec.warmup_limit_s:g}", "--drain-max-s", f"{spec.drain_max_s:g}",
         "--db-ms", str(spec.db_ms), "--llm-ms", str(spec.llm_ms),
         "--tokens", str(spec.tokens), "--cpu-n", str(spec.cpu_n),
-        "--jobs-endpoint", spec.jobs_endpoint,
+        "--jobs-endpoint", spec.jobs_endpoint, "--pace-rps", f"{spec.pace_rps:g}",
         user_class, "Canary",
     ]
 

@@ -491,29 +491,43 @@ def experiments_table(run: Run) -> Table:
 
 
 CAPACITY_NOTE = (
-    "bench capacity: per workload and target, L1 (1 user), then users x2 from 50 (or /2 where 50 "
-    "already breaks the SLO) until a level's p95 passes 1.5 x L1 (W where the latency is censored), "
-    "more than 1 % fail, or a limit is reached: the target's CPU (90 % of a core for a process that runs "
+    "bench capacity: per workload and target, L1 (1 user), then users x2 from 50 (where 50 already "
+    "breaks the SLO: down to the model's capacity, workers x threads, then /2) until a level's p95 "
+    "passes 1.5 x L1 (where the latency is censored, the higher of p95 and W = users / rps), more "
+    "than 1 % fail, or a limit is reached: the target's CPU (90 % of a core for a process that runs "
     "one thread of code at a time, 90 % of the machine for the whole target), Locust's (80 % of its "
     "core) or the machine's. The knee is the highest-rps level within the SLO; `stopped by` is what the "
     "level above it hit. rps per core = rps / the target's CPU in cores; in flight = rps x mean latency "
     "(Little's law); MB per request in flight = (peak - idle PSS) / in flight. A knee at 0.9x the "
-    "calibration row's rps or more is the lab's ceiling (load generator or upstream), not the target's.")
+    "calibration row's rps or more is the lab's ceiling (load generator or upstream), not the target's. "
+    "Open model: after the knee, a fresh start serves a fixed arrival rate of 0.8x the knee's rps from "
+    "paced users (each at most one request per users / rate seconds, with room for twice the knee's "
+    "latency), so a slow answer does not hold the next request back as it does in the closed loop "
+    "(coordinated omission); answered below arrivals means the pacing slipped.")
+
+
+def _percentiles(*ms: float | None) -> str:
+    return " / ".join(fmt(x) for x in ms) if any(x is not None for x in ms) else "—"
 
 
 def capacity_table(run: Run) -> Table:
-    """One row per (workload, target) knee, the workloads in turn, highest rps first."""
+    """One row per (workload, target) knee, the workloads in turn, highest rps first; beside the
+    closed loop's percentiles at the knee, the open model's at OPEN_SHARE of its rate."""
     t = Table("capacity", [Column("target"), Column("workload ms"), *(Column(n, numeric=True) for n in (
-        "L1 ms", "knee users", "rps", "p95 ms", "rps per core", "in flight", "MB per request in flight",
-        "CPU ms / request", "peak MB")), Column("stopped by"), Column("levels tried")])
+        "L1 ms", "knee users", "rps", "p50 / p95 / p99 ms", "rps per core", "in flight",
+        "MB per request in flight", "CPU ms / request", "peak MB")), Column("stopped by"),
+        *(Column(n, numeric=True) for n in ("open model: arrivals → answered /s",
+                                             "open p50 / p95 / p99 ms")), Column("levels tried")])
     ceiling = {(k.db_ms, k.llm_ms): k.rps for k in run.capacity if k.target == CALIBRATION and k.rps}
     for k in sorted(run.capacity, key=lambda k: (run_order(run, k), -(k.rps or 0))):
         at_ceiling = (k.target != CALIBRATION and k.rps and (lab := ceiling.get((k.db_ms, k.llm_ms)))
                       and k.rps >= 0.9 * lab)
         t.add(k.target, f"{k.db_ms} / {k.llm_ms}", fmt(k.l1_ms), fmt(k.users), fmt(k.rps, 1),
-              fmt(k.p95_ms), fmt(k.rps_per_core), fmt(k.in_flight, 1), fmt(k.mb_per_in_flight, 2),
-              fmt(k.cpu_ms_per_request, 1), fmt(k.peak_pss),
+              _percentiles(k.p50_ms, k.p95_ms, k.p99_ms), fmt(k.rps_per_core), fmt(k.in_flight, 1),
+              fmt(k.mb_per_in_flight, 2), fmt(k.cpu_ms_per_request, 1), fmt(k.peak_pss),
               k.stopped_by + ("; at the lab's ceiling" if at_ceiling else ""),
+              f"{fmt(k.open_arrival_rps, 1)} → {fmt(k.open_rps, 1)}" if k.open_arrival_rps else "—",
+              _percentiles(k.open_p50_ms, k.open_p95_ms, k.open_p99_ms),
               " → ".join(str(u) for u in k.tried), marks=("flagged",) if at_ceiling else ())
     return t
 

@@ -167,6 +167,9 @@ class Result(BaseModel):
     # Run.repeats each repeat's own row, numbered from 0. None: measured once.
     spread: Spread | None = None
     repeat: int | None = None
+    # `bench capacity`'s open-model level: the arrival rate offered (paced users, not a closed loop);
+    # its latency has no coordinated omission, and no Little's-law W. None: a closed loop.
+    arrival_rps: float | None = None
 
     @property
     def latency_n(self) -> int:
@@ -198,6 +201,8 @@ class Result(BaseModel):
         """W = users / rps in ms (Little's law); computed for older files, which did not store it."""
         if self.littles_w_ms is not None:
             return self.littles_w_ms
+        if self.arrival_rps is not None:  # paced users: not a closed loop, no W
+            return None
         return round(1000 * self.users / self.rps, 1) if self.rps > 0 else None
 
     def samples_text(self) -> str:
@@ -297,6 +302,16 @@ class Knee(BaseModel):
     mb_per_in_flight: float | None = None  # (peak PSS - idle PSS) / in_flight
     cpu_ms_per_request: float | None = None
     peak_pss: float | None = None
+    p50_ms: float | None = None  # the closed loop's, at the knee
+    p99_ms: float | None = None
+    # The open-model pass: a fixed arrival rate (OPEN_SHARE of the knee's rps) from paced users, so
+    # a slow answer does not hold the next request back (no coordinated omission).
+    open_arrival_rps: float | None = None
+    open_rps: float | None = None  # answered per second (below the arrivals: the pacing slipped)
+    open_users: int | None = None
+    open_p50_ms: float | None = None
+    open_p95_ms: float | None = None
+    open_p99_ms: float | None = None
 
 
 class IdleMemory(BaseModel):

@@ -24,6 +24,7 @@ import contextlib
 import json
 import random
 import time
+import types
 from collections.abc import Iterator
 
 import gevent
@@ -66,6 +67,10 @@ def add_lab_arguments(parser) -> None:
                         help="longest warm-up before the window (steady state usually comes sooner)")
     parser.add_argument("--drain-max-s", type=float, default=150, include_in_web_ui=False,
                         help="longest wait for the window's requests to finish; the rest are censored")
+    parser.add_argument("--pace-rps", type=float, default=0, include_in_web_ui=False,
+                        help="each user starts at most this many requests per second (constant_throughput): "
+                             "with users well beyond rps x latency the arrivals keep their rate whatever "
+                             "the latency, an open model (bench capacity); 0: a closed loop, no waiting")
 
 
 LEDGER: Ledger | None = None
@@ -139,6 +144,8 @@ class LabUser(FastHttpUser):
         opts = self.environment.parsed_options
         self.db_ms, self.llm_ms = opts.db_ms, opts.llm_ms
         self.ids = _user_id_range(opts.user_ids)
+        if getattr(opts, "pace_rps", 0) > 0:  # paced: the instance's wait_time replaces constant(0)
+            self.wait_time = types.MethodType(constant_throughput(opts.pace_rps), self)
 
     def pick_user(self) -> int:
         return random.randint(*self.ids)

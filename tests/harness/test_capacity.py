@@ -82,11 +82,13 @@ def test_the_report_shows_the_knees_and_marks_one_at_the_labs_ceiling(tmp_path):
                    (("go-gin", ((50, 97), (100, 195))), ("calibration", ((50, 98), (100, 196))))
                    for u, r in pts]
     run.capacity = [Knee(target="go-gin", framework="go", model="m", db_ms=5, llm_ms=500, tried=[50, 100],
-                         stopped_by="none up to 100 users", users=100, rps=195.0),
+                         stopped_by="none up to 100 users", users=100, rps=195.0, open_arrival_rps=156.0,
+                         open_rps=155.0, open_p50_ms=520.0, open_p95_ms=540.0, open_p99_ms=700.0),
                     Knee(target="calibration", framework="calibration", model="m", db_ms=5, llm_ms=500,
                          tried=[50, 100], stopped_by="none up to 100 users", users=100, rps=196.0)]
     cells = {r.cells[0]: r.cells for r in capacity_table(run).rows}
     assert cells["go-gin"][11] == "none up to 100 users; at the lab's ceiling"
+    assert cells["go-gin"][12:14] == ["156.0 → 155.0", "520 / 540 / 700"]
     assert "Capacity: each target's knee" in render_markdown(run)
     html = render_html(run)
     assert 'id="chart-capacity-5-500"' in html and "<svg" in html
@@ -100,7 +102,7 @@ def test_workloads_keep_the_database_out_of_the_way():
 @pytest.mark.slow
 def test_a_real_climb_finds_flask_syncs_knee_at_its_worker_count(lab, tmp_path, monkeypatch):
     """flask-sync, 4 sync workers, db 5 / llm 200 ms: 8 users queue (past the knee), so the search
-    goes down and the knee is at no more than 4 users."""
+    goes down, to its 4 workers first, and the knee is at no more than 4 users."""
     from bench import infra, manifest
     monkeypatch.setattr(infra, "start", lambda raw: _started(lab))
     opts = capacity.CapacityOptions(targets=[manifest.load_targets()["flask-sync"]], workloads=((5, 200),),
@@ -108,9 +110,15 @@ def test_a_real_climb_finds_flask_syncs_knee_at_its_worker_count(lab, tmp_path, 
                                     results_dir=tmp_path)
     run = Run.load(capacity.run_capacity(opts, run_id="capacity-test"))
     (knee,) = run.capacity
-    assert knee.tried[0] == 8 and knee.stopped_by.startswith("latency"), knee
+    assert knee.tried[:2] == [8, 4] and knee.stopped_by.startswith("latency"), knee
     assert 2 <= knee.users <= 4 and knee.rps > 0 and knee.cpu_ms_per_request, knee
     assert {(r.users, r.db_ms, r.llm_ms) for r in run.results} >= {(1, 5, 200), (8, 5, 200)}
+    # the open model: paced users offering 0.8x the knee's rate, answered at about that rate
+    (paced,) = [r for r in run.results if r.arrival_rps]
+    assert knee.open_arrival_rps == pytest.approx(0.8 * knee.rps, abs=0.1) == paced.arrival_rps
+    assert paced.users >= knee.users and paced.littles_w_ms is None and paced.w_ms() is None
+    assert 0.8 * paced.arrival_rps <= knee.open_rps <= 1.1 * paced.arrival_rps, knee
+    assert knee.open_p95_ms and not any(f.startswith("latency-censored") for f in paced.flags)
 
 
 def _started(lab):
