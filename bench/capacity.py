@@ -5,7 +5,7 @@ For each workload and target: L1 (1 user), then users x2 from `start_users` up t
 until a level breaks the SLO (p95 > 1.5 x L1; where the latency is censored, the higher of p95 and
 W), fails more than 1 % of its requests, or reaches a limit: the target's CPU (90 % of a core for a
 process that runs on one core at a time, 90 % of the machine for the whole target), Locust's CPU
-(80 % of its core) or the machine's. Where `start_users` already breaks the SLO, the search goes
+(80 % of its core) or the machine's. Where `start_users` is already past the knee, the search goes
 down instead: to the model's capacity (workers x threads) where it has one, then /2. The **knee**
 is the highest level within the SLO that reached no limit; its row gives rps, rps per core, MB per
 request in flight, CPU ms per request, and the level above it says what stopped it.
@@ -60,7 +60,7 @@ class CapacityOptions:
     workloads: tuple[tuple[int, int], ...] = WORKLOADS
     start_users: int = 50
     max_users: int = 3200
-    duration_s: float = 6.0  # the measured window per level (warm-up and drain on top)
+    duration_s: float = 5.0  # the measured window per level (warm-up and drain on top)
     calibration: bool = True
     open_model: bool = True  # after each knee: a fixed arrival rate at OPEN_SHARE of it
     results_dir: Path = Path("results")
@@ -163,10 +163,9 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
                 break  # the level above the knee
             if why is None:
                 break  # going down: the first level within the SLO is the knee
-            if not why.startswith(("latency", "errors")):
-                break  # a limit, not a queue: lower levels would not say more
-            # Down to where the model stops queueing: its capacity (workers x threads) when it
-            # has one and that is lower, else half.
+            # Past the knee already (a queue, or a CPU limit at this level): down to where the model
+            # stops queueing, its capacity (workers x threads) when it has one and that is lower,
+            # else half.
             step_up, users = False, min(users // 2, capacity or users)
             stack.close()  # a fresh start: the queue of a level past the knee stays behind
             subject = stack.enter_context(start())

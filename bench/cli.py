@@ -240,7 +240,7 @@ def capacity(
         help="db_ms/llm_ms, repeatable (default: 5/500 the LLM-bound request, 5/20 short I/O)")] = [],  # noqa: B006
     start_users: Annotated[int, typer.Option(help="the first level after L1", min=1)] = 50,
     max_users: Annotated[int, typer.Option(help="the highest level tried", min=1)] = 3200,
-    duration: Annotated[float, typer.Option(help="seconds of the measured window per level", min=1)] = 6.0,
+    duration: Annotated[float, typer.Option(help="seconds of the measured window per level", min=1)] = 5.0,
     calibration: Annotated[bool, typer.Option(help="Locust straight at the upstream, same levels")] = True,
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:

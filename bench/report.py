@@ -491,8 +491,8 @@ def experiments_table(run: Run) -> Table:
 
 
 CAPACITY_NOTE = (
-    "bench capacity: per workload and target, L1 (1 user), then users x2 from 50 (where 50 already "
-    "breaks the SLO: down to the model's capacity, workers x threads, then /2) until a level's p95 "
+    "bench capacity: per workload and target, L1 (1 user), then users x2 from 50 (where 50 is already "
+    "past the knee: down to the model's capacity, workers x threads, then /2) until a level's p95 "
     "passes 1.5 x L1 (where the latency is censored, the higher of p95 and W = users / rps), more "
     "than 1 % fail, or a limit is reached: the target's CPU (90 % of a core for a process that runs "
     "one thread of code at a time, 90 % of the machine for the whole target), Locust's (80 % of its "

@@ -129,3 +129,42 @@ def _started(lab):
         yield lab  # the session's infra: PostgreSQL, upstream and Redis are already up
 
     return reuse()
+
+
+def fake_climb(monkeypatch, tmp_path, target: str, levels: dict[int, Result]) -> tuple[Knee, list[int]]:
+    """climb() over made-up levels (users -> row), counting the target starts."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from bench import manifest
+    starts = []
+
+    @contextlib.contextmanager
+    def start():
+        starts.append(1)
+        yield subject()
+
+    monkeypatch.setattr(capacity, "_measure_level", lambda subject, cell, users, *a, **kw: levels[users])
+    t = manifest.load_targets()[target]
+    opts = capacity.CapacityOptions(targets=[t], open_model=False, results_dir=tmp_path, cpus=2)
+    run = Run(run_id="c", started_at="t",
+              machine={"cpus": 2, "mem_gb": 24.0, "python": "3.11", "platform": "x"},
+              scenario={"name": "capacity", "db_ms": 5, "llm_ms": 20, "duration_s": 5})
+    knee = capacity.climb(start, t.name, t.framework, opts, opts.compare_options(5, 20), run, tmp_path,
+                          SimpleNamespace(update=lambda *a, **kw: None, advance=lambda *a: None), None)
+    return knee, starts
+
+
+def test_a_cpu_limit_at_the_first_level_sends_the_search_down(monkeypatch, tmp_path):
+    """fastapi-async under short I/O: one process at 95 % of its core at 50 users already."""
+    levels = {1: row(1, 30, 30), 50: row(50, 800, 60, tree=95, one=95),
+              25: row(25, 700, 40, tree=85, one=85), 12: row(12, 380, 35, tree=45, one=45)}
+    knee, starts = fake_climb(monkeypatch, tmp_path, "fastapi-async", levels)
+    assert knee.tried == [50, 25] and knee.users == 25 and knee.stopped_by.startswith("CPU"), knee
+    assert len(starts) == 2  # a fresh start after the level past the knee
+
+
+def test_a_queueing_model_jumps_down_to_its_capacity(monkeypatch, tmp_path):
+    levels = {1: row(1, 2, 510), 50: row(50, 8, 6000), 4: row(4, 7.8, 530)}
+    knee, _ = fake_climb(monkeypatch, tmp_path, "flask-sync", levels)
+    assert knee.tried == [50, 4] and knee.users == 4  # 4 sync workers: not 25, 12, 6
