@@ -102,3 +102,24 @@ def test_update_faults_rewrites_only_its_block_and_keeps_the_snapshot(tmp_path):
     text = doc.read_text()
     assert "\nold\n" not in text and text.endswith(f"{readme.FAULTS.end}\n\ntail\n")
     assert (tmp_path / "snap.json").read_text() == readme.FAULTS_SNAPSHOT.read_text()
+
+
+def test_capacity_block_is_generated_from_its_snapshot():
+    run = Run.model_validate_json(readme.CAPACITY_SNAPSHOT.read_text())
+    block = readme.CAPACITY.current(readme.README.read_text())
+    assert block == readme.render_capacity_block(run), f"README.md's capacity block: {STALE}"
+    assert run.capacity and run.command  # measured, not typed
+    assert readme.command_for(run.command, run.make_target, "bench capacity") in block
+    assert block.count("\n| ") == len(run.capacity) + 1  # a row per knee, and the header
+
+
+def test_update_capacity_rewrites_only_its_block_and_keeps_the_snapshot(tmp_path):
+    run_dir = tmp_path / "capacity-run"
+    run_dir.mkdir()
+    shutil.copy(readme.CAPACITY_SNAPSHOT, run_dir / "results.json")
+    doc = tmp_path / "README.md"
+    doc.write_text(f"# t\n\n{readme.CAPACITY.start}\nold\n{readme.CAPACITY.end}\n\ntail\n")
+    readme.update_capacity(run_dir, readme=doc, snapshot=tmp_path / "snap.json")
+    text = doc.read_text()
+    assert "\nold\n" not in text and text.endswith(f"{readme.CAPACITY.end}\n\ntail\n")
+    assert (tmp_path / "snap.json").read_text() == readme.CAPACITY_SNAPSHOT.read_text()
