@@ -135,11 +135,15 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
     levels: list[tuple[Result, str | None]] = []
     l1: Result | None = None
 
-    def measure(subject: Subject, users: int) -> Result:
-        progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) @ {users} users")
-        prefix = run_dir / "raw" / f"{subject_name}_db{copts.db_ms}_llm{copts.llm_ms}_u{users}"
+    def measure(subject: Subject, users: int, pace_rps: float = 0.0) -> Result:
+        """One level, closed loop or (pace_rps) the open model; its row is saved at once."""
+        what = (f"open model, {pace_rps * users:.0f} req/s from {users} paced users" if pace_rps
+                else f"@ {users} users")
+        progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) {what}")
+        prefix = run_dir / "raw" / (f"{subject_name}_db{copts.db_ms}_llm{copts.llm_ms}_"
+                                    + ("open" if pace_rps else f"u{users}"))
         l1_s = l1.latency_ms.p50 / 1000 if l1 and l1.latency_ms.p50 else None
-        r = _measure_level(subject, cell, users, copts, prefix, l1_s, progress, task)
+        r = _measure_level(subject, cell, users, copts, prefix, l1_s, progress, task, pace_rps=pace_rps)
         run.results.append(r)
         run.save(run_dir)
         progress.advance(task)
@@ -182,14 +186,7 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
         # Enough paced users that each waits between its requests even at twice the knee's latency:
         # the arrivals then keep their rate whatever the responses do (an open model).
         users = max(at_knee.users, math.ceil(OPEN_HEADROOM * rate * wait_s))
-        progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) open model, "
-                                          f"{rate:.0f} req/s from {users} paced users")
-        prefix = run_dir / "raw" / f"{subject_name}_db{copts.db_ms}_llm{copts.llm_ms}_open"
-        r = _measure_level(subject, cell, users, copts, prefix, l1.latency_ms.p50 / 1000, progress, task,
-                           pace_rps=rate / users)
-        run.results.append(r)
-        run.save(run_dir)
-        progress.advance(task)
+        r = measure(subject, users, pace_rps=rate / users)
         return knee.model_copy(update={
             "open_arrival_rps": round(rate, 1), "open_rps": r.rps, "open_users": users,
             "open_p50_ms": r.latency_ms.p50, "open_p95_ms": r.latency_ms.p95,

@@ -104,10 +104,16 @@ def compare(
         db_ms=db_ms, llm_ms=llm_ms, scenario=scenario, sweep=sweep, results_dir=results_dir,
         calibration=calibration, claims=claims, quick=quick, all_claims=all_claims, runtimes=runtimes,
         invocation=invocation(), repeat=repeat)
+    _run_and_render(results_dir, time.strftime("%Y%m%d-%H%M%S"),
+                    lambda run_id: run_compare(opts, console, run_id=run_id))
+
+
+def _run_and_render(results_dir: Path, run_id: str, run: Callable[[str], Path]) -> None:
+    """A `bench compare` / `bench capacity` run into results_dir/run_id, then its table and reports;
+    Ctrl-C (or SIGTERM) keeps and renders what was measured."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    run_id = time.strftime("%Y%m%d-%H%M%S")
     try:
-        run_dir = run_compare(opts, console, run_id=run_id)
+        run_dir = run(run_id)
     except DockerError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
@@ -256,16 +262,8 @@ def capacity(
     opts = CapacityOptions(targets=_selected(targets), workloads=loads, start_users=start_users,
                            max_users=max_users, duration_s=duration, calibration=calibration,
                            results_dir=results_dir, invocation=invocation())
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    run_id = "capacity-" + time.strftime("%Y%m%d-%H%M%S")
-    try:
-        run_dir = run_capacity(opts, console, run_id=run_id)
-    except KeyboardInterrupt:
-        run_dir = results_dir / run_id
-        console.print(f"[yellow]interrupted: what was measured is kept in {run_dir}[/]")
-        _render(run_dir)
-        raise typer.Exit(130) from None
-    _render(run_dir)
+    _run_and_render(results_dir, "capacity-" + time.strftime("%Y%m%d-%H%M%S"),
+                    lambda run_id: run_capacity(opts, console, run_id=run_id))
 
 
 @app.command()
