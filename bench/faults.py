@@ -53,8 +53,10 @@ from bench.targets import TargetUnavailable, running
 ROW = "/recommendation/[id]"
 USERS, DB_MS, LLM_MS = 20, 50, 200  # steady load: every model serves it without a long queue
 UPSTREAM_TIMEOUT_S = 2.0  # the targets' client timeout here, so a hang is seen in seconds
-BASELINE_S = 3.0  # steady load before the first fault
-RECOVERY_S = 4.0  # watched after each fault is cleared
+# (quick, full), like Fault.hold_s: the quick run keeps every fault within ~10 min for 15 targets;
+# 2 s of recovery is still ~150 requests at 20 users, many times every pool's size.
+BASELINE_S = (2.0, 3.0)  # steady load before the first fault
+RECOVERY_S = (2.0, 4.0)  # watched after each fault is cleared
 LOAD_BACKSTOP_S = 600  # Locust's own --run-time: the harness stops it long before
 ANSWER_LIMIT_MS = 1000  # a 503 while the DB is down comes at once, never after a pool wait
 OVERLOAD_MAX_USERS = 400  # what Locust drives from one core here
@@ -84,15 +86,15 @@ FAULTS: dict[str, Fault] = {
     "pg-stop": Fault("PostgreSQL stopped, then started",
                      "only 503 database_unavailable, each within 1 s more than the usual wait (never a pool "
                      "wait); 0 failures after",
-                     frozenset(UNIFORM_DB), (5.0, 10.0)),
+                     frozenset(UNIFORM_DB), (3.0, 10.0)),
     "upstream-500": Fault("the upstream answers 500",
                           "502 upstream_error while it lasts; 0 failures after", frozenset(UNIFORM_UPSTREAM),
-                          (3.0, 5.0)),
+                          (2.0, 5.0)),
     "upstream-hang": Fault("the upstream hangs (no answer)",
                            f"504 upstream_timeout within the client timeout ({UPSTREAM_TIMEOUT_S:g} s) "
                            "+ 1 s per round of the model's queue; no DB connection busy meanwhile; "
                            "0 failures after",
-                           frozenset({"504 upstream_timeout"}), (4.0, 5.0)),
+                           frozenset({"504 upstream_timeout"}), (3.0, 5.0)),
     "upstream-kill": Fault("the upstream process killed, restarted 2 s later",
                            "fast 502 upstream_error; 0 failures after", frozenset(UNIFORM_UPSTREAM),
                            (2.0, 2.0)),
@@ -396,8 +398,12 @@ def new_run(opts: FaultsOptions, kind: str, run_id: str, duration_s: float) -> t
     return run, run_dir
 
 
+def quick_or_full(opts: FaultsOptions, seconds: tuple[float, float]) -> float:
+    return seconds[0 if opts.quick else 1]
+
+
 def hold(opts: FaultsOptions, name: str) -> float:
-    return FAULTS[name].hold_s[0 if opts.quick else 1]
+    return quick_or_full(opts, FAULTS[name].hold_s)
 
 
 def run_faults(opts: FaultsOptions, console: Console, run_id: str) -> Path:
@@ -482,11 +488,11 @@ def fault_target(target: Target, lab: Lab, opts: FaultsOptions, run: Run, run_di
         timelines: dict[str, Timeline] = {}
         with load(server.base_url, opts.users, raw / f"{target.name}_faults") as recorded:
             started = time.time()
-            time.sleep(BASELINE_S)
+            time.sleep(quick_or_full(opts, BASELINE_S))
             usual_ms = usual_wait_ms(recorded(), opts.users, started, time.time())
             # Watch each recovery for long enough that a request queued behind the others (a
             # model's usual wait, e.g. 5 s for 20 users on the blocking anti-pattern) can end in it.
-            recovery_s = max(RECOVERY_S, 1.5 * usual_ms / 1000 + 0.5)
+            recovery_s = max(quick_or_full(opts, RECOVERY_S), 1.5 * usual_ms / 1000 + 0.5)
             for name in timeline_faults:
                 say(FAULTS[name].title)
                 timelines[name] = inject(name, lab, server, opts)
@@ -707,7 +713,7 @@ def graceful_stop(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult
     users = min(opts.users, resolved.capacity or opts.users)
     graceful_s = resolved.target.graceful_s
     with load(server.base_url, users, raw / f"{resolved.name}_sigterm") as recorded:
-        time.sleep(BASELINE_S)
+        time.sleep(quick_or_full(opts, BASELINE_S))
         injected = time.time()
         os.kill(server.pid, signal.SIGTERM)  # the server's own process, as `docker stop` does
         code = server.wait((graceful_s or 30) + 10)  # None: still running; the context stops it
