@@ -13,7 +13,7 @@ SYSTEM_PKGS  := chromium chromium-driver redis-server ruby-rails puma ruby-pg
 SYSTEM_BINS  := chromium chromedriver redis-server puma
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: system-deps compare compare-claims compare-full capacity faults test lint unit go-test node-test report readme upstream-bench up clean \
+.PHONY: system-deps compare compare-claims compare-full capacity profile faults test lint unit go-test node-test report readme upstream-bench up clean \
 	docker-lab docker-lab-stop
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
@@ -51,6 +51,12 @@ compare-full: $(STAMP) $(SYSTEM_STAMP)
 ## and the short-I/O workload: rps per core, MB per request in flight (bench/capacity.py).
 capacity: $(STAMP) $(SYSTEM_STAMP)
 	LAB_MAKE_TARGET=$@ $(BIN)/bench capacity
+
+## Where the CPU goes in one target: one cell (100 users) profiled in its window (py-spy, pprof or
+## V8's profiler), each layer's share and CPU ms per request, a flame graph (bench/profile.py).
+profile: $(STAMP) $(SYSTEM_STAMP)
+	@test -n "$(TARGET)" || { echo "usage: make profile TARGET=fastapi-async"; exit 2; }
+	LAB_MAKE_TARGET=$@ $(BIN)/bench profile $(TARGET)
 
 ## Faults under load (PostgreSQL, upstream, a worker, SIGTERM) on every target: docs/FAULTS.md.
 faults: $(STAMP) $(SYSTEM_STAMP)

@@ -9,13 +9,15 @@ Anti-pattern targets are dashed / hatched and marked ⚠; flagged results get a 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib as mpl
 from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, LogFormatter, NullLocator, ScalarFormatter
 
 from bench.results import MIN_TAIL_SAMPLES, Result
@@ -341,3 +343,74 @@ def memory_over_time(series: dict[str, list[tuple[float, float]]], colors: dict[
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return _svg(fig, "soak-memory")
+
+
+FLAME_ROW_IN = 0.17  # height of one stack level, inches
+FLAME_WIDTH_IN = 12.0
+FLAME_FONT_PT = 6.5
+
+
+def flame_graph(stacks: Mapping[tuple[str, ...], int], layer_of: Callable[[str], str | None],
+                colors: Mapping[str, str], salt: str, min_share: float = 0.004, max_depth: int = 80) -> str:
+    """`bench profile`: folded stacks (root first -> samples) as a flame graph, the root at the bottom
+    and each frame as wide as its samples, the widest first ("left heavy"). A frame is drawn in its
+    layer's colour, or where it has none in its caller's (the layer its own time counts for); frames
+    under `min_share` of all samples are left out, and a label is the function's name, cut to fit."""
+    total = sum(stacks.values())
+    tree: dict = {}  # frame -> [samples, children]
+    for stack, n in stacks.items():
+        level = tree
+        for frame in stack[:max_depth]:
+            node = level.setdefault(frame, [0, {}])
+            node[0] += n
+            level = node[1]
+    rects: list[tuple[float, int, int, str, str]] = []  # x, depth, samples, frame, layer
+
+    def place(level: dict, x: float, depth: int, caller: str) -> None:
+        for frame, (n, children) in sorted(level.items(), key=lambda kv: (-kv[1][0], kv[0])):
+            if n < min_share * total:
+                break  # the rest are narrower still
+            layer = layer_of(frame) or caller
+            rects.append((x, depth, n, frame, layer))
+            place(children, x, depth + 1, layer)
+            x += n
+
+    place(tree, 0.0, 0, "other")
+    depth = max((d for _, d, _, _, _ in rects), default=0) + 1
+    fig = Figure(figsize=(FLAME_WIDTH_IN, 0.9 + depth * FLAME_ROW_IN), layout="constrained")
+    ax = fig.add_subplot()
+    patches = [Rectangle((x, d), n, 0.92) for x, d, n, _, _ in rects]
+    ax.add_collection(PatchCollection(patches, facecolors=[_shade(colors.get(layer, "#9e9e9e"), frame)
+                                                           for _, _, _, frame, layer in rects],
+                                      edgecolors="white", linewidths=0.3))
+    points_per_sample = 0.96 * FLAME_WIDTH_IN * 72 / max(total, 1)
+    for x, d, n, frame, _ in rects:
+        fits = int(n * points_per_sample / (0.6 * FLAME_FONT_PT)) - 1
+        label = flame_label(frame)
+        if fits >= 4:
+            ax.text(x + 2 / points_per_sample, d + 0.46, label if len(label) <= fits
+                    else label[:fits - 1] + "…", fontsize=FLAME_FONT_PT, va="center", ha="left",
+                    clip_on=True)
+    ax.set_xlim(0, max(total, 1))
+    ax.set_ylim(0, depth)
+    ax.axis("off")
+    present = {layer for *_, layer in rects}
+    handles = [Patch(facecolor=color, label=layer) for layer, color in colors.items() if layer in present]
+    ax.legend(handles=handles, fontsize=8, frameon=False, ncols=len(handles) or 1, loc="lower left",
+              bbox_to_anchor=(0, 1.0))
+    return _svg(fig, f"flame-{salt}")
+
+
+def flame_label(frame: str) -> str:
+    """A frame's function name: "Client.request" of "Client.request (openai/_base_client.py)",
+    "(anonymous)" of "(anonymous) (node_app/server.js)", "gin.(*Context).Next" of
+    "github.com/gin-gonic/gin.(*Context).Next"."""
+    name = frame.rsplit(" (", 1)[0] if frame.endswith(")") and " (" in frame else frame
+    return name.rsplit("/", 1)[-1]
+
+
+def _shade(color: str, frame: str) -> tuple[float, float, float]:
+    """The layer's colour lightened by up to 35 %, the same for a frame every time: neighbours differ."""
+    mix = (zlib.crc32(frame.encode()) % 36) / 100
+    r, g, b = mpl.colors.to_rgb(color)
+    return (r + (1 - r) * mix, g + (1 - g) * mix, b + (1 - b) * mix)

@@ -108,9 +108,9 @@ def compare(
                     lambda run_id: run_compare(opts, console, run_id=run_id))
 
 
-def _run_and_render(results_dir: Path, run_id: str, run: Callable[[str], Path]) -> None:
-    """A `bench compare` / `bench capacity` run into results_dir/run_id, then its table and reports;
-    Ctrl-C (or SIGTERM) keeps and renders what was measured."""
+def _run_and_render(results_dir: Path, run_id: str, run: Callable[[str], Path]) -> Path:
+    """A `bench compare` / `bench capacity` / `bench profile` run into results_dir/run_id, then its
+    table and reports; Ctrl-C (or SIGTERM) keeps and renders what was measured."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run_dir = run(run_id)
@@ -123,6 +123,7 @@ def _run_and_render(results_dir: Path, run_id: str, run: Callable[[str], Path]) 
         _render(run_dir)
         raise typer.Exit(130) from None
     _render(run_dir)
+    return run_dir
 
 
 def _render(run_dir: Path) -> None:
@@ -139,6 +140,10 @@ def _render(run_dir: Path) -> None:
     if run.capacity:
         from bench.report import capacity_console_table
         (console if console.is_terminal else Console(width=200)).print(capacity_console_table(run))
+    if run.profiles:
+        from bench.report import profile_console_tables
+        for table in profile_console_tables(run):
+            (console if console.is_terminal else Console(width=200)).print(table)
     if run.claims:
         (console if console.is_terminal else Console(width=200)).print(claims_table(run))
     console.print(f"report: {run_dir / 'report.md'} and {run_dir / 'report.html'}")
@@ -264,6 +269,38 @@ def capacity(
                            results_dir=results_dir, invocation=invocation())
     _run_and_render(results_dir, "capacity-" + time.strftime("%Y%m%d-%H%M%S"),
                     lambda run_id: run_capacity(opts, console, run_id=run_id))
+
+
+@app.command()
+def profile(
+    target: Annotated[str, typer.Argument(help="the target to profile (see `bench targets`)")],
+    users: Annotated[int, typer.Option(help="Locust users of the measured cell", min=1, max=3200)] = 100,
+    duration: Annotated[float, typer.Option(
+        help="seconds of the measured window, which the profiler samples", min=1, max=600)] = 20.0,
+    db_ms: Annotated[int, typer.Option(help="pg_sleep per request, ms", min=0, max=5000)] = 50,
+    llm_ms: Annotated[int, typer.Option(help="upstream latency, ms", min=0, max=20000)] = 500,
+    rate: Annotated[int, typer.Option(
+        help="samples per second (py-spy, V8); Go's profiler samples at 100 Hz", min=1, max=1000)] = 100,
+    results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
+) -> None:
+    """Where the CPU goes: one cell of the recommendation load measured with its process tree profiled
+    in the window (py-spy, pprof or V8's profiler): each layer's CPU share and CPU ms per request,
+    a flame graph, and the tool's own file for speedscope; writes results/profile-<run>/."""
+    from bench.profile import ProfileError, ProfileOptions, language_of, run_profile
+    from bench.results import Run
+    try:
+        (chosen,) = manifest.select([target])
+        language_of(chosen)
+    except (manifest.ManifestError, ProfileError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="TARGET") from None
+    opts = ProfileOptions(target=chosen, users=users, duration_s=duration, db_ms=db_ms, llm_ms=llm_ms,
+                          rate_hz=rate, results_dir=results_dir, invocation=invocation())
+    run_dir = _run_and_render(results_dir, "profile-" + time.strftime("%Y%m%d-%H%M%S"),
+                              lambda run_id: run_profile(opts, console, run_id=run_id))
+    run = Run.load(run_dir)
+    if not run.profiles:
+        console.print(f"[red]{target} not profiled: {run.skipped.get(target, 'no profile recorded')}[/]")
+        raise typer.Exit(1)
 
 
 @app.command()

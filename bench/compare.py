@@ -631,8 +631,10 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
 
 
 def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
-                   l1_s: float | None, progress: Progress, task, pace_rps: float = 0.0) -> Result:
-    """One users level: a closed loop, or with `pace_rps` each user paced (bench capacity's open model)."""
+                   l1_s: float | None, progress: Progress, task, pace_rps: float = 0.0,
+                   on_tick: Callable[[], None] | None = None) -> Result:
+    """One users level: a closed loop, or with `pace_rps` each user paced (bench capacity's open model).
+    `on_tick` is called every 0.25 s while Locust runs (bench profile watches for the window)."""
     spec = LoadSpec(host=subject.base_url, users=users, duration_s=opts.duration_s,
                     scenario=cell.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
                     tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n, jobs_endpoint=cell.jobs_endpoint,
@@ -654,6 +656,8 @@ def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOption
                     raise TimeoutError(f"locust did not finish:\n{locust.log_tail()}")
                 progress.update(task, completed=base + min(time.monotonic() - t0,
                                                            opts.duration_s + PHASES_ESTIMATE_S))
+                if on_tick is not None:
+                    on_tick()
                 time.sleep(0.25)
         machine_cpu = psutil.cpu_percent()
     finally:

@@ -25,7 +25,7 @@ from bench.metrics import (
     MACHINE_CPU_LIMIT,
     PROCESS_CPU_LIMIT,
 )
-from bench.results import MIN_TAIL_SAMPLES, ProcessMemory, Result, Run
+from bench.results import MIN_TAIL_SAMPLES, ProcessMemory, Profile, Result, Run
 from bench.session import MIN_WINDOW_S, WARMUP_MAX_S
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -558,6 +558,64 @@ def capacity_charts(run: Run) -> list[Chart]:
     return out
 
 
+PROFILE_NOTE = (
+    "bench profile: one cell measured as bench compare measures it, its process tree profiled during the "
+    "measured window (py-spy for Python, with idle threads left out; Go's pprof; V8's profiler in every Node "
+    "process). Each sample counts for the layer of its innermost frame that belongs to one (walking from "
+    "the leaf to the root, bench/profile.py's LAYER_RULES), so the standard library's json, ssl or socket "
+    "work done for the openai SDK counts as HTTP client/SDK; a sample with no such frame (the runtime, GC, "
+    "socket plumbing no layer's frame is above) counts as other. C code has no Python frame of its own, so "
+    "py-spy counts it for the Python frame below it: uvloop's event loop (and asyncpg's Cython protocol it "
+    "calls) counts for uvicorn, the server. py-spy judges a thread busy from its OS state, so on a busy "
+    "machine its samples may stand for more CPU than the sampler measured. CPU ms per request is the "
+    "row's (the process-tree sampler's CPU / requests), split by the shares. The tool's own "
+    "file opens in https://www.speedscope.app (drag it in); the flame graph is drawn from the folded stacks.")
+
+
+def profile_table(profile: Profile) -> Table:
+    """The CPU share and CPU ms per request of each layer, and the samples behind them."""
+    from bench.profile import layer_rows
+    t = Table("profile", [Column("layer"), *(Column(n, numeric=True) for n in (
+        "share of CPU", "CPU ms / request", "samples"))])
+    for layer, share, ms, n in layer_rows(profile):
+        t.add(layer, f"{share:.1f} %", fmt(ms, 2), n)
+    t.add("all", "100 %", fmt(profile.cpu_ms_per_request, 2), profile.samples)
+    return t
+
+
+def profile_summary(run: Run, profile: Profile) -> str:
+    """What was sampled, and how the samples compare with the process-tree sampler's CPU."""
+    from bench.profile import profiled_cpu_pct
+    row = next((r for r in run.results if r.target == profile.target and r.users == profile.users), None)
+    measured = (f"; the process-tree sampler measured {fmt(row.cpu_pct.target)} % over the Locust run, "
+                f"at {row.rps:.1f} rps" if row is not None and row.cpu_pct.target is not None else "")
+    return (f"{profile.target} at {profile.users} users: {profile.tool} at {profile.rate_hz:g} Hz over "
+            f"{profile.window_s:g} s of the measured window, {profile.samples} samples, "
+            f"{fmt(profiled_cpu_pct(profile))} % of a core{measured}.")
+
+
+def flame_graphs(run: Run, run_dir: Path | None) -> list[Chart]:
+    """One flame graph per profile, from its folded stacks in run_dir (also written as its SVG file)."""
+    from bench.profile import LAYERS, frame_layer, read_folded
+    colors = {**charts.palette(LAYERS[:-1]), "other": "#9e9e9e"}
+    out = []
+    for p in run.profiles:
+        folded = run_dir / p.folded if run_dir and p.folded else None
+        stacks = read_folded(folded) if folded and folded.exists() else {}
+        chart = _chart(f"flame-{p.target}", f"Flame graph: {p.target} @ {p.users} users",
+                       "Each frame as wide as its samples, the root at the bottom, the widest first; in its "
+                       "layer's colour, or its caller's where it has none (the layer its own time counts "
+                       "for). Frames under 0.4 % of the samples are left out.", list(stacks),
+                       lambda stacks=stacks, p=p: charts.flame_graph(
+                           stacks, lambda frame, p=p: frame_layer(p.language, frame), colors, p.target))
+        if not stacks:
+            chart.missing = f"No folded stacks ({p.folded or 'none recorded'}) in this run's folder."
+        elif chart.svg and p.flame_graph:
+            (run_dir / p.flame_graph).write_text(chart.svg)
+        out.append(chart)
+    return out
+
+
 def idle_table(run: Run) -> Table:
     """Each framework's own idle cost (its bare hello-world) beside the app's, same procedure."""
     t = Table("idle", [Column("target"), Column("bare variant"), *(Column(n, numeric=True) for n in (
@@ -686,6 +744,8 @@ def context(run: Run) -> dict:
         "idle": idle_table(run) if run.idle else None,
         "capacity": capacity_table(run) if run.capacity else None,
         "capacity_note": CAPACITY_NOTE,
+        "profiles": [(p, profile_summary(run, p), profile_table(p)) for p in run.profiles],
+        "profile_note": PROFILE_NOTE,
         "idle_note": IDLE_NOTE,
         "flags": flag_legend(run),
         "experiments": experiments_table(run) if run.experiments else None,
@@ -712,12 +772,14 @@ def render_markdown(run: Run) -> str:
     return _env(html=False).get_template("report.md.j2").render(**context(run))
 
 
-def render_html(run: Run) -> str:
+def render_html(run: Run, run_dir: Path | None = None) -> str:
+    """report.html; a `bench profile` run's flame graphs are drawn from the folded stacks in run_dir."""
     ctx = context(run)
     colors = charts.palette([row.result.target for group in ctx["groups"].values() for row in group])
     ctx["charts"] = build_charts(ctx["groups"], colors)
     ctx["jobs_chart"] = jobs_chart(jobs_rows(ctx["groups"]), colors) if ctx["jobs"] else None
     ctx["capacity_charts"] = capacity_charts(run) if run.capacity else []
+    ctx["flame_graphs"] = flame_graphs(run, run_dir)
     return _env(html=True).get_template("report.html.j2").render(**ctx)
 
 
@@ -731,7 +793,7 @@ def write_reports(run_dir: Path) -> Run:
         (run_dir / "report.html").write_text(html)
         return run
     (run_dir / "report.md").write_text(render_markdown(run))
-    (run_dir / "report.html").write_text(render_html(run))
+    (run_dir / "report.html").write_text(render_html(run, run_dir))
     return run
 
 
@@ -775,7 +837,8 @@ def finalize(run_dir: Path) -> Run:
     run = Run.load(run_dir)
     if is_faults_run(run):
         return write_reports(run_dir)
-    if not run.capacity:  # a capacity run measures knees, not the claims' cells
+    # capacity and profile runs measure none of the claims' cells
+    if not run.capacity and not run.profiles and run.scenario.name != "profile":
         run.claims = evaluate(run)
     run.save(run_dir)
     return write_reports(run_dir)
@@ -872,8 +935,18 @@ def faults_context(run: Run) -> dict:
 
 
 def capacity_console_table(run: Run) -> RichTable:
-    table = RichTable(title=f"Concurrency Lab {run.run_id}: capacity (the knee of each target)")
-    t = capacity_table(run)
+    return rich_table(capacity_table(run),
+                      f"Concurrency Lab {run.run_id}: capacity (the knee of each target)")
+
+
+def profile_console_tables(run: Run) -> list[RichTable]:
+    return [rich_table(profile_table(p), f"Concurrency Lab {run.run_id}: where the CPU goes, {p.target} @ "
+                                         f"{p.users} users ({p.tool})") for p in run.profiles]
+
+
+def rich_table(t: Table, title: str) -> RichTable:
+    """A report Table on the console: flagged rows in yellow."""
+    table = RichTable(title=title)
     for col in t.columns:
         table.add_column(col.name, justify="right" if col.numeric else "left", no_wrap=col.name == "target")
     for row in t.rows:

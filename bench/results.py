@@ -314,6 +314,24 @@ class Knee(BaseModel):
     open_p99_ms: float | None = None
 
 
+class Profile(BaseModel):
+    """`bench profile`: where one cell's CPU went (bench/profile.py). The cell's own row is in
+    `results`; here the profiler's samples of its window, by layer, and the files beside results.json."""
+    target: str
+    users: int
+    language: str  # python, go or node: which LAYER_RULES classified the frames
+    tool: str  # what sampled, with its version: "py-spy 0.4.3", "pprof, go1.26.8", ...
+    rate_hz: float  # samples per second per running thread
+    window_s: float  # how long it sampled: the measured window
+    samples: int  # every sample that was not idle, all processes and threads
+    layers: dict[str, float] = Field(default_factory=dict)  # layer -> share of the samples, %
+    layer_samples: dict[str, int] = Field(default_factory=dict)  # layer -> samples
+    cpu_ms_per_request: float | None = None  # the row's (process-tree sampler), which the shares split
+    files: list[str] = Field(default_factory=list)  # the tool's own profile(s): speedscope opens them
+    folded: str | None = None  # folded stacks ("frame;frame;frame count"): the report's flame graph
+    flame_graph: str | None = None  # the SVG `bench report` draws from them
+
+
 class IdleMemory(BaseModel):
     """Idle memory of a target and of its bare variant (bench/bare.py: one procedure for both), MB.
 
@@ -400,6 +418,7 @@ class Run(BaseModel):
     # median of each cell. Empty when each cell was measured once.
     repeats: list[Result] = Field(default_factory=list)
     capacity: list[Knee] = Field(default_factory=list)  # `bench capacity`: one knee per target and workload
+    profiles: list[Profile] = Field(default_factory=list)  # `bench profile`: where the CPU went
 
     def repeat_runs(self) -> list[Run]:
         """One Run per repeat (its rows of every cell), to judge the claims on each; [] unless

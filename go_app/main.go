@@ -38,6 +38,7 @@ type config struct {
 	upstreamTimeout time.Duration
 	poolSize        int32
 	poolTimeout     time.Duration
+	pprofAddr       string // opt-in: net/http/pprof on this loopback address (bench profile)
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -80,6 +81,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		// pgxpool's own default, max(4, cores), would make the pool the bottleneck (docs/DESIGN.md).
 		poolSize:    int32(integer("DB_POOL_SIZE", 15, 1, 10000)),
 		poolTimeout: seconds("DB_POOL_TIMEOUT_S", 30),
+		pprofAddr:   getenv("PPROF_ADDR"),
 	}
 	return cfg, errors.Join(errs...)
 }
@@ -98,6 +100,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
+	}
+	if cfg.pprofAddr != "" {
+		stopPprof, err := servePprof(cfg.pprofAddr, stdout)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
 	}
 	up, err := newLLM(cfg, *client)
 	if err != nil {

@@ -1,0 +1,549 @@
+"""`bench profile TARGET`: where one measured cell's CPU goes, layer by layer (docs/DESIGN.md, Profiles).
+
+The cell is measured as `bench compare` measures one (infra, the target, its warm-up, one users level
+of the recommendation scenario: a `Result` with the CPU ms per request of the process-tree sampler),
+and while that level's window runs the target's process tree is profiled:
+
+- Python: py-spy (`record --subprocesses --nonblocking`; idle threads left out), a speedscope file;
+- Go: the app's opt-in pprof listener (PPROF_ADDR, loopback only), /debug/pprof/profile?seconds=D,
+  a .pb.gz (folded with `go tool pprof -traces`);
+- Node: V8's profiler through the inspector module in every process of the tree (bench/v8_profile.js,
+  preloaded by NODE_OPTIONS=--require, started and stopped by SIGUSR2), .cpuprofile files.
+
+Each tool's samples are folded into stacks (root first); a sample counts for the layer of its
+innermost frame that belongs to one (LAYER_RULES), so the json, ssl or socket work the openai SDK
+does counts as the SDK's, and a sample with no such frame (the runtime, the event loop's own
+plumbing) as "other". A layer's CPU ms per request is its share x the row's CPU ms per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import infra as infra_mod
+from bench import probe
+from bench.compare import (
+    RESULTS_DIR,
+    Cell,
+    CompareOptions,
+    Subject,
+    _measure_level,
+    cell_budget_s,
+    git_rev,
+    warm_up,
+)
+from bench.load import ledger_path
+from bench.manifest import REPO_ROOT, Target
+from bench.procs import Proc, free_port, spawn
+from bench.results import Profile, Result, Run, Scenario, machine_info
+from bench.targets import VENV_BIN, TargetUnavailable, running
+
+Stacks = Counter  # tuple of frames, root first -> samples
+
+LAYERS = ("server", "framework", "ORM/driver", "HTTP client/SDK", "app", "other")
+LANGUAGES = {"flask": "python", "django": "python", "fastapi": "python", "go": "go", "node": "node"}
+TOOLS = {"python": "py-spy", "go": "pprof", "node": "V8 profiler"}
+
+# Per language, (layer, pattern) in order: a frame takes the layer of the first pattern it matches
+# (re.search). Frames no pattern matches belong to no layer and a sample passes through them to the
+# next frame towards the root: the standard library, pydantic, the Go and V8 runtimes, and the
+# libraries both sides of a connection use (h11, h2 and anyio serve uvicorn and hypercorn as well
+# as httpcore; Node's net sockets carry the server's, pg's and fetch's bytes alike).
+# Python and Node frames read "function (path)", the path from the package (openai/_client.py,
+# node_modules/pg/lib/client.js), the repo (fastapi_app/async_app.py), the standard library
+# (python3.11/json/decoder.py) or Node's own modules (node:_http_server); Go frames are pprof's
+# function names (github.com/gin-gonic/gin.(*Context).Next, main.(*handlers).recommendation).
+LAYER_RULES: dict[str, tuple[tuple[str, str], ...]] = {
+    "python": (
+        ("ORM/driver", r"\((django/db|sqlalchemy|psycopg|psycopg_pool|psycopg2|asyncpg)/"),
+        ("server", r"\((gunicorn|uvicorn|uvloop|httptools|hypercorn)/|\(werkzeug/serving\.py"),
+        ("framework", r"\((flask|django|fastapi|starlette|quart|werkzeug|asgiref)/"),
+        ("HTTP client/SDK", r"\((openai|httpx2?|httpcore2?|jiter|requests|urllib3)/"),
+        ("app", r"\((flask_app|django_app|fastapi_app)/"),
+    ),
+    "go": (
+        ("ORM/driver", r"^github\.com/jackc/"),
+        ("HTTP client/SDK", r"^github\.com/openai/openai-go|^net/http\.(\(\*)?(Transport|persistConn|"
+                            r"persistConnWriter|Client|bodyEOFSignal|transportRequest|wantConn)\)?\.|"
+                            r"^net/http\.(send|setRequestCancel)\b"),
+        ("server", r"^net/http\.(\(\*)?(conn|Server|response|connReader|chunkWriter|ServeMux|serverHandler|"
+                   r"checkConnErrorWriter|expectContinueReader)\)?\.|^net/http\.readRequest\b"),
+        ("framework", r"^github\.com/gin-(gonic|contrib)/"),
+        ("app", r"^main\."),
+    ),
+    "node": (
+        ("ORM/driver", r"\(node_modules/(pg|pg-pool|pg-protocol|pg-types|pg-connection-string|pgpass|"
+                       r"postgres-[a-z]+)/"),
+        ("HTTP client/SDK", r"\((node_modules/(openai|undici|node-fetch|agentkeepalive)/|"
+                            r"node:internal/deps/undici|node:_http_client|node:internal/fetch)"),
+        # OutgoingMessage, IncomingMessage and the HTTP parser serve node:http's client too, which
+        # the targets do not use (fetch is undici's own)
+        ("server", r"\(node:_http_(server|outgoing|incoming|common)\)"),
+        ("framework", r"\(node_modules/(express|router|body-parser|finalhandler|send|serve-static|"
+                      r"path-to-regexp|on-finished|content-type|type-is|accepts|qs)/"),
+        ("app", r"\(node_app/"),
+    ),
+}
+
+PPROF_RATE_HZ = 100  # Go's CPU profiler samples at 100 Hz (net/http/pprof sets no other rate)
+V8_HOOK = Path(__file__).with_name("v8_profile.js")
+
+
+class ProfileError(ValueError):
+    """The target cannot be profiled (no profiler for its language, or not a recommendation target)."""
+
+
+def language_of(target: Target) -> str:
+    """python, go or node; a ProfileError names what is missing for any other."""
+    if target.framework not in LANGUAGES:
+        raise ProfileError(f"no profiler for {target.framework} ({target.name}): bench profile covers "
+                           "Python (py-spy), Go (pprof) and Node (V8's profiler)")
+    if not target.measured_in("recommendation"):
+        raise ProfileError(f"{target.name} does not serve the recommendation load that bench profile "
+                           "measures")
+    return LANGUAGES[target.framework]
+
+
+# --- classification ---------------------------------------------------------------------------
+
+@functools.cache
+def _rules(language: str) -> tuple[tuple[str, re.Pattern], ...]:
+    return tuple((layer, re.compile(pattern)) for layer, pattern in LAYER_RULES[language])
+
+
+@functools.cache
+def frame_layer(language: str, frame: str) -> str | None:
+    """The layer a frame belongs to, or None (it passes a sample on towards the root)."""
+    return next((layer for layer, pattern in _rules(language) if pattern.search(frame)), None)
+
+
+def sample_layer(language: str, stack: Iterable[str]) -> str:
+    """The layer of the innermost frame (from the leaf) that belongs to one, else "other"."""
+    return next((layer for frame in reversed(tuple(stack))
+                 if (layer := frame_layer(language, frame)) is not None), "other")
+
+
+def layer_samples(language: str, stacks: Mapping[tuple[str, ...], int]) -> dict[str, int]:
+    """Samples per layer, every layer in LAYERS order (0 where none)."""
+    counts = dict.fromkeys(LAYERS, 0)
+    for stack, n in stacks.items():
+        counts[sample_layer(language, stack)] += n
+    return counts
+
+
+# --- folding each tool's output -----------------------------------------------------------------
+
+def source_path(path: str) -> str:
+    """A frame's file as the rules read it: from its package, the repo, or the standard library."""
+    path = path.removeprefix("file://")
+    packages = (("/site-packages/", ""), ("/dist-packages/", ""), ("/node_modules/", "node_modules/"))
+    for marker, keep in packages:
+        if marker in path:
+            return keep + path.rsplit(marker, 1)[1]
+    root = f"{REPO_ROOT}/"
+    if path.startswith(root):
+        return path[len(root):]
+    stdlib = re.search(r"/lib/(python3\.\d+/.*)", path)
+    return stdlib.group(1) if stdlib else path
+
+
+def _frame(name: str, path: str) -> str:
+    """ "function (path)", with no ";" (the folded format's separator)."""
+    text = f"{name or '(anonymous)'} ({source_path(path)})" if path else name or "(anonymous)"
+    return text.replace(";", ",")
+
+
+NO_PYTHON_FRAME = ("(no Python frame)",)  # a thread busy in C code that no Python frame called
+
+
+def fold_speedscope(doc: Mapping) -> Stacks:
+    """py-spy's speedscope file: every sampled profile (one per thread and process) folded together."""
+    # --subprocesses roots each stack in a frame of its process ("process 123:<command line>", no
+    # file): dropped, so a gunicorn tree's workers add up to one graph
+    frames = [None if f["name"].startswith("process ") and not f.get("file")
+              else _frame(f["name"], f.get("file") or "") for f in doc["shared"]["frames"]]
+    stacks: Stacks = Counter()
+    for profile in doc["profiles"]:
+        if profile.get("type") != "sampled":
+            continue
+        for sample in profile["samples"]:  # frame indexes, root first
+            stacks[tuple(frame for i in sample if (frame := frames[i]) is not None) or NO_PYTHON_FRAME] += 1
+    return stacks
+
+
+def fold_cpuprofile(doc: Mapping) -> Stacks:
+    """A V8 .cpuprofile: each sample's node up to the root; (idle) samples are left out, as py-spy
+    leaves out idle threads, and so are the hook's own (bench/v8_profile.js starting and stopping the
+    profiler); (program) and (garbage collector) stay (V8's own work, "other")."""
+    hook = f"({source_path(str(V8_HOOK))})"
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    parent = {child: n["id"] for n in doc["nodes"] for child in n.get("children", ())}
+
+    @functools.cache
+    def stack(node_id: int) -> tuple[str, ...]:
+        frames = []
+        while node_id in nodes:
+            call = nodes[node_id]["callFrame"]
+            if call["functionName"] != "(root)":
+                frames.append(_frame(call["functionName"], call.get("url") or ""))
+            node_id = parent.get(node_id, -1)
+        return tuple(reversed(frames))
+
+    stacks: Stacks = Counter()
+    for node_id in doc.get("samples", ()):
+        found = stack(node_id)
+        if found and found[-1] != "(idle)" and not any(frame.endswith(hook) for frame in found):
+            stacks[found] += 1
+    return stacks
+
+
+_TRACE_VALUE = re.compile(r"^\s*(\d+(?:\.\d+)?)(ns|us|µs|ms|s)\s+(\S.*)$")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def fold_pprof_traces(text: str, rate_hz: float = PPROF_RATE_HZ) -> Stacks:
+    """`go tool pprof -traces` of a CPU profile: blocks between dashed lines, the first line the CPU
+    time and the leaf, the next ones its callers; time / (1 / rate) = samples."""
+    stacks: Stacks = Counter()
+    for block in re.split(r"^-+\+-+$", text, flags=re.M)[1:]:
+        lines = [line for line in block.splitlines() if line.strip()]
+        first = _TRACE_VALUE.match(lines[0]) if lines else None
+        if not first:
+            continue
+        value, unit, leaf = first.groups()
+        # pprof prints label lines ("key: value") before the stack of a labelled sample: skipped
+        frames = [leaf.strip(), *(line.strip() for line in lines[1:] if not re.match(r"^\s*\S+:\s", line))]
+        stacks[tuple(f.removesuffix(" (inline)").strip() for f in reversed(frames))] += round(
+            float(value) * _UNIT_S[unit] * rate_hz)
+    return +stacks
+
+
+def write_folded(path: Path, stacks: Mapping[tuple[str, ...], int]) -> None:
+    """One "frame;frame;frame count" line per stack (root first), most samples first."""
+    lines = [f"{';'.join(stack)} {n}" for stack, n in sorted(stacks.items(), key=lambda kv: -kv[1])]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_folded(path: Path) -> Stacks:
+    stacks: Stacks = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if stack:
+            stacks[tuple(stack.split(";"))] += int(n)
+    return stacks
+
+
+# --- the profilers ------------------------------------------------------------------------------
+
+class Profiler:
+    """One tool on one target: `settings` go into the target's environment at its start, `attach`
+    follows its start, `start(seconds)` comes at the window's, `finish()` returns the folded stacks
+    (and writes the tool's own file(s) into the run folder), `close()` stops whatever still runs."""
+
+    tool = ""
+    version_argv: tuple[str, ...] = ()  # prints the version, which version_label names
+    version_label = "{tool} {version}"
+
+    def __init__(self, out: Path, rate_hz: float) -> None:
+        self.out = out  # the run folder and the files' prefix: <run>/profile-<target>
+        self.rate_hz = rate_hz
+        self.files: list[Path] = []
+        self.pid: int | None = None
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return {}
+
+    def attach(self, pid: int) -> None:
+        self.pid = pid
+
+    def start(self, seconds: int) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> Stacks:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class PySpy(Profiler):
+    tool = "py-spy"
+    version_argv = (str(VENV_BIN / "py-spy"), "--version")
+    proc: Proc | None = None
+
+    def start(self, seconds: int) -> None:
+        path = self.out.with_suffix(".speedscope.json")
+        self.proc = spawn("py-spy", [
+            str(VENV_BIN / "py-spy"), "record", "--pid", str(self.pid), "--subprocesses",
+            "--rate", f"{self.rate_hz:g}", "--duration", str(seconds), "--format", "speedscope",
+            "--nonblocking", "--full-filenames", "--output", str(path)],
+            log_path=self.out.parent / "raw" / "py-spy.log", stop_signal=signal.SIGINT)
+        self.files = [path]
+        self.deadline = time.monotonic() + seconds + 30
+
+    def finish(self) -> Stacks:
+        while self.proc.alive() and time.monotonic() < self.deadline:
+            time.sleep(0.1)
+        self.close()
+        if not self.files[0].exists():
+            raise RuntimeError(f"py-spy wrote no profile:\n{self.proc.log_tail()}")
+        return fold_speedscope(json.loads(self.files[0].read_text()))
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(timeout=10)  # SIGINT: py-spy writes what it sampled, then exits
+
+
+class Pprof(Profiler):
+    tool = "pprof"
+    version_argv = ("go", "version")
+    version_label = "{tool}, {version}"
+
+    def __init__(self, out: Path, rate_hz: float) -> None:
+        super().__init__(out, PPROF_RATE_HZ)
+        self.addr = f"127.0.0.1:{free_port()}"
+        self.thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return {"pprof_addr": self.addr}  # PPROF_ADDR: go_app serves net/http/pprof there
+
+    def start(self, seconds: int) -> None:
+        path = self.out.with_suffix(".pb.gz")
+        self.files = [path]
+
+        def fetch() -> None:
+            try:
+                resp = httpx.get(f"http://{self.addr}/debug/pprof/profile", params={"seconds": seconds},
+                                 timeout=seconds + 30)
+                resp.raise_for_status()
+                path.write_bytes(resp.content)
+            except httpx.HTTPError as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+
+        self.thread = threading.Thread(target=fetch, name="pprof", daemon=True)
+        self.thread.start()
+
+    def finish(self) -> Stacks:
+        self.thread.join()
+        if self.error:
+            raise RuntimeError(f"pprof: {self.error}")
+        go = shutil.which("go")
+        if go is None:
+            raise TargetUnavailable("go not found on PATH (go tool pprof folds the profile)")
+        done = subprocess.run([go, "tool", "pprof", "-traces", str(self.files[0])], capture_output=True,
+                              text=True, check=False, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"go tool pprof -traces failed:\n{done.stderr[-2000:]}")
+        return fold_pprof_traces(done.stdout, self.rate_hz)
+
+
+class V8(Profiler):
+    tool = "V8 profiler"
+    version_argv = ("node", "--version")
+    version_label = "{tool}, node {version}"
+    timer: threading.Timer | None = None
+
+    @property
+    def settings(self) -> dict[str, str]:
+        preload = f"{os.environ.get('NODE_OPTIONS', '')} --require {json.dumps(str(V8_HOOK))}".strip()
+        return {"node_options": preload, "lab_v8_profile_prefix": str(self.out),
+                "lab_v8_profile_interval_us": str(round(1e6 / self.rate_hz))}
+
+    def start(self, seconds: int) -> None:
+        self.pids = [p.pid for p in probe.tree(self.pid)]  # node:cluster: the primary and its workers
+        self._signal()
+        self.timer = threading.Timer(seconds, self._signal)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _signal(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR2)
+
+    def finish(self) -> Stacks:
+        self.timer.join()
+        self.files = [Path(f"{self.out}-{pid}.cpuprofile") for pid in self.pids]
+        deadline = time.monotonic() + 15
+        while not all(f.exists() for f in self.files) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.files = [f for f in self.files if f.exists()]
+        if not self.files:
+            raise RuntimeError("no .cpuprofile written: is bench/v8_profile.js preloaded (NODE_OPTIONS)?")
+        stacks: Stacks = Counter()
+        for f in self.files:
+            stacks.update(fold_cpuprofile(json.loads(f.read_text())))
+        return stacks
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+PROFILERS: dict[str, type[Profiler]] = {"python": PySpy, "go": Pprof, "node": V8}
+
+
+class WindowWatch:
+    """Called on every tick of a Locust run: reads its ledger (written line by line) and calls `then`
+    once, when the window's mark appears."""
+
+    def __init__(self, ledger: Path, then: Callable[[], None]) -> None:
+        self.ledger, self.then = ledger, then
+        self.offset = 0
+        self.seen = False
+
+    def __call__(self) -> None:
+        if self.seen or not self.ledger.exists():
+            return
+        with self.ledger.open("rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            if b'"mark"' in line and json.loads(line).get("mark") == "window":
+                self.seen = True
+                self.then()
+                return
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+@dataclass
+class ProfileOptions:
+    target: Target
+    users: int = 100
+    duration_s: float = 20.0  # the measured window, which is also what the profiler samples
+    db_ms: int = 50
+    llm_ms: int = 500
+    rate_hz: float = 100  # samples per second (py-spy, V8); Go's profiler has its own 100 Hz
+    results_dir: Path = RESULTS_DIR
+    invocation: tuple[list[str], str | None] | None = None
+
+    def compare_options(self) -> CompareOptions:
+        return CompareOptions(targets=[self.target], users=[self.users], duration_s=self.duration_s,
+                              db_ms=self.db_ms, llm_ms=self.llm_ms, calibration=False, claims=False,
+                              quick=True, results_dir=self.results_dir)
+
+
+def run_profile(opts: ProfileOptions, console: Console | None = None, run_id: str | None = None) -> Path:
+    """One cell measured and profiled in its window: results/profile-<run>/ with results.json (the
+    row and its `profiles` entry), the tool's file(s) and the folded stacks."""
+    console = console or Console()
+    language = language_of(opts.target)
+    started = dt.datetime.now(dt.UTC)
+    run_id = run_id or "profile-" + started.strftime("%Y%m%d-%H%M%S")
+    run_dir = opts.results_dir / run_id
+    (run_dir / "raw").mkdir(parents=True, exist_ok=True)
+    command, make_target = opts.invocation or (None, None)
+    run = Run(run_id=run_id, started_at=started.isoformat(timespec="seconds"), git_rev=git_rev(),
+              command=command, make_target=make_target, machine=machine_info(),
+              scenario=Scenario(name="profile", db_ms=opts.db_ms, llm_ms=opts.llm_ms,
+                                duration_s=opts.duration_s))
+    run.save(run_dir)
+    name = opts.target.name
+    copts = opts.compare_options()
+    cell = Cell(opts.target, {}, "recommendation", [opts.users])
+    seconds = max(1, round(opts.duration_s))
+    profiler = PROFILERS[language](run_dir / f"profile-{name}", opts.rate_hz)
+    try:
+        with contextlib.ExitStack() as stack:
+            infra = stack.enter_context(infra_mod.start(run_dir / "raw"))
+            progress = stack.enter_context(Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(), console=console))
+            task = progress.add_task(f"{name}: starting", total=cell_budget_s(cell, copts))
+            stack.callback(profiler.close)  # py-spy stopped even on Ctrl-C
+            resolved, proc = stack.enter_context(running(
+                opts.target, infra, run_dir / "raw", db_ms=opts.db_ms, llm_ms=opts.llm_ms,
+                upstream_timeout_s=copts.upstream_timeout_s, **profiler.settings))
+            progress.update(task, description=f"{name}: warming up")
+            subject = Subject.of(resolved, "recommendation", pid=proc.pid)
+            subject = replace(subject, warmup_s=round(warm_up(resolved.base_url, opts.db_ms, opts.llm_ms), 2))
+            profiler.attach(proc.pid)
+            prefix = run_dir / "raw" / f"{name}_u{opts.users}"
+
+            def begin() -> None:
+                progress.update(task, description=f"{name} @ {opts.users} users: {profiler.tool}, window")
+                profiler.start(seconds)
+
+            watch = WindowWatch(ledger_path(prefix), begin)
+            result = _measure_level(subject, cell, opts.users, copts, prefix, None, progress, task,
+                                    on_tick=watch)
+            run.results.append(result)
+            run.save(run_dir)
+            if not watch.seen:
+                raise RuntimeError("the window never opened: nothing was profiled")
+            progress.update(task, description=f"{name}: folding the profile")
+            stacks = profiler.finish()
+            if not proc.alive():
+                raise RuntimeError(f"{name} died during the run:\n{proc.log_tail()}")
+            progress.update(task, description="done", completed=progress.tasks[task].total)
+    except Exception as exc:  # the run folder keeps the row (if measured) and says why: no traceback
+        why = str(exc) if isinstance(exc, TargetUnavailable) else f"failed: {type(exc).__name__}: {exc}"
+        run.skipped[name] = why.strip().splitlines()[0]
+        (run_dir / "raw" / f"{name}.error.txt").write_text(why)
+        run.save(run_dir)
+        return run_dir
+    run.profiles.append(profile_entry(opts, language, profiler, stacks, result, seconds))
+    run.save(run_dir)
+    return run_dir
+
+
+def profile_entry(opts: ProfileOptions, language: str, profiler: Profiler, stacks: Stacks, result: Result,
+                  seconds: int) -> Profile:
+    """The `profiles` entry: the samples by layer, and the files (the folded stacks written here)."""
+    folded = profiler.out.with_suffix(".folded")
+    write_folded(folded, stacks)
+    counts = layer_samples(language, stacks)
+    total = sum(counts.values())
+    return Profile(target=opts.target.name, users=opts.users, language=language, tool=tool_version(profiler),
+                   rate_hz=profiler.rate_hz, window_s=seconds, samples=total,
+                   layers={k: round(100 * n / total, 1) if total else 0.0 for k, n in counts.items()},
+                   layer_samples=counts, cpu_ms_per_request=result.cpu_ms_per_request,
+                   files=[f.name for f in profiler.files], folded=folded.name,
+                   flame_graph=f"flame-{opts.target.name}.svg")
+
+
+def tool_version(profiler: Profiler) -> str:
+    """What made the samples: "py-spy 0.4.3", "pprof, go1.26.8", "V8 profiler, node v20.20.2"."""
+    try:
+        out = subprocess.run(profiler.version_argv, capture_output=True, text=True, check=False,
+                             timeout=10).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        out = []
+    version = next((word for word in out if re.match(r"(v|go)?\d", word)), None)
+    return profiler.version_label.format(tool=profiler.tool, version=version) if version else profiler.tool
+
+
+def layer_rows(profile: Profile) -> list[tuple[str, float, float | None, int]]:
+    """(layer, share %, CPU ms per request, samples) in LAYERS order."""
+    ms = profile.cpu_ms_per_request
+    return [(layer, share, None if ms is None else ms * share / 100, profile.layer_samples.get(layer, 0))
+            for layer, share in ((k, profile.layers.get(k, 0.0)) for k in LAYERS)]
+
+
+def profiled_cpu_pct(profile: Profile) -> float | None:
+    """The CPU the samples stand for, in % of one core (samples / rate / window)."""
+    return 100 * profile.samples / profile.rate_hz / profile.window_s if profile.window_s else None
