@@ -11,7 +11,14 @@ is the highest level within the SLO that reached no limit; its row gives rps, rp
 request in flight, CPU ms per request, and the level above it says what stopped it.
 
 Rows go to results.json like `bench compare`'s (scenario "recommendation", each with its workload),
-knees to `capacity[]`; the calibration (Locust straight at the upstream) climbs the same levels.
+knees to `capacity[]`; the calibration (Locust straight at the upstream) climbs the same levels, and
+each of its levels must reach metrics.CALIBRATION_MIN (0.95) of Little's law, rps / (users / L1):
+below it the load generator is the limit there (flagged, and it stops the calibration's climb).
+
+The load generator must not be the limit: a level whose Locust the level below predicts past
+LOCUST_PLAN_PCT of a core (its CPU x the users ratio) runs `locust --processes N`, one per core at
+most; a level that saturates Locust anyway is measured once more with the processes it showed it
+needs (bench/compare.py, locust_plan and with_locust_room).
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ from bench.compare import (
     Subject,
     _measure_level,
     git_rev,
+    locust_plan,
     point_latest,
     warm_up,
+    with_locust_room,
 )
 from bench.manifest import Target
 from bench.results import Knee, Result, Run, Scenario, machine_info
@@ -73,14 +82,29 @@ class CapacityOptions:
                               results_dir=self.results_dir)
 
 
+def littles_shortfall(r: Result) -> str | None:
+    """A calibration level (closed loop, after L1) below metrics.CALIBRATION_MIN of Little's law: what is
+    wrong with it, else None. Its efficiency is rps / (users / L1), level_result's ceiling without a
+    model capacity."""
+    if r.users <= 1 or r.arrival_rps or r.efficiency is None or r.efficiency >= metrics.CALIBRATION_MIN:
+        return None
+    return (f"load generator below Little's law ({r.efficiency:.2f} of users / L1 = "
+            f"{r.ceiling_rps or 0:.0f} rps)")
+
+
 def stop_reason(r: Result, l1_ms: float, framework: str, cpus: int) -> str | None:
     """Why this level is past the knee (None: within the SLO and no limit reached)."""
     if r.cpu_pct.machine is not None and r.cpu_pct.machine >= metrics.MACHINE_CPU_LIMIT:
         return f"machine CPU ({r.cpu_pct.machine:.0f} % of all cores)"
-    if r.cpu_pct.locust is not None and r.cpu_pct.locust >= metrics.LOCUST_CPU_LIMIT:
-        return f"load generator (Locust at {r.cpu_pct.locust:.0f} % of its core)"
+    locust = r.cpu_pct.locust_process()
+    if locust is not None and locust >= metrics.LOCUST_CPU_LIMIT:
+        many = r.cpu_pct.locust_processes or 1
+        return f"load generator (Locust at {locust:.0f} % of its core" + (
+            f", the busiest of {many} processes)" if many > 1 else ")")
     if r.requests and r.failures / r.requests > metrics.FAILURE_LIMIT:
         return f"errors ({100 * r.failures / r.requests:.1f} % failed)"
+    if framework == CALIBRATION and (short := littles_shortfall(r)):
+        return short
     if framework != CALIBRATION:
         tree = r.cpu_pct.target or 0.0
         one = max((p.cpu_pct for p in r.per_process), default=0.0)
@@ -110,6 +134,8 @@ def knee_of(levels: list[tuple[Result, str | None]], l1: Result, subject: Subjec
     knee = Knee(target=subject.name, framework=subject.framework, model=subject.model,
                 db_ms=l1.db_ms or 0, llm_ms=l1.llm_ms or 0, l1_ms=l1.latency_ms.p50,
                 tried=[r.users for r, _ in levels],
+                locust_processes=[r.cpu_pct.locust_processes or 1 for r, _ in levels],
+                littles=[r.efficiency for r, _ in levels] if subject.name == CALIBRATION else [],
                 stopped_by=above or f"none up to {max(r.users for r, _ in levels)} users")
     if best is None:
         return knee
@@ -135,15 +161,29 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
     levels: list[tuple[Result, str | None]] = []
     l1: Result | None = None
 
-    def measure(subject: Subject, users: int, pace_rps: float = 0.0) -> Result:
-        """One level, closed loop or (pace_rps) the open model; its row is saved at once."""
+    def measure(subject: Subject, users: int, pace_rps: float = 0.0, processes: int = 1) -> Result:
+        """One level, closed loop or (pace_rps) the open model, from `processes` Locust processes and
+        once more with more where they saturated (a calibration level below Little's law is flagged);
+        its row is saved at once."""
         what = (f"open model, {pace_rps * users:.0f} req/s from {users} paced users" if pace_rps
                 else f"@ {users} users")
-        progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) {what}")
         prefix = run_dir / "raw" / (f"{subject_name}_db{copts.db_ms}_llm{copts.llm_ms}_"
                                     + ("open" if pace_rps else f"u{users}"))
         l1_s = l1.latency_ms.p50 / 1000 if l1 and l1.latency_ms.p50 else None
-        r = _measure_level(subject, cell, users, copts, prefix, l1_s, progress, task, pace_rps=pace_rps)
+
+        def once(n: int) -> Result:
+            progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) {what}"
+                            + (f", {n} Locust processes" if n > 1 else ""))
+            return _measure_level(subject, cell, users, copts, prefix, l1_s, progress, task,
+                                  pace_rps=pace_rps, processes=n)
+
+        def saturated(r: Result) -> bool:
+            return l1 is not None and (stop_reason(r, l1.latency_ms.p50, framework, opts.cpus) or ""
+                                       ).startswith("load generator")
+
+        r = with_locust_room(once, processes, opts.cpus, saturated)
+        if framework == CALIBRATION and (short := littles_shortfall(r)):
+            r = r.model_copy(update={"flags": [*r.flags, short]})
         run.results.append(r)
         run.save(run_dir)
         progress.advance(task)
@@ -157,7 +197,8 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
         if not l1.latency_ms.p50:
             return None
         while 1 <= users <= opts.max_users:
-            r = measure(subject, users)
+            r = measure(subject, users, processes=locust_plan(None, levels[-1][0] if levels else None,
+                                                              users, opts.cpus))
             why = stop_reason(r, l1.latency_ms.p50, framework, opts.cpus)
             levels.append((r, why))
             if step_up and why is None:
@@ -186,7 +227,9 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
         # Enough paced users that each waits between its requests even at twice the knee's latency:
         # the arrivals then keep their rate whatever the responses do (an open model).
         users = max(at_knee.users, math.ceil(OPEN_HEADROOM * rate * wait_s))
-        r = measure(subject, users, pace_rps=rate / users)
+        # Locust's work follows the requests per second: OPEN_SHARE of the knee's.
+        processes = metrics.locust_processes(at_knee.cpu_pct.locust, OPEN_SHARE, opts.cpus)
+        r = measure(subject, users, pace_rps=rate / users, processes=processes)
         return knee.model_copy(update={
             "open_arrival_rps": round(rate, 1), "open_rps": r.rps, "open_users": users,
             "open_p50_ms": r.latency_ms.p50, "open_p95_ms": r.latency_ms.p95,

@@ -77,6 +77,10 @@ def compare(
     repeat: Annotated[int, typer.Option(
         help="measure each level N times: rows are the medians with their min-max, claims are "
              "judged on the medians and on each repeat", min=1, max=20)] = 1,
+    locust_processes: Annotated[str, typer.Option(
+        help="Locust processes per level: N (`locust --processes N` beyond 1), or auto: more than one "
+             "where the level below predicts one past 70 % of a core, and a level that saturates "
+             "Locust anyway measured again with more (one per core at most)")] = "1",
 ) -> None:
     """Measure targets under identical Locust load; write results/<run>/ and print the table."""
     if scenario == CALIBRATION:
@@ -94,6 +98,8 @@ def compare(
         raise typer.BadParameter(f"--runtime takes {', '.join(RUNTIMES)} or both, got {runtime!r}")
     if docker and runtimes != ("docker",):
         raise typer.BadParameter("--docker is --runtime docker: give one of them")
+    if locust_processes != "auto" and not (locust_processes.isdigit() and int(locust_processes) >= 1):
+        raise typer.BadParameter(f"--locust-processes takes a number or auto, got {locust_processes!r}")
     if "docker" in runtimes and sweep:
         raise typer.BadParameter("--set needs native targets: compose runs each target's "
                                  "manifest defaults (drop --docker to sweep)")
@@ -103,7 +109,8 @@ def compare(
         duration_s=duration or (QUICK_DURATION if quick else FULL_DURATION),
         db_ms=db_ms, llm_ms=llm_ms, scenario=scenario, sweep=sweep, results_dir=results_dir,
         calibration=calibration, claims=claims, quick=quick, all_claims=all_claims, runtimes=runtimes,
-        invocation=invocation(), repeat=repeat)
+        invocation=invocation(), repeat=repeat,
+        locust_processes=None if locust_processes == "auto" else int(locust_processes))
     _run_and_render(results_dir, time.strftime("%Y%m%d-%H%M%S"),
                     lambda run_id: run_compare(opts, console, run_id=run_id))
 

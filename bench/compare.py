@@ -93,6 +93,9 @@ class CompareOptions:
     # Each level measured this many times in a row (a fresh start where segments() asks for one):
     # the row is the median repeat, with the spread of all (Result.spread; Run.repeats keeps each).
     repeat: int = 1
+    # Locust processes per level (`locust --processes N` beyond 1); None: auto, as many as the level
+    # needs (locust_plan, with_locust_room), one per core at most.
+    locust_processes: int | None = 1
 
     def __post_init__(self) -> None:
         if self.scenario == CALIBRATION:
@@ -512,6 +515,8 @@ def _measure_levels(cell: Cell, start: Started, capacity: int | None, opts: Comp
     l1_s = None
     groups = segments(repeated(cell.levels, opts.repeat), capacity)
     done: dict[int, list[Result]] = defaultdict(list)  # users -> its repeats so far
+    previous: Result | None = None  # the level measured last: its Locust CPU plans the next one's
+    cpus = os.cpu_count() or 1
     for n, group in enumerate(groups, 1):
         with start() as (subject, alive):
             for users in group:
@@ -519,7 +524,14 @@ def _measure_levels(cell: Cell, start: Started, capacity: int | None, opts: Comp
                 progress.update(task, description=f"{cell.name} @ {users} users"
                                 + (f" ({i + 1}/{opts.repeat})" if opts.repeat > 1 else ""))
                 prefix = run_dir / "raw" / (f"{cell.name}_u{users}" + (f"_r{i}" if opts.repeat > 1 else ""))
-                result = _measure_level(subject, cell, users, opts, prefix, l1_s, progress, task)
+
+                def once(processes: int, users=users, prefix=prefix, subject=subject, l1_s=l1_s) -> Result:
+                    return _measure_level(subject, cell, users, opts, prefix, l1_s, progress, task,
+                                          processes=processes)
+
+                planned = locust_plan(opts.locust_processes, previous, users, cpus)
+                result = once(planned) if opts.locust_processes else with_locust_room(once, planned, cpus)
+                previous = result
                 if users == 1 and result.latency_ms.p50:
                     ceiling = metrics.ceiling_rps(1, subject.capacity, result.latency_ms.p50 / 1000,
                                                   cell_db_pool(cell, subject), opts.db_ms)
@@ -630,15 +642,44 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
                     finally_up=run_experiments if cell.experiments else None)
 
 
+def locust_plan(fixed: int | None, previous: Result | None, users: int, cpus: int) -> int:
+    """Locust processes for a level: `fixed` (--locust-processes N), or auto (None): from the Locust
+    CPU of the level measured before it, scaled by users (a closed loop's requests per second grow
+    with its users at most in proportion); 1 without one. Not from L1: at one user Locust's CPU is
+    mostly its own start-up."""
+    if fixed is not None:
+        return fixed
+    if previous is None or previous.users <= 1 or previous.arrival_rps:
+        return 1
+    return metrics.locust_processes(previous.cpu_pct.locust, users / previous.users, cpus)
+
+
+def locust_bound(r: Result) -> bool:
+    return any(f.startswith("locust-bound") for f in r.flags)
+
+
+def with_locust_room(measure: Callable[[int], Result], processes: int, cpus: int,
+                     saturated: Callable[[Result], bool] = locust_bound) -> Result:
+    """A level measured with `processes` Locust processes, and once more with as many as its CPU says
+    it needs when the load generator saturated after all (the second row stands; both leave raw files)."""
+    r = measure(processes)
+    more = metrics.locust_processes(r.cpu_pct.locust, 1.0, cpus)
+    return measure(more) if more > processes and saturated(r) else r
+
+
 def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
                    l1_s: float | None, progress: Progress, task, pace_rps: float = 0.0,
-                   on_tick: Callable[[], None] | None = None) -> Result:
-    """One users level: a closed loop, or with `pace_rps` each user paced (bench capacity's open model).
-    `on_tick` is called every 0.25 s while Locust runs (bench profile watches for the window)."""
+                   processes: int = 1, on_tick: Callable[[], None] | None = None) -> Result:
+    """One users level: a closed loop, or with `pace_rps` each user paced (bench capacity's open model);
+    with `processes` > 1 from that many Locust workers (raw files `<prefix>_p<N>_*`). `on_tick` is
+    called every 0.25 s while Locust runs (bench profile watches for the window)."""
     spec = LoadSpec(host=subject.base_url, users=users, duration_s=opts.duration_s,
                     scenario=cell.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
                     tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n, jobs_endpoint=cell.jobs_endpoint,
-                    warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s, pace_rps=pace_rps)
+                    warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s, pace_rps=pace_rps,
+                    processes=processes)
+    if processes > 1:
+        csv_prefix = csv_prefix.with_name(f"{csv_prefix.name}_p{processes}")
     psutil.cpu_percent()  # resets the machine-wide counter
     base = progress.tasks[task].completed
     locust = start_locust(spec, csv_prefix)
@@ -675,17 +716,20 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
 
     Target and Locust CPU are rates over the whole Locust run (warm-up and drain included: the load
     is the same throughout), so CPU per request is that rate divided by the window's throughput.
+    Locust's limit is its busiest process's (one of N workers with --processes, the master beside them).
     """
     path = ledger_path(csv_prefix)
     log = csv_prefix.with_suffix(".log")
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else ""
     if not path.exists():
         raise RuntimeError(f"Locust wrote no request ledger:\n{tail}")
-    ledger = read_ledger(path)
     try:
+        ledger = read_ledger(path)
         phases = ledger.phases()
     except ValueError as exc:
         raise RuntimeError(f"{exc}:\n{tail}") from None
+    workers = ledger.marks.get("start", {}).get("workers", 0)
+    locust_busiest = locust_s.max_process_cpu_pct() if workers else locust_s.cpu_pct()
     _, row_name = SCENARIOS[cell.scenario]
     # No finished request in the window: flagged "no requests completed" (censored ones still count in n).
     row = window_stats(ledger, row_name)
@@ -727,12 +771,13 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
         capacity=subject.capacity,
         db_pool=subject.db_pool,
         cpu_pct=Cpu(target=_round(target_cpu), locust=round(locust_s.cpu_pct(), 1),
-                    machine=round(machine_cpu, 1)),
+                    machine=round(machine_cpu, 1), locust_processes=workers or None,
+                    locust_busiest=round(locust_busiest, 1) if workers else None),
         cpu_ms_per_request=(round(10 * target_cpu / row.rps, 2)
                             if row.rps > 0 and target_cpu is not None else None),
         ceiling_rps=round(ceiling, 2) if ceiling else None,
         efficiency=round(metrics.efficiency(row.rps, ceiling), 3) if ceiling else None,
-        flags=metrics.flags(machine_cpu=machine_cpu, locust_cpu=locust_s.cpu_pct(),
+        flags=metrics.flags(machine_cpu=machine_cpu, locust_cpu=locust_busiest, locust_processes=workers or 1,
                             max_process_cpu=target_s.max_process_cpu_pct() if target_s else None,
                             failures=row.failures, requests=row.requests, answered=row.answered,
                             mean_ms=row.latency.mean, p50_ms=row.latency.p50, w_ms=w_ms,

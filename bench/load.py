@@ -7,6 +7,13 @@ locustfile writes every request with its start time to a ledger (locust/request_
 warm-up -> window -> drain; `window_stats` reads the requests STARTED inside the window, each to its
 end (still unfinished after the drain limit: censored, counted with its wait so far), and the valid
 answers that arrived inside it (throughput). The CSV is still written (failure samples come from it).
+
+`LoadSpec.processes` > 1 runs `locust --processes N`: a master and N forked workers, each worker on
+a core of its own, for the levels where one Locust process would come near its limit, 80 % of a
+core (bench/compare.py: locust_plan, with_locust_room). Each worker writes its own ledger beside the run's
+(`<prefix>_requests.w<i>.jsonl`); the master decides the phases once for all of them and writes
+the marks to the run's ledger, whose start mark says how many workers there were; `read_ledger`
+merges the files into one run.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.manifest import REPO_ROOT
-from bench.procs import Proc, spawn
+from bench.procs import Proc, free_port, spawn
 from bench.results import Latency, Phases
 
 LOCUSTFILE = REPO_ROOT / "locust" / "locustfile.py"
@@ -66,6 +73,7 @@ class LoadSpec:
     drain_max_s: float = DRAIN_MAX_S
     run_time_s: float | None = None  # no phases (duration_s 0): Locust runs until stopped, at most this
     pace_rps: float = 0.0  # per user (an open model when users >> rps x latency); 0: a closed loop
+    processes: int = 1  # Locust worker processes (`--processes N`, a master beside them); 1: one process
 
     @property
     def warmup_limit_s(self) -> float:
@@ -96,9 +104,21 @@ def ledger_path(csv_prefix: Path) -> Path:
     return Path(f"{csv_prefix}_requests.jsonl")
 
 
-def locust_argv(spec: LoadSpec, csv_prefix: Path) -> list[str]:
+def worker_ledger_path(path: Path, index: int) -> Path:
+    """Locust worker `index`'s ledger beside the run's (locust/request_ledger.py, worker_ledger)."""
+    return path.with_name(f"{path.stem}.w{index}{path.suffix}")
+
+
+def locust_argv(spec: LoadSpec, csv_prefix: Path, master_port: int | None = None) -> list[str]:
+    """The headless Locust command; with spec.processes > 1 a master on 127.0.0.1:`master_port`
+    and its forked workers (the users are shared between them, the canary runs on one)."""
     user_class, _ = SCENARIOS[spec.scenario]
     total = spec.users + 1  # + the fixed-count canary
+    workers = []
+    if spec.processes > 1:
+        port = str(master_port or 5557)
+        workers = ["--processes", str(spec.processes), "--master-bind-host", "127.0.0.1",
+                   "--master-bind-port", port, "--master-port", port]
     return [
         str(LOCUST), "-f", str(LOCUSTFILE), "--headless", "--only-summary",
         "-H", spec.host, "-u", str(total), "-r", str(total),
@@ -110,12 +130,15 @@ def locust_argv(spec: LoadSpec, csv_prefix: Path) -> list[str]:
         "--db-ms", str(spec.db_ms), "--llm-ms", str(spec.llm_ms),
         "--tokens", str(spec.tokens), "--cpu-n", str(spec.cpu_n),
         "--jobs-endpoint", spec.jobs_endpoint, "--pace-rps", f"{spec.pace_rps:g}",
-        user_class, "Canary",
+        *workers, user_class, "Canary",
     ]
 
 
 def start_locust(spec: LoadSpec, csv_prefix: Path) -> Proc:
-    return spawn("locust", locust_argv(spec, csv_prefix), cwd=REPO_ROOT,
+    """Locust for one level (its master, and with spec.processes > 1 the workers it forks: one
+    process group, stopped together)."""
+    port = free_port() if spec.processes > 1 else None
+    return spawn("locust", locust_argv(spec, csv_prefix, port), cwd=REPO_ROOT,
                  log_path=csv_prefix.with_suffix(".log"))
 
 
@@ -158,6 +181,19 @@ class LedgerRun:
 
 
 def read_ledger(path: Path) -> LedgerRun:
+    """One run's ledger; after `locust --processes N` (its start mark says `workers: N`) the workers'
+    files merged into it: their requests, under the master's marks (the workers' own end marks,
+    written when the master told them to end, are not the run's)."""
+    samples, marks = _read_ledger_file(path)
+    for index in range(marks.get("start", {}).get("workers", 0)):
+        worker = worker_ledger_path(path, index)
+        if not worker.exists():
+            raise ValueError(f"Locust worker {index} wrote no request ledger ({worker.name})")
+        samples += _read_ledger_file(worker)[0]
+    return LedgerRun(samples, marks)
+
+
+def _read_ledger_file(path: Path) -> tuple[list[Sample], dict[str, dict]]:
     samples, marks = [], {}
     with path.open() as fh:
         for line in fh:
@@ -170,7 +206,7 @@ def read_ledger(path: Path) -> LedgerRun:
                 censored = bool(rec.get("cens"))
                 samples.append(Sample(rec["n"], rec["t0"], rec["ms"], bool(rec.get("ok")) and not censored,
                                       censored, rec.get("st"), rec.get("ec")))
-    return LedgerRun(samples, marks)
+    return samples, marks
 
 
 def percentile(ordered: list[float], p: float) -> float | None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 MACHINE_CPU_LIMIT = 90.0   # % of all cores
 LOCUST_CPU_LIMIT = 80.0    # % of one core (one Locust process)
+# A level predicted to take one Locust process past this gets more (locust_processes): below the
+# limit, as the prediction is a straight line and gevent's loop is late before it is full (the
+# calibration at 1,600 users, 5/500 ms: one process at 78 % of a core, 0.82 of Little's law).
+LOCUST_PLAN_PCT = 70.0
 PROCESS_CPU_LIMIT = 90.0   # % of one core for any single target process
 FAILURE_LIMIT = 0.01       # share of requests
 CENSOR_LIMIT = 0.15        # mean latency vs Little's law W, relative to W
+# The calibration (Locust straight at the upstream, no framework) at every level `bench capacity`
+# climbs: rps at least this share of users / L1, Little's law for a closed loop with no think time.
+CALIBRATION_MIN = 0.95
 
 
 def ceiling_rps(users: int, capacity: int | None, l1_s: float | None, db_pool: int | None,
@@ -22,6 +31,15 @@ def ceiling_rps(users: int, capacity: int | None, l1_s: float | None, db_pool: i
     if db_ms > 0 and db_pool:
         ceiling = min(ceiling, db_pool / (db_ms / 1000.0))
     return ceiling
+
+
+def locust_processes(cpu_pct: float | None, scale: float, cpus: int) -> int:
+    """Locust processes for a load `scale` x that of a measured level where Locust used `cpu_pct`
+    (% of one core, all its processes): enough that each is predicted under LOCUST_PLAN_PCT, one
+    per core at most; 1 where one process is enough (or nothing was measured)."""
+    if not cpu_pct or scale <= 0:
+        return 1
+    return max(1, min(cpus, math.ceil(cpu_pct * scale / LOCUST_PLAN_PCT)))
 
 
 def efficiency(rps: float, ceiling: float | None) -> float | None:
@@ -55,17 +73,20 @@ def latency_censored(mean_ms: float | None, w_ms: float | None, p50_ms: float | 
 def flags(*, machine_cpu: float | None, locust_cpu: float | None,
           max_process_cpu: float | None, failures: int, requests: int,
           mean_ms: float | None = None, w_ms: float | None = None, answered: int = 0,
-          p50_ms: float | None = None, users: int | None = None, starved: int = 0) -> list[str]:
+          p50_ms: float | None = None, users: int | None = None, starved: int = 0,
+          locust_processes: int = 1) -> list[str]:
     """Why a result must not be read as a framework result (empty = trustworthy).
 
-    `requests` and `failures` are the requests started in the window that finished; `answered`
-    the valid answers that arrived in it (a request started before the window counts there).
+    `locust_cpu` is the busiest Locust process's (one of `locust_processes` workers, with
+    --processes). `requests` and `failures` are the requests started in the window that finished;
+    `answered` the valid answers that arrived in it (a request started before the window counts there).
     """
     out = []
     if machine_cpu is not None and machine_cpu >= MACHINE_CPU_LIMIT:
         out.append(f"machine-cpu-bound ({machine_cpu:.0f}% of all cores)")
     if locust_cpu is not None and locust_cpu >= LOCUST_CPU_LIMIT:
-        out.append(f"locust-bound ({locust_cpu:.0f}% of a core)")
+        many = f", the busiest of {locust_processes} Locust processes" if locust_processes > 1 else ""
+        out.append(f"locust-bound ({locust_cpu:.0f}% of a core{many})")
     if max_process_cpu is not None and max_process_cpu >= PROCESS_CPU_LIMIT:
         out.append(f"target-process-cpu-bound ({max_process_cpu:.0f}% of a core)")
     # Locust's request count includes the failed requests.

@@ -19,13 +19,14 @@ from rich.table import Table as RichTable
 from bench import charts
 from bench.load import JOBS_SYNC_TARGETS
 from bench.metrics import (
+    CALIBRATION_MIN,
     CENSOR_LIMIT,
     FAILURE_LIMIT,
     LOCUST_CPU_LIMIT,
     MACHINE_CPU_LIMIT,
     PROCESS_CPU_LIMIT,
 )
-from bench.results import MIN_TAIL_SAMPLES, ProcessMemory, Profile, Result, Run
+from bench.results import MIN_TAIL_SAMPLES, Cpu, ProcessMemory, Profile, Result, Run
 from bench.session import MIN_WINDOW_S, WARMUP_MAX_S
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -86,8 +87,11 @@ CALIBRATION_NOTE = ("Locust straight at the mock upstream, no framework in betwe
 FLAG_MEANINGS = {
     "machine-cpu-bound": f"the machine was ≥ {MACHINE_CPU_LIMIT:.0f} % busy: Locust and the target "
                          "competed for the cores",
-    "locust-bound": f"Locust used ≥ {LOCUST_CPU_LIMIT:.0f} % of a core: the load generator may be the "
-                    "limit",
+    "locust-bound": f"Locust used ≥ {LOCUST_CPU_LIMIT:.0f} % of a core (its busiest process, with "
+                    "several): the load generator may be the limit",
+    "load generator below Little's law": f"the calibration (Locust straight at the upstream) answered "
+                                         f"less than {CALIBRATION_MIN:.2f} x users / L1 at this level: the "
+                                         "load generator, not a framework, is the limit here",
     "target-process-cpu-bound": f"one target process used ≥ {PROCESS_CPU_LIMIT:.0f} % of a core: the "
                                 "model is CPU-bound here, not waiting on I/O",
     "failures": f"more than {100 * FAILURE_LIMIT:.0f} % of requests failed (errors never count as "
@@ -297,9 +301,14 @@ def calibration_table(group: list[Row]) -> Table:
     for row in group:
         r = row.result
         t.add(row.label, r.users, rps_text(r), *latency_cells(r), pct(r.failures, r.requests),
-              fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), fmt(r.cpu_pct.locust), fmt(r.cpu_pct.machine),
+              fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), locust_cpu(r.cpu_pct), fmt(r.cpu_pct.machine),
               "; ".join(r.flags) or "—", marks=row.marks)
     return t
+
+
+def locust_cpu(cpu: Cpu) -> str:
+    """Locust's CPU, % of one core: all its processes, and with several how many (`locust --processes`)."""
+    return fmt(cpu.locust) + (f" (×{cpu.locust_processes})" if (cpu.locust_processes or 1) > 1 else "")
 
 
 def resources_table(group: list[Row]) -> Table:
@@ -314,7 +323,7 @@ def resources_table(group: list[Row]) -> Table:
         r, m = row.result, row.result.memory_mb
         t.add(row.name, r.users, fmt(m.idle_pss, 1), fmt(m.peak_pss, 1), _mem(r, m.peak_rss),
               _mem(r, m.peak_uss), *(() if source else (r.memory_source,)), r.processes,
-              fmt(r.mb_per_request_in_flight(), 2), fmt(r.cpu_pct.target), fmt(r.cpu_pct.locust),
+              fmt(r.mb_per_request_in_flight(), 2), fmt(r.cpu_pct.target), locust_cpu(r.cpu_pct),
               fmt(r.cpu_pct.machine), fmt(r.cpu_ms_per_request, 2), marks=row.marks)
     return t
 
@@ -496,10 +505,16 @@ CAPACITY_NOTE = (
     "passes 1.5 x L1 (where the latency is censored, the higher of p95 and W = users / rps), more "
     "than 1 % fail, or a limit is reached: the target's CPU (90 % of a core for a process that runs "
     "one thread of code at a time, 90 % of the machine for the whole target), Locust's (80 % of its "
-    "core) or the machine's. The knee is the highest-rps level within the SLO; `stopped by` is what the "
+    "core, its busiest process's) or the machine's. A level that the level below predicts past 70 % of "
+    "one Locust process's core (its CPU x the users ratio), or that saturates Locust anyway (measured "
+    "again), runs `locust --processes N`, one per core at most: `1600 (Locust ×2)` in `levels tried`. "
+    "The knee is the highest-rps level within the SLO; `stopped by` is what the "
     "level above it hit. rps per core = rps / the target's CPU in cores; in flight = rps x mean latency "
     "(Little's law); MB per request in flight = (peak - idle PSS) / in flight. A knee at 0.9x the "
     "calibration row's rps or more is the lab's ceiling (load generator or upstream), not the target's. "
+    "The calibration must answer 0.95 x users / L1 (Little's law) at every level: its `levels tried` "
+    "gives rps / (users / L1) at each, `!` below 0.95, where the load generator is the limit (flagged, "
+    "and it stops the calibration's climb). "
     "Open model: after the knee, a fresh start serves a fixed arrival rate of 0.8x the knee's rps from "
     "paced users (each at most one request per users / rate seconds, with room for twice the knee's "
     "latency), so a slow answer does not hold the next request back as it does in the closed loop "
@@ -522,14 +537,33 @@ def capacity_table(run: Run) -> Table:
     for k in sorted(run.capacity, key=lambda k: (run_order(run, k), -(k.rps or 0))):
         at_ceiling = (k.target != CALIBRATION and k.rps and (lab := ceiling.get((k.db_ms, k.llm_ms)))
                       and k.rps >= 0.9 * lab)
+        below = [u for u, e in zip(k.tried, k.littles, strict=False) if e is not None and e < CALIBRATION_MIN]
+        note = ("; at the lab's ceiling" if at_ceiling else "") + (
+            f"; load generator below Little's law at {', '.join(map(str, below))} users" if below
+            and not k.stopped_by.startswith("load generator below") else "")
         t.add(k.target, f"{k.db_ms} / {k.llm_ms}", fmt(k.l1_ms), fmt(k.users), fmt(k.rps, 1),
               _percentiles(k.p50_ms, k.p95_ms, k.p99_ms), fmt(k.rps_per_core), fmt(k.in_flight, 1),
-              fmt(k.mb_per_in_flight, 2), fmt(k.cpu_ms_per_request, 1), fmt(k.peak_pss),
-              k.stopped_by + ("; at the lab's ceiling" if at_ceiling else ""),
+              fmt(k.mb_per_in_flight, 2), fmt(k.cpu_ms_per_request, 1), fmt(k.peak_pss), k.stopped_by + note,
               f"{fmt(k.open_arrival_rps, 1)} → {fmt(k.open_rps, 1)}" if k.open_arrival_rps else "—",
-              _percentiles(k.open_p50_ms, k.open_p95_ms, k.open_p99_ms),
-              " → ".join(str(u) for u in k.tried), marks=("flagged",) if at_ceiling else ())
+              _percentiles(k.open_p50_ms, k.open_p95_ms, k.open_p99_ms), levels_tried(k),
+              marks=("flagged",) if at_ceiling or below else ())
     return t
+
+
+def levels_tried(k) -> str:
+    """Each level a climb measured after L1: `1600 (Locust ×2)` where Locust ran as several processes,
+    and the calibration's rps / (users / L1) at each, `!` below Little's law's CALIBRATION_MIN."""
+    out = []
+    for i, users in enumerate(k.tried):
+        text = str(users)
+        processes = k.locust_processes[i] if i < len(k.locust_processes) else 1
+        if processes > 1:
+            text += f" (Locust ×{processes})"
+        littles = k.littles[i] if i < len(k.littles) else None
+        if littles is not None:
+            text += f": {littles:.2f}" + (" !" if littles < CALIBRATION_MIN else "")
+        out.append(text)
+    return " → ".join(out)
 
 
 def run_order(run: Run, knee) -> int:

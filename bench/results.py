@@ -81,8 +81,16 @@ class Memory(BaseModel):
 
 class Cpu(BaseModel):
     target: float | None = None  # % of one core, whole process tree
-    locust: float | None = None  # % of one core
+    locust: float | None = None  # % of one core, every Locust process together
     machine: float | None = None  # % of all cores
+    # `locust --processes N` (a master and N workers): N, and its busiest process, % of one core.
+    # None: one Locust process (and older files), which `locust` is alone.
+    locust_processes: int | None = None
+    locust_busiest: float | None = None
+
+    def locust_process(self) -> float | None:
+        """The busiest Locust process, % of its one core: what the load generator's limit is about."""
+        return self.locust_busiest if self.locust_busiest is not None else self.locust
 
 
 class ProcessMemory(BaseModel):
@@ -293,6 +301,10 @@ class Knee(BaseModel):
     llm_ms: int
     l1_ms: float | None = None
     tried: list[int] = Field(default_factory=list)  # users levels measured after L1, in order
+    # Per level tried: Locust's processes (`locust --processes N`; empty: older files, one each) and,
+    # for the calibration only, its rps / (users / L1), Little's law (bench.metrics.CALIBRATION_MIN).
+    locust_processes: list[int] = Field(default_factory=list)
+    littles: list[float | None] = Field(default_factory=list)
     stopped_by: str  # what the level above the knee hit: latency, errors, CPU, load generator, ...
     users: int | None = None
     rps: float | None = None

@@ -16,6 +16,8 @@ Every swarm started from the web UI is recorded as a results.json row and shown 
 The harness (bench/load.py) adds `--ledger FILE --window-s N`: every request is written to FILE with
 its start time, and the run goes warm-up -> N s window -> drain, so the requests started in the
 window are measured to the end, queueing included (request_ledger.py). Without them, nothing changes.
+With `--processes N` each worker writes its own ledger and the master decides the phases once, from
+the workers' reports (request_ledger.Fleet).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from collections.abc import Iterator
 import gevent
 import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (no-op when headless)
 import web_session  # noqa: F401 - after live_memory: the "Comparison" tab records every web-UI swarm
-from request_ledger import Ledger, error_code, run_phases
+from locust.runners import MasterRunner, WorkerRunner
+from request_ledger import WORKER_STATUS_S, Fleet, Ledger, error_code, run_phases, worker_ledger
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
@@ -74,24 +77,64 @@ def add_lab_arguments(parser) -> None:
 
 
 LEDGER: Ledger | None = None
+FLEET: Fleet | None = None  # the master of `--processes N`: its workers' reports
+WINDOW: tuple[float, float] | None = None  # a worker: the window the master told it
 
 
 @events.test_start.add_listener
 def open_ledger(environment, **_) -> None:
-    global LEDGER
+    global LEDGER, FLEET
     opts = environment.parsed_options
     if not getattr(opts, "ledger", ""):
         return
+    runner = environment.runner
+
+    def scenario_users() -> int:
+        return sum(isinstance(g.args[0], LabUser) for g in list(runner.user_greenlets) if g.args)
+
+    if isinstance(runner, WorkerRunner):  # --processes: this worker's requests, in a file of its own
+        LEDGER = Ledger(worker_ledger(opts.ledger, runner.worker_index))
+        if opts.window_s > 0:
+            gevent.spawn(report_to_master, runner, scenario_users)
+        return
     LEDGER = Ledger(opts.ledger)
     if opts.window_s > 0:
-        runner = environment.runner
-
-        def scenario_users() -> int:
-            return sum(isinstance(g.args[0], LabUser) for g in list(runner.user_greenlets) if g.args)
-
+        if isinstance(runner, MasterRunner):
+            # --processes: the master runs no users and decides the phases once, from the workers'
+            # reports: one warm-up that waits for every worker's users, one window (the master's
+            # marks, in the clock the workers stamp their requests with: the same machine's), one
+            # drain that waits for every worker's window requests. Phases per worker would be N windows.
+            FLEET = Fleet(LEDGER, opts.expect_workers, runner.send_message, gevent.sleep)
         gevent.spawn(run_phases, LEDGER, window_s=opts.window_s, warmup_max_s=opts.warmup_max_s,
-                     drain_max_s=opts.drain_max_s, scenario_users=scenario_users, sleep=gevent.sleep,
-                     stop=runner.quit)
+                     drain_max_s=opts.drain_max_s, scenario_users=FLEET.users if FLEET else scenario_users,
+                     sleep=gevent.sleep, stop=runner.quit, fleet=FLEET)
+
+
+def report_to_master(runner, scenario_users) -> None:
+    while LEDGER is not None and not LEDGER.ended:
+        runner.send_message("lab_status", LEDGER.status(scenario_users(), WINDOW))
+        gevent.sleep(WORKER_STATUS_S)
+
+
+@events.init.add_listener
+def exchange_phases(environment, runner=None, **_) -> None:
+    """--processes: the workers report to the master's Fleet; the master tells them the window and
+    when to end."""
+    if isinstance(runner, MasterRunner):
+        runner.register_message("lab_status", lambda msg, **_: FLEET and FLEET.update(msg.node_id, msg.data))
+        runner.register_message("lab_ended", lambda msg, **_: FLEET and FLEET.ended(msg.node_id, msg.data))
+    elif isinstance(runner, WorkerRunner):
+        def on_window(msg, **_) -> None:
+            global WINDOW
+            WINDOW = tuple(msg.data["window"])
+
+        def on_finish(msg, **_) -> None:
+            window = msg.data["window"]
+            unfinished = LEDGER.finish(msg.data["reason"], tuple(window) if window else None) if LEDGER else 0
+            runner.send_message("lab_ended", unfinished)
+
+        runner.register_message("lab_window", on_window)
+        runner.register_message("lab_finish", on_finish)
 
 
 @events.spawning_complete.add_listener
@@ -112,7 +155,7 @@ def record_request(name, response_time, exception=None, start_time=None, respons
 @events.test_stopping.add_listener
 def censor_unfinished(**_) -> None:
     if LEDGER:  # stopped before the phases ended (the --run-time backstop): what is in flight is censored
-        LEDGER.finish("stopped")
+        LEDGER.finish("stopped", unfinished=FLEET.unfinished() if FLEET else None)
 
 
 @events.quitting.add_listener

@@ -20,6 +20,14 @@ Records (the format bench/load.py reads):
     {"n": ..., "ok": false, "st": 503, "ec": "database_unavailable"}  # a failure: status, error code
     {"mark": "start" | "window" | "drain" | "end", "t": ..., ...}
 
+With `locust --processes N` (bench/load.py, when one process would pass 80 % of a core) the master
+runs no users: each worker writes its own file, `worker_ledger()` beside the run's, and reports its
+counts to the master every WORKER_STATUS_S (`Ledger.status`). The master runs `run_phases` once for
+the whole run on a `Fleet` of those reports, writing the marks (and no request) to the run's own
+file, whose start mark names the workers; bench/load.py merges the files. One clock decides: the
+marks are the master's wall-clock times and every worker stamps its requests with the same
+machine's clock, so a request is in the window by its own start time, whichever process sent it.
+
 No Locust or gevent import here: locustfile.py passes the greenlet as the key, gevent's sleep and
 the runner's quit, so the logic is unit-tested with a fake clock (tests/harness/test_ledger.py).
 """
@@ -34,6 +42,15 @@ from pathlib import Path
 
 WARMUP_MIN_S = 2.0  # covers the spawn (users start at `total` per second) and the first answers
 TICK_S = 0.05
+WORKER_STATUS_S = 0.1  # locust --processes: how often a worker reports its counts to the master
+FINISH_WAIT_S = 5.0  # how long the master waits for every worker to write its end
+
+
+def worker_ledger(path: str | Path, index: int) -> Path:
+    """Worker `index`'s file beside the run's: x_requests.jsonl -> x_requests.w0.jsonl (bench/load.py
+    reads the same names)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.w{index}{path.suffix}")
 
 
 class Ledger:
@@ -97,6 +114,20 @@ class Ledger:
         """Requests started in [start, end) that have not finished yet."""
         return sum(start <= t0 < end for _, t0 in self.inflight.values())
 
+    def steady(self, users: int) -> bool:
+        """Every one of `users` scenario users has completed a request, all of them spawned."""
+        return self.spawned and users > 0 and len(self.cycled) >= users
+
+    def drained(self, window: tuple[float, float]) -> bool:
+        return not self.pending_between(*window)
+
+    def status(self, users: int, window: tuple[float, float] | None) -> dict:
+        """A worker's counts for the master's Fleet: its scenario users, how many have cycled, and
+        its requests in flight (of them, those started in the window, once it knows the window)."""
+        return {"users": users, "cycled": len(self.cycled), "spawned": self.spawned,
+                "inflight": len(self.inflight), "window": list(window) if window else None,
+                "pending": self.pending_between(*window) if window else None}
+
     # --- phases ---------------------------------------------------------------------------
 
     def mark(self, phase: str, **extra: object) -> float:
@@ -104,18 +135,24 @@ class Ledger:
         self._write({"mark": phase, "t": round(now, 6), **extra})
         return now
 
-    def finish(self, reason: str, window: tuple[float, float] | None = None) -> None:
-        """Write every request still in flight as censored (wait so far), then the end mark."""
+    def finish(self, reason: str, window: tuple[float, float] | None = None,
+               unfinished: int | None = None) -> int:
+        """Write every request still in flight as censored (wait so far), then the end mark; returns
+        how many of them were the window's (all of them without a window). `unfinished`: the
+        master's count of its workers' (it has no request of its own)."""
         if self.ended:
-            return
+            return 0
         now = self.clock()
         for name, t0 in self.inflight.values():
             self._write({"n": name, "t0": round(t0, 6), "ms": round((now - t0) * 1000, 3), "cens": True})
-        unfinished = sum(window is None or window[0] <= t0 < window[1] for _, t0 in self.inflight.values())
+        if unfinished is None:
+            unfinished = sum(window is None or window[0] <= t0 < window[1]
+                             for _, t0 in self.inflight.values())
         self.inflight.clear()
         self.ended = True
         self._write({"mark": "end", "t": round(now, 6), "reason": reason,
                      "unfinished": unfinished})
+        return unfinished
 
     def close(self) -> None:
         if not self._fh.closed:
@@ -138,21 +175,79 @@ def error_code(text: str | None) -> str | None:
     return None
 
 
+class Fleet:
+    """The master's view of its workers' ledgers (`locust --processes N`), for run_phases.
+
+    Each worker reports `Ledger.status` every WORKER_STATUS_S; the latest report of each counts. The
+    warm-up ends when all N have reported, every user is spawned and every scenario user of every
+    worker has cycled; the drain when every worker, told the window, reports none of its requests
+    pending; the end when every worker has censored what it still has in flight (`ended`). So the
+    phases are one decision for the whole run, as with a single process, only a report late.
+    """
+
+    def __init__(self, ledger: Ledger, workers: int, send: Callable[[str, dict], object],
+                 sleep: Callable[[float], object]) -> None:
+        self.ledger, self.workers, self.send, self.sleep = ledger, workers, send, sleep
+        self.reports: dict[str, dict] = {}  # worker -> its latest status
+        self.ends: dict[str, int] = {}  # worker -> the window's requests it censored at its end
+        self.window: list[float] | None = None  # told to the workers
+
+    def update(self, worker: str, status: dict) -> None:
+        self.reports[worker] = status
+
+    def ended(self, worker: str, unfinished: int) -> None:
+        self.ends[worker] = unfinished
+
+    def users(self) -> int:
+        return sum(r["users"] for r in self.reports.values())
+
+    def steady(self, users: int) -> bool:
+        reports = self.reports.values()
+        return (len(self.reports) >= self.workers and all(r["spawned"] for r in reports) and users > 0
+                and sum(r["cycled"] for r in reports) >= users)
+
+    def drained(self, window: tuple[float, float]) -> bool:
+        if self.window != list(window):
+            self.window = list(window)
+            self.send("lab_window", {"window": self.window})
+        told = [r for r in self.reports.values() if r["window"] == self.window]
+        return len(told) >= self.workers and not sum(r["pending"] for r in told)
+
+    def unfinished(self) -> int:
+        """The window's requests still in flight at the end (every request, before a window)."""
+        if len(self.ends) >= self.workers:
+            return sum(self.ends.values())
+        return sum(r["pending"] if r["pending"] is not None and r["window"] == self.window
+                   else r["inflight"] for r in self.reports.values())
+
+    def finish(self, reason: str, window: tuple[float, float] | None = None) -> int:
+        """Every worker writes its end (its requests in flight censored); then the master's end mark."""
+        self.send("lab_finish", {"reason": reason, "window": list(window) if window else None})
+        waited = 0.0
+        while len(self.ends) < self.workers and waited < FINISH_WAIT_S:
+            self.sleep(TICK_S)
+            waited += TICK_S
+        return self.ledger.finish(reason, window, unfinished=self.unfinished())
+
+
 def run_phases(ledger: Ledger, *, window_s: float, warmup_max_s: float, drain_max_s: float,
                scenario_users: Callable[[], int], sleep: Callable[[float], object],
-               stop: Callable[[], object], warmup_min_s: float = WARMUP_MIN_S) -> None:
+               stop: Callable[[], object], warmup_min_s: float = WARMUP_MIN_S,
+               fleet: Fleet | None = None) -> None:
     """Warm-up until steady, the measured window, the drain; then stop the run.
 
     Steady state: once every scenario user has completed a request, the burst of first requests
     (all sent at once) has gone through the queue, and each request waits behind what a
     closed loop keeps in flight. A target so slow that this takes longer than warmup_max_s is
     measured anyway (the window mark says steady=false; the harness's W check tells the result).
+    With a `fleet` (locust --processes) the requests are the workers': its reports decide, and the
+    marks go to `ledger`, the master's.
     """
-    start = ledger.mark("start")
+    run = fleet or ledger  # who holds the requests
+    start = ledger.mark("start", **({"workers": fleet.workers} if fleet else {}))
     while True:
         elapsed = ledger.clock() - start
-        users = scenario_users()
-        if elapsed >= warmup_min_s and ledger.spawned and users and len(ledger.cycled) >= users:
+        if elapsed >= warmup_min_s and run.steady(scenario_users()):
             steady = True
             break
         if elapsed >= warmup_max_s:
@@ -168,9 +263,9 @@ def run_phases(ledger: Ledger, *, window_s: float, warmup_max_s: float, drain_ma
     window = (window_start, ledger.mark("drain"))
     # Only the window's own requests are waited for: one started before it that is still waiting
     # (a starved user) is written censored at the end, which is all its row needs to know.
-    while ledger.pending_between(*window) and ledger.clock() - window[1] < drain_max_s:
+    while not run.drained(window) and ledger.clock() - window[1] < drain_max_s:
         sleep(TICK_S)
     if ledger.ended:
         return
-    ledger.finish("drained" if not ledger.pending_between(*window) else "drain limit", window=window)
+    run.finish("drained" if run.drained(window) else "drain limit", window=window)
     stop()

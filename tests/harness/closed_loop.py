@@ -90,9 +90,13 @@ class ClosedLoop:
     def _all_spawned(self) -> None:
         self.ledger.spawned = True
 
+    def ledger_of(self, user: str):
+        """The ledger that records this user's requests: the run's, with one Locust process."""
+        return self.ledger
+
     def _issue(self, user: str) -> None:
         name = CANARY if user == "canary" else ROW
-        track = self.ledger.track(user, name, scenario=user != "canary")
+        track = self.ledger_of(user).track(user, name, scenario=user != "canary")
         track.__enter__()
         self.open[user] = track
         self.started[user] = self.now
@@ -110,13 +114,64 @@ class ClosedLoop:
         self.free += 1
         name = CANARY if user == "canary" else ROW
         elapsed = self.now - self.started[user]
-        self.ledger.record(user, name, elapsed * 1000, True)  # Locust's request event
+        self.ledger_of(user).record(user, name, elapsed * 1000, True)  # Locust's request event
         self.open.pop(user).__exit__(None, None, None)
         if user == "canary":  # constant_throughput(4): the next check 0.25 s after the last began
             self._at(self.started[user] + max(0.25, elapsed), self._issue, user)
         else:  # no think time
             self._issue(user)
         self._dispatch()
+
+
+class ProcessesLoop(ClosedLoop):
+    """The same closed loop from `locust --processes N`: user i runs on worker i % N (the canary on
+    worker 0), each worker writes its own ledger (request_ledger.worker_ledger) and reports its
+    status to the master's Fleet every WORKER_STATUS_S; the master's messages (the window, the end)
+    arrive at once. The master runs the phases on its own ledger, `path`, as the locustfile does."""
+
+    def __init__(self, path: Path, *, workers: int, **kw) -> None:
+        mod = ledger_module()
+        self.workers = [mod.Ledger(mod.worker_ledger(path, i), clock=lambda: self.now)
+                        for i in range(workers)]
+        self.told: tuple[float, float] | None = None  # the window the master told the workers
+        super().__init__(path, **kw)
+        self.fleet = mod.Fleet(self.ledger, workers, self._send, self.sleep)
+        self.spawned_on = [0] * workers  # scenario users spawned on each worker
+        self._at(self.now, self._report)
+
+    def ledger_of(self, user: str):
+        return self.workers[0 if user == "canary" else int(user[1:]) % len(self.workers)]
+
+    def run(self, *, window_s: float, warmup_max_s: float, drain_max_s: float,
+            warmup_min_s: float = 2.0) -> None:
+        ledger_module().run_phases(self.ledger, window_s=window_s, warmup_max_s=warmup_max_s,
+                                   drain_max_s=drain_max_s, warmup_min_s=warmup_min_s,
+                                   scenario_users=self.fleet.users, sleep=self.sleep, stop=self.stop,
+                                   fleet=self.fleet)
+        for ledger in (self.ledger, *self.workers):
+            ledger.close()
+
+    def _spawn(self, user: str) -> None:
+        self.spawned_on[int(user[1:]) % len(self.workers)] += 1
+        super()._spawn(user)
+
+    def _all_spawned(self) -> None:
+        for ledger in self.workers:  # the master's spawning_complete, passed on to every worker
+            ledger.spawned = True
+
+    def _report(self) -> None:
+        for i, ledger in enumerate(self.workers):
+            if not ledger.ended:
+                self.fleet.update(f"w{i}", ledger.status(self.spawned_on[i], self.told))
+        self._at(self.now + ledger_module().WORKER_STATUS_S, self._report)
+
+    def _send(self, kind: str, data: dict) -> None:
+        if kind == "lab_window":
+            self.told = tuple(data["window"])
+        elif kind == "lab_finish":
+            for i, ledger in enumerate(self.workers):
+                window = data["window"]
+                self.fleet.ended(f"w{i}", ledger.finish(data["reason"], tuple(window) if window else None))
 
 
 SUBMIT = "/jobs/recommendation/[id]"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench import capacity
-from bench.capacity import knee_of, stop_reason
-from bench.compare import Subject
+from bench.capacity import knee_of, littles_shortfall, stop_reason
+from bench.compare import CALIBRATION, Subject
 from bench.report import capacity_table, render_html, render_markdown
 from bench.results import Cpu, Knee, Latency, Memory, ProcessMemory, Result, Run
 
@@ -26,6 +26,24 @@ def row(users: int, rps: float, p95: float, *, mean: float | None = None, failur
 L1 = 510.0
 
 
+def calibrated(users: int, rps: float, efficiency: float, processes: int = 1, **kw) -> Result:
+    """A calibration level: its efficiency is rps / (users / L1), L1 = 504.6 ms here."""
+    r = row(users, rps, 540, **kw)
+    return r.model_copy(update={"target": CALIBRATION, "efficiency": efficiency,
+                                "ceiling_rps": round(users / 0.5046, 2),
+                                "cpu_pct": r.cpu_pct.model_copy(update={
+                                    "locust_processes": processes if processes > 1 else None})})
+
+
+def test_the_calibration_must_reach_littles_law_at_every_level_after_l1():
+    assert littles_shortfall(calibrated(1600, 2600, 0.82)) == (
+        "load generator below Little's law (0.82 of users / L1 = 3171 rps)")
+    assert littles_shortfall(calibrated(1600, 3040, 0.95)) is None  # 0.95 is enough
+    assert littles_shortfall(calibrated(1, 1.9, 0.90)) is None  # L1 is the reference, not a level
+    paced = calibrated(800, 1200, 0.5).model_copy(update={"arrival_rps": 1200.0})
+    assert littles_shortfall(paced) is None  # the open model's users wait between requests
+
+
 @pytest.mark.parametrize(("r", "framework", "why"), [
     (row(50, 97, 540), "fastapi", None),
     (row(50, 97, 800), "fastapi", "latency (p95 800 ms > 1.5 x L1 510 ms)"),
@@ -34,6 +52,17 @@ L1 = 510.0
     (row(400, 600, 540, tree=120, one=120), "go", None),  # a Go process may use both cores
     (row(800, 900, 540, tree=185, one=185), "go", "CPU (185 % of a core over 2 cores)"),
     (row(800, 900, 540, locust=85), "go", "load generator (Locust at 85 % of its core)"),
+    # two Locust processes: 120 % of a core together, the busiest at 62 %: not the load generator's limit
+    (row(1600, 1800, 540, locust=120).model_copy(update={"cpu_pct": Cpu(
+        locust=120, locust_processes=2, locust_busiest=62, machine=70)}), "go", None),
+    (row(1600, 1800, 540).model_copy(update={"cpu_pct": Cpu(
+        locust=170, locust_processes=2, locust_busiest=85, machine=80)}), "go",
+     "load generator (Locust at 85 % of its core, the busiest of 2 processes)"),
+    # the calibration below Little's law (rps / (users / L1)); a target's efficiency is its model's
+    (calibrated(1600, 2600, 0.82), CALIBRATION,
+     "load generator below Little's law (0.82 of users / L1 = 3171 rps)"),
+    (calibrated(1600, 3050, 0.96), CALIBRATION, None),
+    (calibrated(1600, 2600, 0.82), "go", None),
     (row(800, 900, 540, machine=95), "go", "machine CPU (95 % of all cores)"),
     (row(50, 7, 900, mean=7000, flags=("latency-censored (mean 7000 ms vs W 7100 ms)",)), "flask",
      "latency (W 7143 ms > 1.5 x L1 510 ms)"),
@@ -45,8 +74,8 @@ def test_stop_reason(r, framework, why):
     assert stop_reason(r, L1, framework, cpus=2) == why
 
 
-def subject(idle_pss: float = 100.0) -> Subject:
-    return Subject("t", "fastapi", "m", {}, "http://x", 1, None, 15, idle={"pss": idle_pss})
+def subject(idle_pss: float = 100.0, name: str = "t") -> Subject:
+    return Subject(name, "fastapi", "m", {}, "http://x", 1, None, 15, idle={"pss": idle_pss})
 
 
 def test_the_knee_is_the_best_level_within_the_slo_and_the_level_above_says_what_stopped_it():
@@ -131,8 +160,9 @@ def _started(lab):
     return reuse()
 
 
-def fake_climb(monkeypatch, tmp_path, target: str, levels: dict[int, Result]) -> tuple[Knee, list[int]]:
-    """climb() over made-up levels (users -> row), counting the target starts."""
+def fake_climb(monkeypatch, tmp_path, target: str, levels, run: Run | None = None) -> tuple[Knee, list[int]]:
+    """climb() over made-up levels (users -> row, or a function of users and Locust processes),
+    counting the subject's starts; `target` may be the calibration."""
     import contextlib
     from types import SimpleNamespace
 
@@ -142,16 +172,19 @@ def fake_climb(monkeypatch, tmp_path, target: str, levels: dict[int, Result]) ->
     @contextlib.contextmanager
     def start():
         starts.append(1)
-        yield subject()
+        yield subject(name=target if target == CALIBRATION else "t")
 
-    monkeypatch.setattr(capacity, "_measure_level", lambda subject, cell, users, *a, **kw: levels[users])
-    t = manifest.load_targets()[target]
-    opts = capacity.CapacityOptions(targets=[t], open_model=False, results_dir=tmp_path, cpus=2)
-    run = Run(run_id="c", started_at="t",
-              machine={"cpus": 2, "mem_gb": 24.0, "python": "3.11", "platform": "x"},
-              scenario={"name": "capacity", "db_ms": 5, "llm_ms": 20, "duration_s": 5})
-    knee = capacity.climb(start, t.name, t.framework, opts, opts.compare_options(5, 20), run, tmp_path,
-                          SimpleNamespace(update=lambda *a, **kw: None, advance=lambda *a: None), None)
+    level = levels if callable(levels) else lambda users, processes: levels[users]
+    monkeypatch.setattr(capacity, "_measure_level", lambda subject, cell, users, *a, processes=1, **kw:
+                        level(users, processes))
+    t = None if target == CALIBRATION else manifest.load_targets()[target]
+    opts = capacity.CapacityOptions(targets=[t] if t else [], open_model=False, results_dir=tmp_path, cpus=2)
+    run = run or Run(run_id="c", started_at="t",
+                     machine={"cpus": 2, "mem_gb": 24.0, "python": "3.11", "platform": "x"},
+                     scenario={"name": "capacity", "db_ms": 5, "llm_ms": 20, "duration_s": 5})
+    progress = SimpleNamespace(update=lambda *a, **kw: None, advance=lambda *a: None)
+    knee = capacity.climb(start, target, t.framework if t else CALIBRATION, opts, opts.compare_options(5, 20),
+                          run, tmp_path, progress, None)
     return knee, starts
 
 
@@ -168,3 +201,83 @@ def test_a_queueing_model_jumps_down_to_its_capacity(monkeypatch, tmp_path):
     levels = {1: row(1, 2, 510), 50: row(50, 8, 6000), 4: row(4, 7.8, 530)}
     knee, _ = fake_climb(monkeypatch, tmp_path, "flask-sync", levels)
     assert knee.tried == [50, 4] and knee.users == 4  # 4 sync workers: not 25, 12, 6
+
+
+def test_the_climb_gives_locust_more_processes_where_one_would_pass_its_limit(monkeypatch, tmp_path):
+    """The calibration, 5/500 ms: 200 users at 30 % of a core plan one process for 400, which
+    saturates it: 400 again with two. From there every level has two (one per core); at 1,600 the
+    calibration falls below Little's law with Locust far from its limit: the lab's own ceiling."""
+    measured = []
+
+    def level(users: int, processes: int) -> Result:
+        measured.append((users, processes))
+        cpu, busiest, eff = {(1, 1): (6, 6, 1.0), (50, 1): (10, 10, 1.0), (100, 1): (20, 20, 1.0),
+                             (200, 1): (30, 30, 1.0), (400, 1): (85, 85, 0.93), (400, 2): (90, 45, 0.98),
+                             (800, 2): (120, 60, 0.96), (1600, 2): (150, 75, 0.90)}[users, processes]
+        r = calibrated(users, eff * users / 0.5046, eff, processes, locust=cpu)
+        if processes > 1:
+            r.cpu_pct.locust_busiest = busiest
+        if busiest >= 80:
+            r.flags.append(f"locust-bound ({busiest}% of a core)")
+        return r
+
+    run = Run(run_id="c", started_at="t", machine={"cpus": 2, "mem_gb": 24.0, "python": "3.11"},
+              scenario={"name": "capacity", "db_ms": 5, "llm_ms": 500, "duration_s": 5})
+    knee, _ = fake_climb(monkeypatch, tmp_path, CALIBRATION, level, run)
+    assert measured == [(1, 1), (50, 1), (100, 1), (200, 1), (400, 1), (400, 2), (800, 2), (1600, 2)]
+    assert knee.tried == [50, 100, 200, 400, 800, 1600] and knee.users == 800
+    assert knee.locust_processes == [1, 1, 1, 2, 2, 2] and knee.littles == [1.0, 1.0, 1.0, 0.98, 0.96, 0.9]
+    assert knee.stopped_by == "load generator below Little's law (0.90 of users / L1 = 3171 rps)"
+    assert [r.users for r in run.results] == [1, 50, 100, 200, 400, 800, 1600]  # 400 once: the re-run's
+    assert run.results[-1].flags == [knee.stopped_by]  # the calibration's row carries it too
+    run.capacity = [knee]
+    (cells,) = [r.cells for r in capacity_table(run).rows]
+    assert cells[-1] == ("50: 1.00 → 100: 1.00 → 200: 1.00 → 400 (Locust ×2): 0.98 → 800 (Locust ×2): 0.96"
+                         " → 1600 (Locust ×2): 0.90 !")
+    assert "flagged" in capacity_table(run).rows[0].marks
+
+
+def test_a_calibration_level_below_littles_law_is_flagged_in_the_capacity_table():
+    run = Run(run_id="capacity-x", started_at="t", machine={"cpus": 2, "mem_gb": 24.0, "python": "3.11"},
+              scenario={"name": "capacity", "db_ms": 5, "llm_ms": 20, "duration_s": 5})
+    # the search went down past a level below Little's law that latency had stopped
+    run.capacity = [Knee(target=CALIBRATION, framework="locust", model="m", db_ms=5, llm_ms=20,
+                         tried=[50, 25, 12], locust_processes=[1, 1, 1], littles=[0.91, 0.93, 0.97],
+                         stopped_by="latency (p95 40 ms > 1.5 x L1 26 ms)", users=12, rps=450.0)]
+    (row,) = capacity_table(run).rows
+    assert row.cells[11] == ("latency (p95 40 ms > 1.5 x L1 26 ms); load generator below Little's law "
+                             "at 50, 25 users")
+    assert row.cells[-1] == "50: 0.91 ! → 25: 0.93 ! → 12: 0.97" and "flagged" in row.marks
+
+
+@pytest.mark.slow
+def test_the_calibration_keeps_littles_law_with_locust_in_two_processes(tmp_path):
+    """Live, 3 s windows: the calibration (100 ms: db 5 + llm 95) at 50 users, then at 200, four
+    times the load, which the 50-user level predicts past one Locust process's LOCUST_PLAN_PCT: 200
+    users run from two, and both levels reach CALIBRATION_MIN of Little's law."""
+    import os
+    from types import SimpleNamespace
+
+    from bench import infra
+    from bench.compare import Cell, _measure_level, locust_plan, with_locust_room
+    cpus = os.cpu_count() or 1
+    if cpus < 2:
+        pytest.skip("one core: no room for a second Locust process")
+    copts = capacity.CapacityOptions(targets=[], duration_s=3, results_dir=tmp_path).compare_options(5, 95)
+    cell = Cell(None, {}, CALIBRATION, [1], workload=(5, 95))
+    progress = SimpleNamespace(update=lambda *a, **kw: None, tasks={0: SimpleNamespace(completed=0)})
+    with infra.upstream(tmp_path) as (url, upstream):
+        calibration = Subject(CALIBRATION, "locust", "m", {}, url, upstream.pid, None, None)
+
+        def measure(users: int, l1_s: float | None, processes: int = 1) -> Result:
+            return _measure_level(calibration, cell, users, copts, tmp_path / f"calibration_u{users}", l1_s,
+                                  progress, 0, processes=processes)
+
+        l1_s = measure(1, None).latency_ms.p50 / 1000
+        at_50 = measure(50, l1_s)
+        planned = locust_plan(None, at_50, 200, cpus)
+        at_200 = with_locust_room(lambda n: measure(200, l1_s, n), planned, cpus)
+    assert planned == 2 and at_200.cpu_pct.locust_processes == 2, at_50.cpu_pct
+    for r in (at_50, at_200):
+        assert littles_shortfall(r) is None, (r.users, r.efficiency, r.cpu_pct, r.flags)
+        assert r.phases.steady and r.phases.drained and not r.flags, r.flags

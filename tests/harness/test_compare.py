@@ -24,16 +24,18 @@ from bench.compare import (
     Subject,
     cell_db_pool,
     level_result,
+    locust_plan,
     median_of_repeats,
     plan,
     repeated,
     run_compare,
     segments,
+    with_locust_room,
 )
 from bench.load import ledger_path
 from bench.manifest import REPO_ROOT
-from bench.results import Result, Run, invocation
-from tests.harness.closed_loop import ClosedLoop, JobLoop
+from bench.results import Cpu, Latency, Memory, Result, Run, invocation
+from tests.harness.closed_loop import ClosedLoop, JobLoop, ProcessesLoop
 
 TARGETS = manifest.load_targets()
 DOCS = REPO_ROOT / "docs"
@@ -258,7 +260,7 @@ def test_repeats_measure_each_level_in_a_row_and_publish_the_median_with_its_spr
     rps = {1: iter([1.70, 1.80, 1.75]), 100: iter([7.0, 7.3, 6.9])}
     seen_l1 = []
 
-    def level(subject, cell, users, o, prefix, l1_s, progress, task):
+    def level(subject, cell, users, o, prefix, l1_s, progress, task, processes=1):
         seen_l1.append(l1_s)
         r = next(rps[users])
         return Result(target=cell.name, framework="flask", model="m", users=users, rps=r, requests=10,
@@ -351,6 +353,62 @@ def test_a_level_row_comes_from_the_drained_window(tmp_path):
     again = Run.model_validate_json(Run(run_id="r", started_at="t", machine={"cpus": 2, "mem_gb": 1,
                                         "python": "3.11"}, scenario={}, results=[row]).model_dump_json())
     assert again.results[0] == row  # the new fields round-trip through results.json
+
+
+def test_a_multi_process_level_row_merges_the_workers_and_judges_the_busiest_locust(tmp_path):
+    """A CONSTRUCTED level from `locust --processes 2` (simulated flask-sync at 100 users): the row is
+    the single-process row's, its Locust CPU is every process's together and its flag the busiest's."""
+    prefix = tmp_path / "flask-sync_u100"
+    ProcessesLoop(ledger_path(prefix), workers=2, users=100, servers=4, service_s=0.56, canary=True).run(
+        window_s=15, warmup_max_s=15, drain_max_s=150)
+    subject = Subject("flask-sync", "flask", "gunicorn sync", {"workers": 4}, "http://x", 1, 4, 4,
+                      idle={"pss": 240.0}, processes=5)
+    row = level_result(subject, Cell(TARGETS["flask-sync"], {}, "recommendation", [1, 100]), 100,
+                       opts("flask-sync", duration_s=15), prefix, 0.56, None, FakeSampler(170.0), 40.0)
+    assert row.rps == pytest.approx(7.1, abs=0.3) and row.latency_ms.mean == pytest.approx(row.littles_w_ms,
+                                                                                            rel=0.05)
+    assert row.cpu_pct.model_dump(include={"locust", "locust_processes", "locust_busiest"}) == {
+        "locust": 170.0, "locust_processes": 2, "locust_busiest": 85.0}  # FakeSampler: the busiest is half
+    assert row.flags == ["locust-bound (85% of a core, the busiest of 2 Locust processes)"]
+    single = tmp_path / "single"
+    ClosedLoop(ledger_path(single), users=100, servers=4, service_s=0.56).run(
+        window_s=15, warmup_max_s=15, drain_max_s=150)
+    one = level_result(subject, Cell(TARGETS["flask-sync"], {}, "recommendation", [1, 100]), 100,
+                       opts("flask-sync", duration_s=15), single, 0.56, None, FakeSampler(85.0), 40.0)
+    assert (one.cpu_pct.locust, one.cpu_pct.locust_processes, one.cpu_pct.locust_busiest) == (85, None, None)
+    assert one.flags == ["locust-bound (85% of a core)"]  # one process: the whole tree is that process
+
+
+def level(users: int, locust: float, flags: tuple[str, ...] = (), processes: int | None = None) -> Result:
+    return Result(target="calibration", framework="locust", model="m", users=users, rps=users, requests=10,
+                  failures=0, latency_ms=Latency(p50=500.0, n=10), memory_mb=Memory(), processes=1,
+                  cpu_pct=Cpu(locust=locust, locust_processes=processes), flags=list(flags))
+
+
+def test_locust_processes_are_planned_from_the_level_before():
+    assert locust_plan(3, level(800, 39.0), 1600, cpus=2) == 3  # --locust-processes 3: as told
+    assert locust_plan(None, level(800, 39.0), 1600, cpus=2) == 2  # auto: 78 % predicted
+    assert locust_plan(None, level(400, 27.0), 800, cpus=2) == 1
+    assert locust_plan(None, None, 50, cpus=2) == 1  # the first level: one process
+    assert locust_plan(None, level(1, 6.4), 50, cpus=2) == 1  # L1's CPU is Locust's start-up, no base
+    paced = level(800, 60.0).model_copy(update={"arrival_rps": 500.0})
+    assert locust_plan(None, paced, 1600, cpus=2) == 1
+
+
+def test_a_level_that_saturates_locust_anyway_is_measured_once_more_with_more_processes():
+    measured = []
+
+    def measure(processes: int) -> Result:
+        measured.append(processes)
+        return (level(1600, 97.0, ("locust-bound (97% of a core)",)) if processes == 1
+                else level(1600, 110.0, processes=processes))
+
+    assert with_locust_room(measure, 1, cpus=2).cpu_pct.locust_processes == 2 and measured == [1, 2]
+    measured.clear()
+    assert with_locust_room(measure, 2, cpus=2).cpu_pct.locust == 110.0 and measured == [2]  # no more
+    measured.clear()
+    with_locust_room(lambda n: measured.append(n) or level(800, 40.0), 1, cpus=2)
+    assert measured == [1]  # not saturated: measured once
 
 
 def test_a_jobs_level_row_has_time_to_result_submit_polls_and_every_part_of_the_memory(tmp_path):

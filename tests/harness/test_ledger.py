@@ -21,6 +21,7 @@ from tests.harness.closed_loop import (
     T0,
     ClosedLoop,
     JobLoop,
+    ProcessesLoop,
     ledger_module,
 )
 
@@ -281,3 +282,97 @@ def test_one_user_job_waits_its_work_plus_the_poll_that_sees_it(tmp_path):
     jobs = window_stats(read_ledger(path), JOB_RESULT)
     assert jobs.latency.p50 == jobs.latency.max == pytest.approx(616, abs=0.5)
     assert jobs.rps == pytest.approx(1000 / 616, rel=0.1) and jobs.failures == 0
+
+
+# --- locust --processes N: every worker's ledger, the phases decided once, merged ----------------
+
+def test_multi_process_locust_measures_the_same_window_as_one_process(tmp_path):
+    """flask-sync at 100 users (4 workers of 0.56 s) from 2 Locust worker processes: the master's
+    Fleet decides the phases from the workers' reports, each worker writes its own file, and
+    read_ledger merges them into the run one process would have written (a report late at most)."""
+    one = read_ledger(simulate(tmp_path, users=100, servers=4, service_s=0.56))
+    path = tmp_path / "multi" / "requests.jsonl"
+    path.parent.mkdir()
+    ProcessesLoop(path, workers=2, users=100, servers=4, service_s=0.56, canary=True).run(
+        window_s=WINDOW, warmup_max_s=WINDOW, drain_max_s=150)
+    master = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [m["mark"] for m in master] == ["start", "window", "drain", "end"]  # marks only
+    assert master[0]["workers"] == 2 and master[-1]["reason"] == "drained"
+    files = [ledger_module().worker_ledger(path, i) for i in range(2)]
+    assert [f.name for f in files] == ["requests.w0.jsonl", "requests.w1.jsonl"]
+    per_worker = [read_ledger(f).samples for f in files]
+    assert all(len(s) > 100 for s in per_worker)  # both made load
+    run = read_ledger(path)
+    assert len(run.samples) == sum(len(s) for s in per_worker)
+    assert run.marks["end"] == master[-1]  # the master's end, not a worker's
+    row, single = window_stats(run, ROW), window_stats(one, ROW)
+    assert row.rps == pytest.approx(single.rps, rel=0.02) and row.latency.n == pytest.approx(
+        single.latency.n, rel=0.02)
+    assert row.latency.p50 == pytest.approx(single.latency.p50, rel=0.02) and row.latency.censored == 0
+    phases, alone = run.phases(), one.phases()
+    assert phases.steady and phases.drained
+    # the master learns of the warm-up's and the drain's end from a report: at most a tick later
+    assert 0 <= phases.warmup_s - alone.warmup_s <= ledger_module().WORKER_STATUS_S + 0.05
+    assert phases.drain_s == pytest.approx(alone.drain_s, abs=ledger_module().WORKER_STATUS_S + 0.05)
+    assert window_stats(run, CANARY).latency.n >= 1  # worker 0's canary is in the merged run too
+
+
+def test_merged_ledgers_are_one_run_under_the_masters_marks(tmp_path):
+    main = write(tmp_path / "x_requests.jsonl",
+                 {"mark": "start", "t": 0, "workers": 2}, {"mark": "window", "t": 10, "steady": True},
+                 {"mark": "drain", "t": 20},
+                 {"mark": "end", "t": 30, "reason": "drain limit", "unfinished": 1})
+    write(tmp_path / "x_requests.w0.jsonl",
+          {"n": ROW, "t0": 9.0, "ms": 2000, "ok": True}, {"n": ROW, "t0": 12.0, "ms": 100, "ok": True},
+          {"mark": "end", "t": 29.9, "reason": "drain limit", "unfinished": 0})  # a worker's own end
+    write(tmp_path / "x_requests.w1.jsonl",
+          {"n": ROW, "t0": 15.0, "ms": 300, "ok": False}, {"n": ROW, "t0": 19.9, "ms": 9000, "cens": True},
+          {"n": ROW, "t0": 21.0, "ms": 50, "ok": True},  # started after the window: not a sample
+          {"mark": "end", "t": 30.0, "reason": "drain limit", "unfinished": 1})
+    run = read_ledger(main)
+    row = window_stats(run, ROW)
+    assert (row.requests, row.failures, row.latency.n, row.latency.censored) == (2, 1, 3, 1)
+    assert row.rps == pytest.approx(2 / 10)  # 9.0 + 2 s and 12.0 + 0.1 s answered inside the window
+    assert run.marks["end"]["unfinished"] == 1 and not run.phases().drained
+    # one process: no `workers` in the start mark, no file beside it is read
+    write(tmp_path / "y_requests.jsonl", {"mark": "start", "t": 0})
+    write(tmp_path / "y_requests.w0.jsonl", {"n": ROW, "t0": 1.0, "ms": 1, "ok": True})
+    assert read_ledger(tmp_path / "y_requests.jsonl").samples == []
+    (tmp_path / "x_requests.w1.jsonl").unlink()
+    with pytest.raises(ValueError, match="worker 1 wrote no request ledger"):
+        read_ledger(main)
+
+
+def test_the_fleet_waits_for_every_workers_current_report(tmp_path):
+    module = ledger_module()
+    now, sent = [T0], []
+    ledger = module.Ledger(tmp_path / "m.jsonl", clock=lambda: now[0])
+    fleet = module.Fleet(ledger, 2, lambda kind, data: sent.append((kind, data)), sleep=lambda s: None)
+
+    def status(users, cycled, spawned=True, window=None, pending=None, inflight=0):
+        return {"users": users, "cycled": cycled, "spawned": spawned, "inflight": inflight,
+                "window": window, "pending": pending}
+
+    fleet.update("a", status(50, 50))
+    assert fleet.users() == 50 and not fleet.steady(fleet.users())  # worker b has not reported yet
+    fleet.update("b", status(50, 49))
+    assert not fleet.steady(fleet.users())  # one of b's users has not cycled
+    fleet.update("b", status(50, 50, spawned=False))
+    assert not fleet.steady(fleet.users())  # b's count may still grow
+    fleet.update("b", status(51, 51))
+    assert fleet.users() == 101 and fleet.steady(101)
+    window = (T0 + 2, T0 + 17)
+    assert not fleet.drained(window)  # reports from before the window was told do not count
+    assert sent == [("lab_window", {"window": list(window)})]
+    fleet.update("a", status(50, 50, window=list(window), pending=0, inflight=50))
+    fleet.update("b", status(51, 51, window=list(window), pending=3, inflight=51))
+    assert not fleet.drained(window) and fleet.unfinished() == 3
+    fleet.update("b", status(51, 51, window=list(window), pending=0, inflight=51))
+    assert fleet.drained(window) and len(sent) == 1  # told once
+    fleet.ended("a", 0)
+    fleet.ended("b", 1)  # a request finished in between
+    assert fleet.finish("drain limit", window=window) == 1
+    assert sent[-1] == ("lab_finish", {"reason": "drain limit", "window": list(window)})
+    ledger.close()
+    end = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[-1])
+    assert (end["mark"], end["reason"], end["unfinished"]) == ("end", "drain limit", 1)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.metrics import ceiling_rps, efficiency, flags, latency_censored, littles_w_ms
+from bench.metrics import ceiling_rps, efficiency, flags, latency_censored, littles_w_ms, locust_processes
 
 
 def test_ceiling_sync_workers():
@@ -34,6 +34,24 @@ def test_flags_each_limit():
                  requests=100) == []  # exactly 1 % is not "> 1 %"
     assert flags(machine_cpu=None, locust_cpu=None, max_process_cpu=None, failures=0,
                  requests=0) == ["no requests completed"]
+
+
+def test_locust_goes_multi_process_where_one_process_would_pass_its_plan():
+    # the calibration of the 2026-12 capacity run, 5/500 ms: 39 % of a core at 800 users
+    assert locust_processes(39.2, 1600 / 800, cpus=2) == 2  # 78 % predicted: past 70 %
+    assert locust_processes(27.2, 800 / 400, cpus=2) == 1  # 54 %: one process is enough
+    assert locust_processes(96.9, 2.0, cpus=2) == 2  # never more than one per core
+    assert locust_processes(96.9, 2.0, cpus=8) == 3
+    assert locust_processes(80.0, 0.5, cpus=2) == 1  # a search going down needs less
+    assert locust_processes(None, 2.0, cpus=2) == locust_processes(0.0, 2.0, cpus=2) == 1
+
+
+def test_a_busy_locust_process_is_flagged_with_how_many_there_were():
+    (one,) = flags(machine_cpu=None, locust_cpu=85, max_process_cpu=None, failures=0, requests=10)
+    (many,) = flags(machine_cpu=None, locust_cpu=85, max_process_cpu=None, failures=0, requests=10,
+                    locust_processes=2)
+    assert one == "locust-bound (85% of a core)"
+    assert many == "locust-bound (85% of a core, the busiest of 2 Locust processes)"
 
 
 def test_littles_law_w_is_users_over_rps():
