@@ -42,7 +42,6 @@ from bench.compare import (
     _measure_level,
     git_rev,
     locust_plan,
-    point_latest,
     warm_up,
     with_locust_room,
 )
@@ -247,8 +246,7 @@ def run_capacity(opts: CapacityOptions, console: Console | None = None, run_id: 
     run = Run(run_id=run_id, started_at=started.isoformat(timespec="seconds"), git_rev=git_rev(),
               command=command, make_target=make_target, machine=machine_info(),
               scenario=Scenario(name="capacity", db_ms=first[0], llm_ms=first[1], duration_s=opts.duration_s))
-    run.save(run_dir)
-    point_latest(run_dir)
+    run.save(run_dir)  # not results/latest: that is the latest comparison, which `bench readme` renders
     names = ([CALIBRATION] if opts.calibration else []) + [t.name for t in opts.targets]
     with contextlib.ExitStack() as stack:
         infra = stack.enter_context(infra_mod.start(run_dir / "raw"))
