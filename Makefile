@@ -52,7 +52,7 @@ compare-full: $(STAMP) $(SYSTEM_STAMP)
 capacity: $(STAMP) $(SYSTEM_STAMP)
 	LAB_MAKE_TARGET=$@ $(BIN)/bench capacity
 
-## Where the CPU goes in one target: one cell (100 users) profiled in its window (py-spy, pprof or
+## Where the CPU goes: one cell (100 users) per target (TARGET="a,b") profiled in its window (py-spy, pprof or
 ## V8's profiler), each layer's share and CPU ms per request, a flame graph (bench/profile.py).
 profile: $(STAMP) $(SYSTEM_STAMP)
 	@test -n "$(TARGET)" || { echo "usage: make profile TARGET=fastapi-async"; exit 2; }

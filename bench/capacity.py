@@ -24,7 +24,6 @@ needs (bench/compare.py, locust_plan and with_locust_room).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,13 +39,13 @@ from bench.compare import (
     CompareOptions,
     Subject,
     _measure_level,
-    git_rev,
+    calibration_subject,
     locust_plan,
     warm_up,
     with_locust_room,
 )
 from bench.manifest import Target
-from bench.results import Knee, Result, Run, Scenario, machine_info
+from bench.results import Knee, Result, Run, Scenario, machine_info, new_run
 from bench.targets import TargetUnavailable, running
 
 # (db_ms, llm_ms): the LLM-bound request, and a short-I/O one where sync often wins. db_ms 5 with
@@ -237,16 +236,10 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
 
 def run_capacity(opts: CapacityOptions, console: Console | None = None, run_id: str | None = None) -> Path:
     console = console or Console()
-    started = dt.datetime.now(dt.UTC)
-    run_id = run_id or "capacity-" + started.strftime("%Y%m%d-%H%M%S")
-    run_dir = opts.results_dir / run_id
-    (run_dir / "raw").mkdir(parents=True, exist_ok=True)
-    command, make_target = opts.invocation or (None, None)
     first = opts.workloads[0]
-    run = Run(run_id=run_id, started_at=started.isoformat(timespec="seconds"), git_rev=git_rev(),
-              command=command, make_target=make_target, machine=machine_info(),
-              scenario=Scenario(name="capacity", db_ms=first[0], llm_ms=first[1], duration_s=opts.duration_s))
-    run.save(run_dir)  # not results/latest: that is the latest comparison, which `bench readme` renders
+    # not results/latest: that is the latest comparison, which `bench readme` renders
+    run, run_dir = new_run(opts.results_dir, "capacity-", run_id, Scenario(
+        name="capacity", db_ms=first[0], llm_ms=first[1], duration_s=opts.duration_s), opts.invocation)
     names = ([CALIBRATION] if opts.calibration else []) + [t.name for t in opts.targets]
     with contextlib.ExitStack() as stack:
         infra = stack.enter_context(infra_mod.start(run_dir / "raw"))
@@ -286,9 +279,8 @@ def _starter(name: str, opts: CapacityOptions, copts: CompareOptions, infra, run
     def start():
         if name == CALIBRATION:
             upstream = next((p for p in infra.procs if p.name == "upstream"), None)
-            yield Subject(CALIBRATION, "locust", "Locust straight at the mock upstream (latency db_ms + "
-                          "llm_ms, no framework): the load generator's ceiling", {}, infra.upstream_url,
-                          upstream.pid if upstream else None, None, None, idle={})
+            # no idle reading: the knee's MB per request in flight is a target's figure
+            yield calibration_subject(infra.upstream_url, upstream, idle=False)
             return
         target = _target(opts, name)
         with running(target, infra, run_dir / "raw", db_ms=copts.db_ms, llm_ms=copts.llm_ms,

@@ -160,6 +160,8 @@ def _selected(targets: str) -> list[manifest.Target]:
     """--targets: comma-separated names, a clear error for an unknown one. Empty: every target that
     serves the recommendation load (not the job targets, whose /recommendation repeats another's)."""
     names = [t.strip() for t in targets.split(",") if t.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one target", param_hint="TARGETS")
     try:
         chosen = manifest.select(names)
     except manifest.ManifestError as exc:
@@ -280,7 +282,8 @@ def capacity(
 
 @app.command()
 def profile(
-    target: Annotated[str, typer.Argument(help="the target to profile (see `bench targets`)")],
+    targets: Annotated[str, typer.Argument(
+        help="the target(s) to profile, comma-separated, one after another (see `bench targets`)")],
     users: Annotated[int, typer.Option(help="Locust users of the measured cell", min=1, max=3200)] = 100,
     duration: Annotated[float, typer.Option(
         help="seconds of the measured window, which the profiler samples", min=1, max=600)] = 20.0,
@@ -290,23 +293,28 @@ def profile(
         help="samples per second (py-spy, V8); Go's profiler samples at 100 Hz", min=1, max=1000)] = 100,
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:
-    """Where the CPU goes: one cell of the recommendation load measured with its process tree profiled
-    in the window (py-spy, pprof or V8's profiler): each layer's CPU share and CPU ms per request,
-    a flame graph, and the tool's own file for speedscope; writes results/profile-<run>/."""
+    """Where the CPU goes: one cell of the recommendation load per target, measured with its process
+    tree profiled in the window (py-spy, pprof or V8's profiler): each layer's CPU share and CPU ms per
+    request, a flame graph, and the tool's own file for speedscope; writes results/profile-<run>/."""
     from bench.profile import ProfileError, ProfileOptions, language_of, run_profile
     from bench.results import Run
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one target", param_hint="TARGETS")
     try:
-        (chosen,) = manifest.select([target])
-        language_of(chosen)
+        chosen = manifest.select(names)
+        for target in chosen:
+            language_of(target)
     except (manifest.ManifestError, ProfileError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="TARGET") from None
-    opts = ProfileOptions(target=chosen, users=users, duration_s=duration, db_ms=db_ms, llm_ms=llm_ms,
+        raise typer.BadParameter(str(exc), param_hint="TARGETS") from None
+    opts = ProfileOptions(targets=chosen, users=users, duration_s=duration, db_ms=db_ms, llm_ms=llm_ms,
                           rate_hz=rate, results_dir=results_dir, invocation=invocation())
     run_dir = _run_and_render(results_dir, "profile-" + time.strftime("%Y%m%d-%H%M%S"),
                               lambda run_id: run_profile(opts, console, run_id=run_id))
     run = Run.load(run_dir)
-    if not run.profiles:
-        console.print(f"[red]{target} not profiled: {run.skipped.get(target, 'no profile recorded')}[/]")
+    for name, why in run.skipped.items():
+        console.print(f"[red]{name} not profiled: {why}[/]")
+    if run.skipped or not run.profiles:
         raise typer.Exit(1)
 
 
@@ -332,8 +340,9 @@ def readme(
         help="a results/<run> folder (default results/latest, when there is one)")] = None,
 ) -> None:
     """Put a run's headline table and claims (snapshot: docs/latest-run.json), or a `bench faults`
-    run's table (docs/faults-run.json), and the upstream-bench figures (docs/upstream-bench.json,
-    written by `bench upstream-bench`) into README.md."""
+    run's table (docs/faults-run.json), a `bench capacity` run's knees (docs/capacity-run.json) or a
+    `bench profile` run's layers (docs/profile-run.json), and the upstream-bench figures
+    (docs/upstream-bench.json, written by `bench upstream-bench`) into README.md."""
     from bench import readme as readme_mod
     from bench.report import is_faults_run
     from bench.results import Run
@@ -347,6 +356,11 @@ def readme(
         run = readme_mod.update_capacity(run_dir.resolve())
         console.print(f"README.md capacity block updated from run {run.run_id}; snapshot "
                       f"{readme_mod.CAPACITY_SNAPSHOT}", soft_wrap=True, highlight=False)
+        return
+    if run_dir is not None and (run_dir / "results.json").exists() and Run.load(run_dir).profiles:
+        run = readme_mod.update_profile(run_dir.resolve())
+        console.print(f"README.md profile block updated from run {run.run_id}; snapshot "
+                      f"{readme_mod.PROFILE_SNAPSHOT}", soft_wrap=True, highlight=False)
         return
     if (chosen / "results.json").exists():
         run = readme_mod.update(chosen.resolve())

@@ -6,7 +6,6 @@ Results are written after every measured cell, so an interrupted run keeps what 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import itertools
 import os
 import time
@@ -38,6 +37,7 @@ from bench.load import (
     window_stats,
 )
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
+from bench.procs import Proc
 from bench.results import (
     Cpu,
     IdleMemory,
@@ -47,8 +47,7 @@ from bench.results import (
     Run,
     Scenario,
     Spread,
-    git_rev,
-    machine_info,
+    new_run,
 )
 from bench.targets import TargetUnavailable, label, running
 
@@ -399,17 +398,9 @@ def run_compare(opts: CompareOptions, console: Console | None = None,
     console = console or Console()
     if opts.docker and (problem := docker.engine_problem()):
         raise docker.DockerError(f"--docker needs Docker: {problem}")
-    started = dt.datetime.now(dt.UTC)
-    run_id = run_id or started.strftime("%Y%m%d-%H%M%S")
-    run_dir = opts.results_dir / run_id
+    scenario = Scenario(name=opts.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms, duration_s=opts.duration_s)
+    run, run_dir = new_run(opts.results_dir, "", run_id, scenario, opts.invocation)
     raw_dir = run_dir / "raw"
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    command, make_target = opts.invocation or (None, None)
-    run = Run(run_id=run_id, started_at=started.isoformat(timespec="seconds"), git_rev=git_rev(),
-              command=command, make_target=make_target, machine=machine_info(),
-              scenario=Scenario(name=opts.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
-                                duration_s=opts.duration_s))
-    run.save(run_dir)
     point_latest(run_dir)
     cells = list(plan(opts))
     total_s = sum(cell_budget_s(cell, opts) for cell in cells) + IDLE_ESTIMATE_S * len(idle_plan(opts))
@@ -552,6 +543,14 @@ def _measure_levels(cell: Cell, start: Started, capacity: int | None, opts: Comp
                 finally_up(subject)
 
 
+def calibration_subject(url: str, upstream: Proc | None, *, idle: bool = True) -> Subject:
+    """Locust straight at the mock upstream (`upstream`, its process when it is ours): the load
+    generator's ceiling on this machine. `idle`: read the upstream's memory at rest first."""
+    return Subject(CALIBRATION, "locust", "Locust straight at the mock upstream (latency db_ms + llm_ms, "
+                   "no framework): the load generator's ceiling", {}, url, upstream.pid if upstream else None,
+                   None, None, idle=probe.memory_mb(upstream.pid) if upstream and idle else {})
+
+
 def _measure_calibration(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra | None, run: Run,
                          run_dir: Path, progress: Progress, task) -> None:
     """Locust straight at the upstream: what this machine's load generator can reach.
@@ -567,11 +566,7 @@ def _measure_calibration(cell: Cell, opts: CompareOptions, infra: infra_mod.Infr
             else:
                 url = infra.upstream_url
                 upstream = next((p for p in infra.procs if p.name == "upstream"), None)
-            yield (Subject(CALIBRATION, "locust", "Locust straight at the mock upstream "
-                           "(latency db_ms + llm_ms, no framework): the load generator's ceiling",
-                           {}, url, upstream.pid if upstream else None, None, None,
-                           idle=probe.memory_mb(upstream.pid) if upstream else {}),
-                   lambda: upstream is None or upstream.alive())
+            yield calibration_subject(url, upstream), lambda: upstream is None or upstream.alive()
 
     _measure_levels(cell, start, None, opts, run, run_dir, progress, task)
 

@@ -47,7 +47,7 @@ from bench.compose import DB_NAME, DB_PASSWORD, DB_USER, PUBLISH_HOST, UPSTREAM_
 from bench.load import CANARY_ROW, LoadSpec, Sample, ledger_path, read_ledger, start_locust
 from bench.manifest import ResolvedTarget, Target
 from bench.procs import Proc, wait_http
-from bench.results import FaultResult, FaultTarget, Run, Scenario, SoakResult, git_rev, machine_info
+from bench.results import FaultResult, FaultTarget, Run, Scenario, SoakResult, new_run
 from bench.targets import TargetUnavailable, running
 
 ROW = "/recommendation/[id]"
@@ -386,16 +386,10 @@ class FaultsOptions:
     runtime: str = "native"  # or "docker": the compose services
 
 
-def new_run(opts: FaultsOptions, kind: str, run_id: str, duration_s: float) -> tuple[Run, Path]:
+def faults_run(opts: FaultsOptions, kind: str, run_id: str, duration_s: float) -> tuple[Run, Path]:
     """results/<kind>-<run_id>/ with its raw/ folder and a first results.json."""
-    run_dir = opts.results_dir / f"{kind}-{run_id}"
-    (run_dir / "raw").mkdir(parents=True, exist_ok=True)
-    command, make_target = opts.invocation or (None, None)
-    run = Run(run_id=f"{kind}-{run_id}", started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_rev=git_rev(),
-              command=command, make_target=make_target, machine=machine_info(),
-              scenario=Scenario(name=kind, db_ms=DB_MS, llm_ms=LLM_MS, duration_s=duration_s))
-    run.save(run_dir)
-    return run, run_dir
+    return new_run(opts.results_dir, f"{kind}-", f"{kind}-{run_id}",
+                   Scenario(name=kind, db_ms=DB_MS, llm_ms=LLM_MS, duration_s=duration_s), opts.invocation)
 
 
 def quick_or_full(opts: FaultsOptions, seconds: tuple[float, float]) -> float:
@@ -407,7 +401,7 @@ def hold(opts: FaultsOptions, name: str) -> float:
 
 
 def run_faults(opts: FaultsOptions, console: Console, run_id: str) -> Path:
-    run, run_dir = new_run(opts, "faults", run_id, duration_s=0)
+    run, run_dir = faults_run(opts, "faults", run_id, duration_s=0)
     raw = run_dir / "raw"
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(start_lab(opts.runtime, raw, opts.targets))
@@ -752,7 +746,7 @@ def memory_slope(points: list[tuple[float, float]], settle_s: float = SOAK_SETTL
 
 
 def run_soak(opts: FaultsOptions, minutes: float, console: Console, run_id: str) -> Path:
-    run, run_dir = new_run(opts, "soak", run_id, duration_s=60 * minutes)
+    run, run_dir = faults_run(opts, "soak", run_id, duration_s=60 * minutes)
     raw = run_dir / "raw"
     with contextlib.ExitStack() as stack:
         lab = stack.enter_context(start_lab(opts.runtime, raw, opts.targets))

@@ -19,7 +19,6 @@ plumbing) as "other". A layer's CPU ms per request is its share x the row's CPU 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import json
 import os
@@ -47,13 +46,12 @@ from bench.compare import (
     Subject,
     _measure_level,
     cell_budget_s,
-    git_rev,
     warm_up,
 )
 from bench.load import ledger_path
 from bench.manifest import REPO_ROOT, Target
 from bench.procs import Proc, free_port, spawn
-from bench.results import Profile, Result, Run, Scenario, machine_info
+from bench.results import Profile, Result, Run, Scenario, new_run
 from bench.targets import VENV_BIN, TargetUnavailable, running
 
 Stacks = Counter  # tuple of frames, root first -> samples
@@ -432,7 +430,7 @@ class WindowWatch:
 
 @dataclass
 class ProfileOptions:
-    target: Target
+    targets: list[Target]
     users: int = 100
     duration_s: float = 20.0  # the measured window, which is also what the profiler samples
     db_ms: int = 50
@@ -442,88 +440,86 @@ class ProfileOptions:
     invocation: tuple[list[str], str | None] | None = None
 
     def compare_options(self) -> CompareOptions:
-        return CompareOptions(targets=[self.target], users=[self.users], duration_s=self.duration_s,
+        return CompareOptions(targets=self.targets, users=[self.users], duration_s=self.duration_s,
                               db_ms=self.db_ms, llm_ms=self.llm_ms, calibration=False, claims=False,
                               quick=True, results_dir=self.results_dir)
 
 
 def run_profile(opts: ProfileOptions, console: Console | None = None, run_id: str | None = None) -> Path:
-    """One cell measured and profiled in its window: results/profile-<run>/ with results.json (the
-    row and its `profiles` entry), the tool's file(s) and the folded stacks."""
+    """Each target's cell measured and profiled in its window, one after another on the same
+    PostgreSQL and upstream: results/profile-<run>/ with results.json (the rows and their `profiles`
+    entries), the tools' files and the folded stacks. A target that fails is skipped, with why."""
     console = console or Console()
-    language = language_of(opts.target)
-    started = dt.datetime.now(dt.UTC)
-    run_id = run_id or "profile-" + started.strftime("%Y%m%d-%H%M%S")
-    run_dir = opts.results_dir / run_id
-    (run_dir / "raw").mkdir(parents=True, exist_ok=True)
-    command, make_target = opts.invocation or (None, None)
-    run = Run(run_id=run_id, started_at=started.isoformat(timespec="seconds"), git_rev=git_rev(),
-              command=command, make_target=make_target, machine=machine_info(),
-              scenario=Scenario(name="profile", db_ms=opts.db_ms, llm_ms=opts.llm_ms,
-                                duration_s=opts.duration_s))
-    run.save(run_dir)
-    name = opts.target.name
-    copts = opts.compare_options()
-    cell = Cell(opts.target, {}, "recommendation", [opts.users])
-    seconds = max(1, round(opts.duration_s))
-    profiler = PROFILERS[language](run_dir / f"profile-{name}", opts.rate_hz)
-    try:
-        with contextlib.ExitStack() as stack:
-            infra = stack.enter_context(infra_mod.start(run_dir / "raw"))
-            progress = stack.enter_context(Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                TimeElapsedColumn(), console=console))
-            task = progress.add_task(f"{name}: starting", total=cell_budget_s(cell, copts))
-            stack.callback(profiler.close)  # py-spy stopped even on Ctrl-C
-            resolved, proc = stack.enter_context(running(
-                opts.target, infra, run_dir / "raw", db_ms=opts.db_ms, llm_ms=opts.llm_ms,
-                upstream_timeout_s=copts.upstream_timeout_s, **profiler.settings))
-            progress.update(task, description=f"{name}: warming up")
-            subject = Subject.of(resolved, "recommendation", pid=proc.pid)
-            subject = replace(subject, warmup_s=round(warm_up(resolved.base_url, opts.db_ms, opts.llm_ms), 2))
-            profiler.attach(proc.pid)
-            prefix = run_dir / "raw" / f"{name}_u{opts.users}"
-
-            def begin() -> None:
-                progress.update(task, description=f"{name} @ {opts.users} users: {profiler.tool}, window")
-                profiler.start(seconds)
-
-            watch = WindowWatch(ledger_path(prefix), begin)
-            result = _measure_level(subject, cell, opts.users, copts, prefix, None, progress, task,
-                                    on_tick=watch)
-            run.results.append(result)
+    run, run_dir = new_run(opts.results_dir, "profile-", run_id, Scenario(
+        name="profile", db_ms=opts.db_ms, llm_ms=opts.llm_ms, duration_s=opts.duration_s), opts.invocation)
+    with contextlib.ExitStack() as stack:
+        infra = stack.enter_context(infra_mod.start(run_dir / "raw"))
+        progress = stack.enter_context(Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(), console=console))
+        for target in opts.targets:
+            try:
+                run.profiles.append(profile_target(target, opts, infra, run, run_dir, progress))
+            except Exception as exc:  # the run folder keeps the row (if measured) and says why
+                why = str(exc) if isinstance(exc, TargetUnavailable) else \
+                    f"failed: {type(exc).__name__}: {exc}"
+                run.skipped[target.name] = why.strip().splitlines()[0]
+                (run_dir / "raw" / f"{target.name}.error.txt").write_text(why)
             run.save(run_dir)
-            if not watch.seen:
-                raise RuntimeError("the window never opened: nothing was profiled")
-            progress.update(task, description=f"{name}: folding the profile")
-            stacks = profiler.finish()
-            if not proc.alive():
-                raise RuntimeError(f"{name} died during the run:\n{proc.log_tail()}")
-            progress.update(task, description="done", completed=progress.tasks[task].total)
-    except Exception as exc:  # the run folder keeps the row (if measured) and says why: no traceback
-        why = str(exc) if isinstance(exc, TargetUnavailable) else f"failed: {type(exc).__name__}: {exc}"
-        run.skipped[name] = why.strip().splitlines()[0]
-        (run_dir / "raw" / f"{name}.error.txt").write_text(why)
-        run.save(run_dir)
-        return run_dir
-    run.profiles.append(profile_entry(opts, language, profiler, stacks, result, seconds))
-    run.save(run_dir)
     return run_dir
 
 
-def profile_entry(opts: ProfileOptions, language: str, profiler: Profiler, stacks: Stacks, result: Result,
-                  seconds: int) -> Profile:
+def profile_target(target: Target, opts: ProfileOptions, infra, run: Run, run_dir: Path,
+                   progress: Progress) -> Profile:
+    """One target: started, warmed up, one users level measured with its tree profiled in the window."""
+    name, language = target.name, language_of(target)
+    copts = opts.compare_options()
+    cell = Cell(target, {}, "recommendation", [opts.users])
+    seconds = max(1, round(opts.duration_s))
+    profiler = PROFILERS[language](run_dir / f"profile-{name}", opts.rate_hz)
+    task = progress.add_task(f"{name}: starting", total=cell_budget_s(cell, copts))
+    with contextlib.ExitStack() as stack:
+        stack.callback(profiler.close)  # the profiler stopped even on Ctrl-C
+        resolved, proc = stack.enter_context(running(
+            target, infra, run_dir / "raw", db_ms=opts.db_ms, llm_ms=opts.llm_ms,
+            upstream_timeout_s=copts.upstream_timeout_s, **profiler.settings))
+        progress.update(task, description=f"{name}: warming up")
+        subject = Subject.of(resolved, "recommendation", pid=proc.pid)
+        subject = replace(subject, warmup_s=round(warm_up(resolved.base_url, opts.db_ms, opts.llm_ms), 2))
+        profiler.attach(proc.pid)
+        prefix = run_dir / "raw" / f"{name}_u{opts.users}"
+
+        def begin() -> None:
+            progress.update(task, description=f"{name} @ {opts.users} users: {profiler.tool}, window")
+            profiler.start(seconds)
+
+        watch = WindowWatch(ledger_path(prefix), begin)
+        result = _measure_level(subject, cell, opts.users, copts, prefix, None, progress, task, on_tick=watch)
+        run.results.append(result)
+        run.save(run_dir)
+        if not watch.seen:
+            raise RuntimeError("the window never opened: nothing was profiled")
+        progress.update(task, description=f"{name}: folding the profile")
+        stacks = profiler.finish()
+        if not proc.alive():
+            raise RuntimeError(f"{name} died during the run:\n{proc.log_tail()}")
+        progress.update(task, description=f"{name}: done", completed=progress.tasks[task].total)
+    return profile_entry(target, opts.users, language, profiler, stacks, result, seconds)
+
+
+def profile_entry(target: Target, users: int, language: str, profiler: Profiler, stacks: Stacks,
+                  result: Result, seconds: int) -> Profile:
     """The `profiles` entry: the samples by layer, and the files (the folded stacks written here)."""
     folded = profiler.out.with_suffix(".folded")
     write_folded(folded, stacks)
     counts = layer_samples(language, stacks)
     total = sum(counts.values())
-    return Profile(target=opts.target.name, users=opts.users, language=language, tool=tool_version(profiler),
+    return Profile(target=target.name, users=users, language=language, tool=tool_version(profiler),
                    rate_hz=profiler.rate_hz, window_s=seconds, samples=total,
                    layers={k: round(100 * n / total, 1) if total else 0.0 for k, n in counts.items()},
                    layer_samples=counts, cpu_ms_per_request=result.cpu_ms_per_request,
                    files=[f.name for f in profiler.files], folded=folded.name,
-                   flame_graph=f"flame-{opts.target.name}.svg")
+                   flame_graph=f"flame-{target.name}.svg")
 
 
 def tool_version(profiler: Profiler) -> str:

@@ -5,6 +5,7 @@ Fields added since version 1 first shipped are optional, so every older results.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 import shlex
@@ -488,6 +489,21 @@ def machine_info() -> Machine:
         go_version = out.stdout.split()[2] if out.returncode == 0 else None
     return Machine(cpus=os.cpu_count() or 1, mem_gb=round(psutil.virtual_memory().total / 1e9, 1),
                    python=platform.python_version(), go=go_version)
+
+
+def new_run(results_dir: Path, prefix: str, run_id: str | None, scenario: Scenario,
+            invocation: tuple[list[str], str | None] | None) -> tuple[Run, Path]:
+    """A run's folder, results_dir/<run_id> (default <prefix><time>) with its raw/, and its first
+    results.json: when it started, at which commit, by which command, on which machine."""
+    started = dt.datetime.now(dt.UTC)
+    run_id = run_id or prefix + started.strftime("%Y%m%d-%H%M%S")
+    run_dir = results_dir / run_id
+    (run_dir / "raw").mkdir(parents=True, exist_ok=True)
+    command, make_target = invocation or (None, None)
+    run = Run(run_id=run_id, started_at=started.isoformat(timespec="seconds"), git_rev=git_rev(),
+              command=command, make_target=make_target, machine=machine_info(), scenario=scenario)
+    run.save(run_dir)
+    return run, run_dir
 
 
 def git_rev() -> str | None:

@@ -259,6 +259,8 @@ def test_bench_report_re_renders_a_profile_run_and_older_files_load(tmp_path):
 @pytest.mark.parametrize(("target", "message"), [
     ("nosuch", "unknown target(s): nosuch"),
     ("rails-puma", "no profiler for rails (rails-puma)"),
+    ("go-gin,rails-puma", "no profiler for rails (rails-puma)"),  # checked before anything runs
+    (",", "name at least one target"),
 ])
 def test_a_target_that_cannot_be_profiled_is_a_clear_error(target, message):
     from bench import cli
@@ -296,7 +298,7 @@ def test_py_spy_stopped_early_writes_what_it_sampled_and_is_gone(tmp_path):
 def test_a_short_live_profile(target, users, llm_ms, busy, lab, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", lab.database_url)  # reuse the session's infra
     monkeypatch.setenv("UPSTREAM_URL", lab.upstream_url)
-    opts = profile.ProfileOptions(target=manifest.load_targets()[target], users=users, duration_s=3,
+    opts = profile.ProfileOptions(targets=[manifest.load_targets()[target]], users=users, duration_s=3,
                                   llm_ms=llm_ms, results_dir=tmp_path)
     run_dir = profile.run_profile(opts, run_id="p")
     run = Run.load(run_dir)
