@@ -614,13 +614,19 @@ def _sync_answers(run: Run, target: str, users: int) -> Result:
 
 
 def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,
-             responsive_ms: float = 100) -> tuple[str, str]:
+             responsive_share: float = 0.25) -> tuple[str, str]:
     """Seed 000's job fixes: the web answers at once and stays responsive while the jobs run, and
-    the jobs complete at the rate their model allows (job_capacity / time to result at 1 user)."""
+    the jobs complete at the rate their model allows (job_capacity / time to result at 1 user).
+
+    Responsive: the /healthz p95 stays under a quarter of a job's time to result at 1 user, so no
+    check waits for a noticeable part of a job (the app before the fix makes it wait for whole ones).
+    A bar relative to the job, not a fixed 100 ms: the p95 of ~32 checks moves by tens of ms between
+    repeats where background threads share the GIL with the web (16-124 ms for BackgroundTasks)."""
     jobs = find(run, target, users, "jobs")
     l1 = l1_ms(run, target, "jobs")
     p95 = jobs.canary_p95_trusted()
-    responsive = p95 is not None and p95 < responsive_ms and not canary_stalled(jobs)
+    bar_ms = responsive_share * l1
+    responsive = p95 is not None and p95 < bar_ms and not canary_stalled(jobs)
     eff = jobs.efficiency or 0
     per_worker = (f", {jobs.rps / jobs.params['celery_workers']:.1f} jobs/s per worker process"
                   if "celery_workers" in jobs.params else "")
@@ -634,6 +640,8 @@ def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,
             other = _sync_answers(run, name, users)
             evidence += (f". {what}, {name} answering synchronously: {other.rps:.1f}/s, "
                          f"{_latency_short(other)}, /healthz p95 {_canary(other)}, {_memory_parts(other)}")
+    evidence += (f" (responsive: /healthz p95 under {responsive_share:.0%} of the time to result, "
+                 f"{bar_ms:.0f} ms)")
     evidence += flagged(jobs)
     rate = eff >= 0.8 and not jobs.failures
     return ("holds" if rate and responsive else "partly" if rate or responsive else "fails"), evidence

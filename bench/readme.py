@@ -7,7 +7,9 @@
 - faults: `bench readme results/faults-<run>` copies a `bench faults` run's results.json to
   docs/faults-run.json and renders its faults table;
 - capacity: `bench readme results/capacity-<run>` copies a `bench capacity` run's results.json to
-  docs/capacity-run.json and renders its knees.
+  docs/capacity-run.json and renders its knees;
+- profile: `bench readme results/profile-<run>` copies a `bench profile` run's results.json to
+  docs/profile-run.json and its flame graphs to docs/img/, and renders its layer table.
 
 Each block sits between `<!-- NAME:start -->` and `<!-- NAME:end -->`; a test re-renders every block
 from its snapshot and compares, so the README's numbers are always the output of a command, never
@@ -34,6 +36,8 @@ README = REPO_ROOT / "README.md"
 SNAPSHOT = REPO_ROOT / "docs" / "latest-run.json"
 FAULTS_SNAPSHOT = REPO_ROOT / "docs" / "faults-run.json"
 CAPACITY_SNAPSHOT = REPO_ROOT / "docs" / "capacity-run.json"
+PROFILE_SNAPSHOT = REPO_ROOT / "docs" / "profile-run.json"
+IMAGES = REPO_ROOT / "docs" / "img"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ COMPARISON = Block("latest-comparison")
 UPSTREAM = Block("upstream-bench")
 FAULTS = Block("faults")
 CAPACITY = Block("capacity")
+PROFILE = Block("profile")
 START, END = COMPARISON.start, COMPARISON.end
 
 
@@ -134,6 +139,27 @@ def update_capacity(run_dir: Path | None = None, readme: Path = README,
         shutil.copyfile(run_dir / "results.json", snapshot)
     run = Run.model_validate_json(snapshot.read_text())
     readme.write_text(CAPACITY.replace(readme.read_text(), render_capacity_block(run)))
+    return run
+
+
+def render_profile_block(run: Run) -> str:
+    from bench.report import PROFILE_NOTE, profile_summary, profile_table
+    profiles = [(p, profile_summary(run, p), profile_table(p)) for p in run.profiles]
+    return _render("readme_profile.md.j2", run=run, profiles=profiles, note=PROFILE_NOTE,
+                   command=command_for(run.command, run.make_target, "bench profile"))
+
+
+def update_profile(run_dir: Path | None = None, readme: Path = README, snapshot: Path = PROFILE_SNAPSHOT,
+                   images: Path = IMAGES) -> Run:
+    """The profile block from a `bench profile` run (its results.json becomes the snapshot, its flame
+    graphs docs/img/'s), or from the snapshot when no run is given."""
+    if run_dir is not None:
+        shutil.copyfile(run_dir / "results.json", snapshot)
+    run = Run.model_validate_json(snapshot.read_text())
+    for p in run.profiles:
+        if run_dir is not None and p.flame_graph and (run_dir / p.flame_graph).exists():
+            shutil.copyfile(run_dir / p.flame_graph, images / p.flame_graph)
+    readme.write_text(PROFILE.replace(readme.read_text(), render_profile_block(run)))
     return run
 
 

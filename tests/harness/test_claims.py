@@ -295,6 +295,12 @@ def test_job_fixes_judged_on_rate_and_responsiveness(quick_run):
     assert claim.verdict == "holds", claim.evidence
     assert "6.4 jobs completed/s = 0.96 of its ceiling 6.7" in claim.evidence
     assert "1.6 jobs/s per worker process" in claim.evidence
+    # responsive: the /healthz p95 under a quarter of the 600 ms time to result (150 ms)
+    assert "/healthz p95 under 25% of the time to result, 150 ms" in claim.evidence
+    quick_run.results[-1].canary_p95_ms = 140.0
+    assert by_id(quick_run, "celery-production-fix").verdict == "holds"
+    quick_run.results[-1].canary_p95_ms = 160.0
+    assert by_id(quick_run, "celery-production-fix").verdict == "partly"
     quick_run.results[-1].canary_p95_ms = 900.0  # the web stalled while the jobs ran
     assert by_id(quick_run, "celery-production-fix").verdict == "partly"
     quick_run.results[-1].efficiency = 0.3

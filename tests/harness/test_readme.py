@@ -75,7 +75,7 @@ def test_the_block_reports_w_and_the_samples_and_says_when_a_snapshot_is_censore
     assert "predates drained measurement windows" in older
     snapshot = readme.render_block(Run.model_validate_json(readme.SNAPSHOT.read_text()))
     assert "predates" not in snapshot  # docs/latest-run.json: a drained run, with its command
-    assert "produced by `bench compare --quick --all-claims`" in snapshot
+    assert "produced by `bench compare --quick" in snapshot and "--all-claims" in snapshot
     drained = readme.render_block(drained_run())
     assert "predates" not in drained
     assert "| fastapi-blocking ⚠ | 100 | 1.8 | 36 (12 unfinished) | 9246 | 55866 | 9250 | 14000 |" in drained
@@ -123,3 +123,31 @@ def test_update_capacity_rewrites_only_its_block_and_keeps_the_snapshot(tmp_path
     text = doc.read_text()
     assert "\nold\n" not in text and text.endswith(f"{readme.CAPACITY.end}\n\ntail\n")
     assert (tmp_path / "snap.json").read_text() == readme.CAPACITY_SNAPSHOT.read_text()
+
+
+def test_profile_block_is_generated_from_its_snapshot():
+    run = Run.model_validate_json(readme.PROFILE_SNAPSHOT.read_text())
+    block = readme.PROFILE.current(readme.README.read_text())
+    assert block == readme.render_profile_block(run), f"README.md's profile block: {STALE}"
+    assert run.profiles and run.command  # measured, not typed
+    assert readme.command_for(run.command, run.make_target, "bench profile") in block
+    for p in run.profiles:  # the flame graph the block shows is in the repo
+        assert p.flame_graph and (readme.IMAGES / p.flame_graph).read_text().startswith("<svg")
+        assert f"](docs/img/{p.flame_graph})" in block
+
+
+def test_update_profile_rewrites_only_its_block_and_copies_the_flame_graph(tmp_path):
+    run_dir = tmp_path / "profile-run"
+    run_dir.mkdir()
+    shutil.copy(readme.PROFILE_SNAPSHOT, run_dir / "results.json")
+    run = Run.model_validate_json(readme.PROFILE_SNAPSHOT.read_text())
+    for p in run.profiles:
+        shutil.copy(readme.IMAGES / p.flame_graph, run_dir / p.flame_graph)
+    doc, images = tmp_path / "README.md", tmp_path / "img"
+    images.mkdir()
+    doc.write_text(f"# t\n\n{readme.PROFILE.start}\nold\n{readme.PROFILE.end}\n\ntail\n")
+    readme.update_profile(run_dir, readme=doc, snapshot=tmp_path / "snap.json", images=images)
+    text = doc.read_text()
+    assert "\nold\n" not in text and text.endswith(f"{readme.PROFILE.end}\n\ntail\n")
+    assert "| HTTP client/SDK |" in text
+    assert sorted(f.name for f in images.iterdir()) == sorted(p.flame_graph for p in run.profiles)
