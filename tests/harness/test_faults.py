@@ -221,3 +221,11 @@ time.sleep(30)
             child.kill()
         master.kill()
         master.wait()
+
+
+def test_faults_default_to_every_target_that_serves_the_recommendation_load():
+    from bench import cli
+    names = [t.name for t in cli._selected("")]
+    assert {"flask-sync", "go-gin", "node-express", "rails-puma"} <= set(names)
+    assert not any(n in names for n in ("fastapi-bgtasks", "fastapi-celery"))  # job targets: not theirs
+    assert [t.name for t in cli._selected("go-gin, flask-sync")] == ["go-gin", "flask-sync"]
