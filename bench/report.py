@@ -608,7 +608,7 @@ PROFILE_NOTE = (
 
 def profile_table(profile: Profile) -> Table:
     """The CPU share and CPU ms per request of each layer, and the samples behind them."""
-    from bench.profile import layer_rows
+    from bench.layers import layer_rows
     t = Table("profile", [Column("layer"), *(Column(n, numeric=True) for n in (
         "share of CPU", "CPU ms / request", "samples"))])
     for layer, share, ms, n in layer_rows(profile):
@@ -619,7 +619,7 @@ def profile_table(profile: Profile) -> Table:
 
 def profile_summary(run: Run, profile: Profile) -> str:
     """What was sampled, and how the samples compare with the process-tree sampler's CPU."""
-    from bench.profile import profiled_cpu_pct
+    from bench.layers import profiled_cpu_pct
     row = next((r for r in run.results if r.target == profile.target and r.users == profile.users), None)
     measured = (f"; the process-tree sampler measured {fmt(row.cpu_pct.target)} % over the Locust run, "
                 f"at {row.rps:.1f} rps" if row is not None and row.cpu_pct.target is not None else "")
@@ -630,7 +630,7 @@ def profile_summary(run: Run, profile: Profile) -> str:
 
 def flame_graphs(run: Run, run_dir: Path | None) -> list[Chart]:
     """One flame graph per profile, from its folded stacks in run_dir (also written as its SVG file)."""
-    from bench.profile import LAYERS, frame_layer, read_folded
+    from bench.layers import LAYERS, frame_layer, read_folded
     colors = {**charts.palette(LAYERS[:-1]), "other": "#9e9e9e"}
     out = []
     for p in run.profiles:

