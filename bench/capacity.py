@@ -38,9 +38,9 @@ from bench.compare import (
     Cell,
     CompareOptions,
     Subject,
-    _measure_level,
     calibration_subject,
     locust_plan,
+    measure_level,
     warm_up,
     with_locust_room,
 )
@@ -172,7 +172,7 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
         def once(n: int) -> Result:
             progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) {what}"
                             + (f", {n} Locust processes" if n > 1 else ""))
-            return _measure_level(subject, cell, users, copts, prefix, l1_s, progress, task,
+            return measure_level(subject, cell, users, copts, prefix, l1_s, progress, task,
                                   pace_rps=pace_rps, processes=n)
 
         def saturated(r: Result) -> bool:

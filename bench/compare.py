@@ -517,7 +517,7 @@ def _measure_levels(cell: Cell, start: Started, capacity: int | None, opts: Comp
                 prefix = run_dir / "raw" / (f"{cell.name}_u{users}" + (f"_r{i}" if opts.repeat > 1 else ""))
 
                 def once(processes: int, users=users, prefix=prefix, subject=subject, l1_s=l1_s) -> Result:
-                    return _measure_level(subject, cell, users, opts, prefix, l1_s, progress, task,
+                    return measure_level(subject, cell, users, opts, prefix, l1_s, progress, task,
                                           processes=processes)
 
                 planned = locust_plan(opts.locust_processes, previous, users, cpus)
@@ -662,7 +662,7 @@ def with_locust_room(measure: Callable[[int], Result], processes: int, cpus: int
     return measure(more) if more > processes and saturated(r) else r
 
 
-def _measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
+def measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
                    l1_s: float | None, progress: Progress, task, pace_rps: float = 0.0,
                    processes: int = 1, on_tick: Callable[[], None] | None = None) -> Result:
     """One users level: a closed loop, or with `pace_rps` each user paced (bench capacity's open model);

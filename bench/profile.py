@@ -43,27 +43,18 @@ from bench.compare import (
     Cell,
     CompareOptions,
     Subject,
-    _measure_level,
     cell_budget_s,
+    measure_level,
     warm_up,
 )
-from bench.layers import (  # noqa: F401 - re-exported: the classification lives in bench.layers
-    LAYER_RULES,
-    LAYERS,
-    NO_PYTHON_FRAME,
+from bench.layers import (
     PPROF_RATE_HZ,
     V8_HOOK,
     Stacks,
     fold_cpuprofile,
     fold_pprof_traces,
     fold_speedscope,
-    frame_layer,
-    layer_rows,
     layer_samples,
-    profiled_cpu_pct,
-    read_folded,
-    sample_layer,
-    source_path,
     write_folded,
 )
 from bench.load import ledger_path
@@ -337,7 +328,7 @@ def profile_target(target: Target, opts: ProfileOptions, infra, run: Run, run_di
             profiler.start(seconds)
 
         watch = WindowWatch(ledger_path(prefix), begin)
-        result = _measure_level(subject, cell, opts.users, copts, prefix, None, progress, task, on_tick=watch)
+        result = measure_level(subject, cell, opts.users, copts, prefix, None, progress, task, on_tick=watch)
         run.results.append(result)
         run.save(run_dir)
         if not watch.seen:

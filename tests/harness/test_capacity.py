@@ -175,7 +175,7 @@ def fake_climb(monkeypatch, tmp_path, target: str, levels, run: Run | None = Non
         yield subject(name=target if target == CALIBRATION else "t")
 
     level = levels if callable(levels) else lambda users, processes: levels[users]
-    monkeypatch.setattr(capacity, "_measure_level", lambda subject, cell, users, *a, processes=1, **kw:
+    monkeypatch.setattr(capacity, "measure_level", lambda subject, cell, users, *a, processes=1, **kw:
                         level(users, processes))
     t = None if target == CALIBRATION else manifest.load_targets()[target]
     opts = capacity.CapacityOptions(targets=[t] if t else [], open_model=False, results_dir=tmp_path, cpus=2)
@@ -259,7 +259,7 @@ def test_the_calibration_keeps_littles_law_with_locust_in_two_processes(tmp_path
     from types import SimpleNamespace
 
     from bench import infra
-    from bench.compare import Cell, _measure_level, locust_plan, with_locust_room
+    from bench.compare import Cell, locust_plan, measure_level, with_locust_room
     cpus = os.cpu_count() or 1
     if cpus < 2:
         pytest.skip("one core: no room for a second Locust process")
@@ -270,7 +270,7 @@ def test_the_calibration_keeps_littles_law_with_locust_in_two_processes(tmp_path
         calibration = Subject(CALIBRATION, "locust", "m", {}, url, upstream.pid, None, None)
 
         def measure(users: int, l1_s: float | None, processes: int = 1) -> Result:
-            return _measure_level(calibration, cell, users, copts, tmp_path / f"calibration_u{users}", l1_s,
+            return measure_level(calibration, cell, users, copts, tmp_path / f"calibration_u{users}", l1_s,
                                   progress, 0, processes=processes)
 
         l1_s = measure(1, None).latency_ms.p50 / 1000

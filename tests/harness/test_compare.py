@@ -274,7 +274,7 @@ def test_repeats_measure_each_level_in_a_row_and_publish_the_median_with_its_spr
         starts.append(1)
         yield Subject("flask-sync", "flask", "m", {}, "http://x", None, 4, 4), lambda: True
 
-    monkeypatch.setattr(compare, "_measure_level", level)
+    monkeypatch.setattr(compare, "measure_level", level)
     run = Run(run_id="r", started_at="t",
               machine={"cpus": 2, "mem_gb": 24.0, "python": "3.11", "platform": "x"},
               scenario={"name": "recommendation", "db_ms": 50, "llm_ms": 500, "duration_s": 8})

@@ -13,12 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bench import manifest, profile
-from bench.procs import spawn
-from bench.profile import (
+from bench.layers import (
     LAYER_RULES,
     LAYERS,
-    PySpy,
-    WindowWatch,
     fold_cpuprofile,
     fold_pprof_traces,
     fold_speedscope,
@@ -27,6 +24,8 @@ from bench.profile import (
     sample_layer,
     write_folded,
 )
+from bench.procs import spawn
+from bench.profile import PySpy, WindowWatch
 from bench.report import write_reports
 from bench.results import Profile, Run
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from bench import readme
 from bench.results import Run
 from bench.upstream_bench import Snapshot
@@ -82,58 +84,51 @@ def test_the_block_reports_w_and_the_samples_and_says_when_a_snapshot_is_censore
     assert "latency-censored (mean 9246 ms vs W = users / rps 55866 ms)" in drained
 
 
-def test_faults_block_is_generated_from_its_snapshot():
-    run = Run.model_validate_json(readme.FAULTS_SNAPSHOT.read_text())
-    block = readme.FAULTS.current(readme.README.read_text())
-    assert block == readme.render_faults_block(run), f"README.md's faults block: {STALE}"
-    assert run.faults and run.command  # measured, not typed
-    assert readme.command_for(run.command, run.make_target, "bench faults") in block
+# The blocks generated from one kind of run each: (block, snapshot, renderer, program, rows(run)).
+RUN_BLOCKS = {
     # a row per (target, fault) and one per target, each table with its header
-    assert block.count("\n| ") == len(run.faults) + 1 + len(run.fault_targets) + 1
+    "faults": (readme.FAULTS, readme.FAULTS_SNAPSHOT, readme.render_faults_block, "bench faults",
+               lambda run: len(run.faults) + 1 + len(run.fault_targets) + 1),
+    "capacity": (readme.CAPACITY, readme.CAPACITY_SNAPSHOT, readme.render_capacity_block, "bench capacity",
+                 lambda run: len(run.capacity) + 1),  # a row per knee, and the header
+    "profile": (readme.PROFILE, readme.PROFILE_SNAPSHOT, readme.render_profile_block, "bench profile", None),
+}
 
 
-def test_update_faults_rewrites_only_its_block_and_keeps_the_snapshot(tmp_path):
-    run_dir = tmp_path / "faults-run"
-    run_dir.mkdir()
-    shutil.copy(readme.FAULTS_SNAPSHOT, run_dir / "results.json")
-    doc = tmp_path / "README.md"
-    doc.write_text(f"# t\n\n{readme.FAULTS.start}\nold\n{readme.FAULTS.end}\n\ntail\n")
-    readme.update_faults(run_dir, readme=doc, snapshot=tmp_path / "snap.json")
-    text = doc.read_text()
-    assert "\nold\n" not in text and text.endswith(f"{readme.FAULTS.end}\n\ntail\n")
-    assert (tmp_path / "snap.json").read_text() == readme.FAULTS_SNAPSHOT.read_text()
+@pytest.mark.parametrize("name", RUN_BLOCKS)
+def test_run_block_is_generated_from_its_snapshot(name):
+    block_marks, snapshot, render, program, rows = RUN_BLOCKS[name]
+    run = Run.model_validate_json(snapshot.read_text())
+    block = block_marks.current(readme.README.read_text())
+    assert block == render(run), f"README.md's {name} block: {STALE}"
+    assert run.command  # measured, not typed
+    assert readme.command_for(run.command, run.make_target, program) in block
+    if rows:
+        assert block.count("\n| ") == rows(run)
 
 
-def test_capacity_block_is_generated_from_its_snapshot():
-    run = Run.model_validate_json(readme.CAPACITY_SNAPSHOT.read_text())
-    block = readme.CAPACITY.current(readme.README.read_text())
-    assert block == readme.render_capacity_block(run), f"README.md's capacity block: {STALE}"
-    assert run.capacity and run.command  # measured, not typed
-    assert readme.command_for(run.command, run.make_target, "bench capacity") in block
-    assert block.count("\n| ") == len(run.capacity) + 1  # a row per knee, and the header
-
-
-def test_update_capacity_rewrites_only_its_block_and_keeps_the_snapshot(tmp_path):
-    run_dir = tmp_path / "capacity-run"
-    run_dir.mkdir()
-    shutil.copy(readme.CAPACITY_SNAPSHOT, run_dir / "results.json")
-    doc = tmp_path / "README.md"
-    doc.write_text(f"# t\n\n{readme.CAPACITY.start}\nold\n{readme.CAPACITY.end}\n\ntail\n")
-    readme.update_capacity(run_dir, readme=doc, snapshot=tmp_path / "snap.json")
-    text = doc.read_text()
-    assert "\nold\n" not in text and text.endswith(f"{readme.CAPACITY.end}\n\ntail\n")
-    assert (tmp_path / "snap.json").read_text() == readme.CAPACITY_SNAPSHOT.read_text()
-
-
-def test_profile_block_is_generated_from_its_snapshot():
+def test_profile_block_shows_flame_graphs_in_the_repo():
     run = Run.model_validate_json(readme.PROFILE_SNAPSHOT.read_text())
     block = readme.PROFILE.current(readme.README.read_text())
-    assert block == readme.render_profile_block(run), f"README.md's profile block: {STALE}"
-    assert run.profiles and run.command  # measured, not typed
-    assert readme.command_for(run.command, run.make_target, "bench profile") in block
-    for p in run.profiles:  # the flame graph the block shows is in the repo
+    assert run.profiles
+    for p in run.profiles:
         assert p.flame_graph and (readme.IMAGES / p.flame_graph).read_text().startswith("<svg")
         assert f"](docs/img/{p.flame_graph})" in block
+
+
+@pytest.mark.parametrize("name, update", [("faults", readme.update_faults),
+                                          ("capacity", readme.update_capacity)])
+def test_update_rewrites_only_its_block_and_keeps_the_snapshot(tmp_path, name, update):
+    block_marks, snapshot = RUN_BLOCKS[name][:2]
+    run_dir = tmp_path / f"{name}-run"
+    run_dir.mkdir()
+    shutil.copy(snapshot, run_dir / "results.json")
+    doc = tmp_path / "README.md"
+    doc.write_text(f"# t\n\n{block_marks.start}\nold\n{block_marks.end}\n\ntail\n")
+    update(run_dir, readme=doc, snapshot=tmp_path / "snap.json")
+    text = doc.read_text()
+    assert "\nold\n" not in text and text.endswith(f"{block_marks.end}\n\ntail\n")
+    assert (tmp_path / "snap.json").read_text() == snapshot.read_text()
 
 
 def test_update_profile_rewrites_only_its_block_and_copies_the_flame_graph(tmp_path):
