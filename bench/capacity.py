@@ -15,10 +15,11 @@ knees to `capacity[]`; the calibration (Locust straight at the upstream) climbs 
 each of its levels must reach metrics.CALIBRATION_MIN (0.95) of Little's law, rps / (users / L1):
 below it the load generator is the limit there (flagged, and it stops the calibration's climb).
 
-The load generator must not be the limit: a level whose Locust the level below predicts past
-LOCUST_PLAN_PCT of a core (its CPU x the users ratio) runs `locust --processes N`, one per core at
-most; a level that saturates Locust anyway is measured once more with the processes it showed it
-needs (bench/compare.py, locust_plan and with_locust_room).
+The load generator must not be the limit: a level runs from as many Locust processes as the level
+below it, more where that level's CPU x the users ratio predicts past LOCUST_PREDICT_PCT (1.5 cores);
+a level that saturates Locust (80 % of a core) is measured once more with a process per
+LOCUST_PLAN_PCT (70 %) of the CPU it showed, one per core at most (bench/compare.py, locust_plan and
+with_locust_room).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ from bench.targets import TargetUnavailable, running
 # pools of 15 (3,000 queries/s per process) keeps the database from being the silent limit.
 WORKLOADS = ((5, 500), (5, 20))
 SLO_FACTOR = 1.5  # p95 within 1.5 x L1
+# The warm-up's floor (compare runs keep the locustfile's 2 s): past it, every user spawned (Locust
+# starts them all within 1 s) and answered once decides. Two seconds at the short-I/O workload is
+# 70 cycles nobody measures, and the capacity run has some 160 levels to fit in 30 minutes.
+WARMUP_MIN_S = 1.0
 # The open-model pass: arrivals at this share of the knee's rps, from paced users with room for
 # latencies up to OPEN_HEADROOM x the knee's before the pacing (and so the arrival rate) slips.
 OPEN_SHARE = 0.8
@@ -77,7 +82,7 @@ class CapacityOptions:
     def compare_options(self, db_ms: int, llm_ms: int) -> CompareOptions:
         return CompareOptions(targets=self.targets, users=[1], duration_s=self.duration_s, db_ms=db_ms,
                               llm_ms=llm_ms, calibration=False, claims=False, quick=True,
-                              results_dir=self.results_dir)
+                              warmup_min_s=WARMUP_MIN_S, results_dir=self.results_dir)
 
 
 def littles_shortfall(r: Result) -> str | None:

@@ -79,8 +79,9 @@ def compare(
              "judged on the medians and on each repeat", min=1, max=20)] = 1,
     locust_processes: Annotated[str, typer.Option(
         help="Locust processes per level: N (`locust --processes N` beyond 1), or auto: more than one "
-             "where the level below predicts one past 70 % of a core, and a level that saturates "
-             "Locust anyway measured again with more (one per core at most)")] = "1",
+             "where the level below predicts one past 1.5 cores (its CPU x the users ratio), and a level "
+             "that saturates Locust anyway (80 % of a core) measured again with one process per 70 % "
+             "(one per core at most)")] = "1",
 ) -> None:
     """Measure targets under identical Locust load; write results/<run>/ and print the table."""
     if scenario == CALIBRATION:

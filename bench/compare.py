@@ -77,6 +77,7 @@ class CompareOptions:
     sweep: dict[str, list[int]] = field(default_factory=dict)
     upstream_timeout_s: float = 30
     warmup_max_s: float | None = None  # Locust's warm-up limit (None: as long as the window, >= 5 s)
+    warmup_min_s: float | None = None  # its floor (None: the locustfile's, 2 s)
     drain_max_s: float = DRAIN_MAX_S  # how long the window's requests may take to finish
     results_dir: Path = RESULTS_DIR
     calibration: bool = True  # Locust straight at the upstream: the load generator's own ceiling
@@ -638,15 +639,21 @@ def _measure_cell(cell: Cell, opts: CompareOptions, infra: infra_mod.Infra, run:
 
 
 def locust_plan(fixed: int | None, previous: Result | None, users: int, cpus: int) -> int:
-    """Locust processes for a level: `fixed` (--locust-processes N), or auto (None): from the Locust
-    CPU of the level measured before it, scaled by users (a closed loop's requests per second grow
-    with its users at most in proportion); 1 without one. Not from L1: at one user Locust's CPU is
-    mostly its own start-up."""
+    """Locust processes for a level: `fixed` (--locust-processes N), or auto (None): as many as the
+    level measured before it used, and more only where its Locust CPU x the users ratio (a closed
+    loop's requests per second grow with its users at most in proportion) passes
+    metrics.LOCUST_PREDICT_PCT; a search going down plans from that line alone; 1 without a level
+    before. Not from L1: at one user Locust's CPU is mostly its own start-up."""
     if fixed is not None:
         return fixed
     if previous is None or previous.users <= 1 or previous.arrival_rps:
         return 1
-    return metrics.locust_processes(previous.cpu_pct.locust, users / previous.users, cpus)
+    scale, cpu = users / previous.users, previous.cpu_pct.locust or 0.0
+    needed = metrics.locust_processes(cpu, scale, cpus)
+    if scale < 1:
+        return needed
+    have = previous.cpu_pct.locust_processes or 1
+    return max(have, needed) if cpu * scale > metrics.LOCUST_PREDICT_PCT else have
 
 
 def locust_bound(r: Result) -> bool:
@@ -671,7 +678,8 @@ def measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions
     spec = LoadSpec(host=subject.base_url, users=users, duration_s=opts.duration_s,
                     scenario=cell.scenario, db_ms=opts.db_ms, llm_ms=opts.llm_ms,
                     tokens=opts.tokens, cpu_n=cell.cpu_n or opts.cpu_n, jobs_endpoint=cell.jobs_endpoint,
-                    warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s, pace_rps=pace_rps,
+                    warmup_max_s=opts.warmup_max_s, warmup_min_s=opts.warmup_min_s,
+                    drain_max_s=opts.drain_max_s, pace_rps=pace_rps,
                     processes=processes)
     if processes > 1:
         csv_prefix = csv_prefix.with_name(f"{csv_prefix.name}_p{processes}")

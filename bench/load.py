@@ -70,6 +70,7 @@ class LoadSpec:
     cpu_n: int = 100000
     jobs_endpoint: str = "jobs"  # the jobs scenario: "jobs" (submit + poll) or "sync"
     warmup_max_s: float | None = None  # None: as long as the window (at least WARMUP_MIN_MAX_S)
+    warmup_min_s: float | None = None  # None: the locustfile's (request_ledger.WARMUP_MIN_S)
     drain_max_s: float = DRAIN_MAX_S
     run_time_s: float | None = None  # no phases (duration_s 0): Locust runs until stopped, at most this
     pace_rps: float = 0.0  # per user (an open model when users >> rps x latency); 0: a closed loop
@@ -130,6 +131,7 @@ def locust_argv(spec: LoadSpec, csv_prefix: Path, master_port: int | None = None
         "--db-ms", str(spec.db_ms), "--llm-ms", str(spec.llm_ms),
         "--tokens", str(spec.tokens), "--cpu-n", str(spec.cpu_n),
         "--jobs-endpoint", spec.jobs_endpoint, "--pace-rps", f"{spec.pace_rps:g}",
+        *(["--warmup-min-s", f"{spec.warmup_min_s:g}"] if spec.warmup_min_s is not None else []),
         *workers, user_class, "Canary",
     ]
 

@@ -34,7 +34,15 @@ import gevent
 import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (no-op when headless)
 import web_session  # noqa: F401 - after live_memory: the "Comparison" tab records every web-UI swarm
 from locust.runners import MasterRunner, WorkerRunner
-from request_ledger import WORKER_STATUS_S, Fleet, Ledger, error_code, run_phases, worker_ledger
+from request_ledger import (
+    WARMUP_MIN_S,
+    WORKER_STATUS_S,
+    Fleet,
+    Ledger,
+    error_code,
+    run_phases,
+    worker_ledger,
+)
 
 from locust import FastHttpUser, constant, constant_throughput, events, task
 
@@ -81,6 +89,8 @@ def add_lab_arguments(parser) -> None:
                         help="write every request (start time, latency, outcome) to this JSONL file")
     parser.add_argument("--window-s", type=float, default=0, include_in_web_ui=False,
                         help="with --ledger: warm-up, then a window of this many seconds, then drain")
+    parser.add_argument("--warmup-min-s", type=float, default=WARMUP_MIN_S, include_in_web_ui=False,
+                        help="shortest warm-up: every user spawned and answered once decides after it")
     parser.add_argument("--warmup-max-s", type=float, default=15, include_in_web_ui=False,
                         help="longest warm-up before the window (steady state usually comes sooner)")
     parser.add_argument("--drain-max-s", type=float, default=150, include_in_web_ui=False,
@@ -120,7 +130,8 @@ def open_ledger(environment, **_) -> None:
             # marks, in the clock the workers stamp their requests with: the same machine's), one
             # drain that waits for every worker's window requests. Phases per worker would be N windows.
             FLEET = Fleet(LEDGER, opts.expect_workers, runner.send_message, gevent.sleep)
-        gevent.spawn(run_phases, LEDGER, window_s=opts.window_s, warmup_max_s=opts.warmup_max_s,
+        gevent.spawn(run_phases, LEDGER, window_s=opts.window_s, warmup_min_s=opts.warmup_min_s,
+                     warmup_max_s=opts.warmup_max_s,
                      drain_max_s=opts.drain_max_s, scenario_users=FLEET.users if FLEET else scenario_users,
                      sleep=gevent.sleep, stop=runner.quit, fleet=FLEET)
 

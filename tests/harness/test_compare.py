@@ -387,8 +387,14 @@ def level(users: int, locust: float, flags: tuple[str, ...] = (), processes: int
 
 def test_locust_processes_are_planned_from_the_level_before():
     assert locust_plan(3, level(800, 39.0), 1600, cpus=2) == 3  # --locust-processes 3: as told
-    assert locust_plan(None, level(800, 39.0), 1600, cpus=2) == 2  # auto: 78 % predicted
-    assert locust_plan(None, level(400, 27.0), 800, cpus=2) == 1
+    # auto: one process until the line predicts past 1.5 cores; then one per 70 %, a core each at most
+    assert locust_plan(None, level(800, 59.0), 1600, cpus=2) == 1  # 118 %: one, measured again if bound
+    assert locust_plan(None, level(50, 55.6), 100, cpus=2) == 1  # 5/20 ms: predicted 111, measured 73
+    assert locust_plan(None, level(400, 40.0), 1600, cpus=2) == 2  # 160 % predicted
+    assert locust_plan(None, level(400, 40.0), 1600, cpus=8) == 3  # ⌈160 / 70⌉
+    # never fewer than the level below used on the way up; a search going down needs less
+    assert locust_plan(None, level(1600, 64.0, processes=2), 3200, cpus=2) == 2
+    assert locust_plan(None, level(1600, 64.0, processes=2), 800, cpus=2) == 1
     assert locust_plan(None, None, 50, cpus=2) == 1  # the first level: one process
     assert locust_plan(None, level(1, 6.4), 50, cpus=2) == 1  # L1's CPU is Locust's start-up, no base
     paced = level(800, 60.0).model_copy(update={"arrival_rps": 500.0})

@@ -60,6 +60,10 @@ def test_locust_argv_measures_a_window_between_warmup_and_drain(tmp_path):
     assert opt(argv, "-t") == f"{15 + 15 + DRAIN_MAX_S + BACKSTOP_S:.0f}s"
     short = locust_argv(LoadSpec(host="http://x", users=3, duration_s=2, drain_max_s=1), tmp_path / "p")
     assert (opt(short, "--warmup-max-s"), opt(short, "--drain-max-s")) == ("5", "1")  # warm-up >= 5 s
+    # the warm-up's floor is the locustfile's unless a run asks for its own (bench capacity: 1 s)
+    assert "--warmup-min-s" not in argv
+    floor = locust_argv(LoadSpec(host="http://x", users=3, duration_s=2, warmup_min_s=1.0), tmp_path / "p")
+    assert opt(floor, "--warmup-min-s") == "1"
 
 
 def test_more_locust_processes_are_a_master_and_its_forked_workers_on_a_port_of_their_own(tmp_path):
