@@ -178,7 +178,7 @@ def climb(start, subject_name: str, framework: str, opts: CapacityOptions, copts
             progress.update(task, description=f"{subject_name} ({copts.db_ms}/{copts.llm_ms} ms) {what}"
                             + (f", {n} Locust processes" if n > 1 else ""))
             return measure_level(subject, cell, users, copts, prefix, l1_s, progress, task,
-                                  pace_rps=pace_rps, processes=n)
+                                 pace_rps=pace_rps, processes=n)
 
         def saturated(r: Result) -> bool:
             return l1 is not None and (stop_reason(r, l1.latency_ms.p50, framework, opts.cpus) or ""

@@ -519,7 +519,7 @@ def _measure_levels(cell: Cell, start: Started, capacity: int | None, opts: Comp
 
                 def once(processes: int, users=users, prefix=prefix, subject=subject, l1_s=l1_s) -> Result:
                     return measure_level(subject, cell, users, opts, prefix, l1_s, progress, task,
-                                          processes=processes)
+                                         processes=processes)
 
                 planned = locust_plan(opts.locust_processes, previous, users, cpus)
                 result = once(planned) if opts.locust_processes else with_locust_room(once, planned, cpus)
@@ -670,8 +670,8 @@ def with_locust_room(measure: Callable[[int], Result], processes: int, cpus: int
 
 
 def measure_level(subject: Subject, cell: Cell, users: int, opts: CompareOptions, csv_prefix: Path,
-                   l1_s: float | None, progress: Progress, task, pace_rps: float = 0.0,
-                   processes: int = 1, on_tick: Callable[[], None] | None = None) -> Result:
+                  l1_s: float | None, progress: Progress, task, pace_rps: float = 0.0,
+                  processes: int = 1, on_tick: Callable[[], None] | None = None) -> Result:
     """One users level: a closed loop, or with `pace_rps` each user paced (bench capacity's open model);
     with `processes` > 1 from that many Locust workers (raw files `<prefix>_p<N>_*`). `on_tick` is
     called every 0.25 s while Locust runs (bench profile watches for the window)."""

@@ -271,7 +271,7 @@ def test_the_calibration_keeps_littles_law_from_two_locust_processes(tmp_path):
 
         def measure(users: int, l1_s: float | None, processes: int = 1) -> Result:
             return measure_level(calibration, cell, users, copts, tmp_path / f"calibration_u{users}", l1_s,
-                                  progress, 0, processes=processes)
+                                 progress, 0, processes=processes)
 
         l1_s = measure(1, None).latency_ms.p50 / 1000
         at_50 = measure(50, l1_s)
