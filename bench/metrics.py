@@ -13,9 +13,9 @@ LOCUST_PLAN_PCT = 70.0
 # A level gets more Locust processes than the level below it used only where that level's Locust CPU
 # x the users ratio predicts past this (one process that saturates anyway is measured again with
 # more, compare.with_locust_room). The straight line over-predicts (start-up CPU; a loop serves more
-# answers per wake-up as the load grows), and a second process costs where latency is short: two
-# gevent loops and the upstream then share 2 cores (the calibration at 100 users, 5/20 ms: predicted
-# 111 % of a core from 50 users, measured 73 % and 0.98 of Little's law from one process, 0.84 from two).
+# answers per wake-up as the load grows), and a second process is no gain where latency is short: two
+# gevent loops and the upstream then share 2 cores (the calibration at 100 users, 5/20 ms, in one
+# `make capacity` run: 0.88 of Little's law from one process, 0.85 from two).
 LOCUST_PREDICT_PCT = 150.0
 PROCESS_CPU_LIMIT = 90.0   # % of one core for any single target process
 FAILURE_LIMIT = 0.01       # share of requests
