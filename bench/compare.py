@@ -649,11 +649,11 @@ def locust_plan(fixed: int | None, previous: Result | None, users: int, cpus: in
     if previous is None or previous.users <= 1 or previous.arrival_rps:
         return 1
     scale, cpu = users / previous.users, previous.cpu_pct.locust or 0.0
-    needed = metrics.locust_processes(cpu, scale, cpus)
-    if scale < 1:
-        return needed
     have = previous.cpu_pct.locust_processes or 1
-    return max(have, needed) if cpu * scale > metrics.LOCUST_PREDICT_PCT else have
+    if scale >= 1 and cpu * scale <= metrics.LOCUST_PREDICT_PCT:
+        return have
+    needed = metrics.locust_processes(cpu, scale, cpus)
+    return needed if scale < 1 else max(have, needed)
 
 
 def locust_bound(r: Result) -> bool:

@@ -6,9 +6,9 @@ import math
 
 MACHINE_CPU_LIMIT = 90.0   # % of all cores
 LOCUST_CPU_LIMIT = 80.0    # % of one core (one Locust process)
-# A level predicted to take one Locust process past this gets more (locust_processes): below the
-# limit, as the prediction is a straight line and gevent's loop is late before it is full (the
-# calibration at 1,600 users, 5/500 ms: one process at 78 % of a core, 0.82 of Little's law).
+# Locust processes for a load: one per this share of a core (locust_processes), below the limit
+# as gevent's loop is late before it is full (the calibration at 1,600 users, 5/500 ms: one process
+# at 78 % of a core, 0.82 of Little's law).
 LOCUST_PLAN_PCT = 70.0
 # A level gets more Locust processes than the level below it used only where that level's Locust CPU
 # x the users ratio predicts past this (one process that saturates anyway is measured again with

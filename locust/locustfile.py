@@ -55,9 +55,9 @@ RECOMMENDATION_KEYS = {"user_id", "name", "budget_cents", "spent_cents", "transa
 
 # A request's objects live for one upstream latency: they outlast the default young generation
 # (700 allocations), get promoted, and each collection then stalls the gevent loop with hundreds of
-# answers waiting, lining the users up in bunches that queue again. At 1,600 users on two processes
-# the calibration (straight at the mock upstream) reached 0.92-0.94 of Little's law with the default
-# thresholds and 0.98-0.99 with these: cycles are still collected, in fewer passes.
+# answers waiting, lining the users up in bunches that queue again: the calibration's shortfall from
+# Little's law at 1,600 users (docs/DESIGN.md, Measurement window). Cycles are still collected, in
+# fewer passes.
 GC_THRESHOLDS = (100_000, 50, 100)
 
 
@@ -131,8 +131,8 @@ def open_ledger(environment, **_) -> None:
             # drain that waits for every worker's window requests. Phases per worker would be N windows.
             FLEET = Fleet(LEDGER, opts.expect_workers, runner.send_message, gevent.sleep)
         gevent.spawn(run_phases, LEDGER, window_s=opts.window_s, warmup_min_s=opts.warmup_min_s,
-                     warmup_max_s=opts.warmup_max_s,
-                     drain_max_s=opts.drain_max_s, scenario_users=FLEET.users if FLEET else scenario_users,
+                     warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s,
+                     scenario_users=FLEET.users if FLEET else scenario_users,
                      sleep=gevent.sleep, stop=runner.quit, fleet=FLEET)
 
 
