@@ -274,6 +274,9 @@ class Recorder:
                 swarm.peak = {"pss": peaks["working_set_mb"]}
             else:
                 swarm.peak = {k: peaks[f"{k}_mb"] for k in ("pss", "rss", "uss") if f"{k}_mb" in peaks}
+            # the idle sample is one of this swarm's samples too (taken before the peaks restart):
+            # PSS moves as pages are shared, and a peak 0.1 MB under idle read as memory given back
+            swarm.peak = {k: max(v, swarm.idle.get(k, v)) for k, v in swarm.peak.items()}
             if self.watch.mode == "native":  # a container's PIDs count threads: the manifest's count stands
                 swarm.processes = int(self.watch.latest.get("processes") or 0)
         if self.cpu_base is not None:
