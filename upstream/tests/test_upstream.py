@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import time
 
@@ -10,6 +11,8 @@ import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
+
+from upstream.app import GC_THRESHOLDS, app
 
 PROMPT = "Ada spent 61234 of a 150000 cent budget over 20 transactions; top category: groceries. One tip?"
 MESSAGES = [
@@ -288,3 +291,24 @@ def test_timed_hang_answers_nothing_until_the_client_gives_up(client, upstream_u
 def test_timed_outage_bad_specs_are_400(upstream_url, bad):
     r = httpx.post(upstream_url + "/mock/faults", json=bad)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_value", r.text
+
+
+def test_startup_freezes_the_heap_and_raises_the_collector_thresholds():
+    before = gc.get_threshold()
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[str] = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    try:
+        asyncio.run(app({"type": "lifespan"}, receive, send))
+        assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        assert gc.get_threshold() == GC_THRESHOLDS != before
+        assert gc.get_freeze_count() > 0
+    finally:  # this test process keeps Python's defaults
+        gc.unfreeze()
+        gc.set_threshold(*before)
