@@ -14,8 +14,7 @@ LOCUST_PLAN_PCT = 70.0
 # x the users ratio predicts past this (one process that saturates anyway is measured again with
 # more, compare.with_locust_room). The straight line over-predicts (start-up CPU; a loop serves more
 # answers per wake-up as the load grows), and a second process is no gain where latency is short: two
-# gevent loops and the upstream then share 2 cores (the calibration at 100 users, 5/20 ms, in one
-# `make capacity` run: 0.88 of Little's law from one process, 0.85 from two).
+# gevent loops and the upstream then share 2 cores (docs/DESIGN.md, Measurement window).
 LOCUST_PREDICT_PCT = 150.0
 PROCESS_CPU_LIMIT = 90.0   # % of one core for any single target process
 FAILURE_LIMIT = 0.01       # share of requests
