@@ -27,7 +27,6 @@ import gc
 import json
 import random
 import time
-import types
 from collections.abc import Iterator
 
 import gevent
@@ -96,9 +95,9 @@ def add_lab_arguments(parser) -> None:
     parser.add_argument("--drain-max-s", type=float, default=150, include_in_web_ui=False,
                         help="longest wait for the window's requests to finish; the rest are censored")
     parser.add_argument("--pace-rps", type=float, default=0, include_in_web_ui=False,
-                        help="each user starts at most this many requests per second (constant_throughput): "
-                             "with users well beyond rps x latency the arrivals keep their rate whatever "
-                             "the latency, an open model (bench capacity); 0: a closed loop, no waiting")
+                        help="each user starts a request every 1 / this seconds (at once after one that ran "
+                             "longer): with users well beyond rps x latency the arrivals keep their rate "
+                             "whatever the latency, an open model (bench capacity); 0: a closed loop")
 
 
 LEDGER: Ledger | None = None
@@ -202,6 +201,16 @@ def _user_id_range(spec: str) -> tuple[int, int]:
     return int(low), int(high or low)
 
 
+def first_delay_s(latency_s: float, pace_rps: float) -> float:
+    """A user's random wait before its first request. Locust starts the users in one burst, and a
+    fixed latency would keep them in waves for the whole run (a window then catches part of a wave: the
+    calibration read 0.91 of Little's law at 800 users). A closed-loop user waits within one nominal
+    latency, at most 1 s, well inside the harness's warm-up (a 10 s request must not hold a user back
+    10 s). A paced user (the open model) waits within its whole period, 1 / pace_rps: spread over one
+    latency only, about half of it, the arrivals came in bursts at twice their rate."""
+    return random.uniform(0, 1 / pace_rps if pace_rps > 0 else min(1.0, latency_s))
+
+
 class LabUser(FastHttpUser):
     abstract = True
     wait_time = constant(0)
@@ -213,13 +222,21 @@ class LabUser(FastHttpUser):
         opts = self.environment.parsed_options
         self.db_ms, self.llm_ms = opts.db_ms, opts.llm_ms
         self.ids = _user_id_range(opts.user_ids)
-        if getattr(opts, "pace_rps", 0) > 0:  # paced: the instance's wait_time replaces constant(0)
-            self.wait_time = types.MethodType(constant_throughput(opts.pace_rps), self)
-        # Locust starts the users in one burst, and a fixed latency would keep them in waves for the
-        # whole run (a window then catches part of a wave: the calibration read 0.91 of Little's law
-        # at 800 users). A random first delay within one nominal latency spreads them evenly; at most
-        # 1 s, well inside the harness's warm-up (a 10 s request must not hold a user back 10 s).
-        gevent.sleep(random.uniform(0, min(1.0, (self.db_ms + self.llm_ms) / 1000)))
+        pace_rps = getattr(opts, "pace_rps", 0)
+        gevent.sleep(first_delay_s((self.db_ms + self.llm_ms) / 1000, pace_rps))
+        if pace_rps > 0:  # paced: the instance's wait_time replaces constant(0)
+            self.period_s, self.start_at = 1 / pace_rps, time.perf_counter()
+            self.wait_time = self.paced_wait
+
+    def paced_wait(self) -> float:
+        """The open model's pacing: the next request one period after the last one started, or at once
+        when that one ran past it (the schedule then restarts from now). Not Locust's
+        constant_throughput: its clock starts when the user is created, so the first delay counted as
+        the first request's run time, and every user whose first delay and answer fitted in one period
+        sent its second request at the same instant, one period after spawning."""
+        now = time.perf_counter()
+        self.start_at = max(self.start_at + self.period_s, now)
+        return self.start_at - now
 
     def pick_user(self) -> int:
         return random.randint(*self.ids)

@@ -254,7 +254,8 @@ def test_a_calibration_level_below_littles_law_is_flagged_in_the_capacity_table(
 def test_the_calibration_keeps_littles_law_from_two_locust_processes(tmp_path):
     """Live, 3 s windows: the calibration (100 ms: db 5 + llm 95) at 50 users from one Locust process,
     then at 200 from two (their ledgers merged under the master's window): both levels reach
-    CALIBRATION_MIN of Little's law."""
+    CALIBRATION_MIN of Little's law. Then the open model: 400 users paced to 800 req/s (a request
+    every 0.5 s each) arrive evenly, so they are answered at that rate and within L1's latency."""
     import os
     from types import SimpleNamespace
 
@@ -276,8 +277,14 @@ def test_the_calibration_keeps_littles_law_from_two_locust_processes(tmp_path):
         l1_s = measure(1, None).latency_ms.p50 / 1000
         at_50 = measure(50, l1_s)
         at_200 = measure(200, l1_s, processes=2)
+        paced = measure_level(calibration, cell, 400, copts, tmp_path / "calibration_open", l1_s, progress, 0,
+                              pace_rps=2.0)
     assert at_200.cpu_pct.locust_processes == 2, at_200.cpu_pct
     assert at_50.phases.warmup_s < 1.9, at_50.phases  # capacity's 1 s floor reached Locust, not its 2 s
     for r in (at_50, at_200):
         assert littles_shortfall(r) is None, (r.users, r.efficiency, r.cpu_pct, r.flags)
         assert r.phases.steady and r.phases.drained and not r.flags, r.flags
+    # Users bunched at one instant of their period (Locust's constant_throughput counted the first
+    # delay as run time) queue at every burst: p95 then passes L1 by far more than 20 %.
+    assert 0.9 * 800 <= paced.rps <= 1.05 * 800, paced.rps
+    assert paced.latency_ms.p95 <= 1.2 * l1_s * 1000, (paced.latency_ms, l1_s)
