@@ -34,10 +34,8 @@ MAX_LATENCY_MS = 600_000
 #   stall: silence until the client gives up (its read timeout) or MAX_LATENCY_MS passes.
 STREAM_FAULT_MODES = ("error", "drop", "stall")
 DEFAULT_MODEL = "gpt-4o-mini"
-# A request's objects live for one latency, outlast Python's young generation (700 allocations) and
-# get promoted; with many in flight the collections then pause the loop, every answer due meanwhile
-# leaves together, and the load generator's users bunch up (docs/DESIGN.md, Measurement window).
-# Frozen start-up objects and a larger young generation, as in the locustfile: fewer, larger passes.
+# The locustfile's GC_THRESHOLDS, for the same reason (docs/DESIGN.md, Measurement window): a
+# request's objects outlive the young generation, and each collection holds back every answer due.
 GC_THRESHOLDS = (100_000, 50, 100)
 
 _INT = re.compile(r"[0-9]+")  # ASCII digits only (str.isdigit accepts other scripts)

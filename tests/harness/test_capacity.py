@@ -270,15 +270,14 @@ def test_the_calibration_keeps_littles_law_from_two_locust_processes(tmp_path):
     with infra.upstream(tmp_path) as (url, upstream):
         calibration = Subject(CALIBRATION, "locust", "m", {}, url, upstream.pid, None, None)
 
-        def measure(users: int, l1_s: float | None, processes: int = 1) -> Result:
+        def measure(users: int, l1_s: float | None, processes: int = 1, pace_rps: float = 0.0) -> Result:
             return measure_level(calibration, cell, users, copts, tmp_path / f"calibration_u{users}", l1_s,
-                                 progress, 0, processes=processes)
+                                 progress, 0, pace_rps=pace_rps, processes=processes)
 
         l1_s = measure(1, None).latency_ms.p50 / 1000
         at_50 = measure(50, l1_s)
         at_200 = measure(200, l1_s, processes=2)
-        paced = measure_level(calibration, cell, 400, copts, tmp_path / "calibration_open", l1_s, progress, 0,
-                              pace_rps=2.0)
+        paced = measure(400, l1_s, pace_rps=2.0)
     assert at_200.cpu_pct.locust_processes == 2, at_200.cpu_pct
     assert at_50.phases.warmup_s < 1.9, at_50.phases  # capacity's 1 s floor reached Locust, not its 2 s
     for r in (at_50, at_200):
