@@ -22,26 +22,18 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from bench import docker, experiments, metrics, probe
 from bench import infra as infra_mod
 from bench.load import (
-    CANARY_RATE,
-    CANARY_ROW,
     DRAIN_MAX_S,
-    POLL_ROW,
     SCENARIOS,
-    SUBMIT_ROW,
-    TTFT_ROW,
     LoadSpec,
     ledger_path,
     read_failures,
     read_ledger,
     start_locust,
-    window_stats,
 )
 from bench.manifest import REPO_ROOT, ResolvedTarget, Target
 from bench.procs import Proc
 from bench.results import (
-    Cpu,
     IdleMemory,
-    Memory,
     ProcessMemory,
     Result,
     Run,
@@ -49,6 +41,7 @@ from bench.results import (
     Spread,
     new_run,
 )
+from bench.row import Measured, Resources, row_from_ledger
 from bench.targets import TargetUnavailable, label, running
 
 RESULTS_DIR = REPO_ROOT / "results"
@@ -325,7 +318,7 @@ class Subject:
     capacity: int | None
     db_pool: int | None
     anti_pattern: bool = False
-    idle: dict[str, float] = field(default_factory=dict)  # memory before any load, MB
+    idle: dict[str, float] = field(default_factory=dict)  # memory before any load, MiB
     container: str | None = None  # --docker: memory and CPU come from `docker stats`
     processes: int | None = None
     warmup_s: float | None = None  # the warm-up after this start (None: not warmed, e.g. calibration)
@@ -715,7 +708,8 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
                  l1_s: float | None, target_s, locust_s, machine_cpu: float, redis_s=None,
                  paced: bool = False) -> Result:
     """A level's row from Locust's ledger (requests started in the window, drained) and the samplers
-    (the target's, Locust's, and in the jobs scenario Redis's).
+    (the target's, Locust's, and in the jobs scenario Redis's), through bench.row: the web UI's rows
+    are counted by the same code.
 
     Target and Locust CPU are rates over the whole Locust run (warm-up and drain included: the load
     is the same throughout), so CPU per request is that rate divided by the window's throughput.
@@ -728,75 +722,27 @@ def level_result(subject: Subject, cell: Cell, users: int, opts: CompareOptions,
         raise RuntimeError(f"Locust wrote no request ledger:\n{tail}")
     try:
         ledger = read_ledger(path)
-        phases = ledger.phases()
+        ledger.phases()
     except ValueError as exc:
         raise RuntimeError(f"{exc}:\n{tail}") from None
     workers = ledger.marks.get("start", {}).get("workers", 0)
-    locust_busiest = locust_s.max_process_cpu_pct() if workers else locust_s.cpu_pct()
-    _, row_name = SCENARIOS[cell.scenario]
-    # No finished request in the window: flagged "no requests completed" (censored ones still count in n).
-    row = window_stats(ledger, row_name)
-    canary = window_stats(ledger, CANARY_ROW)
-    first_token = window_stats(ledger, TTFT_ROW) if cell.scenario == "stream" else None
-    job_endpoints = cell.scenario == "jobs" and cell.jobs_endpoint == "jobs"
-    submit = window_stats(ledger, SUBMIT_ROW) if job_endpoints else None
-    # polls started in the window per job started in it (steady state: the polls a job takes)
-    polls = window_stats(ledger, POLL_ROW).latency.n if job_endpoints else None
-    rps = round(row.rps, 2)
-    # Paced users wait between requests: users / rps is then not the time in the system (no W).
-    w_ms = None if paced else metrics.littles_w_ms(users, row.rps)
-    ceiling = metrics.ceiling_rps(users, subject.capacity, l1_s, cell_db_pool(cell, subject),
-                                  opts.db_ms)
-    peak = target_s.peak if target_s else {}
-    target_cpu = target_s.cpu_pct() if target_s else None
-    return Result(
-        target=subject.name, framework=subject.framework, model=subject.model,
-        scenario=cell.scenario, params=subject.params, users=users, rps=rps,
-        db_ms=cell.workload[0] if cell.workload else None,
-        llm_ms=cell.workload[1] if cell.workload else None,
-        requests=row.requests, failures=row.failures,
-        latency_ms=row.latency,
-        littles_w_ms=w_ms,
-        starved_users=row.starved,
-        canary_p95_ms=canary.latency.p95,
-        canary_ms=canary.latency,
-        ttft_ms=first_token.latency if first_token and first_token.latency.n else None,
-        submit_ms=submit.latency if submit and submit.latency.n else None,
-        polls_per_job=round(polls / row.latency.n, 1) if polls is not None and row.latency.n else None,
-        redis_mb=_round(redis_s.peak.get("pss")) if redis_s is not None else None,
-        jobs_endpoint=cell.jobs_endpoint if cell.scenario == "jobs" else None,
-        canary_answered=canary.requests,
-        canary_expected=round(CANARY_RATE * phases.window_s),
-        phases=phases,
-        memory_mb=Memory(idle_pss=_round(subject.idle.get("pss")), peak_rss=_round(peak.get("rss")),
-                         peak_pss=_round(peak.get("pss")), peak_uss=_round(peak.get("uss"))),
-        processes=(len(target_s.procs) if target_s else 0) or subject.processes or 0,
-        capacity=subject.capacity,
-        db_pool=subject.db_pool,
-        cpu_pct=Cpu(target=_round(target_cpu), locust=round(locust_s.cpu_pct(), 1),
-                    machine=round(machine_cpu, 1), locust_processes=workers or None,
-                    locust_busiest=round(locust_busiest, 1) if workers else None),
-        cpu_ms_per_request=(round(10 * target_cpu / row.rps, 2)
-                            if row.rps > 0 and target_cpu is not None else None),
-        ceiling_rps=round(ceiling, 2) if ceiling else None,
-        efficiency=round(metrics.efficiency(row.rps, ceiling), 3) if ceiling else None,
-        flags=metrics.flags(machine_cpu=machine_cpu, locust_cpu=locust_busiest, locust_processes=workers or 1,
-                            max_process_cpu=target_s.max_process_cpu_pct() if target_s else None,
-                            failures=row.failures, requests=row.requests, answered=row.answered,
-                            mean_ms=row.latency.mean, p50_ms=row.latency.p50, w_ms=w_ms,
-                            users=users, starved=row.starved),
+    what = Measured(name=subject.name, framework=subject.framework, model=subject.model,
+                    params=subject.params, scenario=cell.scenario, capacity=subject.capacity,
+                    db_pool=subject.db_pool, anti_pattern=subject.anti_pattern,
+                    runtime="docker" if subject.container else "native", workload=cell.workload,
+                    jobs_endpoint=cell.jobs_endpoint if cell.scenario == "jobs" else None,
+                    processes=subject.processes, idle=subject.idle, warmup_s=subject.warmup_s)
+    res = Resources(
+        peak=target_s.peak if target_s else {}, target_cpu=target_s.cpu_pct() if target_s else None,
+        max_process_cpu=target_s.max_process_cpu_pct() if target_s else None,
+        locust_cpu=locust_s.cpu_pct(), locust_busiest=locust_s.max_process_cpu_pct() if workers else None,
+        locust_processes=workers, machine_cpu=machine_cpu,
+        processes=len(target_s.procs) if target_s else 0,
         per_process=[ProcessMemory(pid=p, role=s.role, peak_rss=round(s.peak_rss, 1),
                                    peak_pss=round(s.peak_pss, 1), peak_uss=round(s.peak_uss, 1),
                                    threads=s.peak_threads or None,
-                                   cpu_pct=round(100 * (s.last_cpu - s.first_cpu)
-                                                 / target_s.elapsed, 1))
+                                   cpu_pct=round(100 * (s.last_cpu - s.first_cpu) / target_s.elapsed, 1))
                      for p, s in (target_s.procs.items() if target_s else ())],
-        anti_pattern=subject.anti_pattern,
-        runtime="docker" if subject.container else "native",
-        failure_samples=read_failures(csv_prefix),
-        warmup_s=subject.warmup_s,
-    )
-
-
-def _round(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
+        redis_mb=redis_s.peak.get("pss") if redis_s is not None else None)
+    return row_from_ledger(ledger, what, users, res, run_db_ms=opts.db_ms, l1_s=l1_s, paced=paced,
+                           failure_samples=read_failures(csv_prefix))
