@@ -8,7 +8,7 @@ framework costs from what the app adds (the openai SDK, SQLAlchemy, pydantic-set
     idle_memory(pid) -> dict                          # just the reading, of a tree already running
     bare_variant(target) -> Target | None             # flask-sync -> flask-bare, ...
 
-Both return the same plain dict (MB; `processes` and `workers` are counts):
+Both return the same plain dict (MiB; `processes` and `workers` are counts):
 
     {"processes": 5, "workers": 4,                    # processes in the tree; workers among them
      "pss": 98.1, "uss": 80.2, "rss": 160.3,          # the whole tree, summed
@@ -55,7 +55,7 @@ def _is_worker(proc: psutil.Process) -> bool:
 
 
 def summarize(readings: list[tuple[bool, dict[str, float]]]) -> dict[str, float | int]:
-    """The dict above from per-process readings (is_worker, {"pss", "uss", "rss"} in MB)."""
+    """The dict above from per-process readings (is_worker, {"pss", "uss", "rss"} in MiB)."""
     out: dict[str, float | int] = {"processes": len(readings)}
     workers = [r for is_worker, r in readings if is_worker]
     out["workers"] = len(workers)

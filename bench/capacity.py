@@ -7,7 +7,7 @@ W), fails more than 1 % of its requests, or reaches a limit: the target's CPU (9
 process that runs on one core at a time, 90 % of the machine for the whole target), Locust's CPU
 (80 % of its core) or the machine's. Where `start_users` is already past the knee, the search goes
 down instead: to the model's capacity (workers x threads) where it has one, then /2. The **knee**
-is the highest level within the SLO that reached no limit; its row gives rps, rps per core, MB per
+is the highest level within the SLO that reached no limit; its row gives rps, rps per core, MiB per
 request in flight, CPU ms per request, and the level above it says what stopped it.
 
 Rows go to results.json like `bench compare`'s (scenario "recommendation", each with its workload),
@@ -143,14 +143,15 @@ def knee_of(levels: list[tuple[Result, str | None]], l1: Result, subject: Subjec
     if best is None:
         return knee
     cores = (best.cpu_pct.target or 0) / 100
-    in_flight = best.rps * (best.latency_ms.mean or best.w_ms() or 0) / 1000  # Little's L = lambda W
-    grown = (best.memory_mb.peak_pss or 0) - (subject.idle.get("pss") or 0)
+    in_flight = metrics.in_flight(best.rps, best.latency_ms.mean, best.w_ms())
+    per_request = metrics.mb_per_in_flight(best.memory_mb.peak_pss, subject.idle.get("pss"), best.rps,
+                                           best.latency_ms.mean, best.w_ms())
     return knee.model_copy(update={
         "users": best.users, "rps": best.rps, "p95_ms": best.latency_ms.p95,
         "p50_ms": best.latency_ms.p50, "p99_ms": best.latency_ms.p99,
         "rps_per_core": round(best.rps / cores, 1) if cores > 0 else None,
         "in_flight": round(in_flight, 1),
-        "mb_per_in_flight": round(grown / in_flight, 3) if in_flight >= 1 and subject.idle else None,
+        "mb_per_in_flight": round(per_request, 3) if per_request is not None else None,
         "cpu_ms_per_request": best.cpu_ms_per_request, "peak_pss": best.memory_mb.peak_pss})
 
 
@@ -284,7 +285,7 @@ def _starter(name: str, opts: CapacityOptions, copts: CompareOptions, infra, run
     def start():
         if name == CALIBRATION:
             upstream = next((p for p in infra.procs if p.name == "upstream"), None)
-            # no idle reading: the knee's MB per request in flight is a target's figure
+            # no idle reading: the knee's MiB per request in flight is a target's figure
             yield calibration_subject(infra.upstream_url, upstream, idle=False)
             return
         target = _target(opts, name)

@@ -74,7 +74,7 @@ def memory_bars(rows: Labelled, colors: dict[str, str]) -> str:
         ax.annotate(f"{pss:.0f}", (i - width / 2, pss), ha="center", va="bottom", fontsize=7,
                     xytext=(0, 2), textcoords="offset points")
     _bar_ticks(ax, rows)
-    ax.set_ylabel("MB (whole process tree)")
+    ax.set_ylabel("MiB (whole process tree)")
     ax.grid(True, axis="y", alpha=0.3)
     handles = [Patch(facecolor="0.35", edgecolor="black", linewidth=0.5, label="peak PSS"),
                Patch(facecolor="0.35", alpha=0.35, label="peak RSS")]
@@ -102,7 +102,7 @@ def rps_vs_memory(rows: Labelled, colors: dict[str, str]) -> str:
         mems = [r.memory_mb.peak_pss for _, r in points]
         lo, hi = min(mems) / 1.6, max(mems) * 1.6
         ax.set_xlim(lo, hi)
-        for per_gb in (10, 100, 1000, 10000):  # rps = per_gb * MB / 1024
+        for per_gb in (10, 100, 1000, 10000):  # rps = per_gb * MiB / 1024
             ax.plot([lo, hi], [per_gb * lo / 1024, per_gb * hi / 1024], color="0.8", linewidth=0.8,
                     linestyle=":", zorder=1)
             ax.annotate(f"{per_gb:g} rps/GB", (hi, per_gb * hi / 1024), fontsize=7, color="0.55",
@@ -111,7 +111,7 @@ def rps_vs_memory(rows: Labelled, colors: dict[str, str]) -> str:
         ax.set_ylim(min(rps) / 2, max(rps) * 2)
     _plain_ticks(ax.xaxis)
     _plain_ticks(ax.yaxis)
-    ax.set_xlabel("peak memory of the whole target, MB (log)")
+    ax.set_xlabel("peak memory of the whole target, MiB (log)")
     ax.set_ylabel("requests / s (log)")
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax, flagged_ring=flagged)
@@ -159,7 +159,7 @@ def sweep(param: str, lines: dict[str, list[tuple[int, Result]]], colors: dict[s
         for ax, value in ((rps_ax, lambda r: r.rps), (mem_ax, lambda r: r.memory_mb.peak_pss)):
             flagged |= _flag_rings(ax, [(x, value(r)) for x, r in points if r.flags])
     values = sorted({value for points in lines.values() for value, _ in points})
-    for ax, ylabel in ((rps_ax, "requests / s"), (mem_ax, "peak PSS, MB")):
+    for ax, ylabel in ((rps_ax, "requests / s"), (mem_ax, "peak PSS, MiB")):
         ax.set_xlabel(param)
         ax.set_ylabel(ylabel)
         ax.set_xticks(values)
@@ -333,12 +333,12 @@ def recovery_bars(rows: dict[str, dict[str, float]], colors: dict[str, str]) -> 
 
 
 def memory_over_time(series: dict[str, list[tuple[float, float]]], colors: dict[str, str]) -> str:
-    """`bench soak`: each target's memory (MB) against minutes under load."""
+    """`bench soak`: each target's memory (MiB) against minutes under load."""
     fig, ax = _figure()
     for target, points in series.items():
         ax.plot([t / 60 for t, _ in points], [mb for _, mb in points], color=colors[target], label=target)
     ax.set_xlabel("minutes under load")
-    ax.set_ylabel("memory, MB")
+    ax.set_ylabel("memory, MiB")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.table import Table
 
 from bench import manifest
+from bench.metrics import MIB_PER_MB
 from bench.results import MIN_TAIL_SAMPLES, Claim, Experiment, Result, Run
 
 CLAIMS_FILE = Path(__file__).with_name("claims.toml")
@@ -221,8 +222,8 @@ def workers_needed(run: Run, target: str, users: int, claimed_workers: int,
                 (" (W = users / rps, Little's law: the mean wait, queue included)"
                  if not all(drained(r) for r in rows) else "") +
                 f". Each sync worker serves one request at a time, so {users} concurrent requests "
-                f"need ~{users} workers (~{users * per_worker / 1000:.1f} GB PSS at "
-                f"{per_worker:.0f} MB each)" + flagged(at_claim))
+                f"need ~{users} workers (~{users * per_worker / 1024:.1f} GiB PSS at "
+                f"{per_worker:.0f} MiB each)" + flagged(at_claim))
     if served >= 0.85 and not at_claim.flags:
         return "holds", evidence
     # 16 is a lower bound that is right in direction: more workers do raise throughput (measured
@@ -242,8 +243,8 @@ def same_load_as(run: Run, target: str, reference: str, reference_params: dict[s
     ref_text = " ".join(f"{k}={v}" for k, v in reference_params.items())
     evidence = (f"DB-bound workload (db_ms={load[0]}, llm_ms={load[1]}) at {users} users: {target} "
                 f"({a.processes} process, DB pool {a.db_pool}) {a.rps:.1f} rps ({_latency_short(a)}, "
-                f"{a.memory_mb.peak_pss or 0:.0f} MB PSS) vs {reference} {ref_text} {ref.rps:.1f} rps "
-                f"({_latency_short(ref)}, {ref.memory_mb.peak_pss or 0:.0f} MB): "
+                f"{a.memory_mb.peak_pss or 0:.0f} MiB PSS) vs {reference} {ref_text} {ref.rps:.1f} rps "
+                f"({_latency_short(ref)}, {ref.memory_mb.peak_pss or 0:.0f} MiB): "
                 f"{a.rps / ref.rps if ref.rps else 0:.2f}x. Both serve "
                 f"{100 * a.rps / demand:.0f}% / {100 * ref.rps / demand:.0f}% of the {demand:.0f} rps "
                 f"that {users} concurrent requests need: the {a.db_pool} connections cap async as "
@@ -295,12 +296,14 @@ def approx_mb(run: Run, target: str, users: int, of: str, mb: float) -> tuple[st
             raise NotRun(f"no memory reading for {target}")
         pss, uss, rss = r.memory_mb.peak_pss, r.memory_mb.peak_uss or 0, r.memory_mb.peak_rss or 0
         what = f"{target}: {r.processes} process{'es' if r.processes != 1 else ''}"
-    evidence = (f"{what} at {users} users: peak PSS {pss:.0f} MB (USS {uss:.0f}, RSS {rss:.0f}) "
-                f"vs ~{mb:g} MB claimed = {pss / mb:.2f}x" + _idle_context(run, target, of, mb))
-    return _approx(pss, mb), evidence
+    claimed = mb * MIB_PER_MB  # the seed's MB (10^6 bytes) in the samplers' MiB
+    evidence = (f"{what} at {users} users: peak PSS {pss:.0f} MiB (USS {uss:.0f}, RSS {rss:.0f}) "
+                f"vs ~{mb:g} MB claimed ({claimed:.1f} MiB) = {pss / claimed:.2f}x"
+                + _idle_context(run, target, of, claimed))
+    return _approx(pss, claimed), evidence
 
 
-def _idle_context(run: Run, target: str, of: str, mb: float) -> str:
+def _idle_context(run: Run, target: str, of: str, claimed: float) -> str:
     """The framework's own cost beside the app's: idle PSS of the target and its bare variant."""
     pair = next((i for i in run.idle if i.target == target), None)
     if pair is None:
@@ -309,9 +312,9 @@ def _idle_context(run: Run, target: str, of: str, mb: float) -> str:
     app, bare = pair.app.get(key), pair.framework.get(key)
     if not app or not bare:
         return ""
-    return (f". Idle, {unit}: the app {app:.0f} MB, the framework alone ({pair.bare}, a hello-world "
-            f"under the same server) {bare:.0f} MB = {bare / mb:.2f}x the claim: the rest "
-            f"({app - bare:.0f} MB) is what the app imports (SDKs, ORM, settings)")
+    return (f". Idle, {unit}: the app {app:.0f} MiB, the framework alone ({pair.bare}, a hello-world "
+            f"under the same server) {bare:.0f} MiB = {bare / claimed:.2f}x the claim: the rest "
+            f"({app - bare:.0f} MiB) is what the app imports (SDKs, ORM, settings)")
 
 
 def approx_seconds(run: Run, experiment_id: str, seconds: float, floor_s: float | None = None,
@@ -348,9 +351,9 @@ def more_memory(run: Run, users: int, heavy: list[str], light: str) -> tuple[str
             continue
     if not rows or ref.memory_mb.peak_pss is None:
         raise NotRun(f"needs {light} and one of {', '.join(heavy)} at {users} users")
-    parts = [f"{r.target} ({r.processes} processes) {r.memory_mb.peak_pss or 0:.0f} MB PSS "
+    parts = [f"{r.target} ({r.processes} processes) {r.memory_mb.peak_pss or 0:.0f} MiB PSS "
              f"= {(r.memory_mb.peak_pss or 0) / ref.memory_mb.peak_pss:.2f}x" for r in rows]
-    evidence = (f"at {users} users: {light} (1 process) {ref.memory_mb.peak_pss:.0f} MB PSS; "
+    evidence = (f"at {users} users: {light} (1 process) {ref.memory_mb.peak_pss:.0f} MiB PSS; "
                 + "; ".join(parts) + f"; while serving {ref.rps:.0f} vs "
                 + ", ".join(f"{r.rps:.0f}" for r in rows) + " rps")
     heavier = [r for r in rows if (r.memory_mb.peak_pss or 0) > ref.memory_mb.peak_pss]
@@ -380,8 +383,8 @@ def workers_fix(run: Run, fixed: str, broken: str, reference: str, users: int) -
     speedup = f.rps / b.rps if b.rps else float("inf")
     mem = (f.memory_mb.peak_pss or 0) / (b.memory_mb.peak_pss or 1)
     evidence = (f"at {users} users: {fixed} {f.rps:.1f} rps ({speedup:.2f}x {broken}'s {b.rps:.1f}) "
-                f"at {f.memory_mb.peak_pss or 0:.0f} MB PSS ({mem:.2f}x); for context, {reference} "
-                f"{ref.rps:.1f} rps at {ref.memory_mb.peak_pss or 0:.0f} MB: the workers serve "
+                f"at {f.memory_mb.peak_pss or 0:.0f} MiB PSS ({mem:.2f}x); for context, {reference} "
+                f"{ref.rps:.1f} rps at {ref.memory_mb.peak_pss or 0:.0f} MiB: the workers serve "
                 f"{f.rps / ref.rps:.2f}x of async, since 4 processes run 4 requests at a time"
                 + flagged(f, b))
     fixes, costs = speedup >= 3, mem >= 1.5
@@ -475,8 +478,8 @@ def async_alternative(run: Run, target: str, sync: str, users: int) -> tuple[str
     ratio = a.rps / s.rps if s.rps else float("inf")
     a_mb, s_mb = a.memory_mb.peak_pss or 0, s.memory_mb.peak_pss or 0
     evidence = (f"at {users} users: {target} ({a.processes} process) {a.rps:.1f} rps = "
-                f"{a.efficiency or 0:.2f} of its ceiling, {_latency(a)}, {a_mb:.0f} MB PSS; {sync} "
-                f"({s.processes} processes) {s.rps:.1f} rps, {_latency(s)}, {s_mb:.0f} MB PSS: "
+                f"{a.efficiency or 0:.2f} of its ceiling, {_latency(a)}, {a_mb:.0f} MiB PSS; {sync} "
+                f"({s.processes} processes) {s.rps:.1f} rps, {_latency(s)}, {s_mb:.0f} MiB PSS: "
                 f"{ratio:.1f}x the rps" + flagged(a, s))
     serves = ratio >= 5 and (a.efficiency or 0) >= 0.8 and not a.failures
     return ("holds" if serves and a_mb <= s_mb else "partly" if ratio >= 5 else "fails"), evidence
@@ -508,9 +511,9 @@ def most_efficient(run: Run, target: str, users: int) -> tuple[str, str]:
     cpu_best = min(others, key=lambda r: r.cpu_ms_per_request or float("inf"))
     lighter = (me.memory_mb.peak_pss or 0) < (mem_best.memory_mb.peak_pss or 0)
     cheaper = me.cpu_ms_per_request < (cpu_best.cpu_ms_per_request or 0)
-    evidence = (f"at {users} users: {target} {me.memory_mb.peak_pss:.0f} MB PSS, "
+    evidence = (f"at {users} users: {target} {me.memory_mb.peak_pss:.0f} MiB PSS, "
                 f"{me.cpu_ms_per_request:.2f} CPU ms per request, {me.rps:.0f} rps; the lightest other "
-                f"target {mem_best.target} {mem_best.memory_mb.peak_pss or 0:.0f} MB "
+                f"target {mem_best.target} {mem_best.memory_mb.peak_pss or 0:.0f} MiB "
                 f"({(mem_best.memory_mb.peak_pss or 0) / me.memory_mb.peak_pss:.2f}x), the cheapest in "
                 f"CPU {cpu_best.target} {cpu_best.cpu_ms_per_request or 0:.2f} ms "
                 f"({(cpu_best.cpu_ms_per_request or 0) / me.cpu_ms_per_request:.2f}x), of "
@@ -597,7 +600,7 @@ def process_pool_cpu(run: Run, target: str, threads: str, processes: str,
 def _memory_parts(r: Result) -> str:
     """The whole system's peak PSS, each part separately (web, workers, Redis) where measured."""
     parts = r.memory_parts()
-    return " + ".join(f"{name} {mb:.0f}" for name, mb in parts.items()) + " MB" if parts else "no memory"
+    return " + ".join(f"{name} {mb:.0f}" for name, mb in parts.items()) + " MiB" if parts else "no memory"
 
 
 def _system_mb(r: Result) -> float:
@@ -633,7 +636,7 @@ def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,
     per_mb = jobs.rps / _system_mb(jobs) if _system_mb(jobs) else 0
     evidence = (f"{target} at {users} users: {jobs.rps:.1f} jobs completed/s = {eff:.2f} of its ceiling "
                 f"{jobs.ceiling_rps or 0:.1f} (time to result at 1 user {l1:.0f} ms){per_worker}, "
-                f"{per_mb * 1000:.0f} jobs/s per GB of {_memory_parts(jobs)}; time to result "
+                f"{per_mb * 1024:.0f} jobs/s per GiB of {_memory_parts(jobs)}; time to result "
                 f"{_latency(jobs)}; /healthz p95 {_canary(jobs)}; {jobs.failures} failures")
     for name, what in ((reference, "the async fix"), (before, "before the fix")):
         with contextlib.suppress(NotRun):
@@ -686,7 +689,7 @@ def workers_match_cores(run: Run, target: str, param: str = "workers") -> tuple[
     best = max(rows, key=lambda r: r.rps)
     at_cores = min((r for r in rows if r.params[param] >= cores), key=lambda r: r.params[param])
     most = rows[-1]
-    parts = [f"{param}={r.params[param]}: {r.rps:.1f} rps, {r.memory_mb.peak_pss or 0:.0f} MB PSS"
+    parts = [f"{param}={r.params[param]}: {r.rps:.1f} rps, {r.memory_mb.peak_pss or 0:.0f} MiB PSS"
              for r in rows]
     evidence = (f"{target}, CPU-bound /cpu at {most.users} users on {cores} cores (Locust shares "
                 f"them): " + "; ".join(parts) + f". Past {at_cores.params[param]} workers: "
@@ -1039,7 +1042,7 @@ def pubsub_many_streams(run: Run, experiment_id: str, form: str, reference: str,
                 + (" (still waiting at the end)" if m.get(f"{f}_healthz_censored") else "")
                 + (f", {m[f'{f}_timed_out']} ended by the route's timeout before their stop word"
                    if m.get(f"{f}_timed_out") else "")
-                + (f", {m[f'{f}_cpu_pct']:.0f}% of a core, peak {m[f'{f}_peak_pss_mb']:.0f} MB PSS"
+                + (f", {m[f'{f}_cpu_pct']:.0f}% of a core, peak {m[f'{f}_peak_pss_mb']:.0f} MiB PSS"
                    if m.get(f"{f}_cpu_pct") is not None else ""))
 
     def bar(key: str, floor: float) -> float:

@@ -233,7 +233,7 @@ def soak(
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:
     """Steady load for minutes on every target (not part of `make test`): errors, and the memory's
-    slope in MB/min; write results/soak-<run>/."""
+    slope in MiB/min; write results/soak-<run>/."""
     from bench.faults import FaultsOptions, run_soak
     chosen = _selected(targets)
     opts = FaultsOptions(targets=chosen, faults=[], users=users, results_dir=results_dir,
@@ -264,7 +264,7 @@ def capacity(
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:
     """Each target's knee: users x2 until p95 > 1.5 x L1, errors or a CPU limit; rps per core and
-    MB per request in flight there (bench/capacity.py)."""
+    MiB per request in flight there (bench/capacity.py)."""
     from bench.capacity import WORKLOADS, CapacityOptions, run_capacity
     try:
         loads = tuple(tuple(int(x) for x in w.split("/", 1)) for w in workload) or WORKLOADS

@@ -663,12 +663,12 @@ def overload(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
         until = time.time()
         samples = recorded()
     result = solo_result("overload", server, users, samples, since, until)
-    result.note = f"{users} users; " + result.note + f"; memory {before or 0:.0f} → peak {peak:.0f} MB"
+    result.note = f"{users} users; " + result.note + f"; memory {before or 0:.0f} → peak {peak:.0f} MiB"
     failed = {k: v for k, v in result.by_status.items() if k != "200"}
     if failed:
         result.problems.append("errors under overload: " + ", ".join(f"{v}× {k}" for k, v in failed.items()))
     if before and peak > MEMORY_BOUND * before:
-        result.problems.append(f"memory grew from {before:.0f} to {peak:.0f} MB (> {MEMORY_BOUND:g} ×)")
+        result.problems.append(f"memory grew from {before:.0f} to {peak:.0f} MiB (> {MEMORY_BOUND:g} ×)")
     try:
         wait_idle(server.base_url, timeout_s=120)
         after = httpx.get(f"{server.base_url}/recommendation/1?db_ms=0&llm_ms=0", timeout=30)
@@ -736,7 +736,7 @@ SOAK_SETTLE_S = 60.0  # the slope leaves out the first minute: pools, caches and
 
 
 def memory_slope(points: list[tuple[float, float]], settle_s: float = SOAK_SETTLE_S) -> float | None:
-    """MB per minute: the least-squares slope of the memory samples after `settle_s`."""
+    """MiB per minute: the least-squares slope of the memory samples after `settle_s`."""
     later = [(t, mb) for t, mb in points if t >= settle_s] if points and points[-1][0] > 2 * settle_s \
         else points
     if len(later) < 3:

@@ -22,6 +22,8 @@ CENSOR_LIMIT = 0.15        # mean latency vs Little's law W, relative to W
 # The calibration (Locust straight at the upstream, no framework) at every level `bench capacity`
 # climbs: rps at least this share of users / L1, Little's law for a closed loop with no think time.
 CALIBRATION_MIN = 0.95
+# Memory is read in MiB (2^20 bytes, bench/probe.py); a claim in MB (10^6 bytes) is this many MiB.
+MIB_PER_MB = 1e6 / 2**20
 
 
 def ceiling_rps(users: int, capacity: int | None, l1_s: float | None, db_pool: int | None,
@@ -57,6 +59,22 @@ def littles_w_ms(users: int, rps: float) -> float | None:
     exactly one request in the system, so this is the mean time a request spends there, queue
     included. None when nothing was served."""
     return round(1000 * users / rps, 1) if rps > 0 and users > 0 else None
+
+
+def in_flight(rps: float, mean_ms: float | None, w_ms: float | None = None) -> float:
+    """Requests in the system on average: Little's L = rps x the mean time each spends there (the
+    mean latency, or W where there is none)."""
+    return rps * (mean_ms or w_ms or 0) / 1000
+
+
+def mb_per_in_flight(peak: float | None, idle: float | None, rps: float, mean_ms: float | None,
+                     w_ms: float | None = None) -> float | None:
+    """What one request in flight costs in memory: the growth from idle to the peak under load over
+    the requests in the system (Little's L). None without an idle reading or below one request."""
+    load = in_flight(rps, mean_ms, w_ms)
+    if peak is None or not idle or load < 1:
+        return None
+    return (peak - idle) / load
 
 
 def latency_censored(mean_ms: float | None, w_ms: float | None, p50_ms: float | None = None

@@ -27,7 +27,7 @@ def tree(pid: int) -> list[psutil.Process]:
 
 
 def memory_mb(pid: int) -> dict[str, float]:
-    """Summed RSS / PSS / USS of a process tree right now, in MB."""
+    """Summed RSS / PSS / USS of a process tree right now, in MiB."""
     total = {"rss": 0.0, "pss": 0.0, "uss": 0.0}
     for proc in tree(pid):
         try:

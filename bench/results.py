@@ -20,6 +20,8 @@ from typing import Literal
 import psutil
 from pydantic import BaseModel, Field
 
+from bench import metrics
+
 
 class Machine(BaseModel):
     cpus: int
@@ -251,13 +253,14 @@ class Result(BaseModel):
         return "working set" if self.runtime == "docker" else "PSS"
 
     def rps_per_gb(self) -> float | None:
-        """Throughput bought per GB of the target's peak memory (PSS natively, working set in Docker)."""
+        """Throughput bought per GiB of the target's peak memory (PSS natively, working set in Docker)."""
         return self.rps * 1024 / self.memory_mb.peak_pss if self.memory_mb.peak_pss else None
 
     def mb_per_request_in_flight(self) -> float | None:
-        """Peak PSS divided by the requests actually being served (queued ones cost no worker)."""
-        in_flight = self.users if self.capacity is None else min(self.users, self.capacity)
-        return self.memory_mb.peak_pss / in_flight if self.memory_mb.peak_pss else None
+        """MiB per request in flight: (peak - idle) / Little's L, as bench capacity's knees
+        (metrics.mb_per_in_flight)."""
+        return metrics.mb_per_in_flight(self.memory_mb.peak_pss, self.memory_mb.idle_pss, self.rps,
+                                self.latency_ms.mean, self.w_ms())
 
 
 class Claim(BaseModel):
@@ -346,7 +349,7 @@ class Profile(BaseModel):
 
 
 class IdleMemory(BaseModel):
-    """Idle memory of a target and of its bare variant (bench/bare.py: one procedure for both), MB.
+    """Idle memory of a target and of its bare variant (bench/bare.py: one procedure for both), MiB.
 
     The bare variant is the framework's hello-world under the same server settings, so the pair
     separates what the framework costs from what the app adds (SDKs, ORM, settings, routers)."""
@@ -394,7 +397,7 @@ class SoakResult(BaseModel):
     requests: int  # answered (any status) during the soak
     by_status: dict[str, int] = Field(default_factory=dict)
     rps: float  # valid answers per second
-    memory_mb: list[tuple[float, float]] = Field(default_factory=list)  # (seconds since start, MB)
+    memory_mb: list[tuple[float, float]] = Field(default_factory=list)  # (seconds since start, MiB)
     slope_mb_per_min: float | None = None  # least squares over the samples after the first minute
     problems: list[str] = Field(default_factory=list)
 

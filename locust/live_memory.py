@@ -38,12 +38,12 @@ MB = 1024 * 1024
 log = logging.getLogger(__name__)
 
 COLUMNS = {
-    "native": [("source", "Process tree"), ("pss_mb", "PSS MB"), ("rss_mb", "RSS MB"),
-               ("uss_mb", "USS MB"), ("processes", "Processes"), ("peak_pss_mb", "Peak PSS MB"),
+    "native": [("source", "Process tree"), ("pss_mb", "PSS MiB"), ("rss_mb", "RSS MiB"),
+               ("uss_mb", "USS MiB"), ("processes", "Processes"), ("peak_pss_mb", "Peak PSS MiB"),
                ("sampled_at", "Sampled at")],
-    "docker": [("source", "Container"), ("working_set_mb", "Working set MB"),
-               ("usage_mb", "cgroup usage MB"), ("limit_mb", "Limit MB"), ("processes", "PIDs"),
-               ("peak_working_set_mb", "Peak working set MB"), ("sampled_at", "Sampled at")],
+    "docker": [("source", "Container"), ("working_set_mb", "Working set MiB"),
+               ("usage_mb", "cgroup usage MiB"), ("limit_mb", "Limit MiB"), ("processes", "PIDs"),
+               ("peak_working_set_mb", "Peak working set MiB"), ("sampled_at", "Sampled at")],
 }
 
 

@@ -210,10 +210,10 @@ def test_memory_tab_shows_the_swarmed_containers_working_set(two_workers):
         try:
             wait.until(lambda d: _header(d, "Status") == "RUNNING")
             driver.find_element(By.XPATH, "//*[@role='tab'][contains(., 'Target memory')]").click()
-            wait.until(lambda d: _number(_memory_row(d).get("Working set MB", "")) > 0)
+            wait.until(lambda d: _number(_memory_row(d).get("Working set MiB", "")) > 0)
             row = _memory_row(driver)
             assert row["Container"] == target.name
-            shown = _number(row["Working set MB"])
+            shown = _number(row["Working set MiB"])
             container = docker.container_for(target.name)
             measured = docker.memory_mb(container)["rss"]
             assert shown == pytest.approx(measured, rel=0.25), (shown, measured)

@@ -55,7 +55,7 @@ def test_every_claim_gets_a_verdict_with_evidence(quick_run):
 def test_verdicts_from_the_recorded_quick_run(quick_run):
     got = verdicts(quick_run)
     assert got["async-one-process-pool-15"] == "holds"  # 171.7 rps = 0.96 of its ceiling
-    assert got["sync-worker-30mb"] == "fails"  # 67 MB PSS per worker
+    assert got["sync-worker-30mb"] == "fails"  # 67 MiB PSS per worker
     assert got["workers-cost-memory"] == "holds"
     assert got["async-blocking-blocks-all"] == "holds"  # canary 3.9 s vs 9 ms
     assert got["uvicorn-workers-4-fix"] == "holds"  # 4x the blocking app at 4x the memory (0.04x of async)
@@ -67,7 +67,8 @@ def test_verdicts_from_the_recorded_quick_run(quick_run):
 
 def test_evidence_carries_the_numbers(quick_run):
     evidence = by_id(quick_run, "sync-worker-30mb").evidence
-    assert "67 MB" in evidence and "~30 MB" in evidence and "2.24x" in evidence
+    # the seed's MB converted to the samplers' MiB before the ratio
+    assert "67 MiB" in evidence and "~30 MB claimed (28.6 MiB)" in evidence and "2.35x" in evidence
 
 
 def test_verdicts_follow_the_data(quick_run):
@@ -557,7 +558,7 @@ def test_ratios_print_two_decimals(quick_run):
     for proc in flask.per_process:
         proc.peak_pss = 60.6
     claim = by_id(quick_run, "sync-worker-30mb")
-    assert "= 2.02x" in claim.evidence and claim.verdict == "fails"
+    assert "= 2.12x" in claim.evidence and claim.verdict == "fails"  # 60.6 MiB / (30 MB = 28.6 MiB)
 
 
 def test_memory_claims_show_the_frameworks_own_cost_beside_the_apps(quick_run):
@@ -569,8 +570,8 @@ def test_memory_claims_show_the_frameworks_own_cost_beside_the_apps(quick_run):
         framework={"processes": 5, "workers": 4, "pss": 79.3, "worker_pss": 17.2}))
     after = by_id(quick_run, "sync-worker-30mb")
     assert after.verdict == before.verdict  # judged on the app, as measured; the bare row is context
-    assert ("Idle, per worker: the app 68 MB, the framework alone (flask-bare, a hello-world under "
-            "the same server) 17 MB = 0.57x the claim: the rest (51 MB)") in after.evidence
+    assert ("Idle, per worker: the app 68 MiB, the framework alone (flask-bare, a hello-world under "
+            "the same server) 17 MiB = 0.60x the claim: the rest (51 MiB)") in after.evidence
     assert "Idle" not in by_id(quick_run, "async-process-50mb").evidence  # no pair for it
 # --- seed 003's pub/sub claims, on constructed runs (numbers from a live --quick run) -------------
 

@@ -91,6 +91,6 @@ def test_memory_tab_reads_the_compose_service_from_the_docker_engine(docker_sock
         stats = httpx.get(f"{url}/stats/requests", timeout=10).json()
         assert stats["extended_stats"][0]["key"] == "memory"
         assert stats["extended_stats"][0]["data"][0]["working_set_mb"] == 200
-        assert '"Working set MB"' in httpx.get(url, timeout=10).text
+        assert '"Working set MiB"' in httpx.get(url, timeout=10).text
     finally:
         locust.stop()

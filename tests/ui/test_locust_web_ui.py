@@ -100,15 +100,15 @@ def test_swarm_from_the_web_ui_shows_requests_and_live_memory(locust_ui):
         wait.until(lambda d: _number(_header(d, "RPS")) > 0)
 
         driver.find_element(By.XPATH, "//*[@role='tab'][contains(., 'Target memory')]").click()
-        wait.until(lambda d: _number(_memory_row(d).get("PSS MB", "")) > 0)
+        wait.until(lambda d: _number(_memory_row(d).get("PSS MiB", "")) > 0)
         first = _memory_row(driver)
         # The UI polls every 2 s and the sampler runs every second: the row must move on.
         wait.until(lambda d: _memory_row(d).get("Sampled at") != first["Sampled at"])
         row = _memory_row(driver)
         assert row["Process tree"].startswith("pid ")
-        assert _number(row["RSS MB"]) >= _number(row["PSS MB"]) >= _number(row["USS MB"]) > 0
+        assert _number(row["RSS MiB"]) >= _number(row["PSS MiB"]) >= _number(row["USS MiB"]) > 0
         assert _number(row["Processes"]) == 1
-        assert _number(row["Peak PSS MB"]) >= _number(row["PSS MB"])
+        assert _number(row["Peak PSS MiB"]) >= _number(row["PSS MiB"])
         assert _header(driver, "Failures") == "0%"
 
         stats = httpx.get(f"{locust_ui}/stats/requests", timeout=10).json()
