@@ -87,6 +87,31 @@ def _pct(before: float | None, after: float | None) -> str:
     return f"{100 * (after - before) / before:+.1f} %"
 
 
+def _change(before: float | None, after: float | None) -> float | None:
+    return round(100 * (after - before) / before, 1) if before and after is not None else None
+
+
+def diff_json(d: Diff) -> dict:
+    """The same comparison for the web UI's "compare with": each cell side by side, its change in %,
+    the judgement, the cells only one run has and the claims whose verdict changed."""
+    def side(r: Result) -> dict:
+        return {"rps": r.rps, "spread": list(r.spread.rps) if r.spread else None, "w_ms": r.w_ms(),
+                "p50_ms": r.latency_ms.p50, "peak_mib": r.memory_mb.peak_pss, "flags": r.flags}
+
+    return {
+        "a": d.a.run_id, "b": d.b.run_id,
+        "cells": [{"cell": cell_name(c.a), "a": side(c.a), "b": side(c.b),
+                   "rps_change_pct": _change(c.a.rps, c.b.rps),
+                   "w_change_pct": _change(c.a.w_ms(), c.b.w_ms()),
+                   "peak_change_pct": _change(c.a.memory_mb.peak_pss, c.b.memory_mb.peak_pss),
+                   "judgement": c.judgement}
+                  for c in sorted(d.changes, key=lambda c: str(cell_key(c.a)))],
+        "only_a": [cell_name(r) for r in d.only_a], "only_b": [cell_name(r) for r in d.only_b],
+        "claims": [{"id": ca.id, "a": ca.verdict_text(), "b": cb.verdict_text(), "evidence_b": cb.evidence}
+                   for ca, cb in d.claims],
+    }
+
+
 def diff_tables(d: Diff) -> list[Table]:
     cells = Table(title=f"bench diff: {d.a.run_id} → {d.b.run_id}", expand=False)
     for name, justify in (("cell", "left"), ("rps A", "right"), ("rps B", "right"), ("rps change", "right"),

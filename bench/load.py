@@ -182,33 +182,49 @@ class LedgerRun:
                       drained=bool(end) and not end.get("unfinished"))
 
 
-def read_ledger(path: Path) -> LedgerRun:
+def read_ledger(path: Path, row: int | None = None) -> LedgerRun:
     """One run's ledger; after `locust --processes N` (its start mark says `workers: N`) the workers'
     files merged into it: their requests, under the master's marks (the workers' own end marks,
-    written when the master told them to end, are not the run's)."""
-    samples, marks = _read_ledger_file(path)
-    for index in range(marks.get("start", {}).get("workers", 0)):
+    written when the master told them to end, are not the run's). A web-UI master's start mark says
+    `forwarded`: its workers sent their requests to it, and they are in its own file.
+
+    `row`: one row of a web-UI swarm's ledger, which goes on across rows when the users change
+    (request_ledger.RowControl): that row's marks, and its censored records; a request it censored
+    at its end and that was answered later is left out as answered (it stays censored here)."""
+    samples, marks, rows = _read_ledger_file(path, row)
+    if row is not None:  # another row's censored records are that row's business
+        samples = [s for s, tag in zip(samples, rows, strict=True) if tag in (None, row)]
+    start = marks.get("start", {})
+    for index in range(0 if start.get("forwarded") else start.get("workers", 0)):
         worker = worker_ledger_path(path, index)
         if not worker.exists():
             raise ValueError(f"Locust worker {index} wrote no request ledger ({worker.name})")
         samples += _read_ledger_file(worker)[0]
+    if row is not None and all(m in marks for m in ("window", "drain", "end")):
+        w0, w1, end = marks["window"]["t"], marks["drain"]["t"], marks["end"]["t"]
+        samples = [s for s in samples if s.censored or not (w0 <= s.t0 < w1 and s.end > end)]
     return LedgerRun(samples, marks)
 
 
-def _read_ledger_file(path: Path) -> tuple[list[Sample], dict[str, dict]]:
-    samples, marks = [], {}
+def _read_ledger_file(path: Path, row: int | None = None
+                      ) -> tuple[list[Sample], dict[str, dict], list[int | None]]:
+    """Samples, marks (the first of each phase; of `row` only, when given) and each sample's row tag
+    (censored records of a web-UI row carry it)."""
+    samples, marks, rows = [], {}, []
     with path.open() as fh:
         for line in fh:
             if not line.strip():
                 continue
             rec = json.loads(line)
             if "mark" in rec:
-                marks.setdefault(rec["mark"], rec)
+                if row is None or rec.get("row") == row:
+                    marks.setdefault(rec["mark"], rec)
             else:
                 censored = bool(rec.get("cens"))
                 samples.append(Sample(rec["n"], rec["t0"], rec["ms"], bool(rec.get("ok")) and not censored,
                                       censored, rec.get("st"), rec.get("ec")))
-    return samples, marks
+                rows.append(rec.get("row"))
+    return samples, marks, rows
 
 
 def percentile(ordered: list[float], p: float) -> float | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -17,6 +17,38 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from bench import charts
+from bench.comparison import (  # noqa: F401 - report's names for the shared rows and tables
+    CALIBRATION,
+    CHARTS_JS,
+    FLAGS_COLUMN,
+    LATENCY_COLUMNS,
+    SCENARIO_ORDER,
+    SCENARIO_TITLES,
+    Column,
+    Row,
+    Table,
+    TableRow,
+    _mem,
+    by_scenario,
+    chart_points,
+    comparison_csv,
+    comparison_json,
+    comparison_table,
+    fmt,
+    highest_level,
+    is_calibration,
+    latency_cells,
+    locust_cpu,
+    memory_source,
+    params_text,
+    pct,
+    resources_table,
+    rows,
+    rps_text,
+    scenario_title,
+    throughput_table,
+    varying_params,
+)
 from bench.load import JOBS_SYNC_TARGETS
 from bench.metrics import (
     CALIBRATION_MIN,
@@ -26,19 +58,11 @@ from bench.metrics import (
     MACHINE_CPU_LIMIT,
     PROCESS_CPU_LIMIT,
 )
-from bench.results import MIN_TAIL_SAMPLES, Cpu, ProcessMemory, Profile, Result, Run
+from bench.results import MIN_TAIL_SAMPLES, ProcessMemory, Profile, Result, Run
 from bench.session import MIN_WINDOW_S, WARMUP_MAX_S
 
 TEMPLATES = Path(__file__).parent / "templates"
-CALIBRATION = "calibration"
 MAX_WORKER_ROWS = 8  # per-process table: more workers than this become one averaged row
-SCENARIO_ORDER = ["recommendation", "stream", "cpu"]
-SCENARIO_TITLES = {
-    "recommendation": "GET /recommendation: DB query + external call",
-    "stream": "GET /stream: server-sent events held open for the whole completion (rps = streams/s)",
-    "cpu": "GET /cpu: pure CPU in the language itself",
-    "jobs": "Jobs: submit, poll until done (rps = jobs completed/s, latency = time to result)",
-}
 PSS_NOTE = ("Memory is PSS: RSS double-counts the pages that forked workers share (interpreter, "
             "imported modules), so summing RSS over a gunicorn tree overstates it; PSS splits each "
             "shared page between the processes that map it.")
@@ -70,12 +94,9 @@ LATENCY_NOTE = (
     "runs (no mean) counted only the requests that finished inside the window: where their p50 is "
     "far below W, read W.")
 WEB_UI_LATENCY_NOTE = (
-    "Swarms recorded from the Locust web UI: each row is one swarm's window, from the end of its "
-    "ramp-up (as many answers as users) to Stop, and its figures are Locust's own statistics for "
-    "that window, which count the requests that finished in it. W = users / rps is Little's law: "
-    "with no think time it is the mean time a request spends in the system, queue included; where "
-    f"the mean or p50 is more than {100 * CENSOR_LIMIT:.0f} % away from W the row is flagged "
-    "latency-censored and W is the figure to read.")
+    "Swarms recorded from the Locust web UI, each row measured as bench compare measures a level: its "
+    "window opens once every user has had an answer and closes at Stop, after Record s, at the end of a "
+    "Compare cell's window or when the users change; then the drain follows its requests to their end.")
 IDLE_NOTE = (
     "At rest, after 20 requests to /healthz: each target beside its framework's bare hello-world "
     "(no DB, no upstream, no SDK imports) under the same server and worker settings, read the same "
@@ -110,57 +131,6 @@ FLAG_MEANINGS = {
 log = logging.getLogger(__name__)
 
 
-def fmt(value: float | None, digits: int = 0) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def pct(part: int, whole: int) -> str:
-    return "—" if not whole else f"{100 * part / whole:.1f}%"
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    numeric: bool = False  # right-aligned
-    strong: bool = False
-    css: str = ""  # extra class of its HTML cells
-
-
-FLAGS_COLUMN = Column("flags", css="flags")
-
-
-@dataclass
-class TableRow:
-    cells: list[str]
-    marks: tuple[str, ...] = ()  # CSS classes in HTML: anti-pattern, flagged, verdict-holds, ...
-
-
-@dataclass
-class Table:
-    kind: str  # CSS class in HTML, e.g. "throughput"
-    columns: list[Column]
-    rows: list[TableRow] = field(default_factory=list)
-
-    def add(self, *cells: object, marks: tuple[str, ...] = ()) -> None:
-        self.rows.append(TableRow([str(c) for c in cells], marks))
-
-
-@dataclass(frozen=True)
-class Row:
-    """A result with its row label: the target plus the params that differ between its runs."""
-    label: str
-    result: Result
-
-    @property
-    def marks(self) -> tuple[str, ...]:
-        return (("anti-pattern",) if self.result.anti_pattern else ()) + (
-            ("flagged",) if self.result.flags else ())
-
-    @property
-    def name(self) -> str:
-        return self.label + (" ⚠" if self.result.anti_pattern else "")
-
-
 @dataclass
 class Chart:
     key: str
@@ -169,6 +139,7 @@ class Chart:
     svg: str | None = None
     missing: str | None = None  # why the chart is not drawn ("not in this run")
     error: str | None = None
+
 
 
 JOBS_NOTE = (
@@ -187,113 +158,6 @@ JOBS_NOTE = (
     "redis service's container, working sets.")
 
 
-def is_calibration(r: Result) -> bool:
-    return r.target == CALIBRATION or r.scenario == CALIBRATION
-
-
-def params_text(params: dict[str, int]) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(params.items())) or "—"
-
-
-def varying_params(results: list[Result]) -> dict[str, list[str]]:
-    """target → the params whose values differ between its results (a missing one counts too)."""
-    names: dict[str, set[str]] = defaultdict(set)
-    for r in results:
-        names[r.target].update(r.params)
-    return {target: sorted(k for k in keys if len({r.params.get(k) for r in results
-                                                   if r.target == target}) > 1)
-            for target, keys in names.items()}
-
-
-def rows(run: Run) -> list[Row]:
-    """Every result with its label, e.g. `flask-sync workers=16` when a run swept workers."""
-    varying = varying_params(run.results)
-    mixed = len({r.runtime for r in run.results if not is_calibration(r)}) > 1
-    out = [Row("calibration: Locust → mock upstream", r) if is_calibration(r) else
-           Row(" ".join([r.target, *(f"{k}={r.params.get(k, '—')}" for k in varying.get(r.target, [])),
-                         *(["[docker]"] if mixed and r.runtime == "docker" else [])]), r)
-           for r in run.results]
-    # Keep a target's rows together (a sweep may be appended later), in the order measured.
-    first_target = {row.result.target: i for i, row in reversed(list(enumerate(out)))}
-    first_label = {row.label: i for i, row in reversed(list(enumerate(out)))}
-    return sorted(out, key=lambda row: (first_target[row.result.target], row.result.runtime != "native",
-                                        first_label[row.label], row.result.users))
-
-
-def memory_source(results: list[Result]) -> str | None:
-    """ "PSS" or "working set" when every row measured the same kind of memory, else None."""
-    sources = {r.memory_source for r in results if not is_calibration(r)}
-    return sources.pop() if len(sources) == 1 else None
-
-
-def _mem(r: Result, value: float | None, digits: int = 1) -> str:
-    """RSS and USS exist natively only: a container's working set has no such split."""
-    return "—" if r.runtime == "docker" else fmt(value, digits)
-
-
-def scenario_title(group: str) -> str:
-    """A group's heading: the scenario's, with the workload when it is not the run's."""
-    scenario, _, workload = group.partition(" ")
-    title = SCENARIO_TITLES.get(scenario, scenario)
-    return f"{title}, another workload: {workload.replace(' ', ', ')}" if workload else title
-
-
-def by_scenario(all_rows: list[Row]) -> dict[str, list[Row]]:
-    """Framework rows grouped by scenario, recommendation first; calibration rows left out."""
-    groups: dict[str, list[Row]] = defaultdict(list)
-    for row in all_rows:
-        if not is_calibration(row.result):
-            groups[row.result.group()].append(row)
-    order = [s for s in SCENARIO_ORDER if s in groups] + sorted(set(groups) - set(SCENARIO_ORDER))
-    return {s: groups[s] for s in order}
-
-
-def highest_level(group: list[Row]) -> list[Row]:
-    """Per label, the row at its highest users level (where memory and latency differ most)."""
-    top: dict[str, Row] = {}
-    for row in group:
-        if row.label not in top or row.result.users > top[row.label].result.users:
-            top[row.label] = row
-    return list(top.values())
-
-
-LATENCY_COLUMNS = ("n", "mean ms", "W ms", "p50 ms", "p95 ms", "p99 ms")
-
-
-def latency_cells(r: Result) -> tuple[str, ...]:
-    """n, mean, W = users / rps, p50, p95, p99: a tail of fewer than 20 samples reads "n<20"."""
-    lat, n = r.latency_ms, r.latency_n
-    return (r.samples_text(), fmt(lat.mean), fmt(r.w_ms()), lat.text("p50", n), lat.text("p95", n),
-            lat.text("p99", n))
-
-
-def rps_text(r: Result) -> str:
-    """The row's rps; a repeated cell's with the lowest and highest of its repeats."""
-    if r.spread is None:
-        return f"{r.rps:.1f}"
-    return f"{r.rps:.1f} ({r.spread.rps[0]:.1f}–{r.spread.rps[1]:.1f}, n={r.spread.n})"
-
-
-def throughput_table(group: list[Row]) -> Table:
-    ttft = any(row.result.ttft_ms for row in group)  # stream scenario: time to first token
-    t = Table("throughput", [Column("target"), *(Column(n, numeric=True) for n in (
-        "users", "rps", *LATENCY_COLUMNS,
-        *(("TTFT n", "TTFT p50 ms", "TTFT p95 ms") if ttft else ()),
-        "failures", "ceiling rps", "efficiency", "canary p95 ms", "rps per GB", "CPU ms / request")),
-        FLAGS_COLUMN])
-    for row in group:
-        r = row.result
-        first = ()
-        if ttft:  # older files did not count the first tokens: their n is the served streams
-            n = r.requests - r.failures
-            first = ((fmt(r.ttft_ms.n if r.ttft_ms.n is not None else n), r.ttft_ms.text("p50", n),
-                      r.ttft_ms.text("p95", n)) if r.ttft_ms else ("—", "—", "—"))
-        t.add(row.name, r.users, rps_text(r), *latency_cells(r), *first, pct(r.failures, r.requests),
-              fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), r.canary_text(), fmt(r.rps_per_gb()),
-              fmt(r.cpu_ms_per_request, 1), "; ".join(r.flags) or "—", marks=row.marks)
-    return t
-
-
 def calibration_table(group: list[Row]) -> Table:
     t = Table("throughput calibration", [Column("load generator"), *(Column(n, numeric=True) for n in (
         "users", "rps", *LATENCY_COLUMNS, "failures", "ceiling rps", "efficiency",
@@ -303,28 +167,6 @@ def calibration_table(group: list[Row]) -> Table:
         t.add(row.label, r.users, rps_text(r), *latency_cells(r), pct(r.failures, r.requests),
               fmt(r.ceiling_rps, 1), fmt(r.efficiency, 2), locust_cpu(r.cpu_pct), fmt(r.cpu_pct.machine),
               "; ".join(r.flags) or "—", marks=row.marks)
-    return t
-
-
-def locust_cpu(cpu: Cpu) -> str:
-    """Locust's CPU, % of one core: all its processes, and with several how many (`locust --processes`)."""
-    return fmt(cpu.locust) + (f" (×{cpu.locust_processes})" if (cpu.locust_processes or 1) > 1 else "")
-
-
-def resources_table(group: list[Row]) -> Table:
-    source = memory_source([row.result for row in group])
-    mem = source or "memory"  # a mixed table names the source per row
-    t = Table("resources", [Column("target"), *(Column(n, numeric=True) for n in (
-        "users", f"idle {mem} MB", f"peak {mem} MB", "peak RSS MB", "peak USS MB")),
-        *(() if source else (Column("memory is"),)), *(Column(n, numeric=True) for n in (
-            "processes", "MB per request in flight", "CPU target %", "CPU Locust %", "CPU machine %",
-            "CPU ms / request"))])
-    for row in group:
-        r, m = row.result, row.result.memory_mb
-        t.add(row.name, r.users, fmt(m.idle_pss, 1), fmt(m.peak_pss, 1), _mem(r, m.peak_rss),
-              _mem(r, m.peak_uss), *(() if source else (r.memory_source,)), r.processes,
-              fmt(r.mb_per_request_in_flight(), 2), fmt(r.cpu_pct.target), locust_cpu(r.cpu_pct),
-              fmt(r.cpu_pct.machine), fmt(r.cpu_ms_per_request, 2), marks=row.marks)
     return t
 
 
@@ -344,7 +186,7 @@ def runtimes_table(all_rows: list[Row]) -> Table | None:
         return None
     t = Table("runtimes", [Column("target"), *(Column(n, numeric=True) for n in (
         "users", "rps native", "rps docker", "p50 ms native", "p50 ms docker", "efficiency native",
-        "efficiency docker", "peak PSS MB native", "peak working set MB docker"))])
+        "efficiency docker", "peak PSS MiB native", "peak working set MiB docker"))])
     for (_, scenario, _), got in top.items():
         n, d = got["native"].result, got["docker"].result
         name = got["native"].name + ("" if scenario == "recommendation" else f" ({scenario})")
@@ -357,7 +199,7 @@ def runtimes_table(all_rows: list[Row]) -> Table | None:
 def per_process_table(groups: dict[str, list[Row]]) -> Table:
     t = Table("per-process", [Column("target"), Column("users", numeric=True), Column("process"),
                               *(Column(n, numeric=True) for n in (
-                                  "pid", "peak PSS MB", "peak RSS MB", "peak USS MB", "CPU %",
+                                  "pid", "peak PSS MiB", "peak RSS MiB", "peak USS MiB", "CPU %",
                                   "threads"))])
     for scenario, group in groups.items():
         for row in highest_level(group):
@@ -390,8 +232,8 @@ def jobs_table(group: list[Row]) -> Table:
     result, the submit's own latency, the web's canary and the memory of each part of the system."""
     t = Table("jobs", [Column("target"), Column("endpoint"), *(Column(n, numeric=True) for n in (
         "users", "jobs done /s", "ceiling", "time to result p50 ms", "p95 ms", "p99 ms", "W ms",
-        "submit p50 ms", "polls / job", "/healthz p50 ms", "/healthz p95 ms", "web MB", "workers MB",
-        "Redis MB")), FLAGS_COLUMN])
+        "submit p50 ms", "polls / job", "/healthz p50 ms", "/healthz p95 ms", "web MiB", "workers MiB",
+        "Redis MiB")), FLAGS_COLUMN])
     for row in group:
         r = row.result
         lat, n = r.latency_ms, r.latency_n
@@ -511,7 +353,7 @@ CAPACITY_NOTE = (
     "`1600 (Locust ×2)` in `levels tried`. "
     "The knee is the highest-rps level within the SLO; `stopped by` is what the "
     "level above it hit. rps per core = rps / the target's CPU in cores; in flight = rps x mean latency "
-    "(Little's law); MB per request in flight = (peak - idle PSS) / in flight. A knee at 0.9x the "
+    "(Little's law); MiB per request in flight = (peak - idle PSS) / in flight. A knee at 0.9x the "
     "calibration row's rps or more is the lab's ceiling (load generator or upstream), not the target's. "
     "The calibration must answer 0.95 x users / L1 (Little's law) at every level: its `levels tried` "
     "gives rps / (users / L1) at each, `!` below 0.95, where the load generator is the limit (flagged, "
@@ -531,7 +373,7 @@ def capacity_table(run: Run) -> Table:
     closed loop's percentiles at the knee, the open model's at OPEN_SHARE of its rate."""
     t = Table("capacity", [Column("target"), Column("workload ms"), *(Column(n, numeric=True) for n in (
         "L1 ms", "knee users", "rps", "p50 / p95 / p99 ms", "rps per core", "in flight",
-        "MB per request in flight", "CPU ms / request", "peak MB")), Column("stopped by"),
+        "MiB per request in flight", "CPU ms / request", "peak MiB")), Column("stopped by"),
         *(Column(n, numeric=True) for n in ("open model: arrivals → answered /s",
                                              "open p50 / p95 / p99 ms")), Column("levels tried")])
     ceiling = {(k.db_ms, k.llm_ms): k.rps for k in run.capacity if k.target == CALIBRATION and k.rps}
@@ -654,8 +496,8 @@ def flame_graphs(run: Run, run_dir: Path | None) -> list[Chart]:
 def idle_table(run: Run) -> Table:
     """Each framework's own idle cost (its bare hello-world) beside the app's, same procedure."""
     t = Table("idle", [Column("target"), Column("bare variant"), *(Column(n, numeric=True) for n in (
-        "processes", "app PSS MB", "bare PSS MB", "app PSS MB per worker", "bare PSS MB per worker",
-        "app USS MB per worker", "bare USS MB per worker", "the app's share"))])
+        "processes", "app PSS MiB", "bare PSS MiB", "app PSS MiB per worker", "bare PSS MiB per worker",
+        "app USS MiB per worker", "bare USS MiB per worker", "the app's share"))])
     for i in run.idle:
         app, bare = i.app, i.framework
         share = (1 - bare["pss"] / app["pss"]) if app.get("pss") and bare.get("pss") else None
@@ -716,7 +558,7 @@ def build_charts(groups: dict[str, list[Row]], colors: dict[str, str]) -> list[C
                top, lambda: charts.memory_bars(pairs, colors)),
         _chart("rps-memory", f"Throughput against memory at {at}",
                "One point per target: requests per second against peak memory (log axes); the "
-               "dotted lines are equal rps per GB, so up and to the left buys more throughput per "
+               "dotted lines are equal rps per GiB, so up and to the left buys more throughput per "
                "megabyte. " + (WORKING_SET_NOTE if any(r.runtime == "docker" for _, r in pairs)
                                else "Memory is PSS."),
                top, lambda: charts.rps_vs_memory(pairs, colors)),
@@ -751,9 +593,7 @@ def _chart(key: str, title: str, caption: str, data: list, draw) -> Chart:
 def latency_note(run: Run) -> str:
     """How the rows' latency was measured: the harness's drained windows, or web-UI swarms."""
     sources = {r.source for r in run.results}
-    return WEB_UI_LATENCY_NOTE if sources == {"web-ui"} else LATENCY_NOTE + (
-        " " + WEB_UI_LATENCY_NOTE
-        if "web-ui" in sources else "")
+    return (WEB_UI_LATENCY_NOTE + " " + LATENCY_NOTE) if "web-ui" in sources else LATENCY_NOTE
 
 
 def context(run: Run) -> dict:
@@ -771,6 +611,9 @@ def context(run: Run) -> dict:
         "scenario_titles": {**{g: scenario_title(g) for g in groups}, **SCENARIO_TITLES},
         "targets": targets_table(all_rows),
         "throughput": {s: throughput_table(g) for s, g in groups.items()},
+        # a web-UI session: the Comparison tab's one table and charts (bench/comparison.py)
+        "web_ui": bool(run.results) and all(r.source == "web-ui" for r in run.results),
+        "comparison": {s: comparison_table(g) for s, g in groups.items()},
         "calibration": calibration_table(calibration) if calibration else None,
         "resources": {s: resources_table(g) for s, g in groups.items()},
         "per_process": per_process_table(groups),
@@ -811,10 +654,12 @@ def render_html(run: Run, run_dir: Path | None = None) -> str:
     """report.html; a `bench profile` run's flame graphs are drawn from the folded stacks in run_dir."""
     ctx = context(run)
     colors = charts.palette([row.result.target for group in ctx["groups"].values() for row in group])
-    ctx["charts"] = build_charts(ctx["groups"], colors)
+    ctx["charts"] = [] if ctx["web_ui"] else build_charts(ctx["groups"], colors)
     ctx["jobs_chart"] = jobs_chart(jobs_rows(ctx["groups"]), colors) if ctx["jobs"] else None
     ctx["capacity_charts"] = capacity_charts(run) if run.capacity else []
     ctx["flame_graphs"] = flame_graphs(run, run_dir)
+    ctx["chart_points"] = {s: chart_points(g) for s, g in ctx["groups"].items()}
+    ctx["charts_js"] = CHARTS_JS.read_text()
     return _env(html=True).get_template("report.html.j2").render(**ctx)
 
 
@@ -842,8 +687,8 @@ def console_table(run: Run) -> RichTable:
                       f"db_ms={run.scenario.db_ms} llm_ms={run.scenario.llm_ms}")
     source = memory_source(run.results)
     for col in ("target", "users", "rps", "n", "mean ms", "W ms", "p50 ms", "p95 ms", "fail", "ceiling",
-                "eff.", "canary p95 ms", f"{source or 'memory (PSS | working set)'} idle→peak MB",
-                "RSS peak MB", "CPU %", "flags"):
+                "eff.", "canary p95 ms", f"{source or 'memory (PSS | working set)'} idle→peak MiB",
+                "RSS peak MiB", "CPU %", "flags"):
         table.add_column(col, justify="left" if col in ("target", "flags") else "right",
                          no_wrap=col != "flags")
     for row in rows(run):
@@ -879,15 +724,6 @@ def finalize(run_dir: Path) -> Run:
     return write_reports(run_dir)
 
 
-def render_comparison(run: Run) -> str:
-    """The web UI's Comparison tab (locust/web_session.py): a session's rows in report.md's tables,
-    one section per scenario and workload, each throughput row with its id (to delete it)."""
-    sections = [(scenario_title(g), [row.result.recorded_at for row in group], throughput_table(group),
-                 resources_table(group)) for g, group in by_scenario(rows(run)).items()]
-    return _env(html=True).get_template("comparison.html.j2").render(
-        run=run, sections=sections, flags=flag_legend(run), latency_note=latency_note(run))
-
-
 # --- `bench faults` runs ---------------------------------------------------------------------
 
 FAULT_COLUMNS = [Column("target"), Column("fault"), Column("answers while it lasted and after"),
@@ -913,7 +749,7 @@ def faults_table(run: Run) -> Table:
 
 
 def fault_targets_table(run: Run) -> Table:
-    table = Table("fault-targets", [Column("target"), Column("PSS before → after MB", numeric=True),
+    table = Table("fault-targets", [Column("target"), Column("PSS before → after MiB", numeric=True),
                                     Column("DB connections after (busy)", numeric=True),
                                     Column("DB pool", numeric=True)])
     for t in run.fault_targets:
@@ -925,8 +761,8 @@ def fault_targets_table(run: Run) -> Table:
 def soak_table(run: Run) -> Table:
     table = Table("soak", [Column("target"), Column("users", numeric=True), Column("minutes", numeric=True),
                            Column("rps", numeric=True), Column("answers"),
-                           Column("memory first → last MB", numeric=True),
-                           Column("memory slope MB/min", numeric=True), Column("verdict", strong=True)])
+                           Column("memory first → last MiB", numeric=True),
+                           Column("memory slope MiB/min", numeric=True), Column("verdict", strong=True)])
     for r in run.soaks:
         answers = ", ".join(f"{count}× {status}" for status, count in r.by_status.items()) or "—"
         first, last = (r.memory_mb[0][1], r.memory_mb[-1][1]) if r.memory_mb else (None, None)
@@ -1004,3 +840,8 @@ def faults_console_table(run: Run) -> RichTable:
         for row in soak.rows:
             table.add_row(*row.cells, style="red" if "verdict-fails" in row.marks else None)
     return table
+
+
+if __name__ == "__main__":  # `python -m bench.report RUN_DIR`: the web UI renders in its own process
+    import sys
+    finalize(Path(sys.argv[1]))

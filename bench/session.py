@@ -1,27 +1,28 @@
-"""Web-UI sessions: every swarm started from the Locust web UI becomes a results.json row.
+"""Web-UI sessions: every swarm started from the Locust web UI, and every cell of its Compare form,
+becomes a results.json row counted by the code that counts a `bench compare` level (bench/row.py).
 
-locust/web_session.py watches the swarms (Locust's events) and hands this module plain figures;
-this module turns them into `Result` rows with `source = "web-ui"` in a session folder,
+locust/web_session.py runs each row's phases on the swarm's request ledger (warm-up, window, drain:
+locust/request_ledger.py) and hands this module the ledger's row and what the samplers saw; this module
+turns them into `Result` rows with `source = "web-ui"` in a session folder,
 `results/web-ui-<time>/results.json`: the file `bench compare` writes, so `bench report` renders a
-session like any run, charts and claims included (the claims its rows allow; the rest "not run").
+session like any run (the claims its rows allow; the rest "not run").
 
-A swarm's row (docs/DESIGN.md, Web-UI sessions):
+A row (docs/DESIGN.md, Web-UI sessions):
 - the target comes from the Host, through the manifests: a compose service name
   (http://fastapi-async:8021) or a port on this machine (http://127.0.0.1:8021), with its params;
-- the window opens after the ramp-up: once the users are spawned and as many requests have
-  completed as there are users (each has had time for an answer), at least WARMUP_MIN_S, at most
-  WARMUP_MAX_S. Locust's statistics restart there (as Locust's own --reset-stats does), so the row's
-  rates and percentiles are the ones Locust's /stats shows for the same window. The window closes at
-  Stop, after the "record s" the form asked for, or when the users, the Host or the workload
-  change (the next row starts its own warm-up);
+- the window opens once the users are spawned and each has had an answer (steady state), after at
+  least WARMUP_MIN_S, at most WARMUP_MAX_S (the Record s or the Compare form's window when shorter,
+  as `bench compare` does); it closes at Stop, after Record s, at the end of a Compare cell's window,
+  or when the users change (the next row starts its own warm-up); then the drain follows every
+  request started in the window to its end, the load going on, at most DRAIN_MAX_S;
 - a swarm stopped before its window opened, or after less than MIN_WINDOW_S of it, is still
-  recorded, flagged "too short";
-- Locust counts the requests that finished: the row's W = users / rps shows where that censors a
-  queue, and the flag says so (metrics.flags), as in `bench compare`.
+  recorded, flagged "too short".
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import json
 import socket
@@ -31,11 +32,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bench import manifest, metrics
-from bench.load import SCENARIOS
-from bench.results import Cpu, Latency, Memory, Phases, Result, Run, Scenario, git_rev, machine_info
+from bench.load import SCENARIOS, LedgerRun
+from bench.results import Result, Run, Scenario, command_text, git_rev, machine_info
+from bench.row import Measured, Resources, row_from_ledger
 
 WARMUP_MIN_S = 2.0
-WARMUP_MAX_S = 60.0
+WARMUP_MAX_S = 60.0  # a swarm with no set window (stopped by hand): how long its ramp-up may take
 MIN_WINDOW_S = 5.0
 SESSION_PREFIX = "web-ui-"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0", "::1"}
@@ -108,46 +110,19 @@ def hosts_up(compose: bool, registry: dict[str, tuple[str, dict[str, int]]] | No
             for u, name, params in listed]
 
 
-@dataclass(frozen=True)
-class Figures:
-    """One Locust statistics row over the window (locust/web_session.py reads them from Locust)."""
-    requests: int  # finished, failures included
-    failures: int
-    p50: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    max: float | None = None
-    mean: float | None = None
-
-    def latency(self) -> Latency:
-        if not self.requests:
-            return Latency(n=0)
-        return Latency(p50=self.p50, p95=self.p95, p99=self.p99, max=self.max,
-                       mean=None if self.mean is None else round(self.mean, 1), n=self.requests)
-
-
 @dataclass
 class Swarm:
-    """What one web-UI swarm did, as locust/web_session.py saw it (times in epoch seconds)."""
+    """What the recorder saw of one row of a web-UI swarm, besides its ledger (times in epoch seconds)."""
     host: str
     users: int
     scenario: str
     db_ms: int
     llm_ms: int
-    started: float  # the swarm (or this user count) began
+    started: float  # the row's warm-up began (the swarm started, or its users changed)
     closed: float  # the window (or the warm-up, when it never opened) ended
     window_opened: float | None = None
-    steady: bool = True  # the window opened after every user's first answer (not at WARMUP_MAX_S)
-    row: Figures = field(default_factory=lambda: Figures(0, 0))
-    canary: Figures | None = None
-    ttft: Figures | None = None
+    resources: Resources = field(default_factory=Resources)
     idle: dict[str, float] = field(default_factory=dict)  # rss/pss/uss natively, working set in docker
-    peak: dict[str, float] = field(default_factory=dict)
-    processes: int = 0
-    target_cpu: float | None = None  # % of one core over the window
-    max_process_cpu: float | None = None
-    locust_cpu: float | None = None
-    machine_cpu: float | None = None
     runtime: str = "native"
     jobs_endpoint: str | None = None  # the jobs scenario: "jobs" (submit + poll) or "sync"
 
@@ -156,62 +131,45 @@ class Swarm:
         return self.closed - self.window_opened if self.window_opened else 0.0
 
 
-def _r(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def swarm_result(swarm: Swarm, session_workload: tuple[int, int],
-                 registry: dict[str, tuple[str, dict[str, int]]] | None = None) -> Result:
-    """A swarm's row; `session_workload` is the session's own (db_ms, llm_ms), stored as None."""
+def measured(swarm: Swarm, session_workload: tuple[int, int],
+             registry: dict[str, tuple[str, dict[str, int]]] | None = None) -> Measured:
+    """The target a swarm's Host names, as its manifest resolves it (an unknown Host: its URL)."""
     resolved = resolve_host(swarm.host, registry)
-    too_short = None
-    if not swarm.window_opened:
-        too_short = "too short: stopped during the warm-up, so no steady window (figures: the whole swarm)"
-    elif swarm.window_s < MIN_WINDOW_S:
-        too_short = f"too short: a {swarm.window_s:.1f} s window (under {MIN_WINDOW_S:.0f} s)"
-    span = swarm.window_s if swarm.window_opened else swarm.closed - swarm.started
-    answered = swarm.row.requests - swarm.row.failures
-    rps = answered / span if span > 0 else 0.0
-    w_ms = metrics.littles_w_ms(swarm.users, rps)
-    latency = swarm.row.latency()
-    flags = metrics.flags(machine_cpu=swarm.machine_cpu, locust_cpu=swarm.locust_cpu,
-                          max_process_cpu=swarm.max_process_cpu, failures=swarm.row.failures,
-                          requests=swarm.row.requests, answered=answered, mean_ms=latency.mean,
-                          p50_ms=latency.p50, w_ms=w_ms, users=swarm.users)
-    if not swarm.steady and swarm.window_opened:
-        flags.append(f"not steady: the window opened at the {WARMUP_MAX_S:.0f} s warm-up limit")
-    canary = swarm.canary.latency() if swarm.canary else None
     workload = (swarm.db_ms, swarm.llm_ms)
-    own = workload != session_workload
-    # as bench compare: a job target's jobs through its job endpoints are bounded by job_capacity
+    own = workload if workload != session_workload else None
     endpoint = (swarm.jobs_endpoint or "jobs") if swarm.scenario == "jobs" else None
-    job_capacity = endpoint == "jobs" and resolved is not None and resolved.target.jobs
-    return Result(
-        target=resolved.name if resolved else swarm.host,
-        framework=resolved.target.framework if resolved else "—",
-        model=resolved.model if resolved else "not a target of the manifests",
-        scenario=swarm.scenario, db_ms=swarm.db_ms if own else None, llm_ms=swarm.llm_ms if own else None,
-        params=resolved.params if resolved else {}, users=swarm.users, rps=round(rps, 2),
-        requests=swarm.row.requests, failures=swarm.row.failures, latency_ms=latency, littles_w_ms=w_ms,
-        canary_p95_ms=canary.p95 if canary else None, canary_ms=canary,
-        canary_answered=swarm.canary.requests - swarm.canary.failures if swarm.canary else None,
-        ttft_ms=swarm.ttft.latency() if swarm.ttft and swarm.ttft.requests else None,
-        phases=Phases(warmup_s=round((swarm.window_opened or swarm.closed) - swarm.started, 2),
-                      window_s=round(swarm.window_s, 2), steady=swarm.steady and bool(swarm.window_opened)),
-        memory_mb=Memory(idle_pss=_r(swarm.idle.get("pss")), peak_rss=_r(swarm.peak.get("rss")),
-                         peak_pss=_r(swarm.peak.get("pss")), peak_uss=_r(swarm.peak.get("uss"))),
-        processes=swarm.processes or (resolved.processes if resolved else 0),
-        capacity=(resolved.job_capacity if job_capacity else resolved.capacity) if resolved else None,
-        db_pool=resolved.db_pool if resolved else None, jobs_endpoint=endpoint,
-        cpu_pct=Cpu(target=_r(swarm.target_cpu), locust=_r(swarm.locust_cpu), machine=_r(swarm.machine_cpu)),
-        cpu_ms_per_request=(round(10 * swarm.target_cpu / rps, 2)
-                            if rps > 0 and swarm.target_cpu is not None else None),
-        flags=([too_short] if too_short else []) + flags,
-        anti_pattern=resolved.target.anti_pattern if resolved else False,
-        runtime="docker" if swarm.runtime == "docker" else "native",
-        source="web-ui", recorded_at=dt.datetime.fromtimestamp(swarm.closed, dt.UTC).isoformat(
-            timespec="milliseconds"),
-    )
+    if resolved is None:
+        return Measured(name=swarm.host, framework="—", model="not a target of the manifests", params={},
+                        scenario=swarm.scenario, runtime=swarm.runtime, workload=own,
+                        jobs_endpoint=endpoint, idle=swarm.idle)
+    # as bench compare: a job target's jobs through its job endpoints are bounded by job_capacity
+    job_capacity = endpoint == "jobs" and resolved.target.jobs
+    return Measured(name=resolved.name, framework=resolved.target.framework, model=resolved.model,
+                    params=resolved.params, scenario=swarm.scenario,
+                    capacity=resolved.job_capacity if job_capacity else resolved.capacity,
+                    db_pool=resolved.db_pool, anti_pattern=resolved.target.anti_pattern,
+                    runtime=swarm.runtime, workload=own, jobs_endpoint=endpoint,
+                    processes=resolved.processes, idle=swarm.idle)
+
+
+def swarm_result(ledger: LedgerRun, swarm: Swarm, session_workload: tuple[int, int],
+                 registry: dict[str, tuple[str, dict[str, int]]] | None = None) -> Result:
+    """A swarm's row from its ledger row (bench.row, as `bench compare`), as the web UI records it:
+    `source` web-ui, when its window closed, and the "too short" flag. `session_workload` is the
+    session's own (db_ms, llm_ms): a row of another workload carries its own."""
+    result = row_from_ledger(ledger, measured(swarm, session_workload, registry), swarm.users,
+                             swarm.resources, run_db_ms=session_workload[0])
+    flags = list(result.flags)
+    if not swarm.window_opened:
+        flags.insert(0, "too short: stopped during the warm-up, so no steady window (figures: the "
+                        "whole swarm)")
+    elif swarm.window_s < MIN_WINDOW_S:
+        flags.insert(0, f"too short: a {swarm.window_s:.1f} s window (under {MIN_WINDOW_S:.0f} s)")
+    elif result.phases and not result.phases.steady:
+        flags.append(f"not steady: the window opened at the warm-up limit ({WARMUP_MAX_S:.0f} s at most)")
+    return result.model_copy(update={
+        "flags": flags, "source": "web-ui",
+        "recorded_at": dt.datetime.fromtimestamp(swarm.closed, dt.UTC).isoformat(timespec="milliseconds")})
 
 
 def fill_ceilings(run: Run) -> None:
@@ -251,16 +209,17 @@ class Session:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         return cls(results_dir / f"{SESSION_PREFIX}{stamp}", workload, registry)
 
-    def _save(self) -> None:
+    def save(self) -> None:
         fill_ceilings(self.run)
         self.run.claims = []  # stale as soon as the rows change; `report()` judges them again
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run.save(self.run_dir)
 
-    def add(self, swarm: Swarm) -> Result:
-        result = swarm_result(swarm, self.workload, read_registry(self.registry))
+    def add(self, ledger: LedgerRun, swarm: Swarm) -> Result:
+        """A swarm's row, saved at once."""
+        result = swarm_result(ledger, swarm, self.workload, read_registry(self.registry))
         self.run.results.append(result)
-        self._save()
+        self.save()
         return result
 
     def delete(self, recorded_at: str) -> bool:
@@ -268,23 +227,66 @@ class Session:
         self.run.results = [r for r in self.run.results if r.recorded_at != recorded_at]
         if len(self.run.results) == before:
             return False
-        self._save()
+        self.save()
         return True
 
     def clear(self) -> None:
         self.run.results = []
-        self._save()
+        self.save()
         for name in ("report.md", "report.html"):
             (self.run_dir / name).unlink(missing_ok=True)
 
     def discard_if_empty(self) -> None:
-        """At exit: a folder made for this session (docker-entrypoint.sh) that got no row goes."""
-        if self.run_dir.is_dir() and not any(self.run_dir.iterdir()):
+        """At exit: a folder made for this session (docker-entrypoint.sh) that got no row goes, with
+        the ledgers of the swarms that never recorded one."""
+        if not self.run_dir.is_dir() or (self.run_dir / "results.json").exists():
+            return
+        raw = self.run_dir / "raw"
+        for ledger in raw.glob("swarm-*_requests.jsonl"):
+            ledger.unlink()
+        with contextlib.suppress(OSError):  # anything else in it stays, and so does the folder
+            raw.rmdir()
             self.run_dir.rmdir()
 
-    def report(self) -> Run:
-        """results.json with the claims judged, report.md and report.html (as `bench report`)."""
-        from bench.report import finalize
-        self._save()
-        self.run = finalize(self.run_dir)
-        return self.run
+
+@dataclass(frozen=True)
+class RunEntry:
+    """A run folder under a results folder, as the Comparison tab's session picker lists it."""
+    run_id: str
+    kind: str  # "web-ui", "compare", "capacity", "profile" (faults and soak runs have no rows)
+    started_at: str
+    rows: int
+    command: str | None
+
+
+def run_folder(results_dir: Path, run_id: str) -> Path | None:
+    """results_dir/run_id when it is a run folder directly under results_dir; None for anything else
+    (another folder's path, `..`, a link such as results/latest)."""
+    if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+        return None
+    folder = results_dir / run_id
+    if folder.is_symlink() or not (folder / "results.json").is_file():
+        return None
+    return folder
+
+
+def list_runs(results_dir: Path, current: str | None = None) -> list[dict]:
+    """The runs with rows under results_dir, newest first: web-UI sessions and `bench compare`,
+    `bench capacity` and `bench profile` runs (`current`: this session, listed even before its first row)."""
+    out = []
+    for folder in sorted(results_dir.glob("*/results.json"), reverse=True):
+        run_dir = folder.parent
+        if run_dir.is_symlink():
+            continue
+        try:
+            run = Run.load(run_dir)
+        except (OSError, ValueError):
+            continue
+        if not run.results and run_dir.name != current:
+            continue
+        kind = ("web-ui" if run_dir.name.startswith(SESSION_PREFIX) else
+                next((k for k in ("capacity", "profile") if run_dir.name.startswith(k)), "compare"))
+        out.append(RunEntry(run_dir.name, kind, run.started_at, len(run.results),
+                            command_text(run.command, run.make_target)))
+    out.sort(key=lambda e: e.started_at, reverse=True)
+    return [dataclasses.asdict(e) for e in out]

@@ -34,11 +34,12 @@ import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (n
 import web_session  # noqa: F401 - after live_memory: the "Comparison" tab records every web-UI swarm
 from locust.runners import MasterRunner, WorkerRunner
 from request_ledger import (
+    RECORDING,
     WARMUP_MIN_S,
-    WORKER_STATUS_S,
     Fleet,
     Ledger,
     error_code,
+    report_status,
     run_phases,
     worker_ledger,
 )
@@ -100,62 +101,62 @@ def add_lab_arguments(parser) -> None:
                              "whatever the latency, an open model (bench capacity); 0: a closed loop")
 
 
-LEDGER: Ledger | None = None
-FLEET: Fleet | None = None  # the master of `--processes N`: its workers' reports
-WINDOW: tuple[float, float] | None = None  # a worker: the window the master told it
-
-
 @events.test_start.add_listener
 def open_ledger(environment, **_) -> None:
-    global LEDGER, FLEET
+    """The harness's ledger (--ledger FILE): every request of the run, and its phases."""
     opts = environment.parsed_options
-    if not getattr(opts, "ledger", ""):
+    if not getattr(opts, "ledger", "") or RECORDING.web:
         return
     runner = environment.runner
 
     def scenario_users() -> int:
-        return sum(isinstance(g.args[0], LabUser) for g in list(runner.user_greenlets) if g.args)
+        return scenario_users_of(runner)
 
     if isinstance(runner, WorkerRunner):  # --processes: this worker's requests, in a file of its own
-        LEDGER = Ledger(worker_ledger(opts.ledger, runner.worker_index))
+        RECORDING.ledger = Ledger(worker_ledger(opts.ledger, runner.worker_index))
         if opts.window_s > 0:
-            gevent.spawn(report_to_master, runner, scenario_users)
+            gevent.spawn(report_status, RECORDING, RECORDING.ledger, runner.send_message, scenario_users,
+                         gevent.sleep)
         return
-    LEDGER = Ledger(opts.ledger)
+    RECORDING.ledger = Ledger(opts.ledger)
     if opts.window_s > 0:
         if isinstance(runner, MasterRunner):
             # --processes: the master runs no users and decides the phases once, from the workers'
             # reports: one warm-up that waits for every worker's users, one window (the master's
             # marks, in the clock the workers stamp their requests with: the same machine's), one
             # drain that waits for every worker's window requests. Phases per worker would be N windows.
-            FLEET = Fleet(LEDGER, opts.expect_workers, runner.send_message, gevent.sleep)
-        gevent.spawn(run_phases, LEDGER, window_s=opts.window_s, warmup_min_s=opts.warmup_min_s,
+            RECORDING.fleet = Fleet(RECORDING.ledger, opts.expect_workers, runner.send_message, gevent.sleep)
+        fleet = RECORDING.fleet
+        gevent.spawn(run_phases, RECORDING.ledger, window_s=opts.window_s, warmup_min_s=opts.warmup_min_s,
                      warmup_max_s=opts.warmup_max_s, drain_max_s=opts.drain_max_s,
-                     scenario_users=FLEET.users if FLEET else scenario_users,
-                     sleep=gevent.sleep, stop=runner.quit, fleet=FLEET)
+                     scenario_users=fleet.users if fleet else scenario_users,
+                     sleep=gevent.sleep, stop=runner.quit, fleet=fleet)
 
 
-def report_to_master(runner, scenario_users) -> None:
-    while LEDGER is not None and not LEDGER.ended:
-        runner.send_message("lab_status", LEDGER.status(scenario_users(), WINDOW))
-        gevent.sleep(WORKER_STATUS_S)
+def scenario_users_of(runner) -> int:
+    """The scenario users this process runs (the canary is not one)."""
+    return sum(isinstance(g.args[0], LabUser) for g in list(runner.user_greenlets) if g.args)
 
 
 @events.init.add_listener
 def exchange_phases(environment, runner=None, **_) -> None:
-    """--processes: the workers report to the master's Fleet; the master tells them the window and
-    when to end."""
+    """--processes, and a web-UI master's workers: the workers report to the master's Fleet; the
+    master tells them the window and when to end (a web-UI row: maybe only that row's window)."""
     if isinstance(runner, MasterRunner):
-        runner.register_message("lab_status", lambda msg, **_: FLEET and FLEET.update(msg.node_id, msg.data))
-        runner.register_message("lab_ended", lambda msg, **_: FLEET and FLEET.ended(msg.node_id, msg.data))
+        runner.register_message("lab_status", lambda msg, **_: RECORDING.fleet
+                                and RECORDING.fleet.update(msg.node_id, msg.data))
+        runner.register_message("lab_ended", lambda msg, **_: RECORDING.fleet
+                                and RECORDING.fleet.ended(msg.node_id, msg.data))
     elif isinstance(runner, WorkerRunner):
         def on_window(msg, **_) -> None:
-            global WINDOW
-            WINDOW = tuple(msg.data["window"])
+            RECORDING.window = tuple(msg.data["window"])
 
         def on_finish(msg, **_) -> None:
-            window = msg.data["window"]
-            unfinished = LEDGER.finish(msg.data["reason"], tuple(window) if window else None) if LEDGER else 0
+            data, ledger = msg.data, RECORDING.ledger
+            window = tuple(data["window"]) if data["window"] else None
+            unfinished = ledger.finish(data["reason"], window, end=data.get("end", True),
+                                       row=data.get("row")) if ledger else 0
+            RECORDING.flush()  # the censored records reach the master before the answer
             runner.send_message("lab_ended", unfinished)
 
         runner.register_message("lab_window", on_window)
@@ -164,36 +165,40 @@ def exchange_phases(environment, runner=None, **_) -> None:
 
 @events.spawning_complete.add_listener
 def all_spawned(**_) -> None:
-    if LEDGER:
-        LEDGER.spawned = True
+    if RECORDING.ledger:
+        RECORDING.ledger.spawned = True
 
 
 @events.request.add_listener
 def record_request(name, response_time, exception=None, start_time=None, response=None, **_) -> None:
-    if LEDGER:
+    if ledger := RECORDING.ledger:
         status = getattr(response, "status_code", None) if exception is not None else None
-        LEDGER.record(gevent.getcurrent(), name, response_time or 0, exception is None, start_time,
+        ledger.record(gevent.getcurrent(), name, response_time or 0, exception is None, start_time,
                       status=status or 0 if exception is not None else None,
                       code=error_code(getattr(response, "text", None)) if status else None)
 
 
 @events.test_stopping.add_listener
 def censor_unfinished(**_) -> None:
-    if LEDGER:  # stopped before the phases ended (the --run-time backstop): what is in flight is censored
-        LEDGER.finish("stopped", unfinished=FLEET.unfinished() if FLEET else None)
+    # Stopped before the phases ended (the --run-time backstop): what is in flight is censored. A
+    # web-UI master's rows end their ledgers themselves (web_session.py).
+    if RECORDING.ledger and not RECORDING.web:
+        fleet = RECORDING.fleet
+        RECORDING.ledger.finish("stopped", unfinished=fleet.unfinished() if fleet else None)
+        RECORDING.flush()
 
 
 @events.quitting.add_listener
 def close_ledger(**_) -> None:
-    if LEDGER:
-        LEDGER.close()
+    if RECORDING.ledger:
+        RECORDING.ledger.close()
 
 
 def tracked(user, name: str) -> contextlib.AbstractContextManager:
     """Around one request: the ledger knows it is in flight (and its wait, if the run ends first)."""
-    if LEDGER is None:
+    if RECORDING.ledger is None:
         return contextlib.nullcontext()
-    return LEDGER.track(gevent.getcurrent(), name, scenario=isinstance(user, LabUser))
+    return RECORDING.ledger.track(gevent.getcurrent(), name, scenario=isinstance(user, LabUser))
 
 
 def _user_id_range(spec: str) -> tuple[int, int]:

@@ -38,6 +38,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 WARMUP_MIN_S = 2.0  # covers the spawn (users start at `total` per second) and the first answers
@@ -54,8 +55,13 @@ def worker_ledger(path: str | Path, index: int) -> Path:
 
 
 class Ledger:
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
-        self._fh = open(path, "w", buffering=1)  # noqa: SIM115 - open for the whole run
+    """Every request of a run, and its phase marks. Written to `path`, or with `forward` handed to that
+    instead, request records only (a web-UI swarm's Locust worker: the master writes them)."""
+
+    def __init__(self, path: str | Path | None = None, clock: Callable[[], float] = time.time,
+                 forward: Callable[[dict], object] | None = None) -> None:
+        self._fh = open(path, "w", buffering=1) if path is not None else None  # noqa: SIM115
+        self.forward = forward
         self.clock = clock
         self.inflight: dict[Hashable, tuple[str, float]] = {}  # key -> (name, start)
         self.cycled: set[Hashable] = set()  # scenario users that have completed a request
@@ -130,37 +136,84 @@ class Ledger:
 
     # --- phases ---------------------------------------------------------------------------
 
-    def mark(self, phase: str, **extra: object) -> float:
-        now = self.clock()
+    def mark(self, phase: str, at: float | None = None, **extra: object) -> float:
+        """A phase mark, now (or `at`: a web-UI row stopped in its warm-up opens its window there)."""
+        now = self.clock() if at is None else at
         self._write({"mark": phase, "t": round(now, 6), **extra})
         return now
 
     def finish(self, reason: str, window: tuple[float, float] | None = None,
-               unfinished: int | None = None) -> int:
+               unfinished: int | None = None, end: bool = True, row: int | None = None) -> int:
         """Write every request still in flight as censored (wait so far), then the end mark; returns
         how many of them were the window's (all of them without a window). `unfinished`: the
-        master's count of its workers' (it has no request of its own)."""
+        master's count of its workers' (it has no request of its own).
+
+        `end=False` (a web-UI row whose swarm goes on, its users changed): only the window's
+        requests still in flight are written censored, tagged with `row`, and the ledger keeps
+        recording; their answers, when they come, are written too, and `read_ledger` for that
+        row leaves them out (they end after its end mark)."""
         if self.ended:
             return 0
         now = self.clock()
-        for name, t0 in self.inflight.values():
-            self._write({"n": name, "t0": round(t0, 6), "ms": round((now - t0) * 1000, 3), "cens": True})
+        tag = {} if row is None else {"row": row}
+        mine = [(name, t0) for name, t0 in self.inflight.values()
+                if end or (window is not None and window[0] <= t0 < window[1])]
+        for name, t0 in mine:
+            self._write({"n": name, "t0": round(t0, 6), "ms": round((now - t0) * 1000, 3), "cens": True,
+                         **tag})
         if unfinished is None:
-            unfinished = sum(window is None or window[0] <= t0 < window[1]
-                             for _, t0 in self.inflight.values())
-        self.inflight.clear()
-        self.ended = True
-        self._write({"mark": "end", "t": round(now, 6), "reason": reason,
-                     "unfinished": unfinished})
+            unfinished = sum(window is None or window[0] <= t0 < window[1] for _, t0 in mine)
+        if end:
+            self.inflight.clear()
+            self.ended = True
+        self._write({"mark": "end", "t": round(now, 6), "reason": reason, "unfinished": unfinished, **tag})
         return unfinished
 
+    def new_row(self) -> None:
+        """A web-UI swarm's next row (its users changed): steady again once every user, spawned
+        anew, has completed a request since."""
+        self.cycled.clear()
+        self.spawned = False
+
     def close(self) -> None:
-        if not self._fh.closed:
+        if self._fh is not None and not self._fh.closed:
             self._fh.close()
 
     def _write(self, obj: dict) -> None:
-        if not self._fh.closed:
+        if self.forward is not None:
+            if "mark" not in obj:  # a worker's marks are not the run's: the master writes its own
+                self.forward(obj)
+        elif self._fh is not None and not self._fh.closed:
             self._fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+
+    def write_forwarded(self, records: list[dict]) -> None:
+        """A web-UI master: the request records a worker forwarded (its Ledger's `forward`)."""
+        for rec in records:
+            self._write(rec)
+
+
+def report_status(recording: Recording, ledger: Ledger, send: Callable[[str, dict], object],
+                  scenario_users: Callable[[], int], sleep: Callable[[float], object]) -> None:
+    """A Locust worker's counts for the master's Fleet, every WORKER_STATUS_S while `ledger` records."""
+    while recording.ledger is ledger and not ledger.ended:
+        send("lab_status", ledger.status(scenario_users(), recording.window))
+        sleep(WORKER_STATUS_S)
+
+
+class Recording:
+    """What this Locust process's request hooks (locustfile.py) write to: the harness's ledger
+    (--ledger) or a web-UI swarm's (web_session.py), with the master's Fleet of its workers' reports
+    and, on a worker, the window the master told it."""
+
+    def __init__(self) -> None:
+        self.ledger: Ledger | None = None
+        self.fleet: Fleet | None = None
+        self.window: tuple[float, float] | None = None
+        self.web = False  # a web-UI swarm's: web_session.py ends the rows and the ledger
+        self.flush: Callable[[], object] = lambda: None  # a web-UI worker: send the records it holds
+
+
+RECORDING = Recording()
 
 
 def error_code(text: str | None) -> str | None:
@@ -186,8 +239,9 @@ class Fleet:
     """
 
     def __init__(self, ledger: Ledger, workers: int, send: Callable[[str, dict], object],
-                 sleep: Callable[[float], object]) -> None:
+                 sleep: Callable[[float], object], forwarded: bool = False) -> None:
         self.ledger, self.workers, self.send, self.sleep = ledger, workers, send, sleep
+        self.forwarded = forwarded  # the workers' requests are in the master's own file (web UI)
         self.reports: dict[str, dict] = {}  # worker -> its latest status
         self.ends: dict[str, int] = {}  # worker -> the window's requests it censored at its end
         self.window: list[float] | None = None  # told to the workers
@@ -220,20 +274,48 @@ class Fleet:
         return sum(r["pending"] if r["pending"] is not None and r["window"] == self.window
                    else r["inflight"] for r in self.reports.values())
 
-    def finish(self, reason: str, window: tuple[float, float] | None = None) -> int:
-        """Every worker writes its end (its requests in flight censored); then the master's end mark."""
-        self.send("lab_finish", {"reason": reason, "window": list(window) if window else None})
+    def finish(self, reason: str, window: tuple[float, float] | None = None, end: bool = True,
+               row: int | None = None) -> int:
+        """Every worker writes its end (its requests in flight censored); then the master's end mark.
+        `end=False`, `row`: a web-UI row whose swarm goes on (Ledger.finish)."""
+        self.send("lab_finish", {"reason": reason, "window": list(window) if window else None,
+                                 "end": end, "row": row})
         waited = 0.0
         while len(self.ends) < self.workers and waited < FINISH_WAIT_S:
             self.sleep(TICK_S)
             waited += TICK_S
-        return self.ledger.finish(reason, window, unfinished=self.unfinished())
+        unfinished = self.ledger.finish(reason, window, unfinished=self.unfinished(), end=end, row=row)
+        self.ends = {}  # a web-UI swarm's next row finishes again
+        return unfinished
 
 
-def run_phases(ledger: Ledger, *, window_s: float, warmup_max_s: float, drain_max_s: float,
-               scenario_users: Callable[[], int], sleep: Callable[[float], object],
+@dataclass
+class RowControl:
+    """A web-UI row's phases, steered by what the user does in the Locust web UI (web_session.py):
+    the harness's three phases, with the window closed from outside instead of after a fixed time."""
+    row: int  # the row's number in its swarm: its marks and censored records carry it
+    window_s: float | None = None  # close the window after this long (Record s, the Compare form)
+    close: str | None = None  # why the window closed: "record", "stop", "users", "quit"
+    cut: bool = False  # end the drain now (Stop pressed again, Locust stopping the users)
+    phase: str = "warm-up"  # warm-up, window, drain, done
+    on_phase: Callable[[str], object] | None = None  # told as each phase begins (the samplers' edges)
+    recorded: bool = False  # its row is saved: whoever comes second leaves it
+
+    def enter(self, phase: str) -> None:
+        self.phase = phase
+        if self.on_phase is not None:
+            self.on_phase(phase)
+
+    def closing(self, opened: float, now: float) -> str | None:
+        if self.close is None and self.window_s is not None and now - opened >= self.window_s:
+            self.close = "record"
+        return self.close
+
+
+def run_phases(ledger: Ledger, *, window_s: float | None = None, warmup_max_s: float,
+               drain_max_s: float, scenario_users: Callable[[], int], sleep: Callable[[float], object],
                stop: Callable[[], object], warmup_min_s: float = WARMUP_MIN_S,
-               fleet: Fleet | None = None) -> None:
+               fleet: Fleet | None = None, control: RowControl | None = None) -> str | None:
     """Warm-up until steady, the measured window, the drain; then stop the run.
 
     Steady state: once every scenario user has completed a request, the burst of first requests
@@ -242,11 +324,21 @@ def run_phases(ledger: Ledger, *, window_s: float, warmup_max_s: float, drain_ma
     measured anyway (the window mark says steady=false; the harness's W check tells the result).
     With a `fleet` (locust --processes) the requests are the workers': its reports decide, and the
     marks go to `ledger`, the master's.
+
+    With a `control` (a web-UI row) the window lasts until the control closes it, the marks carry
+    its row, and a row closed because its users changed leaves the ledger recording for the next
+    one. Returns why the window closed ("warm-up": before it opened; None: the ledger ended from
+    outside).
     """
     run = fleet or ledger  # who holds the requests
-    start = ledger.mark("start", **({"workers": fleet.workers} if fleet else {}))
+    tag = {} if control is None else {"row": control.row}
+    workers = {} if fleet is None else {"workers": fleet.workers, **({"forwarded": True} if fleet.forwarded
+                                                                     else {})}
+    start = ledger.mark("start", **workers, **tag)
     while True:
         elapsed = ledger.clock() - start
+        if control is not None and control.close:
+            return "warm-up"
         if elapsed >= warmup_min_s and run.steady(scenario_users()):
             steady = True
             break
@@ -255,17 +347,32 @@ def run_phases(ledger: Ledger, *, window_s: float, warmup_max_s: float, drain_ma
             break
         sleep(TICK_S)
     if ledger.ended:  # the run was stopped from outside (Locust's --run-time backstop, Ctrl-C)
-        return
-    window_start = ledger.mark("window", steady=steady)
-    sleep(window_s)
+        return None
+    window_start = ledger.mark("window", steady=steady, **tag)
+    if control is None:
+        sleep(window_s)
+        reason = "window"
+    else:
+        control.enter("window")
+        while not (reason := control.closing(window_start, ledger.clock())) and not ledger.ended:
+            sleep(TICK_S)
     if ledger.ended:
-        return
-    window = (window_start, ledger.mark("drain"))
+        return None
+    window = (window_start, ledger.mark("drain", **tag))
+    if control is not None:
+        control.enter("drain")
     # Only the window's own requests are waited for: one started before it that is still waiting
     # (a starved user) is written censored at the end, which is all its row needs to know.
-    while not run.drained(window) and ledger.clock() - window[1] < drain_max_s:
+    while (not run.drained(window) and ledger.clock() - window[1] < drain_max_s
+           and not (control is not None and control.cut) and not ledger.ended):
         sleep(TICK_S)
     if ledger.ended:
-        return
-    run.finish("drained" if run.drained(window) else "drain limit", window=window)
-    stop()
+        return None
+    ends = control is None or reason != "users"
+    run.finish("drained" if run.drained(window) else "drain limit", window=window, end=ends,
+               row=None if control is None else control.row)
+    if control is not None:
+        control.enter("done")
+    if ends:
+        stop()
+    return reason

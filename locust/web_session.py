@@ -1,54 +1,90 @@
-"""The web UI's "Comparison" tab: every swarm started from the web UI is recorded and compared.
+"""The web UI's "Comparison" tab: every swarm started from the web UI, and every cell of its Compare
+form, becomes a results.json row measured as a `bench compare` level is (docs/DESIGN.md, Web-UI
+sessions).
 
-Each swarm becomes a results.json row (bench/session.py says how: the window, the flags) in a
-session folder, `results/web-ui-<time>/` (`--session-dir` or LOCUST_SESSION_DIR to choose one;
-bind-mounted under compose, so it survives `down`). The tab shows the session's rows in report.md's
-tables, grouped by scenario and workload; a row can be deleted, the session cleared, and
-results.json, report.md and report.html downloaded (`bench report` renders the same folder).
+Each swarm writes a request ledger (locust/request_ledger.py) to the session's raw/ folder, and its
+rows run the harness's phases on it: warm-up to steady state, the window, the drain that follows
+every request started in the window to its end while the load goes on. The window closes at Stop
+(the swarm then stops once the drain is over; Stop again cuts the drain short), after the form's
+"Record s", at the end of a Compare cell's window, or when the users change (the next row starts its
+warm-up). bench/session.py counts the row with bench/row.py, the code `bench compare` uses. With a
+master and workers (compose, `--processes`) the workers forward their request records to the
+master, which writes the ledger and decides the phases for all of them (request_ledger.Fleet).
 
-Locust's web UI extension points (as in live_memory.py) give the tab; its content and the Host
-field's list of the targets that are up come from web_ui.js, which the index page loads. The form
-also gets "Record s": close the row and stop the swarm after that many seconds of window.
+The tab itself is drawn by web_ui.js from `GET /lab/table` (bench/comparison.py: one table with
+every column, sortable, and its charts); it also offers the Compare form (`POST /lab/compare`),
+earlier sessions and runs under the same results folder (`GET /lab/runs`, opened read-only) beside
+`bench diff`'s comparison of two (`GET /lab/diff`), and the downloads.
 
-Only the process with the web UI records (a master, or a local runner): headless runs and
-workers are untouched, so `bench compare` is unaffected.
+The UI has no login, so what can change state is guarded: a request from another origin is refused,
+Locust's any-origin CORS is removed, and the start form may set only the options it shows.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import gevent
 import psutil
 from flask import Response, jsonify, make_response, request, send_file
+from locust.argument_parser import ui_extra_args_dict
 from locust.runners import (
+    STATE_CLEANUP,
+    STATE_INIT,
     STATE_MISSING,
     STATE_RUNNING,
     STATE_SPAWNING,
     STATE_STOPPED,
+    STATE_STOPPING,
     MasterRunner,
     WorkerRunner,
+)
+from request_ledger import (
+    RECORDING,
+    WARMUP_MIN_S,
+    Fleet,
+    Ledger,
+    RowControl,
+    report_status,
+    run_phases,
 )
 
 from locust import events
 
 try:
+    from bench import comparison, diff
     from bench import session as lab
+    from bench.load import DRAIN_MAX_S, WARMUP_MIN_MAX_S, read_ledger
+    from bench.results import Run
+    from bench.row import Resources
 except ImportError:  # a Locust install without the lab's bench package: no tab (add_comparison_tab)
     lab = None
 
 HERE = Path(__file__).resolve().parent
 TAB = "comparison"
-TICK_S = 0.5
-STOP_WAIT_S = 10.0  # a master waits this long for its workers' last statistics
+TICK_S = 0.5  # Locust's own CPU is sampled this often over a window
+FORWARD_S = 0.1  # a worker sends the request records it holds this often
+RECORD_MSG = "lab_record"  # master -> workers: a swarm is recorded, forward its requests
+ROW_MSG = "lab_row"  # master -> workers: the users changed, a new row's warm-up begins
+RECORDS_MSG = "lab_records"  # worker -> master: request records for the ledger
+CANARY_USERS = 1  # the Canary's fixed_count: a swarm of N users is N + 1 Locust users
 HOSTS_CACHE_S = 5.0
-RESET_MSG, RESET_ACK = "lab_reset_stats", "lab_reset_stats_done"
-FLUSH_MSG, FLUSH_ACK = "lab_send_stats", "lab_send_stats_done"
-ACK_WAIT_S = 3.0  # a worker without the handlers (another locustfile) is not waited for longer
-CANARY = ("/healthz", "GET")
-TTFT = ("/stream first token", "TTFT")
+READY_WAIT_S = 30.0  # a Compare cell waits this long for the runner (and its workers) to be ready
+# What the start form shows besides the lab's own options (include_in_web_ui): nothing else may be
+# set through /swarm (a hidden option such as --ledger names a file Locust writes).
+FORM_FIELDS = {"user_count", "spawn_rate", "host", "user_classes", "shape_class", "run_time", "profile"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+STANDALONE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Concurrency Lab: comparison</title></head>
+<body data-lab="standalone" style="margin: 0 auto; max-width: 1600px">
+<script src="./lab/web-ui.js"></script></body></html>
+"""
 log = logging.getLogger(__name__)
 
 
@@ -65,21 +101,24 @@ def add_session_arguments(parser) -> None:
                         help="folder of this web UI session's rows (default: results/web-ui-<time>)")
 
 
-def _entry(stats, name: str, method: str | None = None):
-    for (entry_name, entry_method), entry in stats.entries.items():
-        if entry_name == name and (method is None or entry_method == method):
-            return entry
-    return None
+def _scenario_users(runner) -> int:
+    """The scenario users this runner runs (a master: its workers' reports), the canary left out."""
+    counts = (runner.reported_user_classes_count if isinstance(runner, MasterRunner)
+              else runner.user_classes_count) or {}
+    return sum(n for name, n in counts.items() if name != "Canary")
 
 
-def figures(entry):
-    """A Locust statistics row as bench.session.Figures: the numbers /stats/requests shows."""
-    if entry is None or not entry.num_requests:
-        return lab.Figures(0, 0)
-    return lab.Figures(requests=entry.num_requests, failures=entry.num_failures,
-                   p50=entry.median_response_time, p95=entry.get_response_time_percentile(0.95),
-                   p99=entry.get_response_time_percentile(0.99), max=entry.max_response_time,
-                   mean=entry.avg_response_time)
+def _locust_cpu_s() -> dict[int, float]:
+    """CPU seconds so far of this Locust process and the workers it forked (`--processes`)."""
+    out = {}
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[proc.pid] = times.user + times.system
+    return out
 
 
 def _busy_cpu_s() -> tuple[float, float]:
@@ -89,45 +128,220 @@ def _busy_cpu_s() -> tuple[float, float]:
     return total - times.idle - getattr(times, "iowait", 0.0), total
 
 
+# --- a worker: forward the requests of a web-UI swarm -------------------------------------------
+
+class Forwarder:
+    """A web-UI worker's request records, sent to the master in batches (the master writes the
+    swarm's ledger): a worker may run on another host, with no folder shared with the master."""
+
+    def __init__(self, runner) -> None:
+        self.runner, self.held = runner, []
+
+    def add(self, record: dict) -> None:
+        self.held.append(record)
+
+    def flush(self) -> None:
+        if self.held:
+            batch, self.held = self.held, []
+            self.runner.send_message(RECORDS_MSG, batch)
+
+    def run(self, ledger: Ledger) -> None:
+        while RECORDING.ledger is ledger:
+            self.flush()
+            gevent.sleep(FORWARD_S)
+        self.flush()
+
+
+@events.init.add_listener
+def record_for_the_master(environment, runner=None, **_kw) -> None:
+    if not isinstance(runner, WorkerRunner):
+        return
+    forwarder = Forwarder(runner)
+
+    def start(environment, msg, **_kw) -> None:
+        ledger = Ledger(forward=forwarder.add)
+        RECORDING.ledger, RECORDING.fleet, RECORDING.window, RECORDING.web = ledger, None, None, True
+        RECORDING.flush = forwarder.flush
+        gevent.spawn(forwarder.run, ledger)
+        gevent.spawn(report_status, RECORDING, ledger, runner.send_message,
+                     lambda: _scenario_users(runner), gevent.sleep)
+
+    def new_row(environment, msg, **_kw) -> None:
+        if RECORDING.ledger is not None:
+            RECORDING.ledger.new_row()
+            RECORDING.window = None
+
+    def stopped(**_kw) -> None:
+        if RECORDING.web:  # the swarm is over: its last records go, and nothing more is recorded
+            forwarder.flush()
+            RECORDING.ledger, RECORDING.web = None, False
+
+    runner.register_message(RECORD_MSG, start)
+    runner.register_message(ROW_MSG, new_row)
+    environment.events.test_stop.add_listener(stopped)
+
+
+# --- the master (or a local runner): rows -------------------------------------------------------
+
+@dataclass
+class ComparePlan:
+    """The Compare form's cells, run one after another: each a swarm of one target at one users
+    level, recorded for `window_s` and drained, as `bench compare --targets ... --users ...` would."""
+    cells: list[tuple[str, str, int]]  # (Host URL, target, users)
+    window_s: float
+    db_ms: int
+    llm_ms: int
+    done: int = 0
+    current: str = ""
+    cancelled: bool = False
+    finished: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def status(self) -> dict:
+        return {"cells": len(self.cells), "done": self.done, "current": self.current,
+                "cancelled": self.cancelled, "finished": self.finished, "problems": self.problems,
+                "window_s": self.window_s}
+
+
 class Recorder:
-    """Follows the runner: warm-up, window, close; one bench.session.Swarm per row."""
+    """Each swarm's ledger, each row's phases on it, and the row saved once its drain is over."""
 
     def __init__(self, environment, session, watch) -> None:
         self.env, self.session, self.watch = environment, session, watch
-        self.swarm = None  # the row being recorded
-        self.base_requests = 0  # completed requests when the users were all spawned
-        self.spawned_at: float | None = None
-        self.cpu_base: tuple[float, dict[str, float], tuple[float, float]] | None = None
+        self.ledger: Ledger | None = None
+        self.ledger_path: Path | None = None
+        self.control: RowControl | None = None
+        self.swarm: lab.Swarm | None = None  # the row being recorded
+        self.rows = None  # the greenlet running the rows' phases
+        self.idle: dict[str, float] = {}  # memory before the swarm's load
+        # the window's start: (monotonic time, the target's CPU s per process, Locust's, the machine's)
+        self.cpu_base: tuple[float, dict[str, float], dict[int, float], tuple[float, float]] | None = None
         self.locust_cpu: list[float] = []
-        self.resetting = False
-        self.stopping = False
-        self.acks_pending: set[str] = set()  # workers yet to confirm their statistics restarted
-        self.flush_pending: set[str] = set()  # workers yet to send their last statistics
-        self.window_asked: float | None = None
+        self.resources = Resources()
+        self.recorded = 0  # rows saved since Locust started
+        self.plan: ComparePlan | None = None
+        self.problem: str | None = None  # the last row that could not be saved: shown in the tab
 
-    # --- the swarm's life -----------------------------------------------------------------
+    @property
+    def runner(self):
+        return self.env.runner
 
-    def scenario_users(self) -> int:
-        runner = self.env.runner
-        # A master runs no users itself: its workers report theirs.
-        counts = (runner.reported_user_classes_count if isinstance(runner, MasterRunner)
-                  else runner.user_classes_count) or {}
-        return sum(n for name, n in counts.items() if name != "Canary")
+    def master(self) -> bool:
+        return isinstance(self.runner, MasterRunner)
 
     def scenario(self) -> str:
-        names = [cls.__name__ for cls in self.env.runner.user_classes or self.env.user_classes]
+        names = [cls.__name__ for cls in self.runner.user_classes or self.env.user_classes]
         return next((lab.SCENARIO_OF_CLASS[n] for n in names if n in lab.SCENARIO_OF_CLASS),
                     "recommendation")
 
-    def begin(self, idle: dict[str, float] | None = None) -> None:
-        opts = self.env.parsed_options
-        self.window_asked, self.acks_pending = None, set()
-        self.swarm = lab.Swarm(host=self.env.host or "", users=0, scenario=self.scenario(),
-                           db_ms=int(opts.db_ms), llm_ms=int(opts.llm_ms), started=time.time(),
-                           closed=time.time(), runtime=self.watch.mode if self.watch else "native",
-                           jobs_endpoint=getattr(opts, "jobs_endpoint", None))
-        self.swarm.idle = idle if idle is not None else self.memory_now()
-        self.spawned_at, self.cpu_base, self.locust_cpu = None, None, []
+    def window_s(self) -> float | None:
+        if self.plan is not None and not self.plan.finished:
+            return self.plan.window_s
+        record_s = float(getattr(self.env.parsed_options, "record_s", 0) or 0)
+        return record_s if record_s > 0 else None
+
+    # --- a swarm ------------------------------------------------------------------------------
+
+    def on_test_start(self, **_kw) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-%f")
+        raw = self.session.run_dir / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        self.ledger_path = raw / f"swarm-{stamp}_requests.jsonl"
+        self.ledger = Ledger(self.ledger_path)
+        self.idle = self.memory_now()
+        RECORDING.ledger, RECORDING.window, RECORDING.web = self.ledger, None, True
+        RECORDING.fleet = None
+        if self.master():
+            workers = [c for c in self.runner.clients.all if c.state != STATE_MISSING]
+            RECORDING.fleet = Fleet(self.ledger, len(workers), self.runner.send_message, gevent.sleep,
+                                    forwarded=True)
+            self.runner.send_message(RECORD_MSG)  # before the spawn messages, on the same connection
+        self.rows = gevent.spawn(self.run_rows, self.ledger)
+
+    def on_test_stop(self, **_kw) -> None:
+        """The users are gone (Stop after the drain, Record s, Locust's own run time, Ctrl-C): a row
+        still open is closed with what it has, its unfinished requests censored."""
+        control, swarm = self.control, self.swarm
+        if control is not None and not control.recorded and self.ledger is not None:
+            self.finish_now(control, swarm)
+        if self.ledger is not None:
+            self.ledger.finish("stopped")
+            self.ledger.close()
+        if RECORDING.ledger is self.ledger:
+            RECORDING.ledger, RECORDING.fleet, RECORDING.web = None, None, False
+        self.ledger, self.control, self.swarm = None, None, None
+
+    def on_test_stopping(self, **_kw) -> None:
+        control = self.control
+        if control is not None and control.phase in ("warm-up", "window", "drain"):
+            control.close = control.close or "stop"
+            control.cut = True  # the users are being stopped: nothing more will be answered
+
+    def on_quitting(self, **_kw) -> None:
+        self.on_test_stop()  # Ctrl-C mid-swarm: what the window has is kept
+        self.session.discard_if_empty()
+
+    def run_rows(self, ledger: Ledger) -> None:
+        try:
+            self._run_rows(ledger)
+        except Exception as exc:  # a row that cannot be measured must not take the web UI down
+            log.exception("web UI session recorder")
+            self.problem = f"{type(exc).__name__}: {exc}"
+
+    def _run_rows(self, ledger: Ledger) -> None:
+        row = 0
+        while self.ledger is ledger:
+            row += 1
+            window_s = self.window_s()
+            control = RowControl(row=row, window_s=window_s, on_phase=self.on_phase)
+            self.control = control
+            opts = self.env.parsed_options
+            self.swarm = lab.Swarm(
+                host=self.env.host or "", users=0, scenario=self.scenario(), db_ms=int(opts.db_ms),
+                llm_ms=int(opts.llm_ms), started=time.time(), closed=time.time(), idle=self.idle,
+                runtime=self.watch.mode if self.watch else "native",
+                jobs_endpoint=getattr(opts, "jobs_endpoint", None))
+            warmup_max_s = max(window_s, WARMUP_MIN_MAX_S) if window_s else lab.WARMUP_MAX_S
+            reason = run_phases(ledger, warmup_min_s=WARMUP_MIN_S, warmup_max_s=warmup_max_s,
+                                drain_max_s=DRAIN_MAX_S, scenario_users=self.scenario_users,
+                                sleep=gevent.sleep, stop=lambda: None, fleet=RECORDING.fleet,
+                                control=control)
+            if reason is None or control.recorded:  # the swarm ended from outside: on_test_stop saved it
+                return
+            if reason == "warm-up":
+                if control.close == "users":  # the users changed before a window opened: warm up again
+                    continue
+                self.finish_now(control, self.swarm)  # stopped during the warm-up: a "too short" row
+            else:
+                self.save(control, self.swarm)
+            if reason != "users":
+                self.stop_runner()
+                return
+
+    def scenario_users(self) -> int:
+        fleet = RECORDING.fleet
+        return fleet.users() if fleet is not None else _scenario_users(self.runner)
+
+    def stop_runner(self) -> None:
+        if self.runner.state not in (STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP):
+            self.runner.stop()
+
+    # --- a row's edges ------------------------------------------------------------------------
+
+    def on_phase(self, phase: str) -> None:
+        if self.swarm is None:
+            return
+        if phase == "window":  # the samplers start over: what the window costs
+            self.swarm.window_opened = time.time()
+            self.swarm.users = self.scenario_users()
+            if self.watch:
+                self.watch.reset_peak()
+                self.watch.sample_once()
+            cpu = self.watch.source.cpu_seconds() if self.watch else {}
+            self.cpu_base, self.locust_cpu = (time.monotonic(), cpu, _locust_cpu_s(), _busy_cpu_s()), []
+        elif phase == "drain":
+            self.swarm.closed = time.time()
+            self.resources = self.resources_now()
 
     def memory_now(self) -> dict[str, float]:
         if not self.watch:
@@ -137,165 +351,49 @@ class Recorder:
             return {"pss": row["working_set_mb"]}
         return {k: row[f"{k}_mb"] for k in ("pss", "rss", "uss") if f"{k}_mb" in row}
 
-    def on_test_start(self, **_kw) -> None:
-        self.close()  # a swarm still open (started again without a stop) ends here
-        self.stopping = False
-        self.begin()
-
-    def on_test_stopping(self, **_kw) -> None:
-        if self.swarm and not self.stopping:
-            self.stopping = True
-            self.swarm.closed = time.time()
-            gevent.spawn(self._close_when_stopped)
-
-    def _close_when_stopped(self) -> None:
-        runner = self.env.runner
-        deadline = time.monotonic() + STOP_WAIT_S
-        while runner.state != STATE_STOPPED and time.monotonic() < deadline:
-            gevent.sleep(0.2)
-        if isinstance(runner, MasterRunner):
-            # A stopped worker still holds the requests it finished since its last report (every
-            # 3 s): ask each for them, and close once all have answered (the answer follows the
-            # report on the same connection).
-            self.flush_pending = {c.id for c in runner.clients.all if c.state != STATE_MISSING}
-            runner.send_message(FLUSH_MSG)
-            flush_deadline = time.monotonic() + ACK_WAIT_S
-            while self.flush_pending and time.monotonic() < flush_deadline:
-                gevent.sleep(0.05)
-        self.close(at=self.swarm.closed if self.swarm else None)
-
-    def on_flush_ack(self, environment, msg, **_kw) -> None:
-        self.flush_pending.discard(msg.node_id)
-
-    def on_reset_stats(self, **_kw) -> None:
-        """The user pressed Reset: the window starts again from here."""
-        if self.swarm and self.swarm.window_opened and not self.resetting:
-            self._open_window(reset=False)
-
-    def on_quitting(self, **_kw) -> None:
-        self.close()  # Ctrl-C mid-swarm: what the window has is kept
-        self.session.discard_if_empty()
-
-    def tick(self) -> None:
-        swarm, runner = self.swarm, self.env.runner
-        if swarm is None or self.stopping or runner.state not in (STATE_SPAWNING, STATE_RUNNING):
-            return
-        users = self.scenario_users()
-        opts = self.env.parsed_options
-        changed = (users, self.env.host or "", int(opts.db_ms), int(opts.llm_ms)) != (
-            swarm.users, swarm.host, swarm.db_ms, swarm.llm_ms)
-        if swarm.users and changed:  # the Edit form changed the load: a new row
-            idle = swarm.idle
-            self.close()
-            self.begin(idle)
-            return
-        if runner.state == STATE_RUNNING and self.spawned_at is None:
-            self.spawned_at, swarm.users = time.time(), users
-            self.base_requests = runner.stats.total.num_requests
-        if self.spawned_at is None:
-            return
-        if self.cpu_base is not None:
-            self.locust_cpu.append(self._locust_cpu_now())
-        waited = time.time() - self.spawned_at
-        if swarm.window_opened is None:
-            answered = runner.stats.total.num_requests - self.base_requests >= swarm.users
-            if self.window_asked is not None:
-                if time.monotonic() - self.window_asked > ACK_WAIT_S:
-                    log.warning("workers %s did not confirm the statistics reset", self.acks_pending)
-                    self._open_window(reset=True)
-            elif (answered and waited >= lab.WARMUP_MIN_S) or waited >= lab.WARMUP_MAX_S:
-                swarm.steady = answered
-                self._ask_for_window()
-        record_s = float(getattr(self.env.parsed_options, "record_s", 0) or 0)
-        if swarm.window_opened and record_s > 0 and time.time() - swarm.window_opened >= record_s:
-            runner.stop()
-
-    def _ask_for_window(self) -> None:
-        """Open the window now, or on a master once every worker has restarted its statistics.
-
-        A worker reports the requests of the last few seconds at once; were only the master's
-        statistics reset, its next report would carry requests from before the window. So each
-        worker resets first and confirms; the confirmation comes on the same connection after any
-        report sent before the reset, so once all are in, the master resets too: the window then
-        holds only requests that finished inside it."""
-        runner = self.env.runner
-        workers = ({c.id for c in runner.clients.all if c.state != STATE_MISSING}
-                   if isinstance(runner, MasterRunner) else set())
-        if not workers:
-            self._open_window(reset=True)
-            return
-        self.acks_pending, self.window_asked = workers, time.monotonic()
-        runner.send_message(RESET_MSG)
-
-    def on_reset_ack(self, environment, msg, **_kw) -> None:
-        self.acks_pending.discard(msg.node_id)
-        if self.window_asked is not None and not self.acks_pending and self.swarm:
-            self._open_window(reset=True)
-
-    def _open_window(self, reset: bool) -> None:
-        self.window_asked, self.acks_pending = None, set()
-        if reset:  # what the web UI's Reset does: Locust's statistics (and the memory peaks) restart
-            self.resetting = True
-            try:
-                self.env.events.reset_stats.fire()
-                self.env.runner.stats.reset_all()
-            finally:
-                self.resetting = False
-        self.swarm.window_opened = time.time()
-        if self.watch:
-            self.watch.sample_once()  # fresh figures at the window's edge (Docker's come from samples)
-        cpu = self.watch.source.cpu_seconds() if self.watch else {}
-        self.cpu_base = (time.monotonic(), cpu, _busy_cpu_s())
-        self.locust_cpu = []
-
-    def _locust_cpu_now(self) -> float:
-        runner = self.env.runner
-        if isinstance(runner, MasterRunner):  # the workers make the load; each reports its CPU
-            return max((w.cpu_usage or 0.0 for w in runner.clients.values()), default=0.0)
-        return float(getattr(runner, "current_cpu_usage", 0.0) or 0.0)
-
-    def close(self, at: float | None = None) -> None:
-        """The row of the swarm being recorded, saved now (nothing when none is open)."""
-        swarm, self.swarm = self.swarm, None
-        if swarm is None:
-            return
-        swarm.closed = at or time.time()
-        swarm.users = swarm.users or self.scenario_users()  # stopped while spawning: as far as it got
-        if not swarm.users:
-            return  # not one user started: nothing to record
-        stats = self.env.runner.stats
-        swarm.row = figures(_entry(stats, lab.ROW_OF_SCENARIO[swarm.scenario]))
-        swarm.canary = figures(_entry(stats, *CANARY))
-        swarm.ttft = figures(_entry(stats, *TTFT)) if swarm.scenario == "stream" else None
+    def resources_now(self) -> Resources:
+        """What the target, Locust and the machine used since the window opened."""
+        peak: dict[str, float] = {}
+        processes = 0
         if self.watch:
             self.watch.sample_once()
             peaks = self.watch.peaks
             if "working_set_mb" in peaks:
-                swarm.peak = {"pss": peaks["working_set_mb"]}
+                peak = {"pss": peaks["working_set_mb"]}
             else:
-                swarm.peak = {k: peaks[f"{k}_mb"] for k in ("pss", "rss", "uss") if f"{k}_mb" in peaks}
-            # the idle sample is one of this swarm's samples too (taken before the peaks restart):
-            # PSS moves as pages are shared, and a peak 0.1 MB under idle read as memory given back
-            swarm.peak = {k: max(v, swarm.idle.get(k, v)) for k, v in swarm.peak.items()}
-            if self.watch.mode == "native":  # a container's PIDs count threads: the manifest's count stands
-                swarm.processes = int(self.watch.latest.get("processes") or 0)
+                peak = {k: peaks[f"{k}_mb"] for k in ("pss", "rss", "uss") if f"{k}_mb" in peaks}
+            # PSS moves as pages are shared: a peak a little under idle would read as memory given back
+            peak = {k: max(v, self.idle.get(k, v)) for k, v in peak.items()}
+            if self.watch.mode == "native":  # a container's PIDs count threads: the manifest's stands
+                processes = int(self.watch.latest.get("processes") or 0)
+        target_cpu = max_process_cpu = machine_cpu = locust = busiest = None
+        workers = len(self.runner.clients.values()) if self.master() else 0
         if self.cpu_base is not None:
-            t0, cpu0, (busy0, total0) = self.cpu_base
+            t0, cpu0, locust0, (busy0, total0) = self.cpu_base
             elapsed = time.monotonic() - t0
             cpu1 = self.watch.source.cpu_seconds() if self.watch else {}
             deltas = [cpu1[k] - cpu0[k] for k in cpu1 if k in cpu0]
             if deltas and elapsed > 0:
-                swarm.target_cpu = 100 * sum(deltas) / elapsed
-                swarm.max_process_cpu = 100 * max(deltas) / elapsed
+                target_cpu, max_process_cpu = 100 * sum(deltas) / elapsed, 100 * max(deltas) / elapsed
             busy1, total1 = _busy_cpu_s()
             if total1 > total0:
-                swarm.machine_cpu = 100 * (busy1 - busy0) / (total1 - total0)
-            if self.locust_cpu:
-                swarm.locust_cpu = sum(self.locust_cpu) / len(self.locust_cpu)
-        try:
-            self.session.add(swarm)
-        except Exception:  # a row that cannot be saved must not take the web UI down
-            log.exception("could not record the swarm against %s", swarm.host)
+                machine_cpu = 100 * (busy1 - busy0) / (total1 - total0)
+            locust1 = _locust_cpu_s()
+            mine = [locust1[p] - locust0[p] for p in locust1 if p in locust0]
+            if elapsed > 0 and (not workers or len(mine) > 1):  # measured: every Locust process is here
+                locust, busiest = 100 * sum(mine) / elapsed, 100 * max(mine) / elapsed
+        if locust is None and self.locust_cpu:  # workers elsewhere (compose): as each reports its own
+            locust = busiest = sum(self.locust_cpu) / len(self.locust_cpu)
+        return Resources(peak=peak, target_cpu=target_cpu, max_process_cpu=max_process_cpu,
+                         locust_cpu=locust, locust_busiest=busiest if workers else None,
+                         locust_processes=workers, machine_cpu=machine_cpu, processes=processes)
+
+    def tick(self) -> None:
+        """Locust's CPU over the window where its workers run elsewhere (compose): each reports its
+        own, and the busiest counts. Natively the process tree's CPU time is read instead."""
+        if self.control is None or self.control.phase != "window" or not self.master():
+            return
+        self.locust_cpu.append(max((w.cpu_usage or 0.0 for w in self.runner.clients.values()), default=0.0))
 
     def run(self) -> None:
         while True:
@@ -305,9 +403,186 @@ class Recorder:
                 log.exception("web UI session recorder")
             gevent.sleep(TICK_S)
 
+    # --- a row's end ---------------------------------------------------------------------------
+
+    def finish_now(self, control: RowControl, swarm) -> None:
+        """Close a row at once (no drain: the users are gone or going): the window ends now, its
+        unfinished requests are censored, the row is saved."""
+        if control.recorded or self.ledger is None:
+            return
+        ledger = self.ledger
+        if control.phase == "warm-up":  # never steady: the whole warm-up is the (too short) row
+            start = read_ledger(self.ledger_path, row=control.row).marks.get("start", {}).get("t")
+            ledger.mark("window", steady=False, row=control.row, at=start)
+            control.enter("window")
+            swarm.window_opened = None
+        if control.phase == "window":
+            ledger.mark("drain", row=control.row)
+            control.enter("drain")
+        window = self.window_of(control)
+        fleet = RECORDING.fleet
+        if fleet is not None and fleet.reports:
+            fleet.finish("stopped", window=window, end=False, row=control.row)
+        else:
+            ledger.finish("stopped", window=window, end=False, row=control.row)
+        self.save(control, swarm)
+
+    def window_of(self, control: RowControl) -> tuple[float, float] | None:
+        marks = read_ledger(self.ledger_path, row=control.row).marks
+        return (marks["window"]["t"], marks["drain"]["t"]) if "window" in marks and "drain" in marks else None
+
+    def save(self, control: RowControl, swarm) -> None:
+        if control.recorded or swarm is None:
+            return
+        control.recorded = True
+        try:
+            ledger = read_ledger(self.ledger_path, row=control.row)
+            if not swarm.users:  # stopped while spawning: as far as it got
+                swarm.users = self.scenario_users()
+            if not swarm.users:
+                return  # not one user started: nothing to record
+            swarm.resources = self.resources
+            self.session.add(ledger, swarm)
+            self.recorded += 1
+            self.problem = None
+        except Exception as exc:  # a row that cannot be saved must not take the web UI down
+            log.exception("could not record the swarm against %s", swarm.host)
+            self.problem = f"the row against {swarm.host} could not be saved: {type(exc).__name__}: {exc}"
+
+    # --- what the UI asks ----------------------------------------------------------------------
+
+    def stop_asked(self) -> bool:
+        """Stop: the window closes now and the swarm stops once its requests have finished (a second
+        Stop cuts the drain short). False where Locust should stop at once itself."""
+        control = self.control
+        if control is None or self.rows is None or self.rows.dead or control.recorded:
+            return False
+        if self.plan is not None and not self.plan.finished:
+            self.plan.cancelled = True
+        if control.phase == "drain":
+            control.cut = True
+        else:
+            control.close = control.close or "stop"
+        return True
+
+    def users_changing(self) -> None:
+        """A /swarm while the swarm runs (the Edit form): the row closes; the next one warms up."""
+        control = self.control
+        if control is None or control.recorded or self.ledger is None:
+            return
+        control.close = control.close or "users"
+        self.ledger.new_row()
+        if self.master():
+            self.runner.send_message(ROW_MSG)
+
+    def recording(self) -> dict | None:
+        control, swarm = self.control, self.swarm
+        if control is None or swarm is None or control.recorded:
+            return None
+        opened = swarm.window_opened
+        return {"host": swarm.host, "users": swarm.users or self.scenario_users(), "row": control.row,
+                "phase": control.phase,
+                "window_s": round((swarm.closed if control.phase != "window" else time.time()) - opened, 1)
+                if opened else 0.0,
+                "record_s": control.window_s or 0.0}
+
+    # --- the Compare form ------------------------------------------------------------------------
+
+    def compare(self, plan: ComparePlan) -> None:
+        self.plan = plan
+        gevent.spawn(self.run_plan, plan)
+
+    def run_plan(self, plan: ComparePlan) -> None:
+        try:
+            for url, target, users in plan.cells:
+                if plan.cancelled:
+                    break
+                plan.current = f"{target} @ {users} users"
+                if not self.wait_ready():
+                    plan.problems.append(f"{plan.current}: Locust was not ready to start")
+                    break
+                opts = self.env.parsed_options
+                self.env.host, opts.db_ms, opts.llm_ms = url, plan.db_ms, plan.llm_ms
+                before = self.recorded
+                self.runner.start(users + CANARY_USERS, spawn_rate=users + CANARY_USERS)
+                deadline = time.monotonic() + max(plan.window_s, WARMUP_MIN_MAX_S) * 2 + DRAIN_MAX_S + 60
+                while (self.recorded == before and not plan.cancelled and self.problem is None
+                       and time.monotonic() < deadline):
+                    gevent.sleep(0.2)
+                if self.recorded == before and not plan.cancelled:
+                    plan.problems.append(f"{plan.current}: {self.problem or 'no row was recorded'}")
+                    self.stop_runner()
+                plan.done += 1
+        except Exception as exc:
+            log.exception("compare plan")
+            plan.problems.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            if plan.cancelled:
+                self.stop_runner()
+            plan.current, plan.finished = "", True
+
+    def wait_ready(self) -> bool:
+        """Until the runner can start a swarm (a master: its workers back from the last one)."""
+        deadline = time.monotonic() + READY_WAIT_S
+        while time.monotonic() < deadline:
+            runner = self.runner
+            idle = runner.state in (STATE_INIT, STATE_STOPPED) and self.control is None
+            if idle and (not self.master() or (runner.clients.ready
+                                               and len(runner.clients.ready) == len(runner.clients.all))):
+                return True
+            gevent.sleep(0.2)
+        return False
+
+
+def plan_from_form(body: object, hosts: list[dict], workload: tuple[int, int]) -> ComparePlan:
+    """The Compare form's JSON: {"hosts": [URL, ...], "users": [N, ...], "window_s": S, "db_ms",
+    "llm_ms"}. Every URL must be one the Host list offers; users 1 comes first, as in bench compare."""
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    offered = {h["url"]: h["target"] for h in hosts}
+    chosen = body.get("hosts")
+    if not isinstance(chosen, list) or not chosen or any(h not in offered for h in chosen):
+        raise ValueError("hosts: pick one or more of the targets that are up")
+    users = body.get("users")
+    if (not isinstance(users, list) or not users
+            or any(not isinstance(u, int) or isinstance(u, bool) or not 1 <= u <= 5000 for u in users)):
+        raise ValueError("users: a list of whole numbers from 1 to 5000")
+    window_s = body.get("window_s", 10)
+    if not isinstance(window_s, int | float) or isinstance(window_s, bool) or not 3 <= window_s <= 600:
+        raise ValueError("window_s: seconds from 3 to 600")
+    db_ms, llm_ms = body.get("db_ms", workload[0]), body.get("llm_ms", workload[1])
+    for name, value, top in (("db_ms", db_ms, 5000), ("llm_ms", llm_ms, 20000)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+            raise ValueError(f"{name}: whole milliseconds from 0 to {top}")
+    levels = sorted({1, *users})  # the 1-user row is each target's own L1: its ceiling
+    return ComparePlan([(url, offered[url], n) for url in dict.fromkeys(chosen) for n in levels],
+                       float(window_s), db_ms, llm_ms)
+
+
+# --- the web UI -----------------------------------------------------------------------------------
+
+def error(status: int, code: str, message: str) -> Response:
+    return make_response(jsonify({"error": {"code": code, "message": message}}), status)
+
+
+def cross_origin(req) -> bool:
+    """A browser's request made by another site's page: its Origin is not this server, or the
+    browser says so (Sec-Fetch-Site). Requests without either (curl, scripts) are the user's own."""
+    if req.headers.get("Sec-Fetch-Site") == "cross-site":
+        return True
+    origin = req.headers.get("Origin")
+    if not origin:
+        return False
+    return urlparse(origin).netloc != req.host
+
+
+def hidden_fields(form, shown: set[str]) -> list[str]:
+    """The fields of a /swarm form that the start form does not show."""
+    return sorted(set(form) - FORM_FIELDS - shown)
+
 
 def _inject_script(response: Response) -> Response:
-    """The index page loads web_ui.js (the Comparison tab's content, the Host field's list)."""
+    """The index page loads web_ui.js (the Comparison tab, the Host field's list)."""
     if response.mimetype == "text/html" and not response.direct_passthrough:
         html = response.get_data(as_text=True)
         if "</body>" in html and "lab/web-ui.js" not in html:
@@ -317,7 +592,7 @@ def _inject_script(response: Response) -> Response:
 
 def _keep_polling_while_stopping(response: Response) -> Response:
     """The web UI polls /stats/requests only while a swarm spawns or runs. When the server stops a
-    swarm itself (Record s) a master passes through "stopping" while its workers stop, and a UI
+    swarm itself (after a drain) a master passes through "stopping" while its workers stop, and a UI
     that saw it would stop polling and show "STOPPING" for good; so that brief state reads as
     "running" here and the UI polls on until "stopped"."""
     body = response.get_json()
@@ -327,23 +602,24 @@ def _keep_polling_while_stopping(response: Response) -> Response:
     return response
 
 
-@events.init.add_listener
-def reset_when_the_master_asks(environment, runner=None, **_kw) -> None:
-    """A worker restarts its statistics when a web-UI swarm's window opens (Recorder._ask_for_window)
-    and reports at once when it closes (Recorder._close_when_stopped)."""
-    if not isinstance(runner, WorkerRunner):
+def _without_cors(app) -> None:
+    """Locust lets every origin read every answer (flask-cors); the lab's UI serves itself only."""
+    funcs = app.after_request_funcs.get(None, [])
+    app.after_request_funcs[None] = [f for f in funcs if "cors" not in getattr(f, "__module__", "")]
+
+
+def _render_reports(run_dir: Path) -> None:
+    """report.md and report.html (`bench report`), in another process: the charts take a core for a
+    moment, which inside Locust's loop would hold back the users of the row being measured. Only
+    when results.json is newer than the reports, so asking again costs nothing."""
+    results, html = run_dir / "results.json", run_dir / "report.html"
+    if html.exists() and html.stat().st_mtime >= results.stat().st_mtime:
         return
-
-    def reset(environment, msg, **_kw) -> None:
-        environment.runner.stats.reset_all()
-        environment.runner.send_message(RESET_ACK)
-
-    def send_stats(environment, msg, **_kw) -> None:
-        environment.runner._send_stats()  # the report a worker sends every 3 s, now (as on "quit")
-        environment.runner.send_message(FLUSH_ACK)
-
-    runner.register_message(RESET_MSG, reset)
-    runner.register_message(FLUSH_MSG, send_stats)
+    from gevent import subprocess
+    done = subprocess.run([sys.executable, "-m", "bench.report", str(run_dir)], capture_output=True,
+                          timeout=300, check=False, cwd=str(HERE.parent))
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode(errors="replace")[-2000:])
 
 
 @events.init.add_listener
@@ -353,7 +629,6 @@ def add_comparison_tab(environment, web_ui=None, **_kw) -> None:
     if lab is None:
         log.warning("no Comparison tab: the lab's bench package is not importable")
         return
-    from bench.report import render_comparison  # matplotlib and jinja2: only where there is a UI
     opts = environment.parsed_options
     workload = (int(opts.db_ms), int(opts.llm_ms))  # the command line's: the session's own workload
     registry = Path(opts.lab_targets) if opts.lab_targets else None
@@ -363,69 +638,164 @@ def add_comparison_tab(environment, web_ui=None, **_kw) -> None:
     recorder = Recorder(environment, session, getattr(environment, "target_memory", None))
     environment.events.test_start.add_listener(recorder.on_test_start)
     environment.events.test_stopping.add_listener(recorder.on_test_stopping)
-    environment.events.reset_stats.add_listener(recorder.on_reset_stats)
+    environment.events.test_stop.add_listener(recorder.on_test_stop)
     environment.events.quitting.add_listener(recorder.on_quitting)
     if isinstance(environment.runner, MasterRunner):
-        environment.runner.register_message(RESET_ACK, recorder.on_reset_ack)
-        environment.runner.register_message(FLUSH_ACK, recorder.on_flush_ack)
+        environment.runner.register_message(
+            RECORDS_MSG, lambda msg, **_: RECORDING.ledger and RECORDING.ledger.write_forwarded(msg.data))
     gevent.spawn(recorder.run)
     web_ui.template_args.setdefault("extended_tabs", []).append({"title": "Comparison", "key": TAB})
     auth = web_ui.auth_required_if_enabled
     hosts_cache: dict[str, object] = {"at": 0.0, "hosts": []}
+    shown_options: set[str] = set()
+    app = web_ui.app
+    _without_cors(app)
 
-    @web_ui.app.after_request
+    def hosts_up() -> list[dict]:
+        if time.monotonic() - hosts_cache["at"] > HOSTS_CACHE_S:
+            hosts_cache.update(at=time.monotonic(), hosts=lab.hosts_up(compose, lab.read_registry(registry)))
+        return hosts_cache["hosts"]
+
+    def run_dir(run_id: str | None) -> Path | None:
+        """The session's own folder, or an earlier run of the same results folder (by its name)."""
+        if not run_id or run_id == session.run_dir.name:
+            return session.run_dir
+        return lab.run_folder(session.run_dir.parent, run_id)
+
+    @app.before_request
+    def guard():
+        if request.method not in SAFE_METHODS and cross_origin(request):
+            return error(403, "cross_origin", "requests from another site's page are refused")
+        if request.method == "POST" and request.path.endswith("/swarm"):
+            if not shown_options:
+                shown_options.update(ui_extra_args_dict())
+            hidden = hidden_fields(request.form, shown_options)
+            if hidden:
+                return error(400, "invalid_parameter",
+                             f"the start form does not set {', '.join(hidden)}")
+            if recorder.plan is not None and not recorder.plan.finished:
+                return error(409, "comparing", "a comparison is running: cancel it in the Comparison tab")
+            if environment.runner.state in (STATE_RUNNING, STATE_SPAWNING):
+                recorder.users_changing()
+        if request.method == "POST" and request.path.endswith("/stop") and recorder.stop_asked():
+            return jsonify({"success": True, "message": "the window closed: stopping once its requests "
+                                                        "have finished (Stop again to stop now)"})
+        return None
+
+    @app.after_request
     def inject(response):
         if request.path.endswith("/stats/requests") and response.is_json:
             return _keep_polling_while_stopping(response)
         return _inject_script(response) if request.path.endswith("/") else response
 
-    @web_ui.app.route("/lab/web-ui.js")
+    @app.route("/lab/web-ui.js")
     def web_ui_js():
         return send_file(HERE / "web_ui.js", mimetype="text/javascript", max_age=0)
 
-    @web_ui.app.route("/lab/hosts")
+    @app.route("/comparison")
+    @auth
+    def comparison_page():
+        """The Comparison tab on a page of its own (a link to share, a screenshot to take)."""
+        return Response(STANDALONE_PAGE, mimetype="text/html")
+
+    @app.route("/lab/charts.js")
+    def charts_js():
+        return send_file(comparison.CHARTS_JS, mimetype="text/javascript", max_age=0)
+
+    @app.route("/lab/hosts")
     @auth
     def hosts():
-        if time.monotonic() - hosts_cache["at"] > HOSTS_CACHE_S:
-            hosts_cache.update(at=time.monotonic(), hosts=lab.hosts_up(compose, lab.read_registry(registry)))
-        return jsonify(hosts_cache["hosts"])
+        return jsonify(hosts_up())
 
-    @web_ui.app.route("/lab/session")
+    @app.route("/lab/session")
     @auth
     def session_info():
-        swarm = recorder.swarm
-        recording = None if swarm is None else {
-            "host": swarm.host, "users": swarm.users,
-            "phase": "window" if swarm.window_opened else "warm-up",
-            "window_s": round(time.time() - swarm.window_opened, 1) if swarm.window_opened else 0.0,
-            "record_s": float(getattr(environment.parsed_options, "record_s", 0) or 0)}
         return jsonify({"run_id": session.run_dir.name, "dir": str(session.run_dir),
-                        "rows": len(session.run.results), "recording": recording})
+                        "rows": len(session.run.results), "recording": recorder.recording(),
+                        "compare": recorder.plan.status() if recorder.plan else None,
+                        "problem": recorder.problem,
+                        "workload": {"db_ms": workload[0], "llm_ms": workload[1]}})
 
-    @web_ui.app.route("/lab/comparison")
+    @app.route("/lab/runs")
     @auth
-    def comparison():
-        return render_comparison(session.run)
+    def runs():
+        listed = lab.list_runs(session.run_dir.parent, current=session.run_dir.name)
+        if not any(r["run_id"] == session.run_dir.name for r in listed):  # no row yet: no folder yet
+            listed.insert(0, {"run_id": session.run_dir.name, "kind": "web-ui", "rows": 0,
+                              "started_at": session.run.started_at, "command": None})
+        return jsonify(listed)
 
-    @web_ui.app.route("/lab/comparison", methods=["DELETE"])
+    @app.route("/lab/table")
+    @auth
+    def table():
+        folder = run_dir(request.args.get("run"))
+        if folder is None:
+            return error(404, "not_found", "no such run in this results folder")
+        run = session.run if folder == session.run_dir else Run.load(folder)
+        return jsonify({**comparison.comparison_json(run), "current": folder == session.run_dir})
+
+    @app.route("/lab/diff")
+    @auth
+    def compare_runs():
+        a, b = run_dir(request.args.get("a")), run_dir(request.args.get("b"))
+        if a is None or b is None:
+            return error(404, "not_found", "no such run in this results folder")
+        runs = [session.run if d == session.run_dir else Run.load(d) for d in (a, b)]
+        return jsonify(diff.diff_json(diff.diff(*runs)))
+
+    @app.route("/lab/compare", methods=["POST"])
+    @auth
+    def start_compare():
+        if recorder.plan is not None and not recorder.plan.finished:
+            return error(409, "comparing", "a comparison is running already")
+        if environment.runner.state in (STATE_RUNNING, STATE_SPAWNING, STATE_STOPPING, STATE_CLEANUP):
+            return error(409, "swarming", "stop the running swarm first")
+        try:
+            plan = plan_from_form(request.get_json(silent=True), hosts_up(), workload)
+        except ValueError as exc:
+            return error(400, "invalid_parameter", str(exc))
+        recorder.compare(plan)
+        return jsonify(plan.status())
+
+    @app.route("/lab/compare", methods=["DELETE"])
+    @auth
+    def cancel_compare():
+        if recorder.plan is None or recorder.plan.finished:
+            return error(404, "not_found", "no comparison is running")
+        recorder.plan.cancelled = True
+        recorder.stop_asked()
+        return jsonify(recorder.plan.status())
+
+    @app.route("/lab/comparison", methods=["DELETE"])
     @auth
     def clear():
         session.clear()
         return jsonify({"rows": 0})
 
-    @web_ui.app.route("/lab/comparison/rows/<path:recorded_at>", methods=["DELETE"])
+    @app.route("/lab/comparison/rows/<path:recorded_at>", methods=["DELETE"])
     @auth
     def delete(recorded_at: str):
         if not session.delete(recorded_at):
-            return make_response(jsonify({"error": {"code": "not_found",
-                                                    "message": f"no row recorded at {recorded_at}"}}), 404)
+            return error(404, "not_found", f"no row recorded at {recorded_at}")
         return jsonify({"rows": len(session.run.results)})
 
-    @web_ui.app.route("/lab/session/<any('results.json', 'report.md', 'report.html'):name>")
+    @app.route("/lab/session/<any('results.json', 'report.md', 'report.html', 'comparison.csv'):name>")
     @auth
     def download(name: str):
-        if name != "results.json" or not (session.run_dir / name).exists():
-            session.report()  # judges the claims and renders both reports from the rows
-        as_attachment = name != "report.html"
-        return send_file(session.run_dir.resolve() / name, as_attachment=as_attachment, max_age=0,
-                         download_name=f"{session.run_dir.name}-{name}")
+        folder = run_dir(request.args.get("run"))
+        if folder is None:
+            return error(404, "not_found", "no such run in this results folder")
+        stem = f"{folder.name}-{name}"
+        if name == "comparison.csv":
+            run = session.run if folder == session.run_dir else Run.load(folder)
+            return Response(comparison.comparison_csv(run), mimetype="text/csv",
+                            headers={"Content-Disposition": f'attachment; filename="{stem}"'})
+        if name != "results.json":
+            if folder == session.run_dir:
+                session.save()  # the ceilings as of now
+            try:
+                _render_reports(folder)
+            except Exception as exc:
+                return error(500, "report_failed", f"the report could not be rendered: {exc}")
+        return send_file(folder.resolve() / name, as_attachment=name != "report.html", max_age=0,
+                         download_name=stem)

@@ -37,9 +37,11 @@ def missing() -> str | None:
 
 
 @contextlib.contextmanager
-def chromium_driver(width: int = 1280, height: int = 900, timeout_s: float = 30) -> Iterator[WebDriver]:
+def chromium_driver(width: int = 1280, height: int = 900, timeout_s: float = 30,
+                    downloads: Path | None = None) -> Iterator[WebDriver]:
     """A headless Chromium WebDriver whose page area is width x height, with a fresh temporary
-    profile; always quits the browser and removes the profile."""
+    profile (files a page downloads go to `downloads`); always quits the browser and removes the
+    profile."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -48,10 +50,16 @@ def chromium_driver(width: int = 1280, height: int = 900, timeout_s: float = 30)
     options.binary_location = str(CHROMIUM)
     for flag in [*FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}"]:
         options.add_argument(flag)
+    if downloads is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                                  "download.prompt_for_download": False})
     driver = None
     try:
         driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
         driver.set_page_load_timeout(timeout_s)
+        if downloads is not None:  # headless Chromium saves downloads only when told where
+            driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow",
+                                                                 "downloadPath": str(downloads)})
         set_viewport(driver, width, height)
         yield driver
     finally:

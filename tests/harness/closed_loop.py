@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import importlib.util
 import itertools
+import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ def ledger_module():
     path = REPO_ROOT / "locust" / "request_ledger.py"
     spec = importlib.util.spec_from_file_location("request_ledger", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -372,7 +372,69 @@ def test_the_fleet_waits_for_every_workers_current_report(tmp_path):
     fleet.ended("a", 0)
     fleet.ended("b", 1)  # a request finished in between
     assert fleet.finish("drain limit", window=window) == 1
-    assert sent[-1] == ("lab_finish", {"reason": "drain limit", "window": list(window)})
+    assert sent[-1] == ("lab_finish", {"reason": "drain limit", "window": list(window), "end": True,
+                                       "row": None})
     ledger.close()
     end = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[-1])
     assert (end["mark"], end["reason"], end["unfinished"]) == ("end", "drain limit", 1)
+
+
+def test_a_web_ui_row_closed_by_a_users_change_keeps_the_ledger_for_the_next_row(tmp_path):
+    """A web-UI swarm's rows (request_ledger.RowControl): the first closes as the users change, its
+    drain cut short, so its window's requests still in flight are censored; the ledger goes on, the
+    next row warms up again and is measured on the same file. Each row reads back as its own."""
+    module = ledger_module()
+
+    class UsersChange(module.RowControl):
+        def closing(self, opened: float, now: float) -> str | None:
+            if self.close is None and now - opened >= self.window_s:
+                self.close, self.cut = "users", True  # the Edit form, and no time to drain
+            return self.close
+
+    path = tmp_path / "swarm.jsonl"
+    loop = ClosedLoop(path, users=10, servers=2, service_s=0.2, canary=True)  # W = 1 s
+    common = {"warmup_max_s": WINDOW, "drain_max_s": 150, "scenario_users": lambda: loop.spawned_users,
+              "sleep": loop.sleep, "stop": loop.stop}
+    first = UsersChange(row=1, window_s=10.0)
+    assert module.run_phases(loop.ledger, control=first, **common) == "users"
+    assert first.phase == "done" and not loop.ledger.ended and not loop.stopped
+    loop.ledger.new_row()
+    loop.ledger.spawned = True  # Locust's spawning_complete for the new users
+    second = module.RowControl(row=2, window_s=10.0)
+    assert module.run_phases(loop.ledger, control=second, **common) == "record"
+    assert loop.ledger.ended and loop.stopped
+    loop.ledger.close()
+
+    one, two = read_ledger(path, row=1), read_ledger(path, row=2)
+    assert one.window[1] <= two.marks["start"]["t"] < two.window[0]
+    row1, row2 = window_stats(one, ROW), window_stats(two, ROW)
+    assert row1.rps == pytest.approx(10, rel=0.1) and row2.rps == pytest.approx(10, rel=0.1)
+    assert row1.latency.censored >= 5  # the requests in flight when the users changed
+    assert row2.latency.censored == 0 and two.phases().drained and not one.phases().drained
+    # each request started in row 1's window counted once: censored there, not again when answered
+    answered_later = read_ledger(path)  # the whole file, every record
+    w0, w1 = one.window
+    real = [s for s in answered_later.samples if s.name == ROW and not s.censored and w0 <= s.t0 < w1]
+    assert row1.latency.n == len(real)
+    assert not any(s.censored for s in two.samples if s.t0 < two.window[0])  # row 1's are not row 2's
+
+
+def test_a_web_ui_masters_ledger_holds_its_workers_requests(tmp_path):
+    """Forwarded (web UI): the workers' records are written into the master's file, not beside it."""
+    module = ledger_module()
+    now = [T0]
+    master = module.Ledger(tmp_path / "m.jsonl", clock=lambda: now[0])
+    worker = module.Ledger(forward=lambda rec: master.write_forwarded([rec]), clock=lambda: now[0])
+    fleet = module.Fleet(master, 1, lambda *_: None, sleep=lambda s: None, forwarded=True)
+    start = master.mark("start", workers=fleet.workers, forwarded=True)
+    with worker.track("u1", ROW):
+        now[0] += 0.5
+        worker.record("u1", ROW, 500.0, True)
+    worker.mark("window")  # a worker's own marks never reach the master's file
+    master.mark("window", steady=True, at=start)
+    master.mark("drain")
+    master.finish("drained")
+    master.close()
+    run = read_ledger(tmp_path / "m.jsonl")  # no worker files are looked for
+    assert [(s.name, s.ms) for s in run.samples] == [(ROW, 500.0)]
+    assert run.marks["window"]["t"] == start

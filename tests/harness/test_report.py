@@ -51,7 +51,7 @@ def constructed_run() -> Run:
         Claim(id="sync-queues", source="000_example.txt", text="sync workers queue the 5th request",
               check="5 concurrent requests on 4 workers", verdict="holds", evidence="2 rounds | 1.1 s"),
         Claim(id="thirty-mb", source="001_example.txt", text="~30 MB per worker",
-              verdict="fails", evidence="67 MB PSS per worker"),
+              verdict="fails", evidence="67 MiB PSS per worker"),
     ]
     return run
 
@@ -175,7 +175,7 @@ def test_docker_rows_name_their_memory_and_stand_beside_the_native_ones():
     run.results = native + docker_rows
     text = render_markdown(run)
     resources = section(text, "## Resources").split("### Per process")[0]
-    assert "idle memory MB" in resources and "| memory is |" in resources
+    assert "idle memory MiB" in resources and "| memory is |" in resources
     assert "| flask-sync [docker] | 100 | 50.0 | 160.0 | — | — | working set |" in resources
     side = section(text, "## Docker vs native")
     rows_ = table_rows(side)
@@ -187,7 +187,7 @@ def test_docker_rows_name_their_memory_and_stand_beside_the_native_ones():
     assert "Docker vs native" in render_html(run)
     only_docker = run.model_copy(update={"results": docker_rows})
     text = render_markdown(only_docker)
-    assert "idle working set MB" in text and "## Docker vs native" not in text
+    assert "idle working set MiB" in text and "## Docker vs native" not in text
     assert "[docker]" not in text  # every row is docker: no need to say so per row
     assert "cgroup" in text  # the note says what a working set is
 
