@@ -39,6 +39,11 @@ REDIS_URL = "redis://redis:6379/0"
 # The targets' upstream timeout: the apps' default unless the environment says otherwise
 # (`bench faults --docker` sets 2 s, so a hanging upstream is seen in seconds).
 UPSTREAM_TIMEOUT_ENV = "LAB_UPSTREAM_TIMEOUT_S"
+# The targets' DB connect and statement timeout (docs/CONTRACT.md): the variable the apps read, its
+# default there, and the one compose takes it from (`bench faults --docker` sets 2 s).
+DB_TIMEOUT_ENV = "DB_TIMEOUT_S"
+DB_TIMEOUT_DEFAULT_S = 5
+LAB_DB_TIMEOUT_ENV = "LAB_DB_TIMEOUT_S"
 LOCUST_WEB_PORT = 8089
 # Fixed ports: a target's manifest port, the web UI's 8089. The harness's project sets this to the
 # empty string (bench/compose-harness.env), which makes each one ephemeral, so it can run beside
@@ -137,7 +142,8 @@ def dockerfile_for(target: Target) -> Path:
 def target_env(target: Target) -> dict[str, str]:
     """The manifest env (default params) plus the compose services' URLs and TARGET_NAME."""
     env = {"DATABASE_URL": DATABASE_URL, "UPSTREAM_URL": UPSTREAM_URL,
-           "UPSTREAM_TIMEOUT_S": f"${{{UPSTREAM_TIMEOUT_ENV}:-30}}"}
+           "UPSTREAM_TIMEOUT_S": f"${{{UPSTREAM_TIMEOUT_ENV}:-30}}",
+           DB_TIMEOUT_ENV: f"${{{LAB_DB_TIMEOUT_ENV}:-{DB_TIMEOUT_DEFAULT_S}}}"}
     if target.framework in REDIS_FRAMEWORKS:
         env["REDIS_URL"] = REDIS_URL
     return {**env, **target.resolve(host="0.0.0.0").env, "TARGET_NAME": target.name}
