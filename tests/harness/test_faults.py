@@ -380,3 +380,48 @@ def test_bench_faults_exits_1_when_a_row_broke_unless_allowed():
     cannot = faults_only_run()
     cannot.skipped["go-gin"] = "go not found on PATH"  # could not run here: not a broken row
     cli._exit_on_broken(cannot, allow_broken=False)
+
+
+def test_the_new_faults_limits_follow_their_timeouts():
+    assert error_limit_ms("pg-exhausted", 300, 20, 4) == 1300  # refused at once, like pg-stop
+    assert error_limit_ms("pg-hang", 0, 20, None) == 3000  # the DB timeout (2 s) + 1 s
+    assert error_limit_ms("pg-hang", 0, 20, 4) == 15000  # 5 rounds of held workers
+    assert error_limit_ms("upstream-drip", 0, 20, None) == 3000  # as a hang
+
+
+def test_a_hang_that_outlasts_the_db_timeout_must_bring_503s():
+    tl = Timeline(injected=T + 10, cleared=T + 14, until=T + 20)
+    waited = [*calm(0, 10), req(10.1, 3900), *calm(14.2, 19)]  # waited the hang out, then 200
+    r = analyse(waited, "pg-hang", "t", 20, tl, limit_ms=15000)
+    assert r.problems == ["no 503 although the database hung 4.0 s: the requests waited it out "
+                          "(no DB timeout of 2 s)"]
+    timed_out = [*calm(0, 10), req(10.1, 2050, 503, "database_unavailable"), *calm(14.2, 19)]
+    assert analyse(timed_out, "pg-hang", "t", 20, tl, limit_ms=3000).ok
+
+
+def test_redis_endpoints_are_probed_where_the_target_has_them():
+    from bench import manifest
+    from bench.faults import JOB_PROBE, PUBSUB_PROBE, redis_probes
+    targets = manifest.load_targets()
+    assert redis_probes(targets["fastapi-async"]) == [PUBSUB_PROBE]
+    assert JOB_PROBE in redis_probes(targets["fastapi-celery"])
+    assert redis_probes(targets["go-gin"]) == []
+
+
+def test_an_injection_that_fails_is_a_row_and_the_lab_is_restored(monkeypatch):
+    import bench.faults as faults_mod
+
+    class Restored(Lab):
+        restored = 0
+
+        def restore(self) -> None:
+            self.restored += 1
+
+    def boom(strike):
+        raise RuntimeError("pg_ctl said no")
+
+    monkeypatch.setitem(faults_mod.INJECTORS, "pg-restart", boom)
+    lab = Restored()
+    tl = faults_mod.strike_safely("pg-restart", lab, None, FaultsOptions(targets=[], faults=[]))
+    assert lab.restored == 1
+    assert tl.extra["problems"] == ["the injection failed: RuntimeError: pg_ctl said no"]
