@@ -495,7 +495,10 @@ class DockerLab(Lab):
             def exit_status() -> int | None:
                 """The exit status once the server died: a new PID is the restart policy's doing."""
                 fields = "{{.State.Pid}} {{.State.ExitCode}} {{.RestartCount}}"
-                state = docker.run(["docker", "inspect", "--format", fields, container]).split()
+                try:
+                    state = docker.run(["docker", "inspect", "--format", fields, container]).split()
+                except docker.DockerError:
+                    return -1  # the container itself is gone: its status is lost with it
                 now, code, restarts = (int(x) for x in state)
                 return None if now == pid and not restarts else code
 

@@ -425,3 +425,24 @@ def test_an_injection_that_fails_is_a_row_and_the_lab_is_restored(monkeypatch):
     tl = faults_mod.strike_safely("pg-restart", lab, None, FaultsOptions(targets=[], faults=[]))
     assert lab.restored == 1
     assert tl.extra["problems"] == ["the injection failed: RuntimeError: pg_ctl said no"]
+
+
+def test_under_compose_the_faults_act_on_the_harnesss_own_project(monkeypatch):
+    """pg-hang pauses postgres, redis-down kills redis: always in the harness's compose project,
+    never the user's stack (bench/docker.py)."""
+    from bench import docker
+    from bench.compose import HARNESS_PROJECT
+    from bench.faults import DockerLab
+    calls: list[list[str]] = []
+    monkeypatch.setattr(docker, "run", lambda argv: calls.append(list(argv)) or "")
+    monkeypatch.setattr(docker, "published_url", lambda service, port, scheme: f"{scheme}://127.0.0.1:{port}")
+    monkeypatch.setattr("bench.faults.wait_redis", lambda url: None)
+    lab = DockerLab()
+    lab.hang_postgres()
+    lab.resume_postgres()
+    lab.stop_redis()
+    lab.start_redis()
+    assert [c[c.index("--env-file") + 2:] for c in calls] == [
+        ["pause", "postgres"], ["unpause", "postgres"], ["kill", "redis"], ["start", "redis"]]
+    assert all(c[c.index("--project-name") + 1] == HARNESS_PROJECT for c in calls)
+    assert lab.redis_url == "redis://127.0.0.1:6379/0"
