@@ -68,8 +68,8 @@ CAP_ADD = {
     "locust": ["DAC_OVERRIDE", "SETGID", "SETUID"],
     "locust-worker": ["SETGID", "SETUID"],
 }
-# Safety nets, not budgets: far above what any service uses under the lab's heaviest load, low
-# enough that a fork or memory runaway stops in its container instead of the host.
+# Safety nets, not budgets: generous, so that only a runaway (forks, memory) meets them, and it
+# stops in its container instead of taking the host with it.
 PIDS_LIMIT = 1024  # postgres forks one backend per connection: max_connections is 400
 MEM_LIMIT = "2g"
 # A crash (non-zero exit, a signal) brings the service back; a clean exit (asked to stop) does
