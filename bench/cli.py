@@ -199,7 +199,8 @@ def faults(
         "--faults", help="comma-separated faults (default: all): see docs/FAULTS.md")] = "",
     users: Annotated[int, typer.Option(help="steady load while the faults strike", min=1, max=500)] = 20,
     quick: Annotated[bool, typer.Option(
-        help="shorter outages (PostgreSQL down 5 s, not 10 s); no overload or idle connections")] = False,
+        help="shorter outages (PostgreSQL down 3 s, not 10 s) and only the faults make faults runs "
+             "(bench.faults.QUICK_FAULTS)")] = False,
     docker: Annotated[bool, typer.Option(
         "--docker", help="the compose services instead of native processes (needs an engine)")] = False,
     repeat: Annotated[int, typer.Option(

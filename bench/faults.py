@@ -16,8 +16,12 @@ in flight inside the server. Requests a model queues beyond its capacity wait in
 listen backlog, which a server's documented shutdown closes (they are refused, not lost in flight).
 
 Native faults act on the lab's own processes (bench/infra.py): PostgreSQL is stopped with its fast
-shutdown and started again on the same port and data, the upstream is SIGKILLed and started again,
-its outages are the mock's timed faults (POST /mock/faults with for_s).
+shutdown and started again on the same port and data, or hung with SIGSTOP, the upstream is
+SIGKILLed and started again, its outages are the mock's timed faults (POST /mock/faults with for_s).
+
+The server is checked after each fault: one that died is marked in that fault's row and started
+again for the rest (fault_target), so one crash is one broken row. `--repeat` runs the whole plan
+several times per target (fault_plan).
 """
 
 from __future__ import annotations
