@@ -199,13 +199,21 @@ def faults(
         "--faults", help="comma-separated faults (default: all): see docs/FAULTS.md")] = "",
     users: Annotated[int, typer.Option(help="steady load while the faults strike", min=1, max=500)] = 20,
     quick: Annotated[bool, typer.Option(
-        help="shorter outages (PostgreSQL down 5 s, not 10 s); no overload or idle connections")] = False,
+        help="shorter outages (PostgreSQL down 3 s, not 10 s) and only the faults make faults runs "
+             "(bench.faults.QUICK_FAULTS)")] = False,
     docker: Annotated[bool, typer.Option(
         "--docker", help="the compose services instead of native processes (needs an engine)")] = False,
+    repeat: Annotated[int, typer.Option(
+        help="run each fault this many times per target; the table says in how many its verdict held",
+        min=1, max=20)] = 1,
+    allow_broken: Annotated[bool, typer.Option(
+        "--allow-broken", help="exit 0 even when rows broke their expectations")] = False,
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:
-    """Inject faults into every target under steady load (PostgreSQL restarted and stopped, the upstream
-    failing, hanging and killed, a worker killed, SIGTERM); write results/faults-<run>/ and its table."""
+    """Inject faults into every target under steady load (PostgreSQL restarted, stopped, hung and out of
+    connections, Redis stopped, the upstream failing, rate-limiting, answering garbage, hanging, dribbling
+    and killed, a worker killed, SIGTERM); write results/faults-<run>/ and its table. Exits 1 when a row
+    broke its expectation (or a target failed), unless --allow-broken."""
     from bench.faults import FAULTS, QUICK_FAULTS, FaultsOptions, run_faults
     chosen = _selected(targets)
     names = [f.strip() for f in only.split(",") if f.strip()] or list(QUICK_FAULTS if quick else FAULTS)
@@ -213,12 +221,22 @@ def faults(
         raise typer.BadParameter(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
     opts = FaultsOptions(targets=chosen, faults=[f for f in FAULTS if f in names], quick=quick, users=users,
                          results_dir=results_dir, invocation=invocation(),
-                         runtime="docker" if docker else "native")
+                         runtime="docker" if docker else "native", repeat=repeat)
     run = _run_and_report("faults", results_dir, lambda run_id: run_faults(opts, console, run_id))
-    failing = sum(not f.ok for f in run.faults)
-    if failing or run.skipped:
-        console.print(f"[yellow]{failing} fault rows broke their expectations; "
-                      f"{len(run.skipped)} targets not run[/]")
+    _exit_on_broken(run, allow_broken)
+
+
+def _exit_on_broken(run, allow_broken: bool) -> None:
+    """Exit 1 when a row broke its expectation or a target failed to run (not: could not run here)."""
+    from bench.report import broken_rows
+    broken = broken_rows(run)
+    failed = [name for name, why in run.skipped.items() if why.startswith("failed")]
+    if not broken and not failed and not run.skipped:
+        return
+    console.print(f"[yellow]{broken} rows broke their expectations; {len(failed)} targets failed; "
+                  f"{len(run.skipped) - len(failed)} targets could not run here[/]")
+    if (broken or failed) and not allow_broken:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -230,15 +248,18 @@ def soak(
     users: Annotated[int, typer.Option(help="Locust users", min=1, max=500)] = 100,
     docker: Annotated[bool, typer.Option(
         "--docker", help="the compose services instead of native processes (needs an engine)")] = False,
+    allow_broken: Annotated[bool, typer.Option(
+        "--allow-broken", help="exit 0 even when rows broke their expectations")] = False,
     results_dir: Annotated[Path, typer.Option(help="where run folders go")] = RESULTS_DIR,
 ) -> None:
     """Steady load for minutes on every target (not part of `make test`): errors, and the memory's
-    slope in MiB/min; write results/soak-<run>/."""
+    slope in MiB/min; write results/soak-<run>/. Exits 1 when a row had errors, unless --allow-broken."""
     from bench.faults import FaultsOptions, run_soak
     chosen = _selected(targets)
     opts = FaultsOptions(targets=chosen, faults=[], users=users, results_dir=results_dir,
                          invocation=invocation(), runtime="docker" if docker else "native")
-    _run_and_report("soak", results_dir, lambda run_id: run_soak(opts, minutes, console, run_id))
+    run = _run_and_report("soak", results_dir, lambda run_id: run_soak(opts, minutes, console, run_id))
+    _exit_on_broken(run, allow_broken)
 
 
 @app.command()

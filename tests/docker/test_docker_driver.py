@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from bench import docker, manifest
-from bench.compose import COMPOSE_FILE, PROJECT
+from bench.compose import COMPOSE_FILE, HARNESS_PROJECT, PROJECT
 from bench.manifest import REPO_ROOT
 from bench.probe import TreeSampler
 
 DATA = Path(__file__).parent / "data"
-COMPOSE = ["docker", "compose", "--project-name", PROJECT, "--project-directory", str(REPO_ROOT),
-           "--file", str(COMPOSE_FILE)]
+COMPOSE = ["docker", "compose", "--project-name", HARNESS_PROJECT, "--project-directory", str(REPO_ROOT),
+           "--file", str(COMPOSE_FILE), "--env-file", str(docker.HARNESS_ENV_FILE)]
 
 
 def lines(name: str) -> list[str]:
@@ -115,17 +115,38 @@ def test_compose_commands_run_the_exact_argv():
 
 
 def test_running_starts_waits_and_removes_the_target():
-    fake = FakeDocker("", (DATA / "compose_ps_lines.jsonl").read_text(), "")
+    fake = FakeDocker("", "127.0.0.1:32771\n", (DATA / "compose_ps_lines.jsonl").read_text(), "")
     target = manifest.load_targets()["fastapi-async"]
     with docker.running(target, runner=fake) as (base_url, container):
-        assert (base_url, container) == ("http://127.0.0.1:8021", "concurrency-lab-fastapi-async-1")
-        assert len(fake.calls) == 2
+        # the harness's project publishes on an ephemeral port: compose says which
+        assert (base_url, container) == ("http://127.0.0.1:32771", "concurrency-lab-fastapi-async-1")
+        assert len(fake.calls) == 3
+    assert all(call[:len(COMPOSE)] == COMPOSE for call in fake.calls)
     assert [call[len(COMPOSE):] for call in fake.calls] == [
         ["--profile", "fastapi", "up", "--detach", "--wait", "--wait-timeout", "300", "--build",
          "fastapi-async"],
+        ["port", "fastapi-async", "8021"],
         ["ps", "--format", "json", "fastapi-async"],
         ["rm", "--stop", "--force", "fastapi-async"],
     ]
+
+
+def test_the_harness_never_names_the_users_project():
+    """`bench compare --docker` and `bench faults --docker` run their own project (whose `down
+    --volumes` cannot remove the user's stack or its database); the user's form has no env file."""
+    assert HARNESS_PROJECT != PROJECT
+    fake = FakeDocker("127.0.0.1:5\n")
+    docker.compose_up(["postgres"], runner=fake)
+    docker.compose_stop(["postgres"], runner=fake)
+    docker.compose_down(runner=fake)
+    docker.published_url("postgres", 5432, "postgresql", runner=fake)
+    with pytest.raises(docker.DockerError):
+        docker.container_for("postgres", runner=fake)
+    for call in fake.calls:
+        assert call[call.index("--project-name") + 1] == HARNESS_PROJECT
+        assert call[call.index("--env-file") + 1] == str(docker.HARNESS_ENV_FILE)
+    user = docker.compose_argv("ps", project=PROJECT)
+    assert user[user.index("--project-name") + 1] == PROJECT and "--env-file" not in user
 
 
 def test_engine_problem_names_what_is_missing():

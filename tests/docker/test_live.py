@@ -36,14 +36,14 @@ SWARM_DB_MS, SWARM_LLM_MS, SWARM_USERS = 20, 200, 4  # 4: within every first tar
 
 
 def compose_cmd(*args: str, profiles=("all",), timeout: float = 900) -> str:
-    argv = docker.compose_argv(*args, profiles=profiles)
+    argv = docker.compose_argv(*args, profiles=profiles, project=compose.PROJECT)  # the user's stack
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, f"{' '.join(argv)}:\n{done.stderr[-3000:]}"
     return done.stdout
 
 
-def project_resources() -> dict[str, list[str]]:
-    label = f"label=com.docker.compose.project={compose.PROJECT}"
+def project_resources(project: str = compose.PROJECT) -> dict[str, list[str]]:
+    label = f"label=com.docker.compose.project={project}"
     found = {}
     for kind, argv in (("containers", ["docker", "ps", "-a", "--filter", label, "--format", "{{.Names}}"]),
                        ("networks", ["docker", "network", "ls", "--filter", label, "--format", "{{.Name}}"]),
@@ -214,10 +214,10 @@ def test_memory_tab_shows_the_swarmed_containers_working_set(two_workers):
             row = _memory_row(driver)
             assert row["Container"] == target.name
             shown = _number(row["Working set MiB"])
-            container = docker.container_for(target.name)
+            container = docker.container_for(target.name, project=compose.PROJECT)
             measured = docker.memory_mb(container)["rss"]
             assert shown == pytest.approx(measured, rel=0.25), (shown, measured)
-            assert _number(row["Peak working set MB"]) >= shown
+            assert _number(row["Peak working set MiB"]) >= shown
             assert _number(row["PIDs"]) >= 1
         finally:
             httpx.post(f"{LOCUST_URL}/stop", timeout=10)
@@ -287,6 +287,37 @@ def test_bench_compare_docker_quick(stack, tmp_path):
                                                                   top["flask-sync"].rps)
     report = (run_dir / "report.md").read_text()
     assert "working set" in report
+
+
+@pytest.mark.timeout(900)
+def test_bench_compare_docker_leaves_the_users_stack_and_its_data_alone(stack, tmp_path):
+    """The harness runs its own compose project: the user's stack (here the go profile, with a row
+    written to its database) keeps its containers, ports and data through `bench compare --docker`,
+    whose `down --volumes` removes only the harness's project."""
+    import psycopg
+
+    compose_cmd("up", "--detach", "--wait", profiles=("go",))
+    before = {row["Service"]: row["ID"] for row in docker.parse_ps(compose_cmd("ps", "--format", "json",
+                                                                               profiles=("go",)))}
+    pg = docker.published_url("postgres", 5432, "postgresql", project=compose.PROJECT).split("://", 1)[1]
+    url = f"postgresql://{compose.DB_USER}:{compose.DB_PASSWORD}@{pg}/{compose.DB_NAME}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS users_stack_marker (note text)")
+        conn.execute("INSERT INTO users_stack_marker VALUES ('kept')")
+    argv = [str(REPO_ROOT / ".venv/bin/bench"), "compare", "--docker", "--quick", "--duration", "5",
+            "--no-claims", "--no-calibration", "--targets", "go-gin", "--results-dir", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    after = {row["Service"]: (row["ID"], row["State"]) for row in docker.parse_ps(
+        compose_cmd("ps", "--format", "json", profiles=("go",)))}
+    assert {name: after.get(name, (None, "gone"))[0] for name in before} == before
+    assert all(after[name][1] == "running" for name in before), after
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT note FROM users_stack_marker").fetchall() == [("kept",)]
+        conn.execute("DROP TABLE users_stack_marker")
+    port = TARGETS["go-gin"].port  # still the user's fixed port, answering
+    assert httpx.get(f"http://{compose.PUBLISH_HOST}:{port}/healthz", timeout=10).status_code == 200
+    assert project_resources(compose.HARNESS_PROJECT) == {"containers": [], "networks": [], "volumes": []}
 
 
 def test_down_leaves_nothing_of_the_project(stack):

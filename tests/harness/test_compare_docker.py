@@ -15,6 +15,7 @@ import pytest
 
 from bench import docker, manifest
 from bench.compare import CompareOptions, run_compare
+from bench.compose import HARNESS_PROJECT
 from bench.procs import port_is_free
 from bench.results import Run
 from bench.targets import running
@@ -38,6 +39,8 @@ class RecordedDocker:
             return line + "\n"
         if "ps" in argv:
             return self.ps
+        if "port" in argv:  # the harness's project publishes on ephemeral ports; the target is here
+            return f"127.0.0.1:{argv[-1]}\n"
         return ""  # version, info, up, rm, down: success, no output
 
 
@@ -69,6 +72,8 @@ def test_compare_docker_uses_compose_and_docker_stats(lab, tmp_path, monkeypatch
         assert r.memory_mb.peak_pss in {round(mb, 1) for mb in recorded_mb}
         assert r.memory_mb.peak_pss == r.memory_mb.peak_rss == r.memory_mb.peak_uss
         assert r.processes == 1 and r.per_process == []
+    compose_calls = [c for c in fake.calls if c[:2] == ["docker", "compose"] and c[2] != "version"]
+    assert compose_calls and all(c[c.index("--project-name") + 1] == HARNESS_PROJECT for c in compose_calls)
     verbs = [next((w for w in ("up", "ps", "stats", "rm", "down") if w in c), c[1]) for c in fake.calls]
     assert verbs.index("up") < verbs.index("ps") < verbs.index("stats") < verbs.index("rm")
     assert verbs[-1] == "down"

@@ -86,3 +86,38 @@ def test_problem_reports_the_last_setup_failure(tmp_path, monkeypatch):
     assert dockerlab.problem() == "needs root to run apt-get"
     monkeypatch.setattr(dockerlab, "engine_problem", lambda: None)
     assert dockerlab.problem() is None
+
+
+def test_debootstrap_uses_the_keyring_that_is_there(tmp_path):
+    keyring = tmp_path / "debian-archive-keyring.gpg"
+    keyring.write_bytes(b"keys")
+    installed = []
+    assert dockerlab.debian_keyring(installed.append, keyring) == keyring
+    assert installed == []
+    argv = dockerlab.debootstrap_argv("bookworm", tmp_path / "rootfs", "http://mirror/debian", keyring)
+    assert argv[:2] == ["debootstrap", f"--keyring={keyring}"]
+    assert argv[-3:] == ["bookworm", str(tmp_path / "rootfs"), "http://mirror/debian"]
+
+
+def test_a_missing_keyring_is_installed_with_apt(tmp_path):
+    keyring = tmp_path / "debian-archive-keyring.gpg"
+    installed = []
+
+    def install(package: str) -> None:
+        installed.append(package)
+        keyring.write_bytes(b"keys")
+
+    assert dockerlab.debian_keyring(install, keyring) == keyring
+    assert installed == ["debian-archive-keyring"]
+
+
+def test_without_a_keyring_the_debian_stand_in_is_refused(tmp_path):
+    keyring = tmp_path / "debian-archive-keyring.gpg"
+
+    def no_apt(package: str) -> None:
+        raise dockerlab.LabError("apt-get install failed: E: Unable to locate package")
+
+    with pytest.raises(dockerlab.LabError, match="refusing to build the debian stand-in.*signatures"):
+        dockerlab.debian_keyring(no_apt, keyring)
+    with pytest.raises(dockerlab.LabError, match="is installed but .* is missing: refusing"):
+        dockerlab.debian_keyring(lambda package: None, keyring)  # installed, yet not where expected

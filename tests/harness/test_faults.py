@@ -6,7 +6,11 @@ faults 1, 3, 4 and 6 are tests/contract/test_faults.py.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
+import time
 
 import psutil
 import pytest
@@ -14,14 +18,19 @@ import pytest
 from bench.faults import (
     NO_ANSWER,
     ROW,
+    FaultsOptions,
+    Lab,
+    Server,
     Timeline,
     analyse,
     answer,
     clean_exit,
     error_limit_ms,
+    faults_run,
     worker_share,
 )
 from bench.load import Sample
+from bench.procs import free_port, spawn, wait_http
 from bench.report import faults_table, write_reports
 from bench.results import FaultResult, Machine, Run, Scenario
 
@@ -229,3 +238,211 @@ def test_faults_default_to_every_target_that_serves_the_recommendation_load():
     assert {"flask-sync", "go-gin", "node-express", "rails-puma"} <= set(names)
     assert not any(n in names for n in ("fastapi-bgtasks", "fastapi-celery"))  # job targets: not theirs
     assert [t.name for t in cli._selected("go-gin, flask-sync")] == ["go-gin", "flask-sync"]
+
+
+# --- a target that dies in a fault: one row, then a new server -------------------------------
+
+TINY_TARGET = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path.startswith("/recommendation/"):
+            uid = int(self.path.split("/")[2].split("?")[0])
+            body = {"user_id": uid, "name": "n", "budget_cents": 1, "spent_cents": 0, "transactions": 0,
+                    "top_category": None, "advice": "a", "served_by": "tiny"}
+        else:
+            body = {"status": "ok"}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+print("tiny target serving", flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+class TinyLab(Lab):
+    """No PostgreSQL or upstream: serve() starts a tiny real server that answers like a target."""
+
+    def __init__(self) -> None:
+        self.database_url = self.upstream_url = ""
+        self.started: list[int] = []
+
+    def connections(self) -> tuple[int, int, int]:
+        return 0, 0, 0
+
+    def restore(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def serve(self, target, raw):
+        port = free_port()
+        proc = spawn("tiny", [sys.executable, "-c", TINY_TARGET, str(port)],
+                     log_path=raw / f"tiny-{len(self.started)}.log")
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=15)
+            self.started.append(proc.pid)
+            yield Server(target.resolve(host="127.0.0.1", port=port), f"http://127.0.0.1:{port}", proc.pid,
+                         lambda timeout: None, lambda: proc.log_tail(20), lambda: None, proc.popen.poll)
+        finally:
+            proc.stop()
+
+
+@pytest.mark.slow
+def test_a_target_that_dies_in_a_fault_is_one_died_row_then_serves_again(tmp_path, monkeypatch):
+    import bench.faults as faults_mod
+    from bench import manifest
+    monkeypatch.setitem(faults_mod.FAULTS, "crash", faults_mod.Fault("the server SIGKILLed", "", frozenset(),
+                                                                     (0.5, 0.5)))
+    monkeypatch.setitem(faults_mod.FAULTS, "calm", faults_mod.Fault("nothing happens", "", frozenset(),
+                                                                    (0.5, 0.5)))
+    monkeypatch.setitem(faults_mod.INJECTORS, "crash", lambda s: os.kill(s.server.pid, signal.SIGKILL))
+    monkeypatch.setitem(faults_mod.INJECTORS, "calm", lambda s: time.sleep(s.seconds))
+    target = manifest.load_targets()["go-gin"]  # only its manifest: the tiny server stands in for it
+    opts = FaultsOptions(targets=[target], faults=["crash", "calm"], quick=True, users=4,
+                         results_dir=tmp_path)
+    run, run_dir = faults_run(opts, "faults", "t", duration_s=0)
+    lab = TinyLab()
+    faults_mod.fault_target(target, lab, opts, run, run_dir, lambda text: None, lambda: None)
+    crash, calm = run.faults
+    assert (crash.fault, calm.fault) == ("crash", "calm")
+    assert crash.died and not calm.died
+    died = f"the server died (exit status {-signal.SIGKILL}); its log ends: tiny target serving"
+    assert any(p.startswith(died) for p in crash.problems), crash.problems
+    assert "started again" in crash.note
+    assert len(lab.started) == 2 and lab.started[0] != lab.started[1]
+    assert calm.ok and set(calm.by_status) == {"200"} and calm.requests > 0, calm
+    assert run.fault_targets[0].restarts == 1
+
+
+def test_the_plan_repeats_every_fault_with_sigterm_last_in_each_run():
+    from bench.faults import fault_plan
+    plan = fault_plan(["pg-restart", "sigterm", "overload", "upstream-500"], 2)
+    assert [(s.name, s.repeat) for s in plan] == [
+        ("pg-restart", 1), ("upstream-500", 1), ("overload", 1), ("sigterm", 1),
+        ("pg-restart", 2), ("upstream-500", 2), ("overload", 2), ("sigterm", 2)]
+
+
+def faults_only_run(*results: FaultResult) -> Run:
+    return Run(run_id="faults-x", started_at="2026-12-03T00:00:00",
+               machine=Machine(cpus=2, mem_gb=24, python="3.11"),
+               scenario=Scenario(name="faults", db_ms=50, llm_ms=200, duration_s=0), faults=list(results))
+
+
+def test_repeats_are_one_row_that_says_in_how_many_runs_the_verdict_held(tmp_path):
+    def row(repeat: int, *problems: str, **figures) -> FaultResult:
+        return FaultResult(target="go-gin", fault="pg-restart", users=20, lasted_s=0.2, requests=10,
+                           by_status={"200": 9, "503 database_unavailable": 1}, repeat=repeat,
+                           problems=list(problems), **figures)
+    held = faults_only_run(row(1, recover_ms=100), row(2, recover_ms=300), row(3, recover_ms=200))
+    assert [r.cells for r in faults_table(held).rows] == [[
+        "go-gin", "pg-restart", "27× 200, 3× 503 database_unavailable", "—", "200", "0", "0", "—",
+        "ok (held 3/3)"]]
+    broke = faults_only_run(row(1), row(2, "1 requests failed after recovery", failed_after_recovery=1),
+                            row(3))
+    (only,) = faults_table(broke).rows
+    assert only.cells[-1] == "fails (held 2/3): 1 requests failed after recovery" and only.cells[5] == "1"
+    assert "verdict-fails" in only.marks
+    broke.save(tmp_path)
+    write_reports(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "Each fault ran 3 times" in md and "**1** of 1 rows broke" in md
+
+
+def test_bench_faults_exits_1_when_a_row_broke_unless_allowed():
+    import typer
+
+    from bench import cli
+    ok = faults_only_run(FaultResult(target="t", fault="pg-restart", users=20, lasted_s=0, requests=1))
+    cli._exit_on_broken(ok, allow_broken=False)  # nothing broke: no exit
+    finding = faults_only_run(FaultResult(target="t", fault="slowloris", users=20, lasted_s=0, requests=1))
+    cli._exit_on_broken(finding, allow_broken=False)
+    broke = faults_only_run(FaultResult(target="t", fault="pg-restart", users=20, lasted_s=0, requests=1,
+                                        problems=["never answered 200 again"]))
+    with pytest.raises(typer.Exit) as exited:
+        cli._exit_on_broken(broke, allow_broken=False)
+    assert exited.value.exit_code == 1
+    cli._exit_on_broken(broke, allow_broken=True)
+    failed = faults_only_run()
+    failed.skipped["go-gin"] = "failed: RuntimeError: it did not start"
+    with pytest.raises(typer.Exit):
+        cli._exit_on_broken(failed, allow_broken=False)
+    cannot = faults_only_run()
+    cannot.skipped["go-gin"] = "go not found on PATH"  # could not run here: not a broken row
+    cli._exit_on_broken(cannot, allow_broken=False)
+
+
+def test_the_new_faults_limits_follow_their_timeouts():
+    assert error_limit_ms("pg-exhausted", 300, 20, 4) == 1300  # refused at once, like pg-stop
+    assert error_limit_ms("pg-hang", 0, 20, None) == 3000  # the DB timeout (2 s) + 1 s
+    assert error_limit_ms("pg-hang", 0, 20, 4) == 15000  # 5 rounds of held workers
+    assert error_limit_ms("upstream-drip", 0, 20, None) == 3000  # as a hang
+
+
+def test_a_hang_that_outlasts_the_db_timeout_must_bring_503s():
+    tl = Timeline(injected=T + 10, cleared=T + 14, until=T + 20)
+    waited = [*calm(0, 10), req(10.1, 3900), *calm(14.2, 19)]  # waited the hang out, then 200
+    r = analyse(waited, "pg-hang", "t", 20, tl, limit_ms=15000)
+    assert r.problems == ["no 503 although the database hung 4.0 s: the requests waited it out "
+                          "(no DB timeout of 2 s)"]
+    timed_out = [*calm(0, 10), req(10.1, 2050, 503, "database_unavailable"), *calm(14.2, 19)]
+    assert analyse(timed_out, "pg-hang", "t", 20, tl, limit_ms=3000).ok
+
+
+def test_redis_endpoints_are_probed_where_the_target_has_them():
+    from bench import manifest
+    from bench.faults import JOB_PROBE, PUBSUB_PROBE, redis_probes
+    targets = manifest.load_targets()
+    assert redis_probes(targets["fastapi-async"]) == [PUBSUB_PROBE]
+    assert JOB_PROBE in redis_probes(targets["fastapi-celery"])
+    assert redis_probes(targets["go-gin"]) == []
+
+
+def test_an_injection_that_fails_is_a_row_and_the_lab_is_restored(monkeypatch):
+    import bench.faults as faults_mod
+
+    class Restored(Lab):
+        restored = 0
+
+        def restore(self) -> None:
+            self.restored += 1
+
+    def boom(strike):
+        raise RuntimeError("pg_ctl said no")
+
+    monkeypatch.setitem(faults_mod.INJECTORS, "pg-restart", boom)
+    lab = Restored()
+    tl = faults_mod.strike_safely("pg-restart", lab, None, FaultsOptions(targets=[], faults=[]))
+    assert lab.restored == 1
+    assert tl.extra["problems"] == ["the injection failed: RuntimeError: pg_ctl said no"]
+
+
+def test_under_compose_the_faults_act_on_the_harnesss_own_project(monkeypatch):
+    """pg-hang pauses postgres, redis-down kills redis: always in the harness's compose project,
+    never the user's stack (bench/docker.py)."""
+    from bench import docker
+    from bench.compose import HARNESS_PROJECT
+    from bench.faults import DockerLab
+    calls: list[list[str]] = []
+    monkeypatch.setattr(docker, "run", lambda argv: calls.append(list(argv)) or "")
+    monkeypatch.setattr(docker, "published_url", lambda service, port, scheme: f"{scheme}://127.0.0.1:{port}")
+    monkeypatch.setattr("bench.faults.wait_redis", lambda url: None)
+    lab = DockerLab()
+    lab.hang_postgres()
+    lab.resume_postgres()
+    lab.stop_redis()
+    lab.start_redis()
+    assert [c[c.index("--env-file") + 2:] for c in calls] == [
+        ["pause", "postgres"], ["unpause", "postgres"], ["kill", "redis"], ["start", "redis"]]
+    assert all(c[c.index("--project-name") + 1] == HARNESS_PROJECT for c in calls)
+    assert lab.redis_url == "redis://127.0.0.1:6379/0"

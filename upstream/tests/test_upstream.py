@@ -286,8 +286,63 @@ def test_timed_hang_answers_nothing_until_the_client_gives_up(client, upstream_u
     assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices[0].message.content
 
 
+def test_a_timed_429_says_when_to_retry(client, upstream_url):
+    assert httpx.post(upstream_url + "/mock/faults", json={"status": 429, "for_s": 30}).status_code == 200
+    try:
+        r = httpx.post(upstream_url + "/v1/chat/completions", json={"messages": MESSAGES}, timeout=5)
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["type"] == "rate_limit_error"
+        with pytest.raises(openai.RateLimitError):  # max_retries=0, as the targets: no second try
+            client.with_options(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    finally:
+        httpx.delete(upstream_url + "/mock/faults")
+
+
+def test_a_malformed_outage_answers_200_with_half_a_completion(client, upstream_url):
+    spec = {"mode": "malformed", "for_s": 30}
+    assert httpx.post(upstream_url + "/mock/faults", json=spec).status_code == 200
+    try:
+        r = httpx.post(upstream_url + "/v1/chat/completions", json={"messages": MESSAGES}, timeout=5)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert r.text.startswith('{"id":"chatcmpl-mock')
+        with pytest.raises(ValueError):
+            r.json()
+        # The Python SDK raises a plain JSONDecodeError here, no openai.APIError: a target must map
+        # it to 502 upstream_error itself (docs/CONTRACT.md).
+        with pytest.raises(ValueError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    finally:
+        httpx.delete(upstream_url + "/mock/faults")
+
+
+def test_a_drip_outlives_a_per_read_timeout_but_not_a_whole_call_deadline(upstream_url):
+    spec = {"mode": "drip", "for_s": 30, "drip_s": 1.5}
+    assert httpx.post(upstream_url + "/mock/faults", json=spec).status_code == 200
+    try:
+        started = time.monotonic()  # httpx's timeout bounds each read: a byte per 0.25 s never trips it
+        r = httpx.post(upstream_url + "/v1/chat/completions", json={"messages": MESSAGES}, timeout=0.5)
+        took = time.monotonic() - started
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]  # whole, at last
+        assert 1.4 < took < 4
+        assert 1.4 < httpx.get(upstream_url + "/mock/stats").json()["drip_longest_s"] < 4
+
+        async def with_deadline() -> None:
+            async with httpx.AsyncClient(timeout=10) as c:
+                await asyncio.wait_for(c.post(upstream_url + "/v1/chat/completions",
+                                              json={"messages": MESSAGES}), 0.5)
+
+        assert httpx.post(upstream_url + "/mock/faults", json=spec).status_code == 200  # resets the longest
+        with pytest.raises(TimeoutError):
+            asyncio.run(with_deadline())
+        time.sleep(0.5)  # the mock notices the client gone at its next byte
+        assert httpx.get(upstream_url + "/mock/stats").json()["drip_longest_s"] < 1.4
+    finally:
+        httpx.delete(upstream_url + "/mock/faults")
+
+
 @pytest.mark.parametrize("bad", [{"for_s": 0}, {"for_s": "5"}, {"for_s": 5, "mode": "drop"},
-                                 {"for_s": 5, "status": 200}, {"for_s": 10**9}])
+                                 {"for_s": 5, "status": 200}, {"for_s": 10**9},
+                                 {"for_s": 5, "mode": "drip", "drip_s": 0}])
 def test_timed_outage_bad_specs_are_400(upstream_url, bad):
     r = httpx.post(upstream_url + "/mock/faults", json=bad)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_value", r.text
