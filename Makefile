@@ -13,7 +13,7 @@ SYSTEM_PKGS  := chromium chromium-driver redis-server ruby-rails puma ruby-pg
 SYSTEM_BINS  := chromium chromedriver redis-server puma
 SYSTEM_STAMP := $(VENV)/.system
 
-.PHONY: system-deps compare compare-claims compare-full capacity profile faults test lint unit go-test node-test report readme upstream-bench up clean \
+.PHONY: system-deps compare compare-claims compare-full capacity profile faults test lint unit go-test node-test report readme upstream-bench up clean screenshots \
 	docker-lab docker-lab-stop
 
 $(STAMP): pyproject.toml constraints.txt $(APP_REQS)
@@ -94,6 +94,11 @@ unit: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/pytest; status=$$?; \
 	if [ -z "$$engine_was_up" ]; then $(BIN)/bench docker-lab --stop; fi; \
 	exit $$status
+
+## The README's pictures of the Comparison tab, from the live test's comparison (flask-sync,
+## fastapi-async and go-gin at 1 and 50 users from the Compare form): docs/img/comparison-*.png.
+screenshots: $(STAMP) $(SYSTEM_STAMP)
+	LAB_SCREENSHOTS=1 $(BIN)/pytest tests/ui/test_comparison_tab.py -k compare_form
 
 report: $(STAMP)
 	$(BIN)/bench report results/latest

@@ -207,7 +207,9 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
         **{name: target_service(target) for name, target in targets.items()},
         "locust": {
             "build": locust_build,
-            "command": locust_command("--master"),
+            # The UI listens on every interface of the container: the port is published on the host's
+            # loopback only (locust.conf's 127.0.0.1 would make it unreachable from the host).
+            "command": locust_command("--master", "--web-host", "0.0.0.0"),
             # LOCUST_HOST is unset unless the shell sets it: then it pre-fills the Host field.
             # The "Target memory" tab (locust/live_memory.py) reads the swarmed container's
             # working set from the Engine API. Note: the socket grants control of the engine even

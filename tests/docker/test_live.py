@@ -224,42 +224,50 @@ def test_memory_tab_shows_the_swarmed_containers_working_set(two_workers):
 
 
 COMPARED = ["flask-sync", "fastapi-async", "go-gin"]
-SCREENSHOT = REPO_ROOT / "docs" / "img" / "comparison-tab.png"
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(bool(browser.missing()), reason=browser.missing() or "")
-def test_the_comparison_tab_compares_three_targets_swarmed_from_the_web_ui(two_workers):
-    """The README walkthrough under `docker compose --profile all up`: three targets picked from the
-    Host field's list, swarmed in turn, then the Comparison tab; regenerates its screenshot."""
+def test_the_comparison_tab_compares_three_targets_from_its_compare_form(two_workers):
+    """The README walkthrough under `docker compose --profile all up`: in the Comparison tab, three
+    targets ticked among the services that are up, two users levels typed, Compare; six rows measured
+    as bench compare measures a level, by a master whose two workers forward their requests to it."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from tests.ui import test_comparison_tab as tab
 
     # The master's session folder, on the host through the bind mount; earlier tests' swarms go.
     session = httpx.get(f"{LOCUST_URL}/lab/session", timeout=10).json()
     session_dir = REPO_ROOT / "results" / session["run_id"]
-    assert session["dir"] == f"results/{session['run_id']}" and session_dir.is_dir()
-    assert httpx.delete(f"{LOCUST_URL}/lab/comparison", timeout=10).json() == {"rows": 0}
-    hosts = {name: f"http://{name}:{TARGETS[name].port}" for name in COMPARED}
+    assert session["dir"] == f"results/{session['run_id']}"
+    httpx.delete(f"{LOCUST_URL}/lab/comparison", timeout=10)
+    hosts = [f"http://{name}:{TARGETS[name].port}" for name in COMPARED]
     # Every target of the "all" profile is up, and offered under its service name.
     offered = {h["target"]: h["url"] for h in httpx.get(f"{LOCUST_URL}/lab/hosts", timeout=30).json()}
-    assert set(offered) == set(TARGETS) and all(offered[name] == url for name, url in hosts.items())
+    assert set(offered) == set(TARGETS) and [offered[name] for name in COMPARED] == hosts
+    cells = len(COMPARED) * len(tab.LEVELS)
     with browser.chromium_driver(width=1500, height=1000) as driver:
         driver.get(LOCUST_URL)
-        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.NAME, "userCount") or d.find_elements(
-            By.XPATH, "//button[text()='New']"))
-        seen = tab.swarm_each(driver, LOCUST_URL, list(hosts.values()), lambda: tab._rows(session_dir))
-        shown = tab.open_comparison(driver, len(COMPARED))
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        SCREENSHOT.write_bytes(browser.full_page_png(driver))
-    run = Run.load(session_dir)
-    assert [r.target for r in run.results] == COMPARED
-    assert all(r.runtime == "docker" and r.memory_source == "working set" for r in run.results)
-    assert [r.processes for r in run.results] == [TARGETS[name].resolve().processes for name in COMPARED]
-    tab.assert_rows_agree(run.results, seen, shown)
-    tab.assert_report_renders(LOCUST_URL, session_dir, COMPARED)
+        tab.show_comparison(driver)
+        tab.compare_from_the_form(driver, hosts, ", ".join(map(str, tab.LEVELS)), tab.WINDOW_S, tab.DB_MS,
+                                  tab.LLM_MS)
+        tab.wait_compared(driver, cells)
+        run = Run.load(session_dir)
+        assert tab.chart_marks(driver.find_element(By.ID, "lab-comparison")) == tab.drawn(run)
+        shown = {(row["target"], row["users"]): row for row in tab.table_rows(driver)}
+    assert sorted((r.target, r.users) for r in run.results) == sorted(
+        (name, users) for name in COMPARED for users in tab.LEVELS)
+    for r in run.results:
+        assert r.runtime == "docker" and r.memory_source == "working set" and r.source == "web-ui"
+        assert r.failures == 0 and r.phases.drain_s is not None and r.latency_ms.n > 0
+        assert r.cpu_pct.locust_processes == 2  # the two workers' requests, in the master's ledger
+        assert r.memory_mb.peak_pss >= r.memory_mb.idle_pss > 0
+        assert r.processes == TARGETS[r.target].resolve().processes
+        assert shown[(r.target, str(r.users))]["rps"] == f"{r.rps:.1f}"
+    top = {r.target: r for r in run.results if r.users == max(tab.LEVELS)}
+    assert top["flask-sync"].rps < 0.5 * min(top["fastapi-async"].rps, top["go-gin"].rps)
+    report = httpx.get(f"{LOCUST_URL}/lab/session/report.md", timeout=120)
+    assert report.status_code == 200 and "## Comparison" in report.text  # rendered in the Locust image
 
 
 @pytest.mark.timeout(1000)

@@ -43,6 +43,8 @@ LEVELS = (1, 50)
 WINDOW_S = 5
 DB_MS, LLM_MS = 5, 500  # the LLM-bound workload (bench capacity's)
 SWARM_DB_MS, SWARM_LLM_MS = 20, 200  # the swarms started from Locust's own form
+SCREENSHOTS_ENV = "LAB_SCREENSHOTS"  # set: the compare test rewrites the README's pictures
+IMAGES = REPO_ROOT / "docs" / "img"
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +129,16 @@ def wait_compared(driver, cells: int, timeout: float = 600) -> None:
         and len(d.find_elements(By.CSS_SELECTOR, "#lab-comparison table.comparison tbody tr")) == cells)
 
 
+def save_screenshots(driver) -> None:
+    """The table (its first columns, as wide as the page shows) and its charts, for the README."""
+    IMAGES.mkdir(exist_ok=True)
+    driver.execute_script("document.querySelector('#lab-groups h3').scrollIntoView()")
+    (IMAGES / "comparison-table.png").write_bytes(
+        driver.find_element(By.CSS_SELECTOR, "#lab-groups .lab-scroll").screenshot_as_png)
+    (IMAGES / "comparison-charts.png").write_bytes(
+        driver.find_element(By.CSS_SELECTOR, "#lab-groups .lab-charts").screenshot_as_png)
+
+
 def drawn(run: Run) -> dict[str, int]:
     """What the charts must draw for a run: a point and a bar per row, and its p50, p95 and p99
     (tails of fewer than 20 samples are left out, as the table prints n<20)."""
@@ -171,6 +183,9 @@ def test_the_compare_form_records_three_targets_at_two_levels_sorted_charted_dow
         # the models part: the queue of 4 sync workers serves a fraction of what the others do
         top = {r.target: r for r in run.results if r.users == max(LEVELS)}
         assert top["flask-sync"].rps < 0.5 * min(top["fastapi-async"].rps, top["go-gin"].rps)
+
+        if os.environ.get(SCREENSHOTS_ENV):  # `make screenshots`: the README's pictures of this comparison
+            save_screenshots(driver)
 
         click_head(driver, "rps")
         assert column(driver, "rps") == sorted(column(driver, "rps"))
