@@ -49,6 +49,15 @@ LOCUST_WEB_PORT = 8089
 # empty string (bench/compose-harness.env), which makes each one ephemeral, so it can run beside
 # the user's stack; unset, the default after `-` applies.
 HOST_PORT_ENV = "LAB_HOST_PORT"
+# Each target runs under a parent cgroup named after its service, `<prefix>_<service>.slice`, where
+# the Locust master reads the swarmed container's memory and CPU (locust/live_memory.py, CgroupSource)
+# from the host's cgroup tree mounted read-only: no Docker socket in any container. The harness's
+# project sets another prefix (bench/compose-harness.env), so its containers are never taken for the
+# user's stack's. A ".slice" name is a plain folder under Docker's cgroupfs driver and a systemd
+# slice under its systemd driver (underscores: a dash there means a parent slice).
+CGROUP_PREFIX_ENV = "LAB_CGROUP_PREFIX"
+CGROUP_PREFIX = "concurrency_lab"
+CGROUP_MOUNT = "/host/cgroup"
 # Published ports listen on the host's loopback only: the Locust UI can aim load at any URL.
 PUBLISH_HOST = "127.0.0.1"
 # Seed 003's Redis pub/sub endpoints live in the FastAPI apps only.
@@ -59,13 +68,14 @@ FIXED_SERVICES = ("postgres", "redis", "upstream", "locust", "locust-worker")
 # entrypoint that starts as root provably needs before it drops to its own user (the official
 # images' and bench/standins/' entrypoints): chown and chmod of the data folder (CHOWN, FOWNER,
 # DAC_OVERRIDE to walk a 0700 folder it does not own), and setuid/setgid (gosu or setpriv).
-# The locust image starts as root to read the Docker socket's group, makes its session folder in
-# the bind-mounted results/ (owned by the host's user: DAC_OVERRIDE), then drops to uid 10001.
+# The locust image starts as root to make its session folder in the bind-mounted results/ (as the
+# host user who owns results/, or chowned to uid 10001 where that is root: CHOWN), then drops to
+# that user.
 # The targets and the upstream run as a non-root USER from the first instruction: nothing.
 CAP_ADD = {
     "postgres": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
     "redis": ["CHOWN", "SETGID", "SETUID"],
-    "locust": ["DAC_OVERRIDE", "SETGID", "SETUID"],
+    "locust": ["CHOWN", "SETGID", "SETUID"],
     "locust-worker": ["SETGID", "SETUID"],
 }
 # Safety nets, not budgets: generous, so that only a runaway (forks, memory) meets them, and it
@@ -149,6 +159,15 @@ def target_env(target: Target) -> dict[str, str]:
     return {**env, **target.resolve(host="0.0.0.0").env, "TARGET_NAME": target.name}
 
 
+def cgroup_prefix() -> str:
+    return f"${{{CGROUP_PREFIX_ENV}-{CGROUP_PREFIX}}}"
+
+
+def cgroup_parent(service: str) -> str:
+    """The service's parent cgroup (locust/live_memory.py's CgroupSource.slice_name)."""
+    return f"{cgroup_prefix()}_{service.replace('-', '_')}.slice"
+
+
 def target_service(target: Target) -> dict[str, Any]:
     resolved = target.resolve(host="0.0.0.0")
     needs = ["postgres", "upstream", *(["redis"] if target.framework in REDIS_FRAMEWORKS else [])]
@@ -157,6 +176,7 @@ def target_service(target: Target) -> dict[str, Any]:
         "command": list(resolved.argv),
         "environment": target_env(target),
         "ports": [published(resolved.port)],
+        "cgroup_parent": cgroup_parent(target.name),
         "profiles": [target.framework, "all"],
         "depends_on": _healthy(*needs),
         "healthcheck": _healthcheck(http_probe(resolved.port, "/readyz")),
@@ -211,15 +231,15 @@ def compose_document(targets: dict[str, Target] | None = None) -> dict[str, Any]
             # loopback only (locust.conf's 127.0.0.1 would make it unreachable from the host).
             "command": locust_command("--master", "--web-host", "0.0.0.0"),
             # LOCUST_HOST is unset unless the shell sets it: then it pre-fills the Host field.
-            # The "Target memory" tab (locust/live_memory.py) reads the swarmed container's
-            # working set from the Engine API. Note: the socket grants control of the engine even
-            # mounted read-only, which is why the web UI is published on 127.0.0.1 only.
-            "environment": {"LOCUST_HOST": None, "LOCUST_MEMORY_CONTAINER": "auto",
+            # The "Target memory" tab and the Comparison tab's rows read the swarmed container's
+            # working set and CPU from its cgroup (see CGROUP_PREFIX_ENV): read-only files, where
+            # the Docker socket would be control of the host.
+            "environment": {"LOCUST_HOST": None, "LOCUST_MEMORY_CGROUP": CGROUP_MOUNT,
+                            "LOCUST_CGROUP_PREFIX": cgroup_prefix(),
                             "LOCUST_USER_CLASSES": DEFAULT_USER_CLASSES},
-            # locust/docker-entrypoint.sh adds the socket's group when it drops to uid 10001.
             # Every web-UI swarm is recorded in results/web-ui-<time>/ (the Comparison tab,
             # locust/web_session.py): on the host, so a session outlives `down`.
-            "volumes": ["/var/run/docker.sock:/var/run/docker.sock:ro", "./results:/app/results"],
+            "volumes": [f"/sys/fs/cgroup:{CGROUP_MOUNT}:ro", "./results:/app/results"],
             "ports": [published(LOCUST_WEB_PORT)],
             "profiles": [*frameworks, "all"],
             "healthcheck": _healthcheck(http_probe(LOCUST_WEB_PORT, "/")),

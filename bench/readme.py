@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bench.manifest import REPO_ROOT
 from bench.report import TEMPLATES, fmt
-from bench.results import MIN_TAIL_SAMPLES, Result, Run, command_text
+from bench.results import MIN_TAIL_SAMPLES, Result, Run, command_text, write_atomic
 from bench.upstream_bench import SNAPSHOT as UPSTREAM_SNAPSHOT
 from bench.upstream_bench import Snapshot
 
@@ -138,7 +138,7 @@ def update_capacity(run_dir: Path | None = None, readme: Path = README,
     if run_dir is not None:
         shutil.copyfile(run_dir / "results.json", snapshot)
     run = Run.model_validate_json(snapshot.read_text())
-    readme.write_text(CAPACITY.replace(readme.read_text(), render_capacity_block(run)))
+    write_atomic(readme, CAPACITY.replace(readme.read_text(), render_capacity_block(run)))
     return run
 
 
@@ -159,7 +159,7 @@ def update_profile(run_dir: Path | None = None, readme: Path = README, snapshot:
     for p in run.profiles:
         if run_dir is not None and p.flame_graph and (run_dir / p.flame_graph).exists():
             shutil.copyfile(run_dir / p.flame_graph, images / p.flame_graph)
-    readme.write_text(PROFILE.replace(readme.read_text(), render_profile_block(run)))
+    write_atomic(readme, PROFILE.replace(readme.read_text(), render_profile_block(run)))
     return run
 
 
@@ -170,7 +170,7 @@ def update_faults(run_dir: Path | None = None, readme: Path = README,
     if run_dir is not None:
         shutil.copyfile(run_dir / "results.json", snapshot)
     run = Run.model_validate_json(snapshot.read_text())
-    readme.write_text(FAULTS.replace(readme.read_text(), render_faults_block(run)))
+    write_atomic(readme, FAULTS.replace(readme.read_text(), render_faults_block(run)))
     return run
 
 
@@ -183,12 +183,12 @@ def update(run_dir: Path, readme: Path = README, snapshot: Path = SNAPSHOT) -> R
     run = Run.load(run_dir)
     text = COMPARISON.replace(readme.read_text(), render_block(run))
     shutil.copyfile(run_dir / "results.json", snapshot)
-    readme.write_text(text)
+    write_atomic(readme, text)
     return run
 
 
 def update_upstream(readme: Path = README, snapshot: Path = UPSTREAM_SNAPSHOT) -> Snapshot:
     """The upstream-bench block from `bench upstream-bench`'s snapshot."""
     snap = Snapshot.load(snapshot)
-    readme.write_text(UPSTREAM.replace(readme.read_text(), render_upstream_block(snap)))
+    write_atomic(readme, UPSTREAM.replace(readme.read_text(), render_upstream_block(snap)))
     return snap

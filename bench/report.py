@@ -58,7 +58,7 @@ from bench.metrics import (
     MACHINE_CPU_LIMIT,
     PROCESS_CPU_LIMIT,
 )
-from bench.results import MIN_TAIL_SAMPLES, FaultResult, ProcessMemory, Profile, Result, Run
+from bench.results import MIN_TAIL_SAMPLES, FaultResult, ProcessMemory, Profile, Result, Run, write_atomic
 from bench.session import MIN_WINDOW_S, WARMUP_MAX_S
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -668,12 +668,12 @@ def write_reports(run_dir: Path) -> Run:
     run = Run.load(run_dir)
     if is_faults_run(run):
         ctx = faults_context(run)
-        (run_dir / "report.md").write_text(_env(html=False).get_template("faults.md.j2").render(**ctx))
+        write_atomic(run_dir / "report.md", _env(html=False).get_template("faults.md.j2").render(**ctx))
         html = _env(html=True).get_template("faults.html.j2").render(**ctx, charts=faults_charts(run))
-        (run_dir / "report.html").write_text(html)
+        write_atomic(run_dir / "report.html", html)
         return run
-    (run_dir / "report.md").write_text(render_markdown(run))
-    (run_dir / "report.html").write_text(render_html(run, run_dir))
+    write_atomic(run_dir / "report.md", render_markdown(run))
+    write_atomic(run_dir / "report.html", render_html(run, run_dir))
     return run
 
 

@@ -451,16 +451,26 @@ class Run(BaseModel):
 
     def save(self, run_dir: Path) -> Path:
         """Write results.json atomically, so an interrupted run keeps what it measured."""
-        path = run_dir / "results.json"
-        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".results-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.model_dump_json(by_alias=True, indent=2))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(run_dir / "results.json", self.model_dump_json(by_alias=True, indent=2))
 
     @classmethod
     def load(cls, run_dir: Path) -> Run:
         return cls.model_validate_json((run_dir / "results.json").read_text())
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write a file whole or not at all (a reader, or an interrupted writer, never sees half of it),
+    readable by everyone as a plain file would be (mkstemp's files are the owner's only)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 MAKE_TARGET_ENV = "LAB_MAKE_TARGET"  # the Makefile's recipes set it: `LAB_MAKE_TARGET=$@ bench ...`

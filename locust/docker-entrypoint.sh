@@ -1,26 +1,29 @@
 #!/bin/sh
-# Starts Locust as the unprivileged `lab` user (uid 10001). When the Docker socket is mounted (the
-# web UI's "Target memory" tab reads the Engine API), the container starts as root just long
-# enough to learn the socket's group, then drops to uid 10001 with that group added: no DOCKER_GID
-# to set, whether the host's socket is root:docker or root-only (group root).
+# Starts Locust unprivileged. The master records its web UI's swarms in the bind-mounted results/
+# (locust/web_session.py): it runs as the host user who owns that folder, so the host reads and
+# removes what it writes, or as uid 10001 where the folder is root's (never as root). It starts as
+# root only to make the session folder as that user, then drops to it with no capability left.
 set -e
 if [ "$(id -u)" = 0 ]; then
-    groups=10001
-    socket=${DOCKER_HOST#unix://}
-    socket=${socket:-/var/run/docker.sock}
-    if [ -S "$socket" ]; then
-        groups="$groups,$(stat -c %g "$socket")"
+    uid=10001 gid=10001
+    if [ -d results ] && [ "$(stat -c %u results)" != 0 ]; then
+        uid=$(stat -c %u results) gid=$(stat -c %g results)
     fi
-    # The web UI records its swarms in results/web-ui-<time>/ (bind-mounted from the host, whose
-    # folder uid 10001 may not write): the session folder is made here, writable by both sides,
-    # and removed again by Locust if no swarm was recorded in it.
+    # Switching to a non-root uid clears the permitted and effective capabilities; compose's
+    # no-new-privileges keeps any from coming back through an exec.
+    drop="setpriv --reuid=$uid --regid=$gid --clear-groups --inh-caps=-all --"
     case " $* " in *" --worker "*) ;; *)
         if [ -d results ] && [ -z "${LOCUST_SESSION_DIR:-}" ]; then
             LOCUST_SESSION_DIR="results/web-ui-$(date -u +%Y%m%d-%H%M%S)"
-            install -d -m 0777 "$LOCUST_SESSION_DIR"
+            if [ "$uid" = 10001 ]; then  # results/ is root's: made here, handed to uid 10001 (CHOWN)
+                mkdir -m 0755 "$LOCUST_SESSION_DIR"
+                chown "$uid:$gid" "$LOCUST_SESSION_DIR"
+            else
+                $drop mkdir -m 0755 "$LOCUST_SESSION_DIR"
+            fi
             export LOCUST_SESSION_DIR
         fi ;;
     esac
-    exec setpriv --reuid=10001 --regid=10001 --groups="$groups" --inh-caps=-all -- "$@"
+    exec $drop "$@"
 fi
 exec "$@"

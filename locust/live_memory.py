@@ -9,20 +9,20 @@ Sources:
 - native (default): psutil over the target's whole process tree (bench.probe: RSS, PSS, USS; PSS is
   the headline). The root PID is `--memory-pid`, or else the process listening on the host's port
   (so changing Host in the start form follows the new target).
-- `--memory-container NAME` (env LOCUST_MEMORY_CONTAINER): the Docker Engine API over its Unix
-  socket (`DOCKER_HOST=unix://...`, default /var/run/docker.sock; read-only is enough) with httpx,
-  the same "working set" `docker stats` shows: cgroup usage minus inactive file pages. `auto` means
-  the compose service the host names (http://fastapi-async:8021 → service fastapi-async).
+- `--memory-cgroup ROOT` (env LOCUST_MEMORY_CGROUP; compose mounts the host's /sys/fs/cgroup there,
+  read-only): the container of the compose service the Host names (http://fastapi-async:8021 →
+  fastapi-async), from its cgroup files (CgroupSource): the same "working set" `docker stats` shows,
+  cgroup usage minus inactive file pages. No Docker socket.
 
 Nothing happens without a web UI (headless runs, workers): `bench compare` is unaffected.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import gevent
@@ -52,10 +52,13 @@ def add_memory_arguments(parser) -> None:
     parser.add_argument("--memory-pid", type=int, default=None, include_in_web_ui=False,
                         help="root PID of the target's process tree for the web UI's memory tab "
                              "(default: the process listening on the host's port)")
-    parser.add_argument("--memory-container", type=str, default=None, include_in_web_ui=False,
-                        env_var="LOCUST_MEMORY_CONTAINER",
-                        help="Docker container (name, id, or 'auto' = the host's compose service) "
-                             "whose memory the web UI shows")
+    parser.add_argument("--memory-cgroup", type=str, default=None, include_in_web_ui=False,
+                        env_var="LOCUST_MEMORY_CGROUP",
+                        help="the host's cgroup tree, mounted read-only (compose): the memory shown is "
+                             "that of the compose service the Host names")
+    parser.add_argument("--cgroup-prefix", type=str, default="concurrency_lab", include_in_web_ui=False,
+                        env_var="LOCUST_CGROUP_PREFIX",
+                        help="the compose project's cgroup parents: <prefix>_<service>.slice")
 
 
 def _listens(proc: psutil.Process, port: int) -> bool:
@@ -130,47 +133,82 @@ class NativeSource:
         return out
 
 
-class DockerSource:
+class CgroupSource:
+    """A compose service's container, read from its cgroup files: the host's /sys/fs/cgroup mounted
+    read-only at `root` (docker-compose.yml), so Locust needs no Docker Engine API, whose socket would
+    be control of the host. bench/compose.py runs each target under a parent cgroup named after its
+    service, `<prefix>_<service>.slice` (cgroup_parent), found here by name at any depth (a daemon in
+    a container nests its memory cgroups under its own); the container is the slice's child. cgroup
+    v1 (memory, cpuacct, pids controllers) and v2 (one unified tree) alike. The working set is what
+    `docker stats` shows: usage minus inactive file pages."""
+
     headline = "working_set_mb"
+    SEARCH_DEPTH = 6  # /sys/fs/cgroup/memory/<a daemon's own nesting>/<slice>: a few levels at most
 
-    def __init__(self, container: str, environment) -> None:
-        import httpx  # only the compose path needs it
+    def __init__(self, root: str, prefix: str, environment) -> None:
+        self.root, self.prefix, self.environment = Path(root), prefix, environment
+        self._found: tuple[str, dict[str, Path]] | None = None  # (service, controller -> container dir)
 
-        socket = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
-        self.container, self.environment = container, environment
-        self.client = httpx.Client(transport=httpx.HTTPTransport(uds=socket),
-                                   base_url="http://docker", timeout=5.0)
+    def slice_name(self, service: str) -> str:
+        return f"{self.prefix}_{service.replace('-', '_')}.slice"
 
-    def _container(self) -> tuple[str, str]:
-        """(what to ask the engine for, what to show): `auto` looks up the host's compose service."""
-        if self.container != "auto":
-            return self.container, self.container
-        service = urlparse(self.environment.host or "").hostname or ""
-        label = json.dumps({"label": [f"com.docker.compose.service={service}"]})
-        found = self.client.get("/containers/json", params={"filters": label}).json()
-        return (found[0]["Id"] if found else service), service  # else: maybe a plain container name
+    def _find(self, base: Path, name: str) -> Path | None:
+        for top, dirs, _ in os.walk(base):
+            if len(Path(top).relative_to(base).parts) >= self.SEARCH_DEPTH:
+                dirs.clear()
+            if name in dirs:
+                return Path(top) / name
+        return None
+
+    def _containers(self, service: str) -> dict[str, Path]:
+        """controller -> the service's container's cgroup folder ("v2": the unified one)."""
+        if self._found and self._found[0] == service and all(p.is_dir() for p in self._found[1].values()):
+            return self._found[1]
+        name, found = self.slice_name(service), {}
+        unified = (self.root / "cgroup.controllers").exists()
+        for controller in (["v2"] if unified else ["memory", "cpuacct", "pids"]):
+            parent = self._find(self.root if unified else self.root / controller, name)
+            children = sorted((d for d in parent.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime) \
+                if parent else []
+            if children:
+                found[controller] = children[-1]  # a container recreated just now: the newest
+        self._found = (service, found) if found else None
+        return found
+
+    @staticmethod
+    def _read(path: Path) -> str:
+        return path.read_text().strip()
+
+    @staticmethod
+    def _stat(path: Path) -> dict[str, int]:
+        return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines())}
 
     def sample(self) -> dict:
-        container, label = self._container()
-        if not container:
-            return {"source": "no host to look up (set --memory-container NAME)"}
-        resp = self.client.get(f"/containers/{container}/stats",
-                               params={"stream": "false", "one-shot": "true"})
-        if resp.status_code != 200:
-            return {"source": f"{label}: HTTP {resp.status_code}"}
-        stats = resp.json()
-        mem = stats.get("memory_stats") or {}
-        if "usage" not in mem:
-            return {"source": f"{label}: not running"}
-        detail = mem.get("stats") or {}
-        # What `docker stats` shows: cgroup v2 "inactive_file", v1 "total_inactive_file".
-        inactive = detail.get("inactive_file", detail.get("total_inactive_file", 0))
-        usage = mem["usage"]
-        cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)
-        self._cpu = {label: cpu_ns / 1e9}
-        return {"source": label, "working_set_mb": (usage - min(inactive, usage)) / MB,
-                "usage_mb": usage / MB, "limit_mb": mem.get("limit", 0) / MB,
-                "processes": (stats.get("pids_stats") or {}).get("current")}
+        service = urlparse(self.environment.host or "").hostname or ""
+        if not service:
+            return {"source": "no Host: the memory of the service it names is shown"}
+        dirs = self._containers(service)
+        if "v2" in dirs:
+            d = dirs["v2"]
+            usage = int(self._read(d / "memory.current"))
+            inactive = self._stat(d / "memory.stat")["inactive_file"]
+            limit = self._read(d / "memory.max")
+            cpu_s = self._stat(d / "cpu.stat")["usage_usec"] / 1e6
+            pids = int(self._read(d / "pids.current"))
+        elif "memory" in dirs:
+            d = dirs["memory"]
+            usage = int(self._read(d / "memory.usage_in_bytes"))
+            inactive = self._stat(d / "memory.stat").get("total_inactive_file", 0)
+            limit = self._read(d / "memory.limit_in_bytes")
+            cpu_s = int(self._read(dirs["cpuacct"] / "cpuacct.usage")) / 1e9 if "cpuacct" in dirs else None
+            pids = int(self._read(dirs["pids"] / "pids.current")) if "pids" in dirs else None
+        else:
+            return {"source": f"{service}: no container under cgroup {self.slice_name(service)}"}
+        if cpu_s is not None:
+            self._cpu = {service: cpu_s}
+        limit_mb = int(limit) / MB if limit.isdigit() and int(limit) < 2**60 else None  # "max": none
+        return {"source": service, "working_set_mb": (usage - min(inactive, usage)) / MB,
+                "usage_mb": usage / MB, "limit_mb": limit_mb, "processes": pids}
 
     def cpu_seconds(self) -> dict[str, float]:
         """The container's CPU time so far (the cgroup's), as of the latest sample."""
@@ -183,9 +221,9 @@ class MemoryWatch:
 
     MEMORY_KEYS = ("pss_mb", "rss_mb", "uss_mb", "working_set_mb")
 
-    def __init__(self, source: NativeSource | DockerSource) -> None:
+    def __init__(self, source: NativeSource | CgroupSource) -> None:
         self.source = source
-        self.mode = "docker" if isinstance(source, DockerSource) else "native"
+        self.mode = "docker" if isinstance(source, CgroupSource) else "native"
         self.latest: dict = {"source": "starting"}
         self.peak = 0.0
         self.peaks: dict[str, float] = {}  # every memory figure's peak (web_session.py's rows)
@@ -224,10 +262,10 @@ def add_memory_tab(environment, web_ui=None, **_kw) -> None:
     if web_ui is None:  # headless or worker: no UI to extend
         return
     opts = environment.parsed_options
-    container = getattr(opts, "memory_container", None)
+    cgroups = getattr(opts, "memory_cgroup", None)
     try:
-        if container:
-            mode, source = "docker", DockerSource(container, environment)
+        if cgroups:
+            mode, source = "docker", CgroupSource(cgroups, opts.cgroup_prefix, environment)
         else:
             mode, source = "native", NativeSource(getattr(opts, "memory_pid", None), environment)
     except ImportError as exc:  # e.g. a locust image without the repository's bench package

@@ -8,7 +8,7 @@ as throughput. Users run closed-loop (no think time): N users = N requests in fl
         RecommendationUser Canary
 
 The web UI also gets a live "Target memory" tab (live_memory.py): `--memory-pid PID` (default: the
-process listening on the host's port) or, in compose, `--memory-container NAME`.
+process listening on the host's port) or, in compose, the swarmed service's cgroup (`--memory-cgroup`).
 
 Every swarm started from the web UI is recorded as a results.json row and shown in its
 "Comparison" tab (web_session.py, bench/session.py).

@@ -634,7 +634,7 @@ def add_comparison_tab(environment, web_ui=None, **_kw) -> None:
     registry = Path(opts.lab_targets) if opts.lab_targets else None
     session = (lab.Session(Path(opts.session_dir), workload, registry) if opts.session_dir
                else lab.Session.new(Path("results"), workload, registry))
-    compose = bool(getattr(opts, "memory_container", None))
+    compose = bool(getattr(opts, "memory_cgroup", None))
     recorder = Recorder(environment, session, getattr(environment, "target_memory", None))
     environment.events.test_start.add_listener(recorder.on_test_start)
     environment.events.test_stopping.add_listener(recorder.on_test_stopping)

@@ -127,7 +127,7 @@ def test_the_harness_project_publishes_only_ephemeral_ports():
     """bench compare/faults --docker run beside the user's stack: none of its ports is fixed."""
     harness_env = dict(line.split("=", 1) for line in docker.HARNESS_ENV_FILE.read_text().splitlines()
                        if line and not line.startswith("#"))
-    assert harness_env == {compose.HOST_PORT_ENV: ""}
+    assert harness_env == {compose.HOST_PORT_ENV: "", compose.CGROUP_PREFIX_ENV: "concurrency_lab_bench"}
     assert all(p == "127.0.0.1:" for p in published_ports(harness_env))
 
 
@@ -179,7 +179,9 @@ def test_the_standin_entrypoints_need_no_more_than_their_capabilities():
     assert {"SETUID", "SETGID"} <= set(compose.CAP_ADD["redis"])
     assert {"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"} == set(compose.CAP_ADD["postgres"])
     entry = (REPO_ROOT / "locust/docker-entrypoint.sh").read_text()
-    assert "setpriv --reuid=10001" in entry and "install -d" in entry
+    # the session folder is made as its user, or made and handed to uid 10001 (CHOWN); no root left
+    assert "setpriv --reuid=$uid" in entry and 'chown "$uid:$gid"' in entry and "--clear-groups" in entry
+    assert {"CHOWN", "SETUID", "SETGID"} == set(compose.CAP_ADD["locust"])
 
 
 def test_only_locusts_workers_restart_after_a_clean_exit():
@@ -219,6 +221,22 @@ def test_locust_runs_in_every_profile_that_has_targets():
     worker = SERVICES["locust-worker"]["command"]
     assert "--worker" in worker and worker[worker.index("--master-host") + 1] == "locust"
     assert "ports" not in SERVICES["locust-worker"]  # so `--scale locust-worker=N` never collides
+
+
+def test_no_container_gets_the_docker_socket():
+    """The web UI reads the swarmed container's cgroup files, read-only; the socket would be control
+    of the host's engine for anything that runs code in Locust."""
+    for name, service in SERVICES.items():
+        assert not any("docker.sock" in v for v in service.get("volumes", [])), name
+    assert f"/sys/fs/cgroup:{compose.CGROUP_MOUNT}:ro" in SERVICES["locust"]["volumes"]
+    env = SERVICES["locust"]["environment"]
+    assert env["LOCUST_MEMORY_CGROUP"] == compose.CGROUP_MOUNT
+    assert env["LOCUST_CGROUP_PREFIX"] == "${LAB_CGROUP_PREFIX-concurrency_lab}"
+    for name in TARGETS:  # each under a parent named after it, where the web UI finds it
+        assert SERVICES[name]["cgroup_parent"] == (
+            f"${{LAB_CGROUP_PREFIX-concurrency_lab}}_{name.replace('-', '_')}.slice")
+    harness = (REPO_ROOT / "bench" / "compose-harness.env").read_text()
+    assert "LAB_CGROUP_PREFIX=concurrency_lab_bench" in harness  # never taken for the user's stack
 
 
 class _Unready(http.server.BaseHTTPRequestHandler):
