@@ -270,6 +270,9 @@
   // --- sessions ----------------------------------------------------------------------------
   async function refreshRuns() {
     const runs = await json("./lab/runs");
+    const listed = JSON.stringify(runs.map((r) => [r.run_id, r.rows]));
+    if (listed === state.runsListed) return; // rebuilt only when a run or a row count changed
+    state.runsListed = listed;
     for (const [select, blank] of [[$("#lab-run"), false], [$("#lab-with"), true]]) {
       const chosen = select.value;
       const options = runs.map((r) => {
