@@ -21,8 +21,9 @@ SQLAlchemy's asyncio docs advise for an engine used from several loops:
   closed at the end of the request).
 
 What that costs per request, beside flask-sync's pooled connection and kept-alive client (the
-same capacity), as measured on the lab's 2-core machine against the harness's PostgreSQL (trust
-authentication; a password costs more per connection, as under compose):
+same capacity), as measured on the lab's 2-core machine against the harness's PostgreSQL when it
+still trusted local connections (its scram-sha-256 password, as under compose, adds ~3-4 ms to each
+new connection: this request's median went from 20-23 ms to 23-27 ms):
 
 - a thread and an event loop, ~0.6 ms;
 - a new PostgreSQL connection, ~7 ms: TCP, start-up and authentication, a backend process forked
