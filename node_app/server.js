@@ -43,6 +43,10 @@ function serve() {
   const pool = new Pool({ connectionString: env.DATABASE_URL, max: S.poolSize,
     connectionTimeoutMillis: S.poolTimeoutMs });
   pool.on('error', () => {}); // an idle connection died: the pool drops it
+  // A checked-out client has no listener of the pool's, so an error the server sends while a request
+  // holds it (a fast shutdown's 57P01) would be an unhandled 'error' event and end the process. With
+  // this one it only marks the client unqueryable: its next query fails, and the pool drops it.
+  pool.on('connect', (client) => client.on('error', (e) => console.error(`database connection lost: ${e.message}`)));
   const openai = new OpenAI({ baseURL: env.UPSTREAM_URL.replace(/\/+$/, '') + '/v1', apiKey: 'mock',
     maxRetries: 0, timeout: S.timeoutMs });
 
