@@ -46,7 +46,7 @@ from fastapi_app.common import (
 async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
     s = get_settings()
     # Neither connects here: the app starts without a reachable DB (readyz then says 503).
-    engine = create_async_engine(db_url(s.database_url, "asyncpg"), **engine_kwargs(s))
+    engine = create_async_engine(db_url(s.database_url, "asyncpg"), **engine_kwargs(s, "asyncpg"))
     llm = AsyncOpenAI(**openai_kwargs(s))
     try:
         yield {"engine": engine, "llm": llm}

@@ -42,7 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         # The threadpool's size is the capacity of `def` handlers; the limiter is per event loop.
         anyio.to_thread.current_default_thread_limiter().total_tokens = s.threadpool_tokens
     # Neither connects here: the app starts without a reachable DB (readyz then says 503).
-    engine = create_engine(db_url(s.database_url, "psycopg"), **engine_kwargs(s))
+    engine = create_engine(db_url(s.database_url, "psycopg"), **engine_kwargs(s, "psycopg"))
     llm = OpenAI(**openai_kwargs(s))
     try:
         yield {"engine": engine, "llm": llm}

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = 30.0
     db_pool_size: int = 1
     db_pool_timeout_s: float = 30.0
+    db_timeout_s: float = 10.0
 
 
 @lru_cache
@@ -49,6 +50,18 @@ def get_settings() -> Settings:
 def db_url(settings: Settings, driver: str) -> URL:
     """libpq-style DATABASE_URL -> SQLAlchemy URL for the driver (psycopg, asyncpg)."""
     return make_url(settings.database_url).set(drivername=f"postgresql+{driver}")
+
+
+def connect_args(settings: Settings, driver: str) -> dict[str, Any]:
+    """DB_TIMEOUT_S on every connection: to open it, and for each statement, which the server
+    cancels (statement_timeout) and asyncpg also gives up on by itself (a server that hangs)."""
+    seconds = settings.db_timeout_s
+    ms = str(round(seconds * 1000))
+    if driver == "asyncpg":
+        return {"timeout": seconds, "command_timeout": seconds,
+                "server_settings": {"statement_timeout": ms}}
+    # libpq's connect_timeout is whole seconds
+    return {"connect_timeout": math.ceil(seconds), "options": f"-c statement_timeout={ms}"}
 
 
 def openai_kwargs(settings: Settings) -> dict[str, Any]:
@@ -94,10 +107,11 @@ def user_from_row(user_id: int, row: Any) -> dict[str, Any]:
 # dropped connections (asyncpg's connect raises plain OSError, its timeout TimeoutError), and
 # waiting longer than DB_POOL_TIMEOUT_S for a pooled connection.
 DB_DOWN = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
-# SQLSTATE classes of a server that is not there for us: 08 connection exception, 57 operator
-# intervention (57P01 admin shutdown, 57P03 starting up / shutting down). asyncpg's errors reach
-# SQLAlchemy as a plain DBAPIError, so the class is what tells them apart.
-DB_DOWN_SQLSTATES = ("08", "57")
+# SQLSTATE classes of a server that is not there for us: 08 connection exception, 53 insufficient
+# resources (53300 too many connections), 57 operator intervention (57P01 admin shutdown, 57P03
+# starting up / shutting down, 57014 statement_timeout). asyncpg's errors reach SQLAlchemy as a
+# plain DBAPIError, so the class is what tells them apart.
+DB_DOWN_SQLSTATES = ("08", "53", "57")
 
 
 def is_db_down(exc: BaseException) -> bool:

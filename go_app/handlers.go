@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math"
 	"net/http"
 	"strconv"
@@ -25,8 +26,6 @@ const (
 	defaultTokens = 16
 	maxCPUN       = 5_000_000
 	defaultCPUN   = 100_000
-	// Time allowed for the statements themselves on top of pg_sleep.
-	queryAllowance = 5 * time.Second
 )
 
 // newRouter wires every route to a handler closed over its dependencies.
@@ -105,7 +104,7 @@ func handleRecommendation(cfg config, db store, up llm) gin.HandlerFunc {
 			return
 		}
 		// One deadline for the whole request, shared by the DB work and the upstream call.
-		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.requestBudget(p.dbMs))
+		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.requestBudget())
 		defer cancel()
 		s, err := db.Summary(ctx, p.userID, time.Duration(p.dbMs)*time.Millisecond)
 		if err != nil {
@@ -132,7 +131,7 @@ func handleStream(cfg config, db store, up llm) gin.HandlerFunc {
 		}
 		// Only the DB step gets a deadline: a stream lasts as long as the upstream keeps sending,
 		// and up.stream bounds every wait on it by the upstream timeout.
-		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.dbBudget(p.dbMs))
+		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.dbBudget())
 		s, err := db.Summary(ctx, p.userID, time.Duration(p.dbMs)*time.Millisecond)
 		cancel()
 		if err != nil {
@@ -185,7 +184,7 @@ func streamErrorEvent(err error) string {
 
 func handleReady(cfg config, db store) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.dbBudget(0))
+		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.dbBudget())
 		defer cancel()
 		if err := db.Ping(ctx); err != nil {
 			abortWithError(c, http.StatusServiceUnavailable, "database_unavailable", "database unavailable")
@@ -216,6 +215,7 @@ func dbFailure(c *gin.Context, err error, userID int64) {
 		abortWithError(c, http.StatusNotFound, "not_found", fmt.Sprintf("user %d not found", userID))
 		return
 	}
+	log.Printf("database unavailable: %v", err) // the cause: the log's, not the client's
 	abortWithError(c, http.StatusServiceUnavailable, "database_unavailable", "database unavailable")
 }
 
@@ -227,14 +227,14 @@ func upstreamFailureResponse(c *gin.Context, err error) {
 	abortWithError(c, http.StatusBadGateway, "upstream_error", err.Error())
 }
 
-// dbBudget bounds step 2: the pool wait, pg_sleep and the query.
-func (cfg config) dbBudget(dbMs int64) time.Duration {
-	return cfg.poolTimeout + time.Duration(dbMs)*time.Millisecond + queryAllowance
+// dbBudget bounds step 2: the pool wait, then pg_sleep and the query (DB_TIMEOUT_S, pgStore's).
+func (cfg config) dbBudget() time.Duration {
+	return cfg.poolTimeout + cfg.dbTimeout
 }
 
 // requestBudget bounds a whole /recommendation request: step 2, then the upstream call.
-func (cfg config) requestBudget(dbMs int64) time.Duration {
-	return cfg.dbBudget(dbMs) + cfg.upstreamTimeout
+func (cfg config) requestBudget() time.Duration {
+	return cfg.dbBudget() + cfg.upstreamTimeout
 }
 
 type params struct{ userID, dbMs, llmMs, tokens int64 }

@@ -20,13 +20,15 @@ module Lab
           conn.exec_query(SLEEP, "sleep", [bind("ms", db_ms)]) if db_ms.positive?
           conn.exec_query(Contract::USER_SQL, "user", [bind("user_id", user_id)]).rows.first
         end
-      rescue ActiveRecord::ConnectionTimeoutError
-        raise unavailable # the pool wait: retrying would only wait again
-      rescue ActiveRecord::ActiveRecordError
+      rescue ActiveRecord::ConnectionNotEstablished, ActiveRecord::QueryCanceled => e
+        # The pool wait, a connection refused or timed out, a statement timeout: a second try would
+        # only fail the same way, later.
+        raise unavailable(e)
+      rescue ActiveRecord::ActiveRecordError => e
         # A connection the server closed (a restart): it is dropped with the idle ones, which died
         # with it, and step 2 runs once more on a fresh connection.
         pool.flush(0)
-        raise unavailable unless (attempts += 1) == 1
+        raise unavailable(e) unless (attempts += 1) == 1
 
         retry
       end
@@ -51,7 +53,10 @@ module Lab
     end
 
     def self.bind(name, value) = ActiveRecord::Relation::QueryAttribute.new(name, value, INT)
-    def self.unavailable = ApiError.new(503, "database_unavailable", "the database is unavailable")
+    def self.unavailable(cause = nil)
+      Rails.logger.warn("database unavailable: #{cause.class}: #{cause.message}") if cause # not the client's
+      ApiError.new(503, "database_unavailable", "the database is unavailable")
+    end
   end
 
   # Step 3: one keep-alive Net::HTTP connection per Puma thread, UPSTREAM_TIMEOUT_S on every wait.
