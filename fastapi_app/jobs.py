@@ -26,12 +26,11 @@ from typing import Any
 import openai
 import redis
 import redis.asyncio
-import sqlalchemy.exc
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from pydantic_settings import BaseSettings
 
-from fastapi_app.common import ApiError, Params, is_db_down, parse_query
+from fastapi_app.common import DB_UNAVAILABLE, ApiError, Params, is_db_down, parse_query
 
 log = logging.getLogger("fastapi_app.jobs")
 
@@ -58,17 +57,16 @@ def job_record(status: str, **fields: Any) -> str:
 
 
 def job_error(exc: BaseException) -> dict[str, str]:
-    """The error the synchronous endpoint would have answered (common.install_error_handlers)."""
+    """The error the synchronous endpoint would have answered (common.install_error_handlers);
+    run_job logs the cause."""
     if isinstance(exc, ApiError):
         return {"code": exc.code, "message": exc.message}
     if isinstance(exc, openai.APITimeoutError):
-        return {"code": "upstream_timeout", "message": "upstream did not answer in time"}
+        return {"code": "upstream_timeout", "message": "the upstream timed out"}
     if isinstance(exc, openai.APIError):
-        return {"code": "upstream_error", "message": f"upstream call failed: {type(exc).__name__}"}
+        return {"code": "upstream_error", "message": "the upstream failed"}
     if is_db_down(exc):
-        return {"code": "database_unavailable", "message": "database unavailable"}
-    if isinstance(exc, sqlalchemy.exc.DBAPIError | redis.RedisError):
-        return {"code": "internal_error", "message": f"job failed: {type(exc).__name__}"}
+        return {"code": "database_unavailable", "message": DB_UNAVAILABLE}
     return {"code": "internal_error", "message": "internal server error"}
 
 
@@ -86,7 +84,8 @@ def run_job(store: redis.Redis, job_id: str, work: Callable[[], dict]) -> None:
 
 
 def queue_down(why: str) -> ApiError:
-    return ApiError(503, "queue_unavailable", f"job queue unavailable: {why}")
+    log.warning("job queue unavailable: %s", why)
+    return ApiError(503, "queue_unavailable", "the job queue is unavailable")
 
 
 def job_store(request: Request) -> redis.asyncio.Redis:
@@ -121,7 +120,7 @@ def jobs_router(submit: Submit, reconcile: Reconcile = _as_is) -> APIRouter:
             await store.set(job_key(job_id), job_record("queued"), ex=job_settings().job_ttl_s)
             await submit(request, job_id, q, background)
         except redis.RedisError as exc:
-            raise queue_down(type(exc).__name__) from None
+            raise queue_down(repr(exc)) from None
         return JSONResponse({"job_id": job_id, "status": "queued"}, 202,
                             headers={"Location": f"/jobs/{job_id}"})
 
@@ -132,10 +131,10 @@ def jobs_router(submit: Submit, reconcile: Reconcile = _as_is) -> APIRouter:
         try:
             raw = await job_store(request).get(job_key(job_id))
             if raw is None:
-                raise ApiError(404, "not_found", "no such job (unknown or expired)")
+                raise ApiError(404, "not_found", "no such job")  # never issued, or expired
             record = await reconcile(request, job_id, json.loads(raw))
         except redis.RedisError as exc:
-            raise queue_down(type(exc).__name__) from None
+            raise queue_down(repr(exc)) from None
         return {"job_id": job_id, **record}
 
     return router

@@ -15,6 +15,7 @@ from openai import OpenAI, Stream
 from sqlalchemy import Engine, create_engine
 
 from fastapi_app.common import (
+    DB_UNAVAILABLE,
     READY_SQL,
     RETRY_ON_DEAD_CONNECTION,
     SLEEP_SQL,
@@ -28,6 +29,7 @@ from fastapi_app.common import (
     engine_kwargs,
     get_settings,
     is_db_down,
+    log,
     openai_kwargs,
     retry_on,
     sse_error,
@@ -99,5 +101,6 @@ def ready(engine: Engine) -> dict:
     except Exception as exc:
         if not is_db_down(exc):
             raise
-        raise ApiError(503, "database_unavailable", "database unavailable") from None
+        log.warning("database unavailable: %r", exc)
+        raise ApiError(503, "database_unavailable", DB_UNAVAILABLE) from None
     return {"status": "ready"}

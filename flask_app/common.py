@@ -97,7 +97,7 @@ def retry_on(exc: DBAPIError, attempt: int) -> bool:
 
 def user_from_row(user_id: int, row: Any) -> dict[str, Any]:
     if row is None:
-        raise ApiError(404, "not_found", f"user {user_id} not found")
+        raise ApiError(404, "not_found", "user not found")
     name, budget, transactions, spent, top = row
     return {"user_id": user_id, "name": name, "budget_cents": budget, "spent_cents": spent,
             "transactions": transactions, "top_category": top}
@@ -133,7 +133,7 @@ def database_errors(log: logging.Logger) -> Iterator[None]:
         if not is_db_down(exc):
             raise
         log.warning("database unavailable: %r", exc)
-        raise ApiError(503, "database_unavailable", "database unavailable") from exc
+        raise ApiError(503, "database_unavailable", "the database is unavailable") from exc
 
 
 # --- validation (docs/CONTRACT.md, Validation) ---------------------------------------------
@@ -242,7 +242,9 @@ class ContractJSON(DefaultJSONProvider):
         return self._app.response_class(body, mimetype=self.mimetype)
 
 
-HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allowed"}
+# docs/CONTRACT.md, "Error messages": fixed texts, the same on every target; the cause is logged.
+HTTP_ERRORS = {400: ("invalid_parameter", "invalid request"), 404: ("not_found", "no such route"),
+               405: ("method_not_allowed", "method not allowed")}
 Reply = tuple[dict[str, Any], int, dict[str, str]]  # what an error handler returns
 
 
@@ -261,22 +263,24 @@ def error_handlers(log: logging.Logger) -> dict[type[Exception], Callable[[Any],
     def database(exc: Exception) -> Reply:
         if not is_db_down(exc):
             return unexpected(exc)
-        log.warning("database unavailable: %s", exc)
-        return error_reply(503, "database_unavailable", "database unavailable")
+        log.warning("database unavailable: %r", exc)
+        return error_reply(503, "database_unavailable", "the database is unavailable")
+
+    def upstream(exc: openai.APIError) -> Reply:
+        log.warning("upstream failed: %r", exc)
+        if isinstance(exc, openai.APITimeoutError):  # a subclass: the timeout before the other failures
+            return error_reply(504, "upstream_timeout", "the upstream timed out")
+        return error_reply(502, "upstream_error", "the upstream failed")
 
     def http_error(exc: HTTPException) -> Reply:
         status = exc.code or 500
-        code = HTTP_CODES.get(status) or exc.name.lower().replace(" ", "_")
+        code, message = HTTP_ERRORS.get(status) or (exc.name.lower().replace(" ", "_"), exc.name)
         allow = getattr(exc, "valid_methods", None)  # a 405 keeps its Allow header
-        return error_reply(status, code, exc.description or exc.name,
-                           {"Allow": ", ".join(allow)} if allow else None)
+        return error_reply(status, code, message, {"Allow": ", ".join(allow)} if allow else None)
 
     return {
         ApiError: lambda exc: error_reply(exc.status, exc.code, exc.message),
-        # the most specific class wins: the timeout before the generic API error (4xx/5xx, refused)
-        openai.APITimeoutError: lambda exc: error_reply(
-            504, "upstream_timeout", f"upstream did not answer in time: {exc}"),
-        openai.APIError: lambda exc: error_reply(502, "upstream_error", f"upstream call failed: {exc}"),
+        openai.APIError: upstream,
         DBAPIError: database,
         PoolTimeoutError: database,
         HTTPException: http_error,

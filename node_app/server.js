@@ -75,7 +75,7 @@ function serve() {
         if (dbMs > 0) await client.query('SELECT pg_sleep($1 / 1000.0)', [dbMs]);
         const r = await client.query({ text: c.USER_SQL, values: [userId], rowMode: 'array' });
         client.release();
-        if (r.rows.length === 0) throw new c.ApiError(404, 'not_found', `user ${userId} not found`);
+        if (r.rows.length === 0) throw new c.ApiError(404, 'not_found', 'user not found');
         return c.summary(r.rows[0]);
       } catch (e) {
         if (e instanceof c.ApiError) throw e;
@@ -87,9 +87,12 @@ function serve() {
     }
   }
 
-  const upstreamError = (e) => (e instanceof OpenAI.APIConnectionTimeoutError
-    ? new c.ApiError(504, 'upstream_timeout', 'the upstream timed out')
-    : new c.ApiError(502, 'upstream_error', 'the upstream failed'));
+  const upstreamError = (e) => {
+    console.error(`upstream failed: ${e.message}`); // the cause: the log's, not the client's
+    return e instanceof OpenAI.APIConnectionTimeoutError
+      ? new c.ApiError(504, 'upstream_timeout', 'the upstream timed out')
+      : new c.ApiError(502, 'upstream_error', 'the upstream failed');
+  };
 
   function params(req, extra) {
     const q = new URL(req.url, 'http://x').searchParams;
@@ -172,7 +175,7 @@ function serve() {
     }
   });
   app.get('/recommendation/', () => {
-    throw new c.ApiError(400, 'invalid_parameter', 'user_id is required');
+    c.parseIntParam('user_id', '', 1, 2147483647); // the empty user_id: the contract's 400
   });
   for (const path of ['/healthz', '/readyz', '/cpu', '/recommendation/', '/recommendation/:user_id',
     '/stream/:user_id']) {
@@ -182,8 +185,9 @@ function serve() {
   // eslint-disable-next-line no-unused-vars
   app.use((err, req, res, next) => {
     if (!(err instanceof c.ApiError)) {
-      err = err.status === 400 ? new c.ApiError(400, 'invalid_parameter', 'bad request')
-        : new c.ApiError(500, 'internal_error', 'internal error');
+      if (err.status !== 400) console.error(err);
+      err = err.status === 400 ? new c.ApiError(400, 'invalid_parameter', 'invalid request')
+        : new c.ApiError(500, 'internal_error', 'internal server error');
     }
     if (res.headersSent) res.end();
     else sendError(res, err);

@@ -32,7 +32,7 @@ module Lab
 
         retry
       end
-      raise ApiError.new(404, "not_found", "user #{user_id} not found") if row.nil?
+      raise ApiError.new(404, "not_found", "user not found") if row.nil?
 
       Contract::Summary.new(*row)
     end
@@ -89,6 +89,7 @@ module Lab
 
     def self.failure(error)
       reset
+      Rails.logger.warn("upstream failed: #{error.class}: #{error.message}") # the cause: not the client's
       return error if error.is_a?(ApiError)
       return ApiError.new(504, "upstream_timeout", "the upstream timed out") if TIMEOUTS.any? { error.is_a?(_1) }
 
@@ -97,7 +98,7 @@ module Lab
 
     def self.complete(messages, llm_ms)
       res = http.request(request(messages, llm_ms))
-      raise ApiError.new(502, "upstream_error", "the upstream answered #{res.code}") unless res.is_a?(Net::HTTPSuccess)
+      raise "the upstream answered #{res.code}" unless res.is_a?(Net::HTTPSuccess)
 
       JSON.parse(res.body).dig("choices", 0, "message", "content")
     rescue StandardError => e
@@ -143,7 +144,7 @@ module Lab
 
     def relay(request)
       Upstream.http.request(request) do |res|
-        raise ApiError.new(502, "upstream_error", "the upstream answered #{res.code}") unless res.is_a?(Net::HTTPSuccess)
+        raise "the upstream answered #{res.code}" unless res.is_a?(Net::HTTPSuccess)
 
         Fiber.yield :started
         Fiber.yield(events(res) ? Contract::SSE_DONE : raise("the upstream stream ended without [DONE]"))
@@ -221,7 +222,7 @@ module Lab
       self.response_body = body
     end
 
-    def user_id_required = raise(ApiError.new(400, "invalid_parameter", "user_id is required"))
+    def user_id_required = Contract.int_param("user_id", "", 1, 2_147_483_647) # the empty user_id: a 400
     def method_not_allowed = raise(ApiError.new(405, "method_not_allowed", "method not allowed"))
     def no_route = raise(ApiError.new(404, "not_found", "no such route"))
 
@@ -237,7 +238,7 @@ module Lab
     def query(name)
       URI.decode_www_form(request.query_string).reverse_each.find { |key, _| key == name }&.last
     rescue ArgumentError
-      raise ApiError.new(400, "invalid_parameter", "malformed query string")
+      raise ApiError.new(400, "invalid_parameter", "invalid request") # a malformed query string
     end
 
     def send_json(status, body)

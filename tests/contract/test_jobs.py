@@ -102,7 +102,7 @@ def test_record_has_a_ttl(client, store):
 
 def test_unknown_user_fails_with_not_found(client):
     body, _ = wait_for(client, submit(client, 2_000_000_000))
-    assert body["status"] == "failed" and body["error"]["code"] == "not_found"
+    assert body["status"] == "failed" and body["error"] == {"code": "not_found", "message": "user not found"}
     assert "result" not in body
 
 
@@ -112,7 +112,8 @@ def test_upstream_500_fails_with_upstream_error(client, upstream):
         body, _ = wait_for(client, submit(client, 3))
     finally:
         upstream.delete("/mock/faults")
-    assert body["status"] == "failed" and body["error"]["code"] == "upstream_error"
+    assert body["status"] == "failed"
+    assert body["error"] == {"code": "upstream_error", "message": "the upstream failed"}  # as the sync 502
     assert wait_for(client, submit(client, 3))[0]["status"] == "done"
 
 
@@ -170,6 +171,7 @@ def test_killed_worker_fails_its_job_and_the_next_job_runs(client, target):
     for worker in workers:  # the one running the job is among them
         os.kill(worker.pid, signal.SIGKILL)
     body, _ = wait_for(client, job_id, timeout=15)
-    assert body["status"] == "failed" and body["error"]["code"] == "worker_lost", body
+    assert body["status"] == "failed", body
+    assert body["error"] == {"code": "worker_lost", "message": "the worker process running the job died"}
     # Celery's main process forks new pool processes: the next job is done.
     assert wait_for(client, submit(client, 5), timeout=30)[0]["status"] == "done"
