@@ -10,7 +10,9 @@ reads the record (docs/CONTRACT.md, "Background jobs"). The runners differ, that
   processes (celery_worker.py).
 
 Both run `run_job`: running -> done (the /recommendation body) or failed (the error the synchronous
-endpoint would have answered). Every write renews the record's TTL, so nothing grows without bound.
+endpoint would have answered). Every write renews the record's TTL, and a submission finding
+JOB_QUEUE_MAX jobs not started is refused (503 queue_full, Retry-After), so nothing grows without
+bound.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from pydantic_settings import BaseSettings
 
-from fastapi_app.common import DB_UNAVAILABLE, ApiError, Params, is_db_down, parse_query
+from fastapi_app.common import DB_UNAVAILABLE, ApiError, Params, error_response, is_db_down, parse_query
 
 log = logging.getLogger("fastapi_app.jobs")
 
@@ -41,6 +43,10 @@ STATUSES = ("queued", "running", "done", "failed")
 class JobSettings(BaseSettings):
     redis_url: str | None = None  # unset: the job routes answer 503 queue_unavailable
     job_ttl_s: int = 3600
+    job_queue_max: int = 1000  # jobs accepted and not started; past it a submission is refused
+
+
+RETRY_AFTER_S = 1  # a refused client may try again soon: a job here lasts about one upstream call
 
 
 @lru_cache
@@ -102,13 +108,15 @@ Submit = Callable[[Request, str, Params, BackgroundTasks], Awaitable[None]]
 # status(request, job_id, record): a chance to correct a record the runner could not finish
 # (Celery: a worker process that died mid-job); returns the record to answer with.
 Reconcile = Callable[[Request, str, dict], Awaitable[dict]]
+# queued(request): how many jobs the runner holds that have not started (JOB_QUEUE_MAX caps it).
+Queued = Callable[[Request], Awaitable[int]]
 
 
 async def _as_is(request: Request, job_id: str, record: dict) -> dict:
     return record
 
 
-def jobs_router(submit: Submit, reconcile: Reconcile = _as_is) -> APIRouter:
+def jobs_router(submit: Submit, queued: Queued, reconcile: Reconcile = _as_is) -> APIRouter:
     router = APIRouter()
 
     @router.post("/jobs/recommendation/{user_id}")
@@ -117,6 +125,10 @@ def jobs_router(submit: Submit, reconcile: Reconcile = _as_is) -> APIRouter:
         q = parse_query(user_id, db_ms, llm_ms)  # 400 before anything is queued
         store, job_id = job_store(request), uuid.uuid4().hex
         try:
+            # A queue without a bound only moves the overload into memory and into every job's wait.
+            if await queued(request) >= job_settings().job_queue_max:
+                return error_response(503, "queue_full", "the job queue is full",
+                                      headers={"Retry-After": str(RETRY_AFTER_S)})
             await store.set(job_key(job_id), job_record("queued"), ex=job_settings().job_ttl_s)
             await submit(request, job_id, q, background)
         except redis.RedisError as exc:

@@ -24,6 +24,7 @@ MESSAGES = {
     "upstream_timeout": {"the upstream timed out"},
     "database_unavailable": {"the database is unavailable"},
     "queue_unavailable": {"the job queue is unavailable"},
+    "queue_full": {"the job queue is full"},
     "worker_lost": {"the worker process running the job died"},
 }
 
