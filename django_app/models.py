@@ -98,10 +98,9 @@ class Outage:
     psycopg_pool makes its connections in the background, so while the server is down a request
     does not fail: it waits for one, up to the pool's timeout (DB_POOL_TIMEOUT_S, 30 s), and the
     pool keeps retrying. After a failure, requests therefore ask the server directly first (one
-    connection attempt, 1 s at most): refused, it is a 503 at once; accepted, the outage is over and
-    the pool serves again. Nothing changes while the database is up: no probe is made."""
+    connection attempt, DB_TIMEOUT_S at most): refused, it is a 503 at once; accepted, the outage is
+    over and the pool serves again. Nothing changes while the database is up: no probe is made."""
 
-    PROBE_TIMEOUT_S = 1
     _lock = threading.Lock()
     suspected = False
 
@@ -118,7 +117,7 @@ class Outage:
         params = connection.get_connection_params()
         params.pop("pool", None)
         try:
-            psycopg.connect(**params, connect_timeout=cls.PROBE_TIMEOUT_S).close()
+            psycopg.connect(**params).close()  # with the settings' connect_timeout
         except psycopg.Error as exc:
             raise OperationalError(f"database unavailable: {exc}") from None
         with cls._lock:

@@ -1,5 +1,7 @@
 """Settings for django-sync (gunicorn sync workers). Everything comes from the environment."""
 
+from math import ceil
+
 from django_app.config import database_from_url, get_settings
 
 _env = get_settings()
@@ -21,8 +23,12 @@ USE_I18N = False
 # call. No CONN_HEALTH_CHECKS: they cost a `SELECT 1` round trip per request, and the contract
 # allows the pg_sleep plus exactly one query. After a DB restart the dead connection fails one
 # request (503); Django then sees errors_occurred and closes it, and the next request reconnects.
-DATABASES = {"default": {**database_from_url(_env.database_url),
-                         "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": False}}
+_db = database_from_url(_env.database_url)
+# DB_TIMEOUT_S to open a connection (libpq counts whole seconds) and for each statement, which the
+# server cancels: a database that hangs is a 503 within it, not a request stuck until gunicorn's.
+_db["OPTIONS"] = {"connect_timeout": ceil(_env.db_timeout_s),
+                  "options": f"-c statement_timeout={round(_env.db_timeout_s * 1000)}", **_db["OPTIONS"]}
+DATABASES = {"default": {**_db, "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": False}}
 
 # Errors (5xx, uncaught exceptions with their traceback) go to stderr, never to the client;
 # expected 4xx responses are not logged.

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastapi_app import pubsub, seed002
 from fastapi_app.common import (
+    DB_UNAVAILABLE,
     READY_SQL,
     RETRY_ON_DEAD_CONNECTION,
     SLEEP_SQL,
@@ -32,6 +33,7 @@ from fastapi_app.common import (
     engine_kwargs,
     get_settings,
     is_db_down,
+    log,
     make_app,
     openai_kwargs,
     parse_n,
@@ -46,7 +48,7 @@ from fastapi_app.common import (
 async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
     s = get_settings()
     # Neither connects here: the app starts without a reachable DB (readyz then says 503).
-    engine = create_async_engine(db_url(s.database_url, "asyncpg"), **engine_kwargs(s))
+    engine = create_async_engine(db_url(s.database_url, "asyncpg"), **engine_kwargs(s, "asyncpg"))
     llm = AsyncOpenAI(**openai_kwargs(s))
     try:
         yield {"engine": engine, "llm": llm}
@@ -116,7 +118,8 @@ async def readyz(request: Request) -> dict:
     except Exception as exc:
         if not is_db_down(exc):
             raise
-        raise ApiError(503, "database_unavailable", "database unavailable") from None
+        log.warning("database unavailable: %r", exc)
+        raise ApiError(503, "database_unavailable", DB_UNAVAILABLE) from None
     return {"status": "ready"}
 
 

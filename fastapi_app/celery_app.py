@@ -24,6 +24,11 @@ async def submit(request: Request, job_id: str, q: Params, background: Backgroun
     recommendation.apply_async((job_id, q.user_id, q.db_ms, q.llm_ms), task_id=job_id)
 
 
+async def queued(request: Request) -> int:
+    # The broker's list: the messages no worker has taken (a busy worker process may hold one more).
+    return await jobs.job_store(request).llen(celery.conf.task_default_queue)
+
+
 async def reconcile(request: Request, job_id: str, record: dict) -> dict:
     if record["status"] not in ("queued", "running"):
         return record
@@ -33,4 +38,4 @@ async def reconcile(request: Request, job_id: str, record: dict) -> dict:
     return record
 
 
-app = async_app.create_app(jobs.jobs_router(submit, reconcile))
+app = async_app.create_app(jobs.jobs_router(submit, queued, reconcile))

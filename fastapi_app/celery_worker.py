@@ -37,7 +37,8 @@ clients = SimpleNamespace(engine=None, llm=None, store=None)  # this worker proc
 def open_clients(**_) -> None:
     s = get_settings()
     # One job at a time per process: one connection (DB_POOL_SIZE is the web process's pool).
-    clients.engine = create_engine(db_url(s.database_url, "psycopg"), **{**engine_kwargs(s), "pool_size": 1})
+    clients.engine = create_engine(db_url(s.database_url, "psycopg"),
+                                   **{**engine_kwargs(s, "psycopg"), "pool_size": 1})
     clients.llm = OpenAI(**openai_kwargs(s))
     clients.store = redis.Redis.from_url(jobs.job_settings().redis_url)
 

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = 30.0
     db_pool_size: int = 15
     db_pool_timeout_s: float = 30.0
+    db_timeout_s: float = 10.0
     # AnyIO's default threadpool size (40) unless set: the capacity of `def` handlers.
     threadpool_tokens: int | None = None
 
@@ -56,11 +57,22 @@ def db_url(url: str, driver: str) -> str:
         drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
 
 
-def engine_kwargs(s: Settings) -> dict[str, Any]:
+def engine_kwargs(s: Settings, driver: str) -> dict[str, Any]:
     # max_overflow=0: the pool size IS the model's DB capacity (docs/DESIGN.md, Fairness rules).
     # AUTOCOMMIT: read-only statements, so skip the BEGIN/ROLLBACK round trips per checkout.
     return {"pool_size": s.db_pool_size, "max_overflow": 0, "pool_timeout": s.db_pool_timeout_s,
-            "isolation_level": "AUTOCOMMIT"}
+            "isolation_level": "AUTOCOMMIT", "connect_args": connect_args(s, driver)}
+
+
+def connect_args(s: Settings, driver: str) -> dict[str, Any]:
+    """DB_TIMEOUT_S on every connection: to open it, and for each statement, which the server
+    cancels (statement_timeout) and asyncpg also gives up on by itself (a server that hangs)."""
+    ms = str(round(s.db_timeout_s * 1000))
+    if driver == "asyncpg":
+        return {"timeout": s.db_timeout_s, "command_timeout": s.db_timeout_s,
+                "server_settings": {"statement_timeout": ms}}
+    # libpq's connect_timeout is whole seconds
+    return {"connect_timeout": math.ceil(s.db_timeout_s), "options": f"-c statement_timeout={ms}"}
 
 
 def openai_kwargs(s: Settings) -> dict[str, Any]:
@@ -82,18 +94,21 @@ def error_response(status: int, code: str, message: str,
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
 
 
-_HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allowed",
-               502: "upstream_error", 503: "database_unavailable", 504: "upstream_timeout"}
+# docs/CONTRACT.md, "Error messages": fixed texts, the same on every target; the cause is logged.
+_HTTP_ERRORS = {400: ("invalid_parameter", "invalid request"), 404: ("not_found", "no such route"),
+                405: ("method_not_allowed", "method not allowed")}
+DB_UNAVAILABLE = "the database is unavailable"
 
 # What "the database is unavailable" looks like from SQLAlchemy, psycopg and asyncpg: refused or
 # dropped connections, and waiting longer than DB_POOL_TIMEOUT_S for a pooled connection.
 DB_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
            sqlalchemy.exc.TimeoutError, OSError)
 
-# SQLSTATE classes of a server that is not there for us: 08 connection exception, 57 operator
-# intervention (57P01 admin shutdown, 57P03 "the database system is shutting down" / starting up).
-# asyncpg's errors reach SQLAlchemy as a plain DBAPIError, so the class is what tells them apart.
-DB_DOWN_SQLSTATES = ("08", "57")
+# SQLSTATE classes of a server that is not there for us: 08 connection exception, 53 insufficient
+# resources (53300 too many connections), 57 operator intervention (57P01 admin shutdown, 57P03
+# "the database system is shutting down" / starting up, 57014 statement_timeout). asyncpg's errors
+# reach SQLAlchemy as a plain DBAPIError, so the class is what tells them apart.
+DB_DOWN_SQLSTATES = ("08", "53", "57")
 
 
 def is_db_down(exc: BaseException) -> bool:
@@ -117,42 +132,40 @@ def retry_on(exc: sqlalchemy.exc.DBAPIError, attempt: int) -> bool:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    def handler(status: int, code: str, message: Callable[[Exception], str]):
-        async def handle(request: Request, exc: Exception) -> JSONResponse:
-            return error_response(status, code, message(exc))
-        return handle
-
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's own 404 (unknown route) and 405 (known path, wrong method; keeps Allow).
-        return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"),
-                              str(exc.detail), headers=exc.headers)
+        code, message = _HTTP_ERRORS.get(exc.status_code, ("http_error", str(exc.detail)))
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        # Parameters are taken as strings and validated by `parse_int`; this only catches the rest.
+        return error_response(400, "invalid_parameter", "invalid request")
+
+    async def upstream(request: Request, exc: openai.APIError) -> JSONResponse:
+        log.warning("upstream failed: %r", exc)
+        if isinstance(exc, openai.APITimeoutError):  # a subclass: the timeout before the other failures
+            return error_response(504, "upstream_timeout", "the upstream timed out")
+        return error_response(502, "upstream_error", "the upstream failed")
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
         return error_response(500, "internal_error", "internal server error")
 
-    async def db_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> JSONResponse:
+    async def db_error(request: Request, exc: Exception) -> JSONResponse:
         if is_db_down(exc):
-            return error_response(503, "database_unavailable", "database unavailable")
+            log.warning("database unavailable: %r", exc)  # the cause: the log's, not the client's
+            return error_response(503, "database_unavailable", DB_UNAVAILABLE)
         return await unexpected(request, exc)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    # Parameters are taken as strings and validated by `parse_int`; this only catches the rest.
-    app.add_exception_handler(RequestValidationError, handler(
-        400, "invalid_parameter", lambda e: "invalid request parameters"))
-    # Most specific class wins (Starlette walks the MRO): timeout before the generic API error.
-    app.add_exception_handler(openai.APITimeoutError, handler(
-        504, "upstream_timeout", lambda e: "upstream did not answer in time"))
-    app.add_exception_handler(openai.APIError, handler(
-        502, "upstream_error", lambda e: f"upstream call failed: {type(e).__name__}"))
-    for exc_class in DB_DOWN:
-        app.add_exception_handler(exc_class, handler(
-            503, "database_unavailable", lambda e: "database unavailable"))
-    app.add_exception_handler(sqlalchemy.exc.DBAPIError, db_error)  # the other driver errors
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(openai.APIError, upstream)
+    for exc_class in (*DB_DOWN, sqlalchemy.exc.DBAPIError):  # DBAPIError: the other driver errors
+        app.add_exception_handler(exc_class, db_error)
     app.add_exception_handler(Exception, unexpected)
 
 
@@ -218,7 +231,7 @@ class User:
     @classmethod
     def from_row(cls, user_id: int, row: Any) -> User:
         if row is None:
-            raise ApiError(404, "not_found", f"user {user_id} not found")
+            raise ApiError(404, "not_found", "user not found")
         return cls(user_id, *row)
 
     def payload(self, advice: str, served_by: str) -> dict[str, Any]:

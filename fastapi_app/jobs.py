@@ -10,7 +10,9 @@ reads the record (docs/CONTRACT.md, "Background jobs"). The runners differ, that
   processes (celery_worker.py).
 
 Both run `run_job`: running -> done (the /recommendation body) or failed (the error the synchronous
-endpoint would have answered). Every write renews the record's TTL, so nothing grows without bound.
+endpoint would have answered). Every write renews the record's TTL, and a submission finding
+JOB_QUEUE_MAX jobs not started is refused (503 queue_full, Retry-After), so nothing grows without
+bound.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from typing import Any
 import openai
 import redis
 import redis.asyncio
-import sqlalchemy.exc
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from pydantic_settings import BaseSettings
 
-from fastapi_app.common import ApiError, Params, is_db_down, parse_query
+from fastapi_app.common import DB_UNAVAILABLE, ApiError, Params, error_response, is_db_down, parse_query
 
 log = logging.getLogger("fastapi_app.jobs")
 
@@ -42,6 +43,10 @@ STATUSES = ("queued", "running", "done", "failed")
 class JobSettings(BaseSettings):
     redis_url: str | None = None  # unset: the job routes answer 503 queue_unavailable
     job_ttl_s: int = 3600
+    job_queue_max: int = 1000  # jobs accepted and not started; past it a submission is refused
+
+
+RETRY_AFTER_S = 1  # a refused client may try again soon: a job here lasts about one upstream call
 
 
 @lru_cache
@@ -58,17 +63,16 @@ def job_record(status: str, **fields: Any) -> str:
 
 
 def job_error(exc: BaseException) -> dict[str, str]:
-    """The error the synchronous endpoint would have answered (common.install_error_handlers)."""
+    """The error the synchronous endpoint would have answered (common.install_error_handlers);
+    run_job logs the cause."""
     if isinstance(exc, ApiError):
         return {"code": exc.code, "message": exc.message}
     if isinstance(exc, openai.APITimeoutError):
-        return {"code": "upstream_timeout", "message": "upstream did not answer in time"}
+        return {"code": "upstream_timeout", "message": "the upstream timed out"}
     if isinstance(exc, openai.APIError):
-        return {"code": "upstream_error", "message": f"upstream call failed: {type(exc).__name__}"}
+        return {"code": "upstream_error", "message": "the upstream failed"}
     if is_db_down(exc):
-        return {"code": "database_unavailable", "message": "database unavailable"}
-    if isinstance(exc, sqlalchemy.exc.DBAPIError | redis.RedisError):
-        return {"code": "internal_error", "message": f"job failed: {type(exc).__name__}"}
+        return {"code": "database_unavailable", "message": DB_UNAVAILABLE}
     return {"code": "internal_error", "message": "internal server error"}
 
 
@@ -86,7 +90,8 @@ def run_job(store: redis.Redis, job_id: str, work: Callable[[], dict]) -> None:
 
 
 def queue_down(why: str) -> ApiError:
-    return ApiError(503, "queue_unavailable", f"job queue unavailable: {why}")
+    log.warning("job queue unavailable: %s", why)
+    return ApiError(503, "queue_unavailable", "the job queue is unavailable")
 
 
 def job_store(request: Request) -> redis.asyncio.Redis:
@@ -103,13 +108,15 @@ Submit = Callable[[Request, str, Params, BackgroundTasks], Awaitable[None]]
 # status(request, job_id, record): a chance to correct a record the runner could not finish
 # (Celery: a worker process that died mid-job); returns the record to answer with.
 Reconcile = Callable[[Request, str, dict], Awaitable[dict]]
+# queued(request): how many jobs the runner holds that have not started (JOB_QUEUE_MAX caps it).
+Queued = Callable[[Request], Awaitable[int]]
 
 
 async def _as_is(request: Request, job_id: str, record: dict) -> dict:
     return record
 
 
-def jobs_router(submit: Submit, reconcile: Reconcile = _as_is) -> APIRouter:
+def jobs_router(submit: Submit, queued: Queued, reconcile: Reconcile = _as_is) -> APIRouter:
     router = APIRouter()
 
     @router.post("/jobs/recommendation/{user_id}")
@@ -118,10 +125,14 @@ def jobs_router(submit: Submit, reconcile: Reconcile = _as_is) -> APIRouter:
         q = parse_query(user_id, db_ms, llm_ms)  # 400 before anything is queued
         store, job_id = job_store(request), uuid.uuid4().hex
         try:
+            # A queue without a bound only moves the overload into memory and into every job's wait.
+            if await queued(request) >= job_settings().job_queue_max:
+                return error_response(503, "queue_full", "the job queue is full",
+                                      headers={"Retry-After": str(RETRY_AFTER_S)})
             await store.set(job_key(job_id), job_record("queued"), ex=job_settings().job_ttl_s)
             await submit(request, job_id, q, background)
         except redis.RedisError as exc:
-            raise queue_down(type(exc).__name__) from None
+            raise queue_down(repr(exc)) from None
         return JSONResponse({"job_id": job_id, "status": "queued"}, 202,
                             headers={"Location": f"/jobs/{job_id}"})
 
@@ -132,10 +143,10 @@ def jobs_router(submit: Submit, reconcile: Reconcile = _as_is) -> APIRouter:
         try:
             raw = await job_store(request).get(job_key(job_id))
             if raw is None:
-                raise ApiError(404, "not_found", "no such job (unknown or expired)")
+                raise ApiError(404, "not_found", "no such job")  # never issued, or expired
             record = await reconcile(request, job_id, json.loads(raw))
         except redis.RedisError as exc:
-            raise queue_down(type(exc).__name__) from None
+            raise queue_down(repr(exc)) from None
         return {"job_id": job_id, **record}
 
     return router

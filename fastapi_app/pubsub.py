@@ -35,7 +35,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic_settings import BaseSettings
 
-from fastapi_app.common import ApiError
+from fastapi_app.common import DB_UNAVAILABLE, ApiError, log
 
 STOP_WORD = "[DONE]"
 DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S = 5.0, 60.0
@@ -113,12 +113,14 @@ def parse_poll_timeout(raw: str | None) -> float:
 def client(request: Request, kind: str) -> Any:
     found = getattr(request.state, f"redis_{kind}", None)
     if found is None:
-        raise ApiError(503, "database_unavailable", "redis unavailable: REDIS_URL is not set")
+        log.warning("redis unavailable: REDIS_URL is not set")
+        raise ApiError(503, "database_unavailable", DB_UNAVAILABLE)
     return found
 
 
 def redis_down(exc: redis.RedisError) -> ApiError:
-    return ApiError(503, "database_unavailable", f"redis unavailable: {type(exc).__name__}")
+    log.warning("redis unavailable: %r", exc)
+    return ApiError(503, "database_unavailable", DB_UNAVAILABLE)
 
 
 # --- SSE ---------------------------------------------------------------------------------------
@@ -136,7 +138,8 @@ def event(message: dict) -> str | None:
 
 def sse_redis_error(exc: redis.RedisError) -> str:
     # Headers are already sent, so a mid-stream failure can only be reported in-band.
-    error = {"code": "database_unavailable", "message": f"redis: {type(exc).__name__}"}
+    log.warning("redis failed mid-stream: %r", exc)
+    error = {"code": "database_unavailable", "message": DB_UNAVAILABLE}
     return f"data: {json.dumps({'error': error})}\n\n"
 
 

@@ -15,6 +15,7 @@ from openai import OpenAI, Stream
 from sqlalchemy import Engine, create_engine
 
 from fastapi_app.common import (
+    DB_UNAVAILABLE,
     READY_SQL,
     RETRY_ON_DEAD_CONNECTION,
     SLEEP_SQL,
@@ -28,6 +29,7 @@ from fastapi_app.common import (
     engine_kwargs,
     get_settings,
     is_db_down,
+    log,
     openai_kwargs,
     retry_on,
     sse_error,
@@ -42,7 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         # The threadpool's size is the capacity of `def` handlers; the limiter is per event loop.
         anyio.to_thread.current_default_thread_limiter().total_tokens = s.threadpool_tokens
     # Neither connects here: the app starts without a reachable DB (readyz then says 503).
-    engine = create_engine(db_url(s.database_url, "psycopg"), **engine_kwargs(s))
+    engine = create_engine(db_url(s.database_url, "psycopg"), **engine_kwargs(s, "psycopg"))
     llm = OpenAI(**openai_kwargs(s))
     try:
         yield {"engine": engine, "llm": llm}
@@ -99,5 +101,6 @@ def ready(engine: Engine) -> dict:
     except Exception as exc:
         if not is_db_down(exc):
             raise
-        raise ApiError(503, "database_unavailable", "database unavailable") from None
+        log.warning("database unavailable: %r", exc)
+        raise ApiError(503, "database_unavailable", DB_UNAVAILABLE) from None
     return {"status": "ready"}

@@ -25,6 +25,7 @@ from flask_app.common import (
     Settings,
     chat_request,
     configure,
+    connect_args,
     db_url,
     get_settings,
     openai_kwargs,
@@ -62,7 +63,8 @@ class Resources:
             # load_user runs the read again on a fresh connection.
             self._engine = create_engine(
                 db_url(s, "psycopg"), pool_size=s.db_pool_size, max_overflow=0,
-                pool_timeout=s.db_pool_timeout_s, isolation_level="AUTOCOMMIT")
+                pool_timeout=s.db_pool_timeout_s, isolation_level="AUTOCOMMIT",
+                connect_args=connect_args(s, "psycopg"))
             self._client = openai.OpenAI(**openai_kwargs(s))
             self._pid = os.getpid()
 

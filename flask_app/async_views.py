@@ -21,8 +21,9 @@ SQLAlchemy's asyncio docs advise for an engine used from several loops:
   closed at the end of the request).
 
 What that costs per request, beside flask-sync's pooled connection and kept-alive client (the
-same capacity), as measured on the lab's 2-core machine against the harness's PostgreSQL (trust
-authentication; a password costs more per connection, as under compose):
+same capacity), as measured on the lab's 2-core machine against the harness's PostgreSQL when it
+still trusted local connections (its scram-sha-256 password, as under compose, adds ~3-4 ms to each
+new connection: this request's median went from 20-23 ms to 23-27 ms):
 
 - a thread and an event loop, ~0.6 ms;
 - a new PostgreSQL connection, ~7 ms: TCP, start-up and authentication, a backend process forked
@@ -35,8 +36,8 @@ authentication; a password costs more per connection, as under compose):
 So /recommendation?db_ms=0&llm_ms=0 takes ~18 ms against flask-sync's ~7 ms; in the lab's workload
 (db_ms 50, llm_ms 500) one request takes ~20 ms longer, costs ~2.5x flask-sync's CPU, and 100 users
 get the same ~7 requests/s as from flask-sync: 4 workers, one request each. At most one connection
-per worker is open at once (db_pool = workers); DB_POOL_TIMEOUT_S bounds the connect, there being
-no pool to wait for. PostgreSQL runs the same statements per request as on every target
+per worker is open at once (db_pool = workers); DB_TIMEOUT_S bounds the connect, as on every
+target, and there is no pool to wait for. PostgreSQL runs the same statements per request as on every target
 (tests/contract/test_same_work.py). In return, nothing for throughput: async views let one request
 await several things at once, they do not make Flask concurrent (quart_app.py is Flask's API on an
 event loop that does).
@@ -70,6 +71,7 @@ from flask_app.common import (
     Settings,
     chat_request,
     configure,
+    connect_args,
     db_url,
     get_settings,
     openai_kwargs,
@@ -97,7 +99,7 @@ class Resources:
         # the block's end closes it. AUTOCOMMIT: no BEGIN/ROLLBACK (docs/CONTRACT.md).
         self._engine = create_async_engine(
             db_url(s, "asyncpg"), poolclass=NullPool, isolation_level="AUTOCOMMIT",
-            connect_args={"timeout": s.db_pool_timeout_s})
+            connect_args=connect_args(s, "asyncpg"))
         self._ssl = ssl.create_default_context()
         self._pid = os.getpid()
 

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = 30.0
     db_pool_size: int = 1
     db_pool_timeout_s: float = 30.0
+    db_timeout_s: float = 10.0
 
 
 @lru_cache
@@ -49,6 +50,18 @@ def get_settings() -> Settings:
 def db_url(settings: Settings, driver: str) -> URL:
     """libpq-style DATABASE_URL -> SQLAlchemy URL for the driver (psycopg, asyncpg)."""
     return make_url(settings.database_url).set(drivername=f"postgresql+{driver}")
+
+
+def connect_args(settings: Settings, driver: str) -> dict[str, Any]:
+    """DB_TIMEOUT_S on every connection: to open it, and for each statement, which the server
+    cancels (statement_timeout) and asyncpg also gives up on by itself (a server that hangs)."""
+    seconds = settings.db_timeout_s
+    ms = str(round(seconds * 1000))
+    if driver == "asyncpg":
+        return {"timeout": seconds, "command_timeout": seconds,
+                "server_settings": {"statement_timeout": ms}}
+    # libpq's connect_timeout is whole seconds
+    return {"connect_timeout": math.ceil(seconds), "options": f"-c statement_timeout={ms}"}
 
 
 def openai_kwargs(settings: Settings) -> dict[str, Any]:
@@ -84,7 +97,7 @@ def retry_on(exc: DBAPIError, attempt: int) -> bool:
 
 def user_from_row(user_id: int, row: Any) -> dict[str, Any]:
     if row is None:
-        raise ApiError(404, "not_found", f"user {user_id} not found")
+        raise ApiError(404, "not_found", "user not found")
     name, budget, transactions, spent, top = row
     return {"user_id": user_id, "name": name, "budget_cents": budget, "spent_cents": spent,
             "transactions": transactions, "top_category": top}
@@ -94,10 +107,11 @@ def user_from_row(user_id: int, row: Any) -> dict[str, Any]:
 # dropped connections (asyncpg's connect raises plain OSError, its timeout TimeoutError), and
 # waiting longer than DB_POOL_TIMEOUT_S for a pooled connection.
 DB_DOWN = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
-# SQLSTATE classes of a server that is not there for us: 08 connection exception, 57 operator
-# intervention (57P01 admin shutdown, 57P03 starting up / shutting down). asyncpg's errors reach
-# SQLAlchemy as a plain DBAPIError, so the class is what tells them apart.
-DB_DOWN_SQLSTATES = ("08", "57")
+# SQLSTATE classes of a server that is not there for us: 08 connection exception, 53 insufficient
+# resources (53300 too many connections), 57 operator intervention (57P01 admin shutdown, 57P03
+# starting up / shutting down, 57014 statement_timeout). asyncpg's errors reach SQLAlchemy as a
+# plain DBAPIError, so the class is what tells them apart.
+DB_DOWN_SQLSTATES = ("08", "53", "57")
 
 
 def is_db_down(exc: BaseException) -> bool:
@@ -119,7 +133,7 @@ def database_errors(log: logging.Logger) -> Iterator[None]:
         if not is_db_down(exc):
             raise
         log.warning("database unavailable: %r", exc)
-        raise ApiError(503, "database_unavailable", "database unavailable") from exc
+        raise ApiError(503, "database_unavailable", "the database is unavailable") from exc
 
 
 # --- validation (docs/CONTRACT.md, Validation) ---------------------------------------------
@@ -228,7 +242,9 @@ class ContractJSON(DefaultJSONProvider):
         return self._app.response_class(body, mimetype=self.mimetype)
 
 
-HTTP_CODES = {400: "invalid_parameter", 404: "not_found", 405: "method_not_allowed"}
+# docs/CONTRACT.md, "Error messages": fixed texts, the same on every target; the cause is logged.
+HTTP_ERRORS = {400: ("invalid_parameter", "invalid request"), 404: ("not_found", "no such route"),
+               405: ("method_not_allowed", "method not allowed")}
 Reply = tuple[dict[str, Any], int, dict[str, str]]  # what an error handler returns
 
 
@@ -247,22 +263,24 @@ def error_handlers(log: logging.Logger) -> dict[type[Exception], Callable[[Any],
     def database(exc: Exception) -> Reply:
         if not is_db_down(exc):
             return unexpected(exc)
-        log.warning("database unavailable: %s", exc)
-        return error_reply(503, "database_unavailable", "database unavailable")
+        log.warning("database unavailable: %r", exc)
+        return error_reply(503, "database_unavailable", "the database is unavailable")
+
+    def upstream(exc: openai.APIError) -> Reply:
+        log.warning("upstream failed: %r", exc)
+        if isinstance(exc, openai.APITimeoutError):  # a subclass: the timeout before the other failures
+            return error_reply(504, "upstream_timeout", "the upstream timed out")
+        return error_reply(502, "upstream_error", "the upstream failed")
 
     def http_error(exc: HTTPException) -> Reply:
         status = exc.code or 500
-        code = HTTP_CODES.get(status) or exc.name.lower().replace(" ", "_")
+        code, message = HTTP_ERRORS.get(status) or (exc.name.lower().replace(" ", "_"), exc.name)
         allow = getattr(exc, "valid_methods", None)  # a 405 keeps its Allow header
-        return error_reply(status, code, exc.description or exc.name,
-                           {"Allow": ", ".join(allow)} if allow else None)
+        return error_reply(status, code, message, {"Allow": ", ".join(allow)} if allow else None)
 
     return {
         ApiError: lambda exc: error_reply(exc.status, exc.code, exc.message),
-        # the most specific class wins: the timeout before the generic API error (4xx/5xx, refused)
-        openai.APITimeoutError: lambda exc: error_reply(
-            504, "upstream_timeout", f"upstream did not answer in time: {exc}"),
-        openai.APIError: lambda exc: error_reply(502, "upstream_error", f"upstream call failed: {exc}"),
+        openai.APIError: upstream,
         DBAPIError: database,
         PoolTimeoutError: database,
         HTTPException: http_error,

@@ -29,6 +29,7 @@ from flask_app.common import (
     Settings,
     chat_request,
     configure,
+    connect_args,
     db_url,
     get_settings,
     openai_kwargs,
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         # AUTOCOMMIT and no pre-ping: the pg_sleep plus one query per request (docs/CONTRACT.md).
         engine = create_async_engine(
             db_url(s, "asyncpg"), pool_size=s.db_pool_size, max_overflow=0,
-            pool_timeout=s.db_pool_timeout_s, isolation_level="AUTOCOMMIT")
+            pool_timeout=s.db_pool_timeout_s, isolation_level="AUTOCOMMIT",
+            connect_args=connect_args(s, "asyncpg"))
         app.extensions["lab"] = Pools(engine, AsyncOpenAI(**openai_kwargs(s)))
 
     @app.after_serving

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math"
 	"net/http"
 	"strconv"
@@ -25,8 +26,6 @@ const (
 	defaultTokens = 16
 	maxCPUN       = 5_000_000
 	defaultCPUN   = 100_000
-	// Time allowed for the statements themselves on top of pg_sleep.
-	queryAllowance = 5 * time.Second
 )
 
 // newRouter wires every route to a handler closed over its dependencies.
@@ -39,11 +38,10 @@ func newRouter(cfg config, db store, up llm, logw io.Writer) *gin.Engine {
 		abortWithError(c, http.StatusInternalServerError, "internal_error", "internal server error")
 	}))
 	r.NoRoute(func(c *gin.Context) {
-		abortWithError(c, http.StatusNotFound, "not_found", "no route for "+c.Request.Method+" "+c.Request.URL.Path)
+		abortWithError(c, http.StatusNotFound, "not_found", "no such route")
 	})
 	r.NoMethod(func(c *gin.Context) {
-		abortWithError(c, http.StatusMethodNotAllowed, "method_not_allowed",
-			"method "+c.Request.Method+" not allowed on "+c.Request.URL.Path)
+		abortWithError(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
 	})
 
 	r.GET("/healthz", func(c *gin.Context) { writeJSON(c, http.StatusOK, gin.H{"status": "ok"}) })
@@ -105,11 +103,11 @@ func handleRecommendation(cfg config, db store, up llm) gin.HandlerFunc {
 			return
 		}
 		// One deadline for the whole request, shared by the DB work and the upstream call.
-		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.requestBudget(p.dbMs))
+		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.requestBudget())
 		defer cancel()
 		s, err := db.Summary(ctx, p.userID, time.Duration(p.dbMs)*time.Millisecond)
 		if err != nil {
-			dbFailure(c, err, p.userID)
+			dbFailure(c, err)
 			return
 		}
 		advice, err := up.complete(ctx, prompt(s), p.llmMs)
@@ -132,11 +130,11 @@ func handleStream(cfg config, db store, up llm) gin.HandlerFunc {
 		}
 		// Only the DB step gets a deadline: a stream lasts as long as the upstream keeps sending,
 		// and up.stream bounds every wait on it by the upstream timeout.
-		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.dbBudget(p.dbMs))
+		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.dbBudget())
 		s, err := db.Summary(ctx, p.userID, time.Duration(p.dbMs)*time.Millisecond)
 		cancel()
 		if err != nil {
-			dbFailure(c, err, p.userID)
+			dbFailure(c, err)
 			return
 		}
 		tokens, err := up.stream(c.Request.Context(), prompt(s), p.llmMs, p.tokens)
@@ -185,10 +183,11 @@ func streamErrorEvent(err error) string {
 
 func handleReady(cfg config, db store) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.dbBudget(0))
+		ctx, cancel := context.WithTimeout(c.Request.Context(), cfg.dbBudget())
 		defer cancel()
 		if err := db.Ping(ctx); err != nil {
-			abortWithError(c, http.StatusServiceUnavailable, "database_unavailable", "database unavailable")
+			log.Printf("database unavailable: %v", err)
+			abortWithError(c, http.StatusServiceUnavailable, "database_unavailable", msgDBUnavailable)
 			return
 		}
 		writeJSON(c, http.StatusOK, gin.H{"status": "ready"})
@@ -211,30 +210,36 @@ func handleCPU() gin.HandlerFunc {
 	}
 }
 
-func dbFailure(c *gin.Context, err error, userID int64) {
+// The messages of docs/CONTRACT.md ("Error messages"): fixed, the same on every target. The error
+// itself (an upstream URL, a driver's text) goes to the log only.
+const msgDBUnavailable = "the database is unavailable"
+
+func dbFailure(c *gin.Context, err error) {
 	if errors.Is(err, errNotFound) {
-		abortWithError(c, http.StatusNotFound, "not_found", fmt.Sprintf("user %d not found", userID))
+		abortWithError(c, http.StatusNotFound, "not_found", "user not found")
 		return
 	}
-	abortWithError(c, http.StatusServiceUnavailable, "database_unavailable", "database unavailable")
+	log.Printf("database unavailable: %v", err)
+	abortWithError(c, http.StatusServiceUnavailable, "database_unavailable", msgDBUnavailable)
 }
 
 func upstreamFailureResponse(c *gin.Context, err error) {
+	log.Printf("upstream failed: %v", err)
 	if errors.Is(err, errUpstreamTimeout) {
-		abortWithError(c, http.StatusGatewayTimeout, "upstream_timeout", "upstream call timed out")
+		abortWithError(c, http.StatusGatewayTimeout, "upstream_timeout", "the upstream timed out")
 		return
 	}
-	abortWithError(c, http.StatusBadGateway, "upstream_error", err.Error())
+	abortWithError(c, http.StatusBadGateway, "upstream_error", "the upstream failed")
 }
 
-// dbBudget bounds step 2: the pool wait, pg_sleep and the query.
-func (cfg config) dbBudget(dbMs int64) time.Duration {
-	return cfg.poolTimeout + time.Duration(dbMs)*time.Millisecond + queryAllowance
+// dbBudget bounds step 2: the pool wait, then pg_sleep and the query (DB_TIMEOUT_S, pgStore's).
+func (cfg config) dbBudget() time.Duration {
+	return cfg.poolTimeout + cfg.dbTimeout
 }
 
 // requestBudget bounds a whole /recommendation request: step 2, then the upstream call.
-func (cfg config) requestBudget(dbMs int64) time.Duration {
-	return cfg.dbBudget(dbMs) + cfg.upstreamTimeout
+func (cfg config) requestBudget() time.Duration {
+	return cfg.dbBudget() + cfg.upstreamTimeout
 }
 
 type params struct{ userID, dbMs, llmMs, tokens int64 }
@@ -280,7 +285,7 @@ func intParam(bad *string, name string, v optional, def, lo, hi int64) int64 {
 	digits := strings.TrimPrefix(v.text, "-")
 	n, err := strconv.ParseInt(v.text, 10, 64) // 64-bit: overflow is an error, not a wrap
 	if digits == "" || strings.Trim(digits, "0123456789") != "" || err != nil || n < lo || n > hi {
-		*bad = fmt.Sprintf("%s must be an integer in %d..%d, got %q", name, lo, hi, v.text)
+		*bad = fmt.Sprintf("%s must be an integer in %d..%d", name, lo, hi)
 		return 0
 	}
 	return n

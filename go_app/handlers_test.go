@@ -404,19 +404,24 @@ func closedFormSum(n int64) int64 {
 
 func TestLoadConfig(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": "postgresql://u@127.0.0.1:5432/lab", "UPSTREAM_URL": "http://x:9000/",
-		"TARGET_NAME": "go-gin", "UPSTREAM_TIMEOUT_S": "0.25", "DB_POOL_TIMEOUT_S": "2"}
+		"TARGET_NAME": "go-gin", "UPSTREAM_TIMEOUT_S": "0.25", "DB_POOL_TIMEOUT_S": "2", "DB_TIMEOUT_S": "1.5"}
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.upstreamURL != "http://x:9000" || cfg.upstreamTimeout != 250*time.Millisecond ||
-		cfg.poolTimeout != 2*time.Second || cfg.poolSize != 15 || cfg.dbMs != 50 || cfg.llmMs != 500 {
+		cfg.poolTimeout != 2*time.Second || cfg.dbTimeout != 1500*time.Millisecond || cfg.poolSize != 15 ||
+		cfg.dbMs != 50 || cfg.llmMs != 500 {
 		t.Errorf("cfg = %+v", cfg)
 	}
-	env["DB_POOL_SIZE"], env["UPSTREAM_TIMEOUT_S"] = "x", "-1"
+	delete(env, "DB_TIMEOUT_S")
+	if cfg, _ = loadConfig(func(k string) string { return env[k] }); cfg.dbTimeout != 10*time.Second {
+		t.Errorf("DB_TIMEOUT_S's default: %v", cfg.dbTimeout)
+	}
+	env["DB_POOL_SIZE"], env["UPSTREAM_TIMEOUT_S"], env["DB_TIMEOUT_S"] = "x", "-1", "0"
 	delete(env, "TARGET_NAME")
 	_, err = loadConfig(func(k string) string { return env[k] })
-	for _, key := range []string{"DB_POOL_SIZE", "UPSTREAM_TIMEOUT_S", "TARGET_NAME"} {
+	for _, key := range []string{"DB_POOL_SIZE", "UPSTREAM_TIMEOUT_S", "DB_TIMEOUT_S", "TARGET_NAME"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error %v should mention %s", err, key)
 		}

@@ -38,7 +38,8 @@ type config struct {
 	upstreamTimeout time.Duration
 	poolSize        int32
 	poolTimeout     time.Duration
-	pprofAddr       string // opt-in: net/http/pprof on this loopback address (bench profile)
+	dbTimeout       time.Duration // to open a connection, and for the statements of a request
+	pprofAddr       string        // opt-in: net/http/pprof on this loopback address (bench profile)
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -81,6 +82,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		// pgxpool's own default, max(4, cores), would make the pool the bottleneck (docs/DESIGN.md).
 		poolSize:    int32(integer("DB_POOL_SIZE", 15, 1, 10000)),
 		poolTimeout: seconds("DB_POOL_TIMEOUT_S", 30),
+		dbTimeout:   seconds("DB_TIMEOUT_S", 10),
 		pprofAddr:   getenv("PPROF_ADDR"),
 	}
 	return cfg, errors.Join(errs...)
@@ -118,6 +120,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	poolCfg.MaxConns = cfg.poolSize
+	// The server cancels a statement past DB_TIMEOUT_S itself (the connection stays usable); the
+	// statements' context (pgStore) is for a server that does not answer at all.
+	poolCfg.ConnConfig.ConnectTimeout = cfg.dbTimeout
+	poolCfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(cfg.dbTimeout.Milliseconds(), 10)
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg) // connects lazily: /readyz reports the DB
 	if err != nil {
 		return err
@@ -125,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer pool.Close()
 
 	srv := &http.Server{
-		Handler:           newRouter(cfg, pgStore{pool: pool, acquireTimeout: cfg.poolTimeout}, up, stdout),
+		Handler:           newRouter(cfg, pgStore{pool: pool, acquireTimeout: cfg.poolTimeout, timeout: cfg.dbTimeout}, up, stdout),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second, // request bodies are empty; this only bounds slow clients
 		// No WriteTimeout: it runs from the end of the request headers, so it would cut a /stream

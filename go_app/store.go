@@ -48,6 +48,7 @@ FROM users u WHERE u.id = $1`
 type pgStore struct {
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration // DB_POOL_TIMEOUT_S
+	timeout        time.Duration // DB_TIMEOUT_S, for the statements once a connection is held
 }
 
 func (s pgStore) Summary(ctx context.Context, userID int64, dbWait time.Duration) (summary, error) {
@@ -70,6 +71,8 @@ func (s pgStore) summaryOnce(ctx context.Context, userID int64, dbWait time.Dura
 	}
 	defer conn.Release() // a closed connection is destroyed, not pooled again
 
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	failed := func(err error) error {
 		if conn.Conn().IsClosed() && ctx.Err() == nil {
 			return fmt.Errorf("%w: %w: %w", errDBUnavailable, errDeadConn, err)

@@ -27,7 +27,7 @@ func TestPGStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	db := pgStore{pool: pool, acquireTimeout: 200 * time.Millisecond}
+	db := pgStore{pool: pool, acquireTimeout: 200 * time.Millisecond, timeout: time.Second}
 	ctx := context.Background()
 
 	if err := db.Ping(ctx); err != nil {
@@ -43,6 +43,11 @@ func TestPGStore(t *testing.T) {
 	}
 	if _, err := db.Summary(ctx, 2147483647, 0); !errors.Is(err, errNotFound) {
 		t.Errorf("unknown user: %v", err)
+	}
+	// A statement longer than the timeout is given up at the timeout.
+	start = time.Now()
+	if _, err := db.Summary(ctx, 1, 3*time.Second); !errors.Is(err, errDBUnavailable) || time.Since(start) > 2*time.Second {
+		t.Errorf("pg_sleep past the timeout: %v after %v", err, time.Since(start))
 	}
 	// The only connection is held: the next acquire gives up after acquireTimeout.
 	conn, err := pool.Acquire(ctx)

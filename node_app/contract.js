@@ -12,13 +12,12 @@ class ApiError extends Error {
   }
 }
 
-// text (undefined = absent) -> integer in [lo, hi], or ApiError 400
+// text (undefined = absent) -> integer in [lo, hi], or ApiError 400 with the contract's message
 function parseIntParam(name, text, lo, hi, dflt) {
   if (text === undefined) return dflt;
-  if (!INT_RE.test(text)) throw new ApiError(400, 'invalid_parameter', `${name} must be an integer`);
   const v = Number(text) + 0; // + 0: "-0" is 0
-  if (!(v >= lo && v <= hi)) {
-    throw new ApiError(400, 'invalid_parameter', `${name} must be in ${lo}..${hi}`);
+  if (!INT_RE.test(text) || !(v >= lo && v <= hi)) {
+    throw new ApiError(400, 'invalid_parameter', `${name} must be an integer in ${lo}..${hi}`);
   }
   return v;
 }

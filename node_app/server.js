@@ -5,7 +5,7 @@
 const cluster = require('node:cluster');
 const { parseArgs } = require('node:util');
 const express = require('express');
-const { Pool } = require('pg');
+const { Pool, Client } = require('pg');
 const OpenAI = require('openai');
 const c = require('./contract');
 
@@ -16,7 +16,8 @@ const env = process.env;
 const num = (name, dflt) => (env[name] === undefined ? dflt : Number(env[name]));
 const S = { targetName: env.TARGET_NAME, dbMs: num('DB_MS', 50), llmMs: num('LLM_MS', 500),
   timeoutMs: num('UPSTREAM_TIMEOUT_S', 30) * 1000, poolSize: num('DB_POOL_SIZE', 15),
-  poolTimeoutMs: num('DB_POOL_TIMEOUT_S', 30) * 1000, gracefulMs: Number(args.graceful) * 1000 };
+  poolTimeoutMs: num('DB_POOL_TIMEOUT_S', 30) * 1000, dbTimeoutMs: num('DB_TIMEOUT_S', 10) * 1000,
+  gracefulMs: Number(args.graceful) * 1000 };
 const workers = Number(args.workers);
 
 if (workers > 0 && cluster.isPrimary) {
@@ -39,10 +40,19 @@ if (workers > 0 && cluster.isPrimary) {
 }
 
 function serve() {
-  // max = the fairness rule's min(capacity, 15); connectionTimeoutMillis = the pool wait.
+  // max = the fairness rule's min(capacity, 15); connectionTimeoutMillis = the pool wait, while a
+  // new connection's own (its Client's) is DB_TIMEOUT_S, as is each statement's: the server cancels
+  // it (statement_timeout) and the client gives up on a server that does not answer (query_timeout).
   const pool = new Pool({ connectionString: env.DATABASE_URL, max: S.poolSize,
-    connectionTimeoutMillis: S.poolTimeoutMs });
+    connectionTimeoutMillis: S.poolTimeoutMs, statement_timeout: S.dbTimeoutMs, query_timeout: S.dbTimeoutMs,
+    Client: class extends Client {
+      constructor(config) { super({ ...config, connectionTimeoutMillis: S.dbTimeoutMs }); }
+    } });
   pool.on('error', () => {}); // an idle connection died: the pool drops it
+  // A checked-out client has no listener of the pool's, so an error the server sends while a request
+  // holds it (a fast shutdown's 57P01) would be an unhandled 'error' event and end the process. With
+  // this one it only marks the client unqueryable: its next query fails, and the pool drops it.
+  pool.on('connect', (client) => client.on('error', (e) => console.error(`database connection lost: ${e.message}`)));
   const openai = new OpenAI({ baseURL: env.UPSTREAM_URL.replace(/\/+$/, '') + '/v1', apiKey: 'mock',
     maxRetries: 0, timeout: S.timeoutMs });
 
@@ -54,8 +64,8 @@ function serve() {
   };
   const sendError = (res, e) => send(res, e.status, c.errorBody(e.code, e.message));
   const unavailable = () => new c.ApiError(503, 'database_unavailable', 'the database is unavailable');
-  // a dead pooled connection (PostgreSQL restarted) is retried once; a pool wait is not
-  const retryable = (e) => !/timeout exceeded/.test(e.message) && (!e.severity || /^(08|57P)/.test(e.code));
+  // a dead pooled connection (PostgreSQL restarted) is retried once; a timeout is not: it would wait again
+  const retryable = (e) => !/timeout/i.test(e.message) && (!e.severity || /^(08|57P)/.test(e.code));
 
   async function loadUser(userId, dbMs) {
     for (let attempt = 0; ; attempt++) {
@@ -65,20 +75,24 @@ function serve() {
         if (dbMs > 0) await client.query('SELECT pg_sleep($1 / 1000.0)', [dbMs]);
         const r = await client.query({ text: c.USER_SQL, values: [userId], rowMode: 'array' });
         client.release();
-        if (r.rows.length === 0) throw new c.ApiError(404, 'not_found', `user ${userId} not found`);
+        if (r.rows.length === 0) throw new c.ApiError(404, 'not_found', 'user not found');
         return c.summary(r.rows[0]);
       } catch (e) {
         if (e instanceof c.ApiError) throw e;
         if (client) client.release(e);
         if (attempt === 0 && retryable(e)) continue;
+        console.error(`database unavailable: ${e.message}`);
         throw unavailable();
       }
     }
   }
 
-  const upstreamError = (e) => (e instanceof OpenAI.APIConnectionTimeoutError
-    ? new c.ApiError(504, 'upstream_timeout', 'the upstream timed out')
-    : new c.ApiError(502, 'upstream_error', 'the upstream failed'));
+  const upstreamError = (e) => {
+    console.error(`upstream failed: ${e.message}`); // the cause: the log's, not the client's
+    return e instanceof OpenAI.APIConnectionTimeoutError
+      ? new c.ApiError(504, 'upstream_timeout', 'the upstream timed out')
+      : new c.ApiError(502, 'upstream_error', 'the upstream failed');
+  };
 
   function params(req, extra) {
     const q = new URL(req.url, 'http://x').searchParams;
@@ -161,7 +175,7 @@ function serve() {
     }
   });
   app.get('/recommendation/', () => {
-    throw new c.ApiError(400, 'invalid_parameter', 'user_id is required');
+    c.parseIntParam('user_id', '', 1, 2147483647); // the empty user_id: the contract's 400
   });
   for (const path of ['/healthz', '/readyz', '/cpu', '/recommendation/', '/recommendation/:user_id',
     '/stream/:user_id']) {
@@ -171,8 +185,9 @@ function serve() {
   // eslint-disable-next-line no-unused-vars
   app.use((err, req, res, next) => {
     if (!(err instanceof c.ApiError)) {
-      err = err.status === 400 ? new c.ApiError(400, 'invalid_parameter', 'bad request')
-        : new c.ApiError(500, 'internal_error', 'internal error');
+      if (err.status !== 400) console.error(err);
+      err = err.status === 400 ? new c.ApiError(400, 'invalid_parameter', 'invalid request')
+        : new c.ApiError(500, 'internal_error', 'internal server error');
     }
     if (res.headersSent) res.end();
     else sendError(res, err);

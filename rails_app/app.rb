@@ -12,6 +12,7 @@ module Lab
     target_name: ENV.fetch("TARGET_NAME"), db_ms: Integer(ENV.fetch("DB_MS", "50")),
     llm_ms: Integer(ENV.fetch("LLM_MS", "500")), timeout_s: Float(ENV.fetch("UPSTREAM_TIMEOUT_S", "30")),
     pool_size: Integer(ENV.fetch("DB_POOL_SIZE", "5")), pool_timeout_s: Float(ENV.fetch("DB_POOL_TIMEOUT_S", "30")),
+    db_timeout_s: Float(ENV.fetch("DB_TIMEOUT_S", "10")),
     upstream: URI(ENV.fetch("UPSTREAM_URL").chomp("/") + "/v1/chat/completions")
   }.freeze
 
@@ -43,8 +44,12 @@ module Lab
 end
 
 Lab::App.initialize!
+# DB_TIMEOUT_S to open a connection (libpq counts whole seconds) and for each statement, which the
+# server cancels: a database that hangs is a 503 within it, not a request held until Puma's timeout.
 ActiveRecord::Base.establish_connection(url: ENV.fetch("DATABASE_URL"), pool: Lab::SETTINGS[:pool_size],
-                                        checkout_timeout: Lab::SETTINGS[:pool_timeout_s])
+                                        checkout_timeout: Lab::SETTINGS[:pool_timeout_s],
+                                        connect_timeout: Lab::SETTINGS[:db_timeout_s].ceil,
+                                        variables: { statement_timeout: (Lab::SETTINGS[:db_timeout_s] * 1000).round })
 require_relative "lab_controller"
 
 Lab::App.routes.draw do

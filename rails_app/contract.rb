@@ -16,15 +16,14 @@ module Lab
 
     INT_RE = /\A-?[0-9]+\z/
 
-    # text (nil = absent) -> integer in lo..hi, or ApiError 400
+    # text (nil = absent) -> integer in lo..hi, or ApiError 400 with the contract's message
     def self.int_param(name, text, lo, hi, default = nil)
       return default if text.nil?
-      raise ApiError.new(400, "invalid_parameter", "#{name} must be an integer") unless INT_RE.match?(text)
 
-      value = Integer(text, 10)
-      raise ApiError.new(400, "invalid_parameter", "#{name} must be in #{lo}..#{hi}") unless value.between?(lo, hi)
+      value = Integer(text, 10) if INT_RE.match?(text)
+      return value if value&.between?(lo, hi)
 
-      value
+      raise ApiError.new(400, "invalid_parameter", "#{name} must be an integer in #{lo}..#{hi}")
     end
 
     # One wire form: compact, non-ASCII as is, nothing HTML-escaped (JSON.generate's defaults).
@@ -78,14 +77,14 @@ module Lab
 
     def self.cpu_sum(n) = (0...n).sum { |i| Integer.sqrt(i) }
 
-    STATUS_CODES = { 400 => %w[invalid_parameter bad\ request], 404 => %w[not_found no\ such\ route],
+    STATUS_CODES = { 400 => %w[invalid_parameter invalid\ request], 404 => %w[not_found no\ such\ route],
                      405 => %w[method_not_allowed method\ not\ allowed] }.freeze
 
     # Rails' exceptions_app: what the router or a middleware raised, in the uniform error shape.
     def self.exceptions_app(env)
       status = ActionDispatch::ExceptionWrapper.status_code_for_exception(
         env["action_dispatch.exception"].class.name)
-      code, message = STATUS_CODES.fetch(status, %w[internal_error internal\ error])
+      code, message = STATUS_CODES.fetch(status, %w[internal_error internal\ server\ error])
       status = 500 unless STATUS_CODES.key?(status)
       [status, { "Content-Type" => "application/json" }, [error_body(code, message)]]
     end

@@ -20,17 +20,19 @@ module Lab
           conn.exec_query(SLEEP, "sleep", [bind("ms", db_ms)]) if db_ms.positive?
           conn.exec_query(Contract::USER_SQL, "user", [bind("user_id", user_id)]).rows.first
         end
-      rescue ActiveRecord::ConnectionTimeoutError
-        raise unavailable # the pool wait: retrying would only wait again
-      rescue ActiveRecord::ActiveRecordError
+      rescue ActiveRecord::ConnectionNotEstablished, ActiveRecord::QueryCanceled => e
+        # The pool wait, a connection refused or timed out, a statement timeout: a second try would
+        # only fail the same way, later.
+        raise unavailable(e)
+      rescue ActiveRecord::ActiveRecordError => e
         # A connection the server closed (a restart): it is dropped with the idle ones, which died
         # with it, and step 2 runs once more on a fresh connection.
         pool.flush(0)
-        raise unavailable unless (attempts += 1) == 1
+        raise unavailable(e) unless (attempts += 1) == 1
 
         retry
       end
-      raise ApiError.new(404, "not_found", "user #{user_id} not found") if row.nil?
+      raise ApiError.new(404, "not_found", "user not found") if row.nil?
 
       Contract::Summary.new(*row)
     end
@@ -51,7 +53,10 @@ module Lab
     end
 
     def self.bind(name, value) = ActiveRecord::Relation::QueryAttribute.new(name, value, INT)
-    def self.unavailable = ApiError.new(503, "database_unavailable", "the database is unavailable")
+    def self.unavailable(cause = nil)
+      Rails.logger.warn("database unavailable: #{cause.class}: #{cause.message}") if cause # not the client's
+      ApiError.new(503, "database_unavailable", "the database is unavailable")
+    end
   end
 
   # Step 3: one keep-alive Net::HTTP connection per Puma thread, UPSTREAM_TIMEOUT_S on every wait.
@@ -84,6 +89,7 @@ module Lab
 
     def self.failure(error)
       reset
+      Rails.logger.warn("upstream failed: #{error.class}: #{error.message}") # the cause: not the client's
       return error if error.is_a?(ApiError)
       return ApiError.new(504, "upstream_timeout", "the upstream timed out") if TIMEOUTS.any? { error.is_a?(_1) }
 
@@ -92,7 +98,7 @@ module Lab
 
     def self.complete(messages, llm_ms)
       res = http.request(request(messages, llm_ms))
-      raise ApiError.new(502, "upstream_error", "the upstream answered #{res.code}") unless res.is_a?(Net::HTTPSuccess)
+      raise "the upstream answered #{res.code}" unless res.is_a?(Net::HTTPSuccess)
 
       JSON.parse(res.body).dig("choices", 0, "message", "content")
     rescue StandardError => e
@@ -138,7 +144,7 @@ module Lab
 
     def relay(request)
       Upstream.http.request(request) do |res|
-        raise ApiError.new(502, "upstream_error", "the upstream answered #{res.code}") unless res.is_a?(Net::HTTPSuccess)
+        raise "the upstream answered #{res.code}" unless res.is_a?(Net::HTTPSuccess)
 
         Fiber.yield :started
         Fiber.yield(events(res) ? Contract::SSE_DONE : raise("the upstream stream ended without [DONE]"))
@@ -216,7 +222,7 @@ module Lab
       self.response_body = body
     end
 
-    def user_id_required = raise(ApiError.new(400, "invalid_parameter", "user_id is required"))
+    def user_id_required = Contract.int_param("user_id", "", 1, 2_147_483_647) # the empty user_id: a 400
     def method_not_allowed = raise(ApiError.new(405, "method_not_allowed", "method not allowed"))
     def no_route = raise(ApiError.new(404, "not_found", "no such route"))
 
@@ -232,7 +238,7 @@ module Lab
     def query(name)
       URI.decode_www_form(request.query_string).reverse_each.find { |key, _| key == name }&.last
     rescue ArgumentError
-      raise ApiError.new(400, "invalid_parameter", "malformed query string")
+      raise ApiError.new(400, "invalid_parameter", "invalid request") # a malformed query string
     end
 
     def send_json(status, body)

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from bench import manifest
+from bench import infra, manifest
 from bench.targets import TargetUnavailable, running
 
 ALL_TARGETS = list(manifest.load_targets().values())
@@ -25,6 +25,14 @@ FILLER = ["Review", "your", "top", "category", "and", "set", "a", "weekly", "lim
 def db(lab):
     with psycopg.connect(lab.database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def own_pg(tmp_path_factory):
+    """A PostgreSQL of its own (bench/infra.py's, seeded the same), for the tests that restart or
+    starve it, so the session's database stays as every other test expects: (url, its Proc)."""
+    with infra.embedded_postgres(tmp_path_factory.mktemp("own-pg")) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

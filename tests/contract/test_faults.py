@@ -4,6 +4,9 @@
    terminates them (pg_terminate_backend), which is what each pool sees after a restart:
    connections that look idle but are dead. After it, every request must succeed (0 failed after
    recovery): a pooled connection found dead is replaced and the read run again on a fresh one.
+2. PostgreSQL really restarted (its fast shutdown, on a server of the test's own) with requests in
+   flight: the server sends 57P01 on every connection, busy or not, then closes them. Only 200s and
+   503 database_unavailable meanwhile; no process of the target dies; 200s once it is back.
 3. The upstream answers 500 for a while: only 502 upstream_error meanwhile, then 200 again.
 4. The upstream hangs: 504 upstream_timeout within the client timeout + 1 s, and no DB connection
    is held meanwhile (the contract releases it before the upstream call).
@@ -13,15 +16,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psutil
 import pytest
 
+from bench import infra
 from bench.faults import clean_exit
 from bench.targets import TargetUnavailable, running
 from tests.conftest import ALL_TARGETS, UPSTREAM_TIMEOUT_S
@@ -90,6 +97,69 @@ def test_no_request_fails_after_the_databases_connections_are_closed(client, tar
     concurrent_gets(target.base_url, [f"/recommendation/{i}{FAST}" for i in range(200, 216)])
     assert terminate_lab_connections(db) >= 1 or target.name in NO_IDLE_CONNECTIONS
     concurrent_gets(target.base_url, [f"/recommendation/{i}{FAST}" for i in range(300, 316)])
+
+
+RESTARTS = 3  # node-express died at the first or second restart under this load before its fix
+IN_FLIGHT = 16
+
+
+def process_tree(pid: int) -> set[int]:
+    root = psutil.Process(pid)
+    return {root.pid, *(child.pid for child in root.children(recursive=True))}
+
+
+@pytest.mark.parametrize("definition", ALL_TARGETS, ids=lambda t: t.name)
+def test_a_postgresql_restart_with_requests_in_flight_kills_no_process(definition, lab, own_pg, tmp_path):
+    url, pg = own_pg
+    answers: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load(i: int, base_url: str) -> None:
+        # db_ms 0-2: some requests sit in pg_sleep, others between statements, when 57P01 comes.
+        with httpx.Client(base_url=base_url, timeout=30) as c:
+            while not stop.is_set():
+                try:
+                    resp = c.get(f"/recommendation/{i + 1}?db_ms={i % 3}&llm_ms=0")
+                except httpx.TransportError as exc:
+                    answers[f"no answer: {type(exc).__name__}"] += 1
+                    continue
+                if resp.status_code != 200:
+                    assert_error(resp, 503, "database_unavailable")
+                answers[str(resp.status_code)] += 1
+
+    try:
+        with running(definition, dataclasses.replace(lab, database_url=url), tmp_path, db_ms=0,
+                     llm_ms=0, upstream_timeout_s=UPSTREAM_TIMEOUT_S) as (resolved, proc):
+            every_slot_serving(resolved.base_url, min(4, resolved.capacity or 4), llm_ms=300)
+            before = process_tree(proc.pid)
+            with ThreadPoolExecutor(IN_FLIGHT) as pool:
+                loops = [pool.submit(load, i, resolved.base_url) for i in range(IN_FLIGHT)]
+                try:
+                    for _ in range(RESTARTS):
+                        time.sleep(0.7)
+                        pg.stop()  # SIGINT: the fast shutdown
+                        pg.restart()
+                        infra.wait_pg(url, pg)
+                    time.sleep(1.0)
+                finally:
+                    stop.set()
+                for loop in loops:
+                    loop.result()
+            lost = before - process_tree(proc.pid) if proc.alive() else before
+            with httpx.Client(base_url=resolved.base_url, timeout=30) as c:
+                deadline = time.monotonic() + 10
+                while c.get(f"/recommendation/1{FAST}").status_code != 200:
+                    assert time.monotonic() < deadline, f"{definition.name}: no 200 after the restarts"
+                    time.sleep(0.2)
+                after = [c.get(f"/recommendation/{i}{FAST}").status_code for i in range(400, 420)]
+            log = proc.log_path.read_text(errors="replace")
+    except TargetUnavailable as why:
+        pytest.skip(f"{definition.name} cannot run here: {why}")
+    crash = log[log.find("Unhandled"):][:2000] if "Unhandled" in log else log[-2000:]
+    assert not lost, f"{definition.name}: processes {lost} died in the restarts ({dict(answers)}):\n{crash}"
+    assert not [a for a in answers if a.startswith("no answer")], f"{definition.name}: {dict(answers)}"
+    assert answers["200"] and answers["503"], f"{definition.name}: the restarts went unseen: {dict(answers)}"
+    assert after == [200] * len(after), f"{definition.name}: after the restarts: {after}"
 
 
 def test_an_upstream_outage_is_502_while_it_lasts_then_every_request_succeeds(client, target, upstream):

@@ -8,6 +8,7 @@ mid-job: that job ends `failed` (`worker_lost`), never `running` forever, and th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import psutil
 import pytest
 import redis
 
+from bench.targets import running
 from tests.conftest import ALL_TARGETS, expected_recommendation
 from tests.errors import assert_error
 
@@ -102,7 +104,7 @@ def test_record_has_a_ttl(client, store):
 
 def test_unknown_user_fails_with_not_found(client):
     body, _ = wait_for(client, submit(client, 2_000_000_000))
-    assert body["status"] == "failed" and body["error"]["code"] == "not_found"
+    assert body["status"] == "failed" and body["error"] == {"code": "not_found", "message": "user not found"}
     assert "result" not in body
 
 
@@ -112,7 +114,8 @@ def test_upstream_500_fails_with_upstream_error(client, upstream):
         body, _ = wait_for(client, submit(client, 3))
     finally:
         upstream.delete("/mock/faults")
-    assert body["status"] == "failed" and body["error"]["code"] == "upstream_error"
+    assert body["status"] == "failed"
+    assert body["error"] == {"code": "upstream_error", "message": "the upstream failed"}  # as the sync 502
     assert wait_for(client, submit(client, 3))[0]["status"] == "done"
 
 
@@ -135,6 +138,42 @@ def test_jobs_run_as_many_at_once_as_the_model_allows(client, target):
     rounds = (time.monotonic() - started) / single
     expected = math.ceil(8 / min(8, target.job_capacity))
     assert 0.6 * expected <= rounds < expected + 1.2, f"{rounds:.2f} rounds, expected ~{expected}"
+
+
+QUEUE_MAX = 2
+
+
+@pytest.mark.usefixtures("store")  # skips without Redis
+def test_a_full_queue_refuses_with_retry_after_and_records_nothing(target, lab, tmp_path):
+    """JOB_QUEUE_MAX jobs waiting behind one worker: the next submission is a 503 queue_full with
+    a Retry-After and no record; once the queue has drained, a job is accepted again."""
+    one_worker = {k: 1 for k in ("threads", "celery_workers") if k in target.params}
+    # A Redis database of its own: the session's fastapi-celery would take this one's jobs.
+    own_redis = lab.redis_url.rsplit("/", 1)[0] + "/1"
+    with running(target.target, dataclasses.replace(lab, redis_url=own_redis), tmp_path,
+                 overrides=one_worker, db_ms=0, llm_ms=0, job_queue_max=QUEUE_MAX) as (resolved, _), \
+            httpx.Client(base_url=resolved.base_url, timeout=30) as c, redis.Redis.from_url(own_redis) as own:
+        accepted, refused = 0, None
+        while refused is None and accepted < 10:
+            before = set(own.scan_iter("job:*"))
+            resp = c.post("/jobs/recommendation/1?db_ms=0&llm_ms=1500")
+            if resp.status_code == 202:
+                accepted += 1
+                time.sleep(0.3)  # the worker takes what it can before the next one
+            else:
+                refused, after = resp, set(own.scan_iter("job:*"))
+        assert refused is not None, f"{accepted} jobs accepted behind one worker, none refused"
+        assert_error(refused, 503, "queue_full", "the job queue is full")
+        assert int(refused.headers["retry-after"]) >= 1
+        assert after == before, "the refused job left a record"
+        # the one running, the one a Celery worker process reserves, and QUEUE_MAX waiting
+        assert QUEUE_MAX < accepted <= QUEUE_MAX + 2, accepted
+        deadline = time.monotonic() + 30
+        while (resp := c.post(f"/jobs/recommendation/2?{FAST}")).status_code == 503:
+            assert time.monotonic() < deadline, "the queue never drained"
+            time.sleep(0.5)
+        assert resp.status_code == 202, resp.text
+        assert wait_for(c, resp.json()["job_id"])[0]["status"] == "done"
 
 
 def test_web_answers_while_jobs_run(client, target):
@@ -170,6 +209,7 @@ def test_killed_worker_fails_its_job_and_the_next_job_runs(client, target):
     for worker in workers:  # the one running the job is among them
         os.kill(worker.pid, signal.SIGKILL)
     body, _ = wait_for(client, job_id, timeout=15)
-    assert body["status"] == "failed" and body["error"]["code"] == "worker_lost", body
+    assert body["status"] == "failed", body
+    assert body["error"] == {"code": "worker_lost", "message": "the worker process running the job died"}
     # Celery's main process forks new pool processes: the next job is done.
     assert wait_for(client, submit(client, 5), timeout=30)[0]["status"] == "done"
