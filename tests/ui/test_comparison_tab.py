@@ -62,13 +62,18 @@ def with_session(argv: list[str], session_dir: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def locust_ui(targets: dict, tmp: Path, db_ms: int, llm_ms: int) -> Iterator[tuple[str, Path, object]]:
-    """Locust's web UI as `bench up` prints it, its session in tmp/results/: (URL, session folder, proc)."""
+def locust_ui(targets: dict, tmp: Path, db_ms: int, llm_ms: int, processes: int = 0
+              ) -> Iterator[tuple[str, Path, object]]:
+    """Locust's web UI as `bench up` prints it, its session in tmp/results/: (URL, session folder, proc).
+    `processes`: `locust --processes N`, a master (the web UI) and N forked workers."""
     registry = write_registry(tmp / "targets.json", list(targets.values()))
     port = free_port()
     session_dir = tmp / "results" / "web-ui-now"
     argv = locust_argv(next(iter(targets.values())), None, db_ms, llm_ms, web_port=port, registry=registry)
-    with web_ui_running(with_session(argv, session_dir), port, tmp / "locust.log") as (url, proc):
+    argv = with_session(argv, session_dir)
+    if processes:
+        argv = [*argv[:-2], "--processes", str(processes), *argv[-2:]]
+    with web_ui_running(argv, port, tmp / "locust.log") as (url, proc):
         yield url, session_dir, proc
 
 
@@ -281,6 +286,28 @@ def test_a_cell_from_the_web_ui_agrees_with_bench_compare_on_the_same_lab(lab, t
     for r in (ui, cli):  # Little's law: both are the closed loop they claim to be
         assert r.latency_ms.p50 == pytest.approx(r.w_ms(), rel=0.15), (r.source, r.latency_ms.p50, r.w_ms())
         assert r.latency_ms.mean == pytest.approx(r.w_ms(), rel=0.15), (r.source, r.latency_ms.mean, r.w_ms())
+
+
+def test_a_master_and_its_forked_workers_record_one_ledger(targets, tmp_path):
+    """`locust --processes 2` with the web UI: the workers forward their requests to the master,
+    which decides the phases for both and writes the one ledger the row is counted from."""
+    host = targets["go-gin"].base_url
+    with locust_ui({"go-gin": targets["go-gin"]}, tmp_path, SWARM_DB_MS, SWARM_LLM_MS, processes=2) as (
+            url, session_dir, _):
+        wait_http(f"{url}/stats/requests", None, timeout=30, ok=lambda r: len(r.json()["workers"]) == 2)
+        plan = {"hosts": [host], "users": [8], "window_s": 5}
+        assert httpx.post(f"{url}/lab/compare", json=plan, timeout=10).status_code == 200
+        deadline = time.monotonic() + 180
+        while not (httpx.get(f"{url}/lab/session", timeout=10).json()["compare"] or {}).get("finished"):
+            assert time.monotonic() < deadline, "the comparison did not finish"
+            time.sleep(1)
+    one, eight = sorted(Run.load(session_dir).results, key=lambda r: r.users)
+    assert (one.users, eight.users) == (1, 8)
+    for r in (one, eight):
+        assert r.cpu_pct.locust_processes == 2 and r.failures == 0 and r.phases.drained
+    assert eight.rps == pytest.approx(8 * one.rps, rel=0.2)  # goroutines: 8 users, 8 times the rate
+    ledgers = list((session_dir / "raw").glob("swarm-*_requests.jsonl"))
+    assert len(ledgers) == 2 and not list((session_dir / "raw").glob("*.w*.jsonl"))  # one file each
 
 
 def swarm_from_the_start_form(driver, host: str, users: int) -> None:
