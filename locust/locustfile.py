@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 import gevent
 import live_memory  # noqa: F401 - registers the web UI's "Target memory" tab (no-op when headless)
-import web_session  # noqa: F401 - after live_memory: the "Comparison" tab records every web-UI swarm
+import web_routes  # noqa: F401 - after live_memory: the "Comparison" tab (web_session.py records the swarms)
 from locust.runners import MasterRunner, WorkerRunner
 from request_ledger import (
     RECORDING,
