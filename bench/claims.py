@@ -22,7 +22,6 @@ from bench.metrics import MIB_PER_MB
 from bench.results import MIN_TAIL_SAMPLES, Claim, Experiment, Result, Run
 
 CLAIMS_FILE = Path(__file__).with_name("claims.toml")
-APPROX = 1.5  # "~X" holds within X / 1.5 .. X * 1.5, and is partly right within a factor of 2
 
 
 class NotRun(Exception):
@@ -176,26 +175,26 @@ def _s(seconds: float) -> str:
 
 # --- rules ------------------------------------------------------------------------------------
 
-def fifth_request_waits(run: Run, target: str) -> tuple[str, str]:
+def fifth_request_waits(run: Run, target: str, holds_ratio: float, partly_ratio: float) -> tuple[str, str]:
     m = get_experiment(run, "fifth-request", target).measured
     ratio, lat = m["fifth_over_others"], m["latencies_s"]
     evidence = (f"{target}: latencies {', '.join(f'{x:.2f}' for x in lat)} s; the 5th took "
                 f"{ratio:.1f}x the median of the first four")
-    verdict = "holds" if ratio >= 1.6 else "partly" if ratio >= 1.3 else "fails"
+    verdict = "holds" if ratio >= holds_ratio else "partly" if ratio >= partly_ratio else "fails"
     return verdict, evidence
 
 
-def burst_concurrent(run: Run, target: str) -> tuple[str, str]:
+def burst_concurrent(run: Run, target: str, holds_ratio: float, partly_ratio: float) -> tuple[str, str]:
     m = get_experiment(run, "fifth-request", target).measured
     ratio, lat = m["fifth_over_others"], m["latencies_s"]
     evidence = (f"{target}: latencies {', '.join(f'{x:.2f}' for x in lat)} s (one request "
                 f"{m['request_s']:.2f} s of waiting); slowest/median of the others {ratio:.2f}x")
-    verdict = "holds" if ratio <= 1.3 else "partly" if ratio < 1.6 else "fails"
+    verdict = "holds" if ratio <= holds_ratio else "partly" if ratio < partly_ratio else "fails"
     return verdict, evidence
 
 
-def workers_needed(run: Run, target: str, users: int, claimed_workers: int,
-                   workload: list[int] | None = None) -> tuple[str, str]:
+def workers_needed(run: Run, target: str, users: int, claimed_workers: int, serve_share: float,
+                   grew_ratio: float, workload: list[int] | None = None) -> tuple[str, str]:
     load = tuple(workload) if workload else None
     try:  # L1 (one user) does not depend on the worker count: the default's, else the claim's cell
         l1 = l1_ms(run, target, workload=load) / 1000
@@ -224,17 +223,17 @@ def workers_needed(run: Run, target: str, users: int, claimed_workers: int,
                 f". Each sync worker serves one request at a time, so {users} concurrent requests "
                 f"need ~{users} workers (~{users * per_worker / 1024:.1f} GiB PSS at "
                 f"{per_worker:.0f} MiB each)" + flagged(at_claim))
-    if served >= 0.85 and not at_claim.flags:
+    if served >= serve_share and not at_claim.flags:
         return "holds", evidence
     # 16 is a lower bound that is right in direction: more workers do raise throughput (measured
     # across the sweep, or, with one row, the workers are what caps it: efficiency near 1).
-    grew = (rows[-1].rps > 1.5 * rows[0].rps if len(rows) >= 2
-            else (at_claim.efficiency or 0) >= 0.85)
+    grew = (rows[-1].rps > grew_ratio * rows[0].rps if len(rows) >= 2
+            else (at_claim.efficiency or 0) >= serve_share)
     return ("partly" if grew else "fails"), evidence
 
 
 def same_load_as(run: Run, target: str, reference: str, reference_params: dict[str, int], users: int,
-                 workload: list[int]) -> tuple[str, str]:
+                 workload: list[int], same_share: float) -> tuple[str, str]:
     """Seed 001's async side on a DB-bound load: 1 process and a pool of 15 against 16 workers."""
     load = tuple(workload)
     a = find(run, target, users, workload=load)
@@ -249,13 +248,13 @@ def same_load_as(run: Run, target: str, reference: str, reference_params: dict[s
                 f"{100 * a.rps / demand:.0f}% / {100 * ref.rps / demand:.0f}% of the {demand:.0f} rps "
                 f"that {users} concurrent requests need: the {a.db_pool} connections cap async as "
                 f"the worker count caps sync" + flagged(a, ref))
-    same = a.rps >= 0.85 * ref.rps and not a.flags and not a.failures
+    same = a.rps >= same_share * ref.rps and not a.flags and not a.failures
     lighter = (a.memory_mb.peak_pss or 0) < (ref.memory_mb.peak_pss or 0)
     return ("holds" if same and lighter else "partly" if same or lighter else "fails"), evidence
 
 
-def handles_load(run: Run, target: str, users: int, processes: int | None = None,
-                 db_pool: int | None = None) -> tuple[str, str]:
+def handles_load(run: Run, target: str, users: int, holds_efficiency: float, partly_efficiency: float,
+                 processes: int | None = None, db_pool: int | None = None) -> tuple[str, str]:
     r = find(run, target, users)
     shape = []
     if processes is not None:
@@ -269,19 +268,22 @@ def handles_load(run: Run, target: str, users: int, processes: int | None = None
     matches = ((processes is None or r.processes == processes)
                and (db_pool is None or r.db_pool == db_pool))
     eff = r.efficiency or 0
-    if eff >= 0.85 and matches and not r.flags and not r.failures:
+    if eff >= holds_efficiency and matches and not r.flags and not r.failures:
         return "holds", evidence
-    return ("partly" if eff >= 0.6 else "fails"), evidence
+    return ("partly" if eff >= partly_efficiency else "fails"), evidence
 
 
-def _approx(measured: float, claimed: float) -> str:
+def _within(measured: float, claimed: float, tol: float) -> str:
+    """holds within claimed / tol .. claimed x tol, partly within twice that band's width (a "~X"
+    with tol 1.5 is partly right within a factor of 2)."""
     ratio = measured / claimed
-    if 1 / APPROX <= ratio <= APPROX:
+    if 1 / tol <= ratio <= tol:
         return "holds"
-    return "partly" if 0.5 <= ratio <= 2 else "fails"
+    wide = 1 + 2 * (tol - 1)
+    return "partly" if 1 / wide <= ratio <= wide else "fails"
 
 
-def approx_mb(run: Run, target: str, users: int, of: str, mb: float) -> tuple[str, str]:
+def approx_mb(run: Run, target: str, users: int, of: str, mb: float, tolerance: float) -> tuple[str, str]:
     r = find(run, target, users)
     if of == "worker":
         workers = [p for p in r.per_process if p.role == "worker"]
@@ -300,7 +302,7 @@ def approx_mb(run: Run, target: str, users: int, of: str, mb: float) -> tuple[st
     evidence = (f"{what} at {users} users: peak PSS {pss:.0f} MiB (USS {uss:.0f}, RSS {rss:.0f}) "
                 f"vs ~{mb:g} MB claimed ({claimed:.1f} MiB) = {pss / claimed:.2f}x"
                 + _idle_context(run, target, of, claimed))
-    return _approx(pss, claimed), evidence
+    return _within(pss, claimed, tolerance), evidence
 
 
 def _idle_context(run: Run, target: str, of: str, claimed: float) -> str:
@@ -317,8 +319,9 @@ def _idle_context(run: Run, target: str, of: str, claimed: float) -> str:
             f"({app - bare:.0f} MiB) is what the app imports (SDKs, ORM, settings)")
 
 
-def approx_seconds(run: Run, experiment_id: str, seconds: float, floor_s: float | None = None,
-                   serial_experiment: str | None = None) -> tuple[str, str]:
+def approx_seconds(run: Run, experiment_id: str, seconds: float, tolerance: float,
+                   floor_s: float | None = None, serial_experiment: str | None = None,
+                   serial_factor: float | None = None) -> tuple[str, str]:
     """A burst's wall time vs the seed's "~X s". `floor_s`: no answer can come sooner (each request
     itself waits that long); a claimed X below it is impossible, so the figure never holds and the
     verdict turns on what the seed meant by it: concurrency, i.e. the wall time near the floor,
@@ -328,13 +331,13 @@ def approx_seconds(run: Run, experiment_id: str, seconds: float, floor_s: float 
     evidence = (f"{exp.target}: {exp.description}: {_s(wall)} wall (slowest request "
                 f"{_s(exp.measured['slowest_s'])}) vs ~{seconds:g} s claimed = {wall / seconds:.2f}x")
     if floor_s is None or seconds >= floor_s:
-        return _approx(wall, seconds), evidence
+        return _within(wall, seconds, tolerance), evidence
     evidence += (f". The claimed {seconds:g} s is impossible: shorter than the {floor_s:g} s every "
                  "request sleeps")
     if serial_experiment is None:
         return "fails", evidence
     serial = get_experiment(run, serial_experiment).measured["wall_s"]
-    concurrent = _approx(wall, floor_s) == "holds" and serial >= 4 * wall
+    concurrent = _within(wall, floor_s, tolerance) == "holds" and serial >= (serial_factor or 0) * wall
     evidence += (f"; the concurrency {'holds' if concurrent else 'does not hold'}: {_s(wall)} = "
                  f"{wall / floor_s:.2f}x one sleep, vs {_s(serial)} for the same burst served one at "
                  f"a time ({serial_experiment}, {serial / wall:.1f}x)")
@@ -360,7 +363,8 @@ def more_memory(run: Run, users: int, heavy: list[str], light: str) -> tuple[str
     return ("holds" if len(heavier) == len(rows) else "partly" if heavier else "fails"), evidence
 
 
-def blocks_everything(run: Run, target: str, reference: str, users: int) -> tuple[str, str]:
+def blocks_everything(run: Run, target: str, reference: str, users: int, canary_factor: float,
+                      serial_factor: float) -> tuple[str, str]:
     bad, good = find(run, target, users), find(run, reference, users)
     # A stalled target may answer no check at all in the window: that is a reading (0 of N).
     if (bad.canary_p95_ms is None and not bad.canary_expected) or good.canary_p95_ms is None:
@@ -370,13 +374,14 @@ def blocks_everything(run: Run, target: str, reference: str, users: int) -> tupl
     # A p95 of a few checks proves nothing; most checks never coming back does.
     bad_p95, good_p95 = bad.canary_p95_trusted(), good.canary_p95_trusted()
     slow_canary = canary_stalled(bad) or (bad_p95 is not None and good_p95 is not None
-                                          and bad_p95 >= 10 * max(good_p95, 1))
-    serial = bad.rps <= 1.5 * 1000 / l1_ms(run, target)  # about one request at a time
+                                          and bad_p95 >= canary_factor * max(good_p95, 1))
+    serial = bad.rps <= serial_factor * 1000 / l1_ms(run, target)  # about one request at a time
     return ("holds" if slow_canary and serial else "partly" if slow_canary or serial
             else "fails"), evidence + flagged(bad, good)
 
 
-def workers_fix(run: Run, fixed: str, broken: str, reference: str, users: int) -> tuple[str, str]:
+def workers_fix(run: Run, fixed: str, broken: str, reference: str, users: int, speedup_min: float,
+                memory_min: float) -> tuple[str, str]:
     """The quoted words: running workers is a fix of the blocking app, and it uses more memory.
     How far it gets from the async rewrite is context, not part of what the line says."""
     f, b, ref = find(run, fixed, users), find(run, broken, users), find(run, reference, users)
@@ -387,11 +392,12 @@ def workers_fix(run: Run, fixed: str, broken: str, reference: str, users: int) -
                 f"{ref.rps:.1f} rps at {ref.memory_mb.peak_pss or 0:.0f} MiB: the workers serve "
                 f"{f.rps / ref.rps:.2f}x of async, since 4 processes run 4 requests at a time"
                 + flagged(f, b))
-    fixes, costs = speedup >= 3, mem >= 1.5
+    fixes, costs = speedup >= speedup_min, mem >= memory_min
     return ("holds" if fixes and costs else "partly" if fixes or costs else "fails"), evidence
 
 
-def threads_vs_processes(run: Run, threads: str, processes: str) -> tuple[str, str]:
+def threads_vs_processes(run: Run, threads: str, processes: str, flat_max: float,
+                         scale_min: float) -> tuple[str, str]:
     def speedup(name: str) -> tuple[float, Result, Result]:
         one, many = find(run, name, 1, "cpu"), find(run, name, None, "cpu")
         if many.users == 1:
@@ -405,18 +411,19 @@ def threads_vs_processes(run: Run, threads: str, processes: str) -> tuple[str, s
                 f"({t:.2f}x, process tree at {tn.cpu_pct.target or 0:.0f}% of a core); {processes} "
                 f"{p1.rps:.1f} -> {pn.rps:.1f} rps ({p:.2f}x, {pn.cpu_pct.target or 0:.0f}% of a core) "
                 f"on {cores} cores shared with Locust (CPU-bound by design: flags expected)")
-    threads_flat, processes_scale = t <= 1.25, p >= 1.5
+    threads_flat, processes_scale = t <= flat_max, p >= scale_min
     return ("holds" if threads_flat and processes_scale else
             "partly" if threads_flat or processes_scale else "fails"), evidence
 
 
-def goroutines(run: Run, target: str, users: int, driver_default_pool: str) -> tuple[str, str]:
+def goroutines(run: Run, target: str, users: int, driver_default_pool: str,
+               efficiency_min: float) -> tuple[str, str]:
     r = find(run, target, users)
     default_pool = manifest.evaluate(driver_default_pool.replace("cpus", str(run.machine.cpus)), {})
     evidence = (f"{target} at {users} users, 1 process, no worker/thread setting: {r.rps:.1f} rps = "
                 f"{r.efficiency or 0:.2f} of its ceiling, {_latency(r)}" + flagged(r))
     if not (r.db_pool and default_pool and r.db_pool > default_pool):
-        return ("holds" if (r.efficiency or 0) >= 0.85 and not r.flags else "fails"), evidence
+        return ("holds" if (r.efficiency or 0) >= efficiency_min and not r.flags else "fails"), evidence
     try:  # measured with the driver's default pool (bench compare runs that cell for this claim)
         d = find(run, target, users, pool_size=default_pool)
     except NotRun:
@@ -424,17 +431,17 @@ def goroutines(run: Run, target: str, users: int, driver_default_pool: str) -> t
         evidence += (f". But the pgx pool was raised to {r.db_pool}: its default ({driver_default_pool}"
                      f" = {default_pool} here) would cap it at {capped:.0f} rps at "
                      f"db_ms={run.scenario.db_ms} (computed: no pool_size={default_pool} cell in this run)")
-        return ("partly" if (r.efficiency or 0) >= 0.85 else "fails"), evidence
+        return ("partly" if (r.efficiency or 0) >= efficiency_min else "fails"), evidence
     evidence += (f". With pgx's default pool ({driver_default_pool} = {default_pool} here): "
                  f"{d.rps:.1f} rps = {d.rps / r.rps if r.rps else 0:.2f}x, {_latency_short(d)}: "
                  f"the goroutines need no setting, the connection pool does" + flagged(d))
-    config_needed = d.rps < 0.85 * r.rps
-    if (r.efficiency or 0) >= 0.85 and not r.flags:
+    config_needed = d.rps < efficiency_min * r.rps
+    if (r.efficiency or 0) >= efficiency_min and not r.flags:
         return ("partly" if config_needed else "holds"), evidence
     return "fails", evidence
 
 
-def pubsub_blocks(run: Run, experiment_id: str) -> tuple[str, str]:
+def pubsub_blocks(run: Run, experiment_id: str, total_factor: float, canary_factor: float) -> tuple[str, str]:
     exp = get_experiment(run, experiment_id)
     m = exp.measured
     ratio = m["blocking_total_s"] / m["async_total_s"]
@@ -442,11 +449,12 @@ def pubsub_blocks(run: Run, experiment_id: str) -> tuple[str, str]:
     evidence = (f"{exp.target}: {exp.description}: blocking total {_s(m['blocking_total_s'])} vs "
                 f"async {_s(m['async_total_s'])} ({ratio:.1f}x); /healthz meanwhile "
                 f"{m['blocking_healthz_ms']:.0f} ms vs {m['async_healthz_ms']:.0f} ms")
-    return ("holds" if ratio >= 1.8 and canary >= 5 else "partly" if ratio >= 1.8 or canary >= 5
-            else "fails"), evidence
+    slower, stalled = ratio >= total_factor, canary >= canary_factor
+    return ("holds" if slower and stalled else "partly" if slower or stalled else "fails"), evidence
 
 
-def pubsub_polling(run: Run, experiment_id: str, start_within_s: float) -> tuple[str, str]:
+def pubsub_polling(run: Run, experiment_id: str, start_within_s: float,
+                   partly_factor: float) -> tuple[str, str]:
     exp = get_experiment(run, experiment_id)
     m = exp.measured
     last = m["polling_last_start_s"]
@@ -455,23 +463,25 @@ def pubsub_polling(run: Run, experiment_id: str, start_within_s: float) -> tuple
                 f"{m['polling_healthz_p50_ms']:.0f} ms, slowest {m['polling_healthz_ms']:.0f} ms. "
                 "Each idle sync get_message() still blocks the loop for up to its 0.1 s timeout")
     ratio = last / start_within_s
-    return ("holds" if ratio <= 1 else "partly" if ratio <= 3 else "fails"), evidence
+    return ("holds" if ratio <= 1 else "partly" if ratio <= partly_factor else "fails"), evidence
 
 
-def truly_concurrent(run: Run, target: str, blocking: str, users: int) -> tuple[str, str]:
+def truly_concurrent(run: Run, target: str, blocking: str, users: int, efficiency_min: float,
+                     ratio_min: float) -> tuple[str, str]:
     """Async libraries throughout vs the same app with sync libraries in `async def`."""
     a, b = find(run, target, users), find(run, blocking, users)
     ratio = a.rps / b.rps if b.rps else float("inf")
     evidence = (f"at {users} users: {target} {a.rps:.1f} rps = {a.efficiency or 0:.2f} of its ceiling "
                 f"({users} in flight / L1), {_latency(a)}; {blocking} {b.rps:.1f} rps, "
                 f"{_latency(b)}: {ratio:.1f}x" + flagged(a, b))
-    concurrent = (a.efficiency or 0) >= 0.85 and not a.failures
-    if concurrent and ratio >= 10 and not a.flags:
+    concurrent = (a.efficiency or 0) >= efficiency_min and not a.failures
+    if concurrent and ratio >= ratio_min and not a.flags:
         return "holds", evidence
-    return ("partly" if ratio >= 10 or concurrent else "fails"), evidence
+    return ("partly" if ratio >= ratio_min or concurrent else "fails"), evidence
 
 
-def async_alternative(run: Run, target: str, sync: str, users: int) -> tuple[str, str]:
+def async_alternative(run: Run, target: str, sync: str, users: int, ratio_min: float,
+                      efficiency_min: float) -> tuple[str, str]:
     """Seed 000's "Quart is an async Flask alternative": Flask's API on one event loop serves the load
     4 sync workers queue, in less memory."""
     a, s = find(run, target, users), find(run, sync, users)
@@ -481,11 +491,12 @@ def async_alternative(run: Run, target: str, sync: str, users: int) -> tuple[str
                 f"{a.efficiency or 0:.2f} of its ceiling, {_latency(a)}, {a_mb:.0f} MiB PSS; {sync} "
                 f"({s.processes} processes) {s.rps:.1f} rps, {_latency(s)}, {s_mb:.0f} MiB PSS: "
                 f"{ratio:.1f}x the rps" + flagged(a, s))
-    serves = ratio >= 5 and (a.efficiency or 0) >= 0.8 and not a.failures
-    return ("holds" if serves and a_mb <= s_mb else "partly" if ratio >= 5 else "fails"), evidence
+    serves = ratio >= ratio_min and (a.efficiency or 0) >= efficiency_min and not a.failures
+    return ("holds" if serves and a_mb <= s_mb else "partly" if ratio >= ratio_min else "fails"), evidence
 
 
-def no_added_concurrency(run: Run, target: str, sync: str, users: int) -> tuple[str, str]:
+def no_added_concurrency(run: Run, target: str, sync: str, users: int, same_tolerance: float,
+                         partly_max: float) -> tuple[str, str]:
     """Flask's own `async def` views: each runs on an event loop made for that request, so a worker
     still serves one request at a time (the seed's "no built-in async support", measured)."""
     a, s = find(run, target, users), find(run, sync, users)
@@ -494,8 +505,8 @@ def no_added_concurrency(run: Run, target: str, sync: str, users: int) -> tuple[
                 f"{a.rps:.1f} rps ({_latency_short(a)}, {a.cpu_ms_per_request or 0:.1f} ms CPU per "
                 f"request), {sync} {s.rps:.1f} rps ({_latency_short(s)}, "
                 f"{s.cpu_ms_per_request or 0:.1f} ms CPU): {ratio:.2f}x" + flagged(a, s))
-    same = 0.75 <= ratio <= 1.25
-    return ("holds" if same and not a.failures else "partly" if ratio < 2 else "fails"), evidence
+    same = 1 / same_tolerance <= ratio <= same_tolerance
+    return ("holds" if same and not a.failures else "partly" if ratio < partly_max else "fails"), evidence
 
 
 def most_efficient(run: Run, target: str, users: int) -> tuple[str, str]:
@@ -521,7 +532,8 @@ def most_efficient(run: Run, target: str, users: int) -> tuple[str, str]:
     return ("holds" if lighter and cheaper else "partly" if lighter or cheaper else "fails"), evidence
 
 
-def no_extra_threads(run: Run, target: str, users: int, others: list[str]) -> tuple[str, str]:
+def no_extra_threads(run: Run, target: str, users: int, others: list[str],
+                     partly_threads: int) -> tuple[str, str]:
     """Seed 001: the event loop is one thread in one process. Counted: the most OS threads each
     process of the tree had at once while serving."""
     r = find(run, target, users)
@@ -545,10 +557,11 @@ def no_extra_threads(run: Run, target: str, users: int, others: list[str]) -> tu
                   "executor for DNS lookups), not one per request")
     total = sum(counts)
     return ("holds" if len(counts) == 1 and total == 1 else
-            "partly" if len(counts) == 1 and total <= 4 else "fails"), evidence
+            "partly" if len(counts) == 1 and total <= partly_threads else "fails"), evidence
 
 
-def threadpool_cpu(run: Run, target: str, io_users: int = 100) -> tuple[str, str]:
+def threadpool_cpu(run: Run, target: str, io_users: int, scale_min: float,
+                   flat_max: float) -> tuple[str, str]:
     """Seed 004 says it of CPU-bound `model.predict`: judged where the GIL, not the thread count,
     is the limit (pure-Python /cpu, 1 user vs one per core)."""
     one, many = find(run, target, 1, "cpu"), find(run, target, None, "cpu")
@@ -560,16 +573,16 @@ def threadpool_cpu(run: Run, target: str, io_users: int = 100) -> tuple[str, str
                 f"{one.rps:.1f} -> {many.rps:.1f} rps ({speedup:.2f}x) on {run.machine.cpus} cores, "
                 f"process at {many.cpu_pct.target or 0:.0f}% of a core"
                 + (f": the GIL runs one request's Python at a time, whatever the {threads} threads"
-                   if speedup <= 1.25 else ""))
+                   if speedup <= flat_max else ""))
     with contextlib.suppress(NotRun):
         with_io = find(run, target, io_users)
         evidence += (f". On I/O-bound requests the pool does serve many at once: {with_io.rps:.1f} "
                      f"rps = {with_io.efficiency or 0:.2f} of min(users, threads) / L1 at {io_users} users")
-    return ("holds" if speedup >= 1.5 else "partly" if speedup > 1.25 else "fails"), evidence
+    return ("holds" if speedup >= scale_min else "partly" if speedup > flat_max else "fails"), evidence
 
 
-def process_pool_cpu(run: Run, target: str, threads: str, processes: str,
-                     responsive_ms: float = 100) -> tuple[str, str]:
+def process_pool_cpu(run: Run, target: str, threads: str, processes: str, responsive_ms: float,
+                     scale_min: float) -> tuple[str, str]:
     """Seed 002's "offload heavy CPU to a process pool": /cpu scales from 1 user to one per core as
     worker processes do, and the event loop answers /healthz meanwhile, which threads sharing one
     GIL cannot promise."""
@@ -592,8 +605,8 @@ def process_pool_cpu(run: Run, target: str, threads: str, processes: str,
             evidence += f"; {name} {other:.2f}x, {canary(other_n)}"
     p95 = pn.canary_p95_trusted()
     responsive = p95 is not None and p95 < responsive_ms and not canary_stalled(pn)
-    scales = pool >= 1.5
-    evidence += f" (responsive: /healthz p95 under {responsive_ms:.0f} ms; scaling: >= 1.5x)"
+    scales = pool >= scale_min
+    evidence += f" (responsive: /healthz p95 under {responsive_ms:.0f} ms; scaling: >= {scale_min:g}x)"
     return ("holds" if scales and responsive else "partly" if scales or responsive else "fails"), evidence
 
 
@@ -616,8 +629,8 @@ def _sync_answers(run: Run, target: str, users: int) -> Result:
         return find(run, target, users)
 
 
-def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,
-             responsive_share: float = 0.25) -> tuple[str, str]:
+def jobs_fix(run: Run, target: str, users: int, reference: str, before: str, responsive_share: float,
+             efficiency_min: float) -> tuple[str, str]:
     """Seed 000's job fixes: the web answers at once and stays responsive while the jobs run, and
     the jobs complete at the rate their model allows (job_capacity / time to result at 1 user).
 
@@ -646,11 +659,11 @@ def jobs_fix(run: Run, target: str, users: int, reference: str, before: str,
     evidence += (f" (responsive: /healthz p95 under {responsive_share:.0%} of the time to result, "
                  f"{bar_ms:.0f} ms)")
     evidence += flagged(jobs)
-    rate = eff >= 0.8 and not jobs.failures
+    rate = eff >= efficiency_min and not jobs.failures
     return ("holds" if rate and responsive else "partly" if rate or responsive else "fails"), evidence
 
 
-def queue_overhead(run: Run, target: str, llm_ms: int, share_max: float = 0.10) -> tuple[str, str]:
+def queue_overhead(run: Run, target: str, llm_ms: int, share_max: float) -> tuple[str, str]:
     """Seed 004's "best for models taking >1 second": what the queue itself adds to a job (hand-over,
     worker pick-up, polling every 100 ms) is a small share of a 1 s job, a larger one of a short one."""
     db_ms, run_llm = run.scenario.db_ms, run.scenario.llm_ms
@@ -676,7 +689,8 @@ def queue_overhead(run: Run, target: str, llm_ms: int, share_max: float = 0.10) 
     return ("holds" if small and short > slow else "partly" if small else "fails"), evidence
 
 
-def workers_match_cores(run: Run, target: str, param: str = "workers") -> tuple[str, str]:
+def workers_match_cores(run: Run, target: str, plateau_share: float, memory_growth: float,
+                        param: str = "workers") -> tuple[str, str]:
     """Seed 004: for CPU-bound work, more workers than cores buys no throughput, only memory."""
     cpu = [r for r in run.results if r.target == target and r.scenario == "cpu" and param in r.params]
     top = max((r.users for r in cpu), default=0)  # the sweep's level (the default cell stops lower)
@@ -695,8 +709,8 @@ def workers_match_cores(run: Run, target: str, param: str = "workers") -> tuple[
                 f"them): " + "; ".join(parts) + f". Past {at_cores.params[param]} workers: "
                 f"{most.rps / at_cores.rps if at_cores.rps else 0:.2f}x the rps for "
                 f"{(most.memory_mb.peak_pss or 0) / (at_cores.memory_mb.peak_pss or 1):.2f}x the memory")
-    plateau = at_cores.rps >= 0.9 * best.rps and most.rps <= 1.1 * at_cores.rps
-    costs = (most.memory_mb.peak_pss or 0) > 1.3 * (at_cores.memory_mb.peak_pss or 0)
+    plateau = at_cores.rps >= plateau_share * best.rps and most.rps * plateau_share <= at_cores.rps
+    costs = (most.memory_mb.peak_pss or 0) > memory_growth * (at_cores.memory_mb.peak_pss or 0)
     return ("holds" if plateau and costs else "partly" if plateau or costs else "fails"), evidence
 
 
@@ -721,19 +735,20 @@ def _forms(exp: Experiment, forms: list[str]) -> str:
             + f" (/healthz alone: p50 {_ms(m['idle_canary_p50_ms'])})")
 
 
-def await_max_not_sum(run: Run, experiment_id: str) -> tuple[str, str]:
+def await_max_not_sum(run: Run, experiment_id: str, holds_share: float,
+                      partly_share: float) -> tuple[str, str]:
     exp = get_experiment(run, experiment_id)
     m = exp.measured
     wall, longest, total = m["wall_s"], m["max_s"], m["sum_s"]
     evidence = (f"{exp.target}: {exp.description}: {_s(wall)} per request (median of "
                 f"{len(m['walls_s'])}; server-side {_s(m['server_s'])}) vs the longest wait "
                 f"{_s(longest)} and their sum {_s(total)}: {wall / longest:.2f}x the longest")
-    return ("holds" if wall <= longest + 0.25 * (total - longest) else
-            "partly" if wall < 0.9 * total else "fails"), evidence
+    return ("holds" if wall <= longest + holds_share * (total - longest) else
+            "partly" if wall < partly_share * total else "fails"), evidence
 
 
-def loop_kept_free(run: Run, experiment_id: str, offloaded: list[str], blocking: str,
-                   serial: bool = False) -> tuple[str, str]:
+def loop_kept_free(run: Run, experiment_id: str, offloaded: list[str], blocking: str, freed_factor: float,
+                   partly_factor: float, serial_factor: float | None = None) -> tuple[str, str]:
     """The offloaded forms keep /healthz fast where the blocking form does not (canary p50s);
     `serial`: the blocking form must also serve the burst one request at a time."""
     exp = get_experiment(run, experiment_id)
@@ -741,17 +756,18 @@ def loop_kept_free(run: Run, experiment_id: str, offloaded: list[str], blocking:
     freed = m[f"{blocking}_canary_p50_ms"] / max(max(m[f"{f}_canary_p50_ms"] for f in offloaded), 0.1)
     evidence = (_forms(exp, [*offloaded, blocking])
                 + f". /healthz p50 while {blocking} runs: {freed:.1f}x the offloaded forms'")
-    loop_freed = freed >= 4
-    if not serial:
-        return ("holds" if loop_freed else "partly" if freed >= 4 / 3 else "fails"), evidence
+    loop_freed = freed >= freed_factor
+    if serial_factor is None:
+        return ("holds" if loop_freed else "partly" if freed >= partly_factor else "fails"), evidence
     slower = m[f"{blocking}_wall_s"] / max(m[f"{f}_wall_s"] for f in offloaded)
     evidence += f"; the {blocking} burst took {slower:.1f}x as long"
-    serialised = slower >= 4
+    serialised = slower >= serial_factor
     return ("holds" if loop_freed and serialised else "partly" if loop_freed or serialised
             else "fails"), evidence
 
 
-def cpu_holds_loop(run: Run, experiment_id: str, inline: str, offloaded: str) -> tuple[str, str]:
+def cpu_holds_loop(run: Run, experiment_id: str, inline: str, offloaded: str, held_min: float,
+                   spared_max: float) -> tuple[str, str]:
     """CPU work inside `async def` holds the loop for all of it: /healthz waits ~the whole work."""
     exp = get_experiment(run, experiment_id)
     m = exp.measured
@@ -760,10 +776,12 @@ def cpu_holds_loop(run: Run, experiment_id: str, inline: str, offloaded: str) ->
     spared = m[f"{offloaded}_canary_max_ms"] / m[f"{inline}_canary_max_ms"]
     evidence = (_forms(exp, [offloaded, inline]) + f". While {inline} ran, /healthz waited up to "
                 f"{held:.2f}x its {work_ms:.0f} ms of CPU work; offloaded, {spared:.2f}x of that")
-    return ("holds" if held >= 0.8 and spared <= 0.25 else "partly" if held >= 0.8 else "fails"), evidence
+    return ("holds" if held >= held_min and spared <= spared_max else "partly" if held >= held_min
+            else "fails"), evidence
 
 
-def loop_blocked(run: Run, experiment_id: str, target: str) -> tuple[str, str]:
+def loop_blocked(run: Run, experiment_id: str, target: str, work_share: float, idle_factor: float,
+                 partly_idle_factor: float) -> tuple[str, str]:
     """A blocking call on a single event loop blocks every request: during a burst of CPU-bound
     requests each /healthz check waits for the work in progress (p50 >= half of one request's CPU
     time, >= 10x idle), where an offloaded call would leave it near its idle time."""
@@ -773,11 +791,13 @@ def loop_blocked(run: Run, experiment_id: str, target: str) -> tuple[str, str]:
                 f"each (burst {_s(m['cpu_wall_s'])}): /healthz meanwhile p50 {_ms(p50)} "
                 f"({p50 / one_ms:.2f}x one request's work, {p50 / idle:.0f}x its {_ms(idle)} idle), "
                 f"max {_ms(m['cpu_canary_max_ms'])}, n = {m['cpu_canary_n']}")
-    waits = p50 >= 0.5 * one_ms
-    return ("holds" if waits and p50 >= 10 * idle else "partly" if p50 >= 4 * idle else "fails"), evidence
+    waits = p50 >= work_share * one_ms
+    return ("holds" if waits and p50 >= idle_factor * idle else "partly" if p50 >= partly_idle_factor * idle
+            else "fails"), evidence
 
 
-def thread_per_request(run: Run, target: str, users: int) -> tuple[str, str]:
+def thread_per_request(run: Run, target: str, users: int, holds_band: list[float],
+                       partly_band: list[float]) -> tuple[str, str]:
     """Each request holds one of workers x threads from start to end: at `users` well above that,
     throughput is capacity / L1 (every thread busy, none serving two) and the rest wait."""
     r = find(run, target, users)
@@ -789,12 +809,13 @@ def thread_per_request(run: Run, target: str, users: int) -> tuple[str, str]:
                 + flagged(r))
     # A censored latency (some users starved) does not bear on threads in service: rps is W-checked.
     disqualifying = [f for f in r.flags if not f.startswith("latency-censored")]
-    if 0.85 <= per_thread <= 1.1 and not r.failures and not disqualifying:
+    if holds_band[0] <= per_thread <= holds_band[1] and not r.failures and not disqualifying:
         return "holds", evidence
-    return ("partly" if 0.6 <= per_thread <= 1.25 else "fails"), evidence
+    return ("partly" if partly_band[0] <= per_thread <= partly_band[1] else "fails"), evidence
 
 
-def light_cpu_def(run: Run, experiment_id: str, form: str, reference: str) -> tuple[str, str]:
+def light_cpu_def(run: Run, experiment_id: str, form: str, reference: str,
+                  cost_max: float) -> tuple[str, str]:
     """Light CPU work in `def`: the burst costs no more than running it inline (throughput), and
     other requests wait less than one such request takes (/healthz p50 <= its CPU time)."""
     exp = get_experiment(run, experiment_id)
@@ -806,11 +827,12 @@ def light_cpu_def(run: Run, experiment_id: str, form: str, reference: str) -> tu
                 + f". {n} x {cpu_ms:.0f} ms of CPU = {n * cpu_ms / 1000:.2f} s on one core (one GIL): "
                 f"{form} took {cost:.2f}x {reference}'s wall; /healthz p50 "
                 f"{'within' if fast else 'above'} one request's {cpu_ms:.0f} ms of CPU")
-    cheap = cost <= 1.25
+    cheap = cost <= cost_max
     return ("holds" if cheap and fast else "partly" if cheap or fast else "fails"), evidence
 
 
-def heavy_cpu_workers(run: Run, experiment_id: str, workers: str, single: list[str]) -> tuple[str, str]:
+def heavy_cpu_workers(run: Run, experiment_id: str, workers: str, single: list[str], scale_min: float,
+                      flat_max: float) -> tuple[str, str]:
     """Heavy CPU requests scale with cores across worker processes, not in one process."""
     def speedup(target: str) -> tuple[float, dict, str]:
         exp = get_experiment(run, experiment_id, target)
@@ -829,11 +851,11 @@ def heavy_cpu_workers(run: Run, experiment_id: str, workers: str, single: list[s
                 "burst's connections unevenly (bench/compare.py, CLAIM_CPU_TARGETS)")
     if wm["cpu_one_s"] < 0.05:
         evidence += f". Note: {wm['cpu_one_s'] * 1000:.0f} ms is below the seed's 50 ms for heavy"
-    scales, flat = w >= 1.5, all(s <= 1.25 for s, _, _ in others)
+    scales, flat = w >= scale_min, all(s <= flat_max for s, _, _ in others)
     return ("holds" if scales and flat else "partly" if scales else "fails"), evidence
 
 
-def gil_bound(run: Run, experiment_id: str) -> tuple[str, str]:
+def gil_bound(run: Run, experiment_id: str, flat_max: float, numpy_min: float) -> tuple[str, str]:
     """CPU work on threads of one process: pure Python stays at ~1x (the GIL); numpy, which
     releases the GIL in its compiled loops, scales with the cores."""
     exp = get_experiment(run, experiment_id)
@@ -843,15 +865,16 @@ def gil_bound(run: Run, experiment_id: str) -> tuple[str, str]:
                 f"{m['python_one_s'] * 1000:.0f} ms each, {_s(m['python_serial_s'])} -> "
                 f"{_s(m['python_concurrent_s'])} ({py:.2f}x); numpy {m['numpy_one_s'] * 1000:.0f} ms "
                 f"each, {_s(m['numpy_serial_s'])} -> {_s(m['numpy_concurrent_s'])} ({np_:.2f}x)")
-    if py > 1.25:
+    if py > flat_max:
         return "fails", evidence + ": pure Python ran in parallel on threads"
-    if np_ >= 1.3:
+    if np_ >= numpy_min:
         return "partly", evidence + (": GIL-bound for pure-Python math, but not for numpy, which "
                                      "releases the GIL: threads do run it in parallel")
     return "holds", evidence + ": neither ran in parallel on threads"
 
 
-def single_request_hides(run: Run, target: str, reference: str, users: int) -> tuple[str, str]:
+def single_request_hides(run: Run, target: str, reference: str, users: int, alike_max: float,
+                         apart_min: float, partly_apart: float) -> tuple[str, str]:
     """Two targets alike at 1 user (L1) but far apart under load."""
     l1_t, l1_r = l1_ms(run, target), l1_ms(run, reference)
     bad, good = find(run, target, users), find(run, reference, users)
@@ -860,22 +883,10 @@ def single_request_hides(run: Run, target: str, reference: str, users: int) -> t
     evidence = (f"1 user (L1, p50): {target} {l1_t:.0f} ms vs {reference} {l1_r:.0f} ms "
                 f"({alike:.2f}x apart); {users} users: {target} {bad.rps:.1f} rps vs {reference} "
                 f"{good.rps:.1f} rps ({apart:.0f}x)" + flagged(bad, good))
-    if apart < 3:
+    if apart < partly_apart:
         return "fails", evidence
-    return ("holds" if alike <= 1.25 and apart >= 10 else "partly"), evidence
-ZERO_WAIT_S = 0.5  # the seed's "0 seconds" wait: the stream started within half a second
-# The timeline's totals are sums of known hold times, measured to ~10 ms: APPROX (1.5x) could not
-# tell its sequential 45 s from its concurrent 30 s, so its totals get a tighter band.
-TIMELINE_TOL = 1.2
+    return ("holds" if alike <= alike_max and apart >= apart_min else "partly"), evidence
 
-
-def _within(measured: float, claimed: float, tol: float) -> str:
-    """holds within claimed / tol .. claimed x tol, partly within twice that band's width."""
-    ratio = measured / claimed
-    if 1 / tol <= ratio <= tol:
-        return "holds"
-    wide = 1 + 2 * (tol - 1)
-    return "partly" if 1 / wide <= ratio <= wide else "fails"
 
 
 def _combine(verdicts: list[str]) -> str:
@@ -889,8 +900,8 @@ def _waits(waits: list[float]) -> str:
     return ", ".join(f"{w:.2f}" for w in waits) + " s"
 
 
-def pubsub_queue_wait(run: Run, experiment_id: str, claimed_mean_wait_s: float,
-                      form: str = "blocking") -> tuple[str, str]:
+def pubsub_queue_wait(run: Run, experiment_id: str, claimed_mean_wait_s: float, tolerance: float,
+                      zero_wait_s: float, form: str = "blocking") -> tuple[str, str]:
     """N streams opened at once on a form that serves one at a time: stream k waits k x hold, so
     the mean wait is (N - 1) / 2 x hold. The seed states the mean (15 s for 10 streams) but not
     the stream length; 15 s is that queue with streams of 15 / 4.5 = 3.33 s. The rule checks the
@@ -918,26 +929,27 @@ def pubsub_queue_wait(run: Run, experiment_id: str, claimed_mean_wait_s: float,
     async_mean = m.get("async_mean_wait_s")
     if async_mean is not None and form != "async":
         evidence += f"; redis.asyncio beside it: mean wait {async_mean:.2f} s"
-    verdict = _approx(mean, queue)
-    if first > ZERO_WAIT_S:  # "Stream 1: Starts immediately"
+    verdict = _within(mean, queue, tolerance)
+    if first > zero_wait_s:  # "Stream 1: Starts immediately"
         verdict = "partly" if verdict == "holds" else verdict
     return verdict, evidence
 
 
 def pubsub_timeline(run: Run, experiment_id: str, form: str, claimed_total_s: float,
-                    claimed_waits_s: list[float], reference: str | None = None) -> tuple[str, str]:
+                    claimed_waits_s: list[float], tolerance: float, zero_wait_s: float,
+                    reference: str | None = None) -> tuple[str, str]:
     """The seed's timeline (requests of 30, 10 and 5 s, opened one after another), run at `scale`:
-    the total and each user's wait, scaled back up, against the seed's (within TIMELINE_TOL). A
-    claimed wait of 0 is not scaled: it holds when the stream started within ZERO_WAIT_S."""
+    the total and each user's wait, scaled back up, against the seed's (within `tolerance`). A
+    claimed wait of 0 is not scaled: it holds when the stream started within `zero_wait_s`."""
     exp = get_experiment(run, experiment_id)
     m = exp.measured
     scale, waits, total = m["scale"], m.get(f"{form}_waits_s"), m[f"{form}_total_s"]
     if not waits or total is None:
         raise NotRun(f"experiment {experiment_id} has no {form} timeline")
-    parts = [_within(total / scale, claimed_total_s, TIMELINE_TOL)]
+    parts = [_within(total / scale, claimed_total_s, tolerance)]
     for got, claimed in zip(waits, claimed_waits_s, strict=True):
-        parts.append(_within(got / scale, claimed, TIMELINE_TOL) if claimed else
-                     "holds" if got <= ZERO_WAIT_S else "partly" if got <= 2 * ZERO_WAIT_S else "fails")
+        parts.append(_within(got / scale, claimed, tolerance) if claimed else
+                     "holds" if got <= zero_wait_s else "partly" if got <= 2 * zero_wait_s else "fails")
     holds = ", ".join(f"{h:g}" for h in m["holds_s"])
     # A claimed 0 is compared unscaled (a wait that does not grow with the streams' length).
     at_scale = ", ".join(f"{w / scale:.1f} s" if c else f"{w:.2f} s (unscaled)"
@@ -946,7 +958,7 @@ def pubsub_timeline(run: Run, experiment_id: str, form: str, claimed_total_s: fl
                 f"{m.get('stagger_s', 0):g} s apart: total {_s(total)} = {total / scale:.1f} s at the "
                 f"seed's scale vs {claimed_total_s:g} s claimed; user waits {_waits(waits)}, i.e. "
                 f"{at_scale} vs " + ", ".join(f"{w:g}" for w in claimed_waits_s) + " s claimed"
-                + (f" (a claimed 0 holds within {ZERO_WAIT_S:g} s)" if 0 in claimed_waits_s else "")
+                + (f" (a claimed 0 holds within {zero_wait_s:g} s)" if 0 in claimed_waits_s else "")
                 + f"; /healthz slowest {_ms(m.get(f'{form}_healthz_ms'))}")
     if reference and m.get(f"{reference}_total_s") is not None:
         evidence += (f". {reference} beside it: total {_s(m[f'{reference}_total_s'])}, waits "
@@ -971,8 +983,8 @@ def _sweep(m: dict) -> str:
     return "; ".join(points)
 
 
-def pubsub_poll_blocks(run: Run, experiment_id: str, timeout_s: float,
-                       claimed_block_s: float) -> tuple[str, str]:
+def pubsub_poll_blocks(run: Run, experiment_id: str, timeout_s: float, claimed_block_s: float,
+                       tolerance: float) -> tuple[str, str]:
     """One stream on the polling form with get_message(timeout=T): the slowest /healthz meanwhile
     is how long one call held the event loop."""
     exp = get_experiment(run, experiment_id)
@@ -980,11 +992,11 @@ def pubsub_poll_blocks(run: Run, experiment_id: str, timeout_s: float,
     evidence = (f"{exp.target}: 1 stream, sync get_message(timeout=T) + asyncio.sleep(0.01), /healthz "
                 f"timed meanwhile: {_sweep(exp.measured)}. At timeout={timeout_s:g} the loop was held "
                 f"{slowest / 1000:.2f} s vs {claimed_block_s:g} s claimed")
-    return _approx(slowest / 1000, claimed_block_s), evidence
+    return _within(slowest / 1000, claimed_block_s, tolerance), evidence
 
 
 def pubsub_short_timeout(run: Run, experiment_id: str, timeout_s: float, claimed_max_ms: float,
-                         many_experiment_id: str) -> tuple[str, str]:
+                         many_experiment_id: str, tolerance: float) -> tuple[str, str]:
     """"timeout=0.1  # Max 100ms": true of one call (1 stream), but every idle stream's call holds
     the loop in turn, so with the seed's 10 streams a request can wait for all of them."""
     exp = get_experiment(run, experiment_id)
@@ -997,13 +1009,13 @@ def pubsub_short_timeout(run: Run, experiment_id: str, timeout_s: float, claimed
                 f"{n} streams ({many_experiment_id}) at most {_ms(many_ms)} (p50 "
                 f"{_ms(mm.get('polling_healthz_p50_ms'))}): each idle stream's call holds the loop "
                 f"in turn, up to {n} x {timeout_s:g} s = {n * timeout_s:g} s a round")
-    one_ok = one <= APPROX * claimed_max_ms
-    many_ok = many_ms is not None and many_ms <= APPROX * claimed_max_ms
+    one_ok = one <= tolerance * claimed_max_ms
+    many_ok = many_ms is not None and many_ms <= tolerance * claimed_max_ms
     return ("holds" if one_ok and many_ok else "partly" if one_ok else "fails"), evidence
 
 
-def pubsub_low_cpu(run: Run, experiment_id: str, form: str, reference: str,
-                   max_cpu_pct: float) -> tuple[str, str]:
+def pubsub_low_cpu(run: Run, experiment_id: str, form: str, reference: str, max_cpu_pct: float,
+                   slow_ms: float, slow_factor: float) -> tuple[str, str]:
     """The seed's symptom of blocking, "low CPU usage but requests are slow": the target's CPU
     while the blocking streams held its loop, against how long /healthz and the streams waited."""
     exp = get_experiment(run, experiment_id)
@@ -1019,15 +1031,16 @@ def pubsub_low_cpu(run: Run, experiment_id: str, form: str, reference: str,
                 f"before starting; {reference} with the same streams: {ref_cpu:.1f}% of a core, "
                 f"/healthz slowest {_ms(ref)}")
     low = cpu <= max_cpu_pct
-    is_slow = slow is not None and slow >= 1000 and (ref is None or slow >= 10 * max(ref, 1))
+    is_slow = slow is not None and slow >= slow_ms and (ref is None or slow >= slow_factor * max(ref, 1))
     return ("holds" if low and is_slow else "partly" if low or is_slow else "fails"), evidence
 
 
 def pubsub_many_streams(run: Run, experiment_id: str, form: str, reference: str, claimed_streams: int,
-                        start_within_s: float, within_ms: float) -> tuple[str, str]:
+                        start_within_s: float, within_ms: float, reference_factor: float) -> tuple[str, str]:
     """N streams at once: served when every stream started within `start_within_s`, every stop
-    word arrived within `within_ms` and /healthz answered within `within_ms` (each bar at least 2x
-    what the reference form reached on the same machine, which is what the box itself allows)."""
+    word arrived within `within_ms` and /healthz answered within `within_ms` (each bar at least
+    `reference_factor` x what the reference form reached on the same machine, which is what the
+    box itself allows)."""
     exp = get_experiment(run, experiment_id)
     m = exp.measured
     n = m["listeners"]
@@ -1047,7 +1060,7 @@ def pubsub_many_streams(run: Run, experiment_id: str, form: str, reference: str,
 
     def bar(key: str, floor: float) -> float:
         ref = m.get(f"{reference}_{key}")
-        return max(floor, 2 * ref) if ref is not None else floor
+        return max(floor, reference_factor * ref) if ref is not None else floor
 
     start, delivery, healthz = (m[f"{form}_last_start_s"], m.get(f"{form}_delivery_ms"),
                                 m.get(f"{form}_healthz_ms"))
