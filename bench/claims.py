@@ -2,8 +2,9 @@
 
 Each claim names a rule below. A rule reads the run's results and experiments and returns a verdict
 with the numbers behind it: holds, partly, fails, or not_run when the run lacks what it needs (the
-evidence then says which command would measure it). A flagged result (CPU-, Locust- or
-failure-limited) never makes a claim hold on its own: the evidence names the flag.
+evidence then says which command would measure it). The rows a rule reads are recorded as the
+claim's `rests_on`, each as the claim's subject or a baseline; `judge` lets no claim hold on a
+flagged subject row (CPU-, Locust-, failure-limited or latency-censored), and names the flag.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import contextlib
 import statistics
 import tomllib
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.table import Table
 
 from bench import manifest
 from bench.metrics import MIB_PER_MB
-from bench.results import MIN_TAIL_SAMPLES, Claim, Experiment, Result, Run
+from bench.results import MIN_TAIL_SAMPLES, Claim, Experiment, Result, RowRef, Run
 
 CLAIMS_FILE = Path(__file__).with_name("claims.toml")
 
@@ -33,11 +36,42 @@ def load_claims() -> list[dict]:
     return tomllib.loads(CLAIMS_FILE.read_text())["claims"]
 
 
-def judge(run: Run, spec: dict) -> tuple[str, str]:
+class Judgement(NamedTuple):
+    verdict: str
+    evidence: str
+    rests_on: list[RowRef]
+
+
+# The rows and experiments the rule being judged has read (find, get_experiment record them).
+_READ: ContextVar[list[RowRef] | None] = ContextVar("claims_read", default=None)
+
+
+def judge(run: Run, spec: dict) -> Judgement:
+    """The claim's rule on `run`, then the rule every claim shares: a flagged subject row (one the
+    claim's `expected_flags` does not name) cannot let it hold."""
+    token = _READ.set([])
     try:
-        return RULES[spec["rule"]](run, **spec.get("args", {}))
+        verdict, evidence = RULES[spec["rule"]](run, **spec.get("args", {}))
     except NotRun as why:
-        return "not_run", str(why)
+        verdict, evidence = "not_run", str(why)
+    finally:
+        read = _READ.get() or []
+        _READ.reset(token)
+    verdict, evidence = _flagged_subject(verdict, evidence, read, spec.get("expected_flags", []))
+    return Judgement(verdict, evidence, read)
+
+
+def _flagged_subject(verdict: str, evidence: str, read: list[RowRef],
+                     expected: list[str]) -> tuple[str, str]:
+    """A subject row whose measurement is in doubt (its flags) cannot carry a "holds"."""
+    doubtful = [(ref, [f for f in ref.flag_names() if f not in expected])
+                for ref in read if ref.role == "subject"]
+    doubtful = [(ref, flags) for ref, flags in doubtful if flags]
+    if verdict != "holds" or not doubtful:
+        return verdict, evidence
+    named = "; ".join(f"{ref.target} at {ref.users} users is flagged {', '.join(flags)}"
+                      for ref, flags in doubtful)
+    return "partly", evidence + f". Cannot hold on a flagged subject row: {named}"
 
 
 def evaluate(run: Run) -> list[Claim]:
@@ -45,11 +79,37 @@ def evaluate(run: Run) -> list[Claim]:
     claims = []
     repeats = run.repeat_runs()
     for spec in load_claims():
-        verdict, evidence = judge(run, spec)
+        verdict, evidence, read = judge(run, spec)
         claims.append(Claim(id=spec["id"], source=spec["source"], text=spec["quote"], check=spec["check"],
-                            verdict=verdict, evidence=evidence,
-                            repeat_verdicts=[judge(r, spec)[0] for r in repeats] or None))
+                            verdict=verdict, evidence=evidence, rests_on=read,
+                            repeat_verdicts=[judge(r, spec).verdict for r in repeats] or None))
     return claims
+
+
+def _record(ref: RowRef) -> None:
+    """Note a row the rule read; a row read again as the subject becomes the subject."""
+    read = _READ.get()
+    if read is None:  # a rule called outside judge (tests call some directly)
+        return
+    for i, known in enumerate(read):
+        if known.model_copy(update={"role": ref.role}) == ref:
+            if ref.role == "subject":
+                read[i] = ref
+            return
+    read.append(ref)
+
+
+def _ref(r: Result, role: str) -> RowRef:
+    workload = None if r.db_ms is None else (r.db_ms, r.llm_ms or 0)
+    return RowRef(role=role, target=r.target, scenario=r.scenario, params=dict(r.params), users=r.users,
+                  workload=workload, runtime=r.runtime, flags=list(r.flags))
+
+
+def subject(*rows: Result) -> Result:
+    """Mark the rows the sentence speaks of (their flags decide whether it can hold); the first."""
+    for r in rows:
+        _record(_ref(r, "subject"))
+    return rows[0]
 
 
 VERDICT_STYLE = {"holds": "green", "partly": "yellow", "fails": "red", "not_run": "dim"}
@@ -93,7 +153,9 @@ def find(run: Run, target: str, users: int | None = None, scenario: str = "recom
         hint = (" (make compare-full or make compare-claims measures it)"
                 if workload or set(params) - {"workers"} else "")
         raise NotRun(f"no {scenario} result for {target}{extra}{at} in this run{hint}")
-    return max(rows, key=lambda r: r.users)
+    found = max(rows, key=lambda r: r.users)
+    _record(_ref(found, "baseline"))
+    return found
 
 
 def l1_ms(run: Run, target: str, scenario: str = "recommendation",
@@ -104,11 +166,13 @@ def l1_ms(run: Run, target: str, scenario: str = "recommendation",
     return one.latency_ms.p50
 
 
-def get_experiment(run: Run, exp_id: str, target: str | None = None) -> Experiment:
+def get_experiment(run: Run, exp_id: str, target: str | None = None, role: str = "subject") -> Experiment:
     for exp in run.experiments:
         if exp.id == exp_id and (target is None or exp.target == target):
             if exp.error:
                 raise NotRun(f"experiment {exp_id} on {exp.target} failed: {exp.error}")
+            _record(RowRef(role=role, target=exp.target, scenario="experiment", params=dict(exp.params),
+                           experiment=exp.id))
             return exp
     on = f" on {target}" if target else ""
     from bench import experiments  # the plan says which experiments a plain --quick run leaves out
@@ -213,7 +277,9 @@ def workers_needed(run: Run, target: str, users: int, claimed_workers: int, serv
     parts = [f"workers={r.params['workers']}: {r.rps:.1f} rps = {100 * r.rps / demand:.0f}% of the "
              f"{demand:.0f} rps {users} concurrent requests need, {_latency_short(r)}"
              for r in rows]
-    at_claim = swept[0]
+    for r in rows:
+        _record(_ref(r, "baseline"))
+    at_claim = subject(swept[0])
     served = at_claim.rps / demand
     per_worker = statistics.median(worker_pss(at_claim) or [0])
     evidence = (f"{'DB-bound workload' + on + ': ' if load else ''}L1 {l1 * 1000:.0f} ms; "
@@ -223,7 +289,7 @@ def workers_needed(run: Run, target: str, users: int, claimed_workers: int, serv
                 f". Each sync worker serves one request at a time, so {users} concurrent requests "
                 f"need ~{users} workers (~{users * per_worker / 1024:.1f} GiB PSS at "
                 f"{per_worker:.0f} MiB each)" + flagged(at_claim))
-    if served >= serve_share and not at_claim.flags:
+    if served >= serve_share:
         return "holds", evidence
     # 16 is a lower bound that is right in direction: more workers do raise throughput (measured
     # across the sweep, or, with one row, the workers are what caps it: efficiency near 1).
@@ -236,7 +302,7 @@ def same_load_as(run: Run, target: str, reference: str, reference_params: dict[s
                  workload: list[int], same_share: float) -> tuple[str, str]:
     """Seed 001's async side on a DB-bound load: 1 process and a pool of 15 against 16 workers."""
     load = tuple(workload)
-    a = find(run, target, users, workload=load)
+    a = subject(find(run, target, users, workload=load))
     ref = find(run, reference, users, workload=load, **reference_params)
     demand = users / (l1_ms(run, target, workload=load) / 1000)
     ref_text = " ".join(f"{k}={v}" for k, v in reference_params.items())
@@ -248,14 +314,14 @@ def same_load_as(run: Run, target: str, reference: str, reference_params: dict[s
                 f"{100 * a.rps / demand:.0f}% / {100 * ref.rps / demand:.0f}% of the {demand:.0f} rps "
                 f"that {users} concurrent requests need: the {a.db_pool} connections cap async as "
                 f"the worker count caps sync" + flagged(a, ref))
-    same = a.rps >= same_share * ref.rps and not a.flags and not a.failures
+    same = a.rps >= same_share * ref.rps and not a.failures
     lighter = (a.memory_mb.peak_pss or 0) < (ref.memory_mb.peak_pss or 0)
     return ("holds" if same and lighter else "partly" if same or lighter else "fails"), evidence
 
 
 def handles_load(run: Run, target: str, users: int, holds_efficiency: float, partly_efficiency: float,
                  processes: int | None = None, db_pool: int | None = None) -> tuple[str, str]:
-    r = find(run, target, users)
+    r = subject(find(run, target, users))
     shape = []
     if processes is not None:
         shape.append(f"{r.processes} process{'es' if r.processes != 1 else ''}")
@@ -268,7 +334,7 @@ def handles_load(run: Run, target: str, users: int, holds_efficiency: float, par
     matches = ((processes is None or r.processes == processes)
                and (db_pool is None or r.db_pool == db_pool))
     eff = r.efficiency or 0
-    if eff >= holds_efficiency and matches and not r.flags and not r.failures:
+    if eff >= holds_efficiency and matches and not r.failures:
         return "holds", evidence
     return ("partly" if eff >= partly_efficiency else "fails"), evidence
 
@@ -284,7 +350,7 @@ def _within(measured: float, claimed: float, tol: float) -> str:
 
 
 def approx_mb(run: Run, target: str, users: int, of: str, mb: float, tolerance: float) -> tuple[str, str]:
-    r = find(run, target, users)
+    r = subject(find(run, target, users))
     if of == "worker":
         workers = [p for p in r.per_process if p.role == "worker"]
         if not workers:
@@ -336,7 +402,7 @@ def approx_seconds(run: Run, experiment_id: str, seconds: float, tolerance: floa
                  "request sleeps")
     if serial_experiment is None:
         return "fails", evidence
-    serial = get_experiment(run, serial_experiment).measured["wall_s"]
+    serial = get_experiment(run, serial_experiment, role="baseline").measured["wall_s"]
     concurrent = _within(wall, floor_s, tolerance) == "holds" and serial >= (serial_factor or 0) * wall
     evidence += (f"; the concurrency {'holds' if concurrent else 'does not hold'}: {_s(wall)} = "
                  f"{wall / floor_s:.2f}x one sleep, vs {_s(serial)} for the same burst served one at "
@@ -354,6 +420,7 @@ def more_memory(run: Run, users: int, heavy: list[str], light: str) -> tuple[str
             continue
     if not rows or ref.memory_mb.peak_pss is None:
         raise NotRun(f"needs {light} and one of {', '.join(heavy)} at {users} users")
+    subject(*rows)
     parts = [f"{r.target} ({r.processes} processes) {r.memory_mb.peak_pss or 0:.0f} MiB PSS "
              f"= {(r.memory_mb.peak_pss or 0) / ref.memory_mb.peak_pss:.2f}x" for r in rows]
     evidence = (f"at {users} users: {light} (1 process) {ref.memory_mb.peak_pss:.0f} MiB PSS; "
@@ -365,7 +432,7 @@ def more_memory(run: Run, users: int, heavy: list[str], light: str) -> tuple[str
 
 def blocks_everything(run: Run, target: str, reference: str, users: int, canary_factor: float,
                       serial_factor: float) -> tuple[str, str]:
-    bad, good = find(run, target, users), find(run, reference, users)
+    bad, good = subject(find(run, target, users)), find(run, reference, users)
     # A stalled target may answer no check at all in the window: that is a reading (0 of N).
     if (bad.canary_p95_ms is None and not bad.canary_expected) or good.canary_p95_ms is None:
         raise NotRun("no canary readings")
@@ -384,7 +451,7 @@ def workers_fix(run: Run, fixed: str, broken: str, reference: str, users: int, s
                 memory_min: float) -> tuple[str, str]:
     """The quoted words: running workers is a fix of the blocking app, and it uses more memory.
     How far it gets from the async rewrite is context, not part of what the line says."""
-    f, b, ref = find(run, fixed, users), find(run, broken, users), find(run, reference, users)
+    f, b, ref = subject(find(run, fixed, users)), find(run, broken, users), find(run, reference, users)
     speedup = f.rps / b.rps if b.rps else float("inf")
     mem = (f.memory_mb.peak_pss or 0) / (b.memory_mb.peak_pss or 1)
     evidence = (f"at {users} users: {fixed} {f.rps:.1f} rps ({speedup:.2f}x {broken}'s {b.rps:.1f}) "
@@ -402,7 +469,7 @@ def threads_vs_processes(run: Run, threads: str, processes: str, flat_max: float
         one, many = find(run, name, 1, "cpu"), find(run, name, None, "cpu")
         if many.users == 1:
             raise NotRun(f"{name} has only a 1-user cpu result")
-        return (many.rps / one.rps if one.rps else 0), one, many
+        return (many.rps / one.rps if one.rps else 0), one, subject(many)
 
     t, t1, tn = speedup(threads)
     p, p1, pn = speedup(processes)
@@ -418,14 +485,14 @@ def threads_vs_processes(run: Run, threads: str, processes: str, flat_max: float
 
 def goroutines(run: Run, target: str, users: int, driver_default_pool: str,
                efficiency_min: float) -> tuple[str, str]:
-    r = find(run, target, users)
+    r = subject(find(run, target, users))
     default_pool = manifest.evaluate(driver_default_pool.replace("cpus", str(run.machine.cpus)), {})
     evidence = (f"{target} at {users} users, 1 process, no worker/thread setting: {r.rps:.1f} rps = "
                 f"{r.efficiency or 0:.2f} of its ceiling, {_latency(r)}" + flagged(r))
     if not (r.db_pool and default_pool and r.db_pool > default_pool):
-        return ("holds" if (r.efficiency or 0) >= efficiency_min and not r.flags else "fails"), evidence
+        return ("holds" if (r.efficiency or 0) >= efficiency_min else "fails"), evidence
     try:  # measured with the driver's default pool (bench compare runs that cell for this claim)
-        d = find(run, target, users, pool_size=default_pool)
+        d = subject(find(run, target, users, pool_size=default_pool))
     except NotRun:
         capped = default_pool / (run.scenario.db_ms / 1000) if run.scenario.db_ms else None
         evidence += (f". But the pgx pool was raised to {r.db_pool}: its default ({driver_default_pool}"
@@ -436,7 +503,7 @@ def goroutines(run: Run, target: str, users: int, driver_default_pool: str,
                  f"{d.rps:.1f} rps = {d.rps / r.rps if r.rps else 0:.2f}x, {_latency_short(d)}: "
                  f"the goroutines need no setting, the connection pool does" + flagged(d))
     config_needed = d.rps < efficiency_min * r.rps
-    if (r.efficiency or 0) >= efficiency_min and not r.flags:
+    if (r.efficiency or 0) >= efficiency_min:
         return ("partly" if config_needed else "holds"), evidence
     return "fails", evidence
 
@@ -469,13 +536,13 @@ def pubsub_polling(run: Run, experiment_id: str, start_within_s: float,
 def truly_concurrent(run: Run, target: str, blocking: str, users: int, efficiency_min: float,
                      ratio_min: float) -> tuple[str, str]:
     """Async libraries throughout vs the same app with sync libraries in `async def`."""
-    a, b = find(run, target, users), find(run, blocking, users)
+    a, b = subject(find(run, target, users)), find(run, blocking, users)
     ratio = a.rps / b.rps if b.rps else float("inf")
     evidence = (f"at {users} users: {target} {a.rps:.1f} rps = {a.efficiency or 0:.2f} of its ceiling "
                 f"({users} in flight / L1), {_latency(a)}; {blocking} {b.rps:.1f} rps, "
                 f"{_latency(b)}: {ratio:.1f}x" + flagged(a, b))
     concurrent = (a.efficiency or 0) >= efficiency_min and not a.failures
-    if concurrent and ratio >= ratio_min and not a.flags:
+    if concurrent and ratio >= ratio_min:
         return "holds", evidence
     return ("partly" if ratio >= ratio_min or concurrent else "fails"), evidence
 
@@ -484,7 +551,7 @@ def async_alternative(run: Run, target: str, sync: str, users: int, ratio_min: f
                       efficiency_min: float) -> tuple[str, str]:
     """Seed 000's "Quart is an async Flask alternative": Flask's API on one event loop serves the load
     4 sync workers queue, in less memory."""
-    a, s = find(run, target, users), find(run, sync, users)
+    a, s = subject(find(run, target, users)), find(run, sync, users)
     ratio = a.rps / s.rps if s.rps else float("inf")
     a_mb, s_mb = a.memory_mb.peak_pss or 0, s.memory_mb.peak_pss or 0
     evidence = (f"at {users} users: {target} ({a.processes} process) {a.rps:.1f} rps = "
@@ -499,7 +566,7 @@ def no_added_concurrency(run: Run, target: str, sync: str, users: int, same_tole
                          partly_max: float) -> tuple[str, str]:
     """Flask's own `async def` views: each runs on an event loop made for that request, so a worker
     still serves one request at a time (the seed's "no built-in async support", measured)."""
-    a, s = find(run, target, users), find(run, sync, users)
+    a, s = subject(find(run, target, users)), find(run, sync, users)
     ratio = a.rps / s.rps if s.rps else 0
     evidence = (f"at {users} users, both with {s.processes - 1} gunicorn sync workers: {target} "
                 f"{a.rps:.1f} rps ({_latency_short(a)}, {a.cpu_ms_per_request or 0:.1f} ms CPU per "
@@ -511,13 +578,15 @@ def no_added_concurrency(run: Run, target: str, sync: str, users: int, same_tole
 
 def most_efficient(run: Run, target: str, users: int) -> tuple[str, str]:
     """Memory and CPU per request of one target against every other framework target."""
-    me = find(run, target, users)
+    me = subject(find(run, target, users))
     others = [r for r in run.results if r.users == users and r.scenario == "recommendation"
               and r.target != target and r.db_ms is None and r.runtime == me.runtime
               and r.framework not in ("locust", me.framework) and r.rps > 0
               and r.params == _defaults(r.target)]
     if not others or me.memory_mb.peak_pss is None or me.cpu_ms_per_request is None:
         raise NotRun(f"needs {target} and other frameworks at {users} users, with memory and CPU")
+    for r in others:
+        _record(_ref(r, "baseline"))
     mem_best = min(others, key=lambda r: r.memory_mb.peak_pss or float("inf"))
     cpu_best = min(others, key=lambda r: r.cpu_ms_per_request or float("inf"))
     lighter = (me.memory_mb.peak_pss or 0) < (mem_best.memory_mb.peak_pss or 0)
@@ -536,7 +605,7 @@ def no_extra_threads(run: Run, target: str, users: int, others: list[str],
                      partly_threads: int) -> tuple[str, str]:
     """Seed 001: the event loop is one thread in one process. Counted: the most OS threads each
     process of the tree had at once while serving."""
-    r = find(run, target, users)
+    r = subject(find(run, target, users))
     counts = [p.threads for p in r.per_process if p.threads is not None]
     if not counts:
         raise NotRun(f"no thread counts for {target} (measured natively since issue 11)")
@@ -564,7 +633,7 @@ def threadpool_cpu(run: Run, target: str, io_users: int, scale_min: float,
                    flat_max: float) -> tuple[str, str]:
     """Seed 004 says it of CPU-bound `model.predict`: judged where the GIL, not the thread count,
     is the limit (pure-Python /cpu, 1 user vs one per core)."""
-    one, many = find(run, target, 1, "cpu"), find(run, target, None, "cpu")
+    one, many = find(run, target, 1, "cpu"), subject(find(run, target, None, "cpu"))
     if many.users == 1:
         raise NotRun(f"{target} has only a 1-user cpu result")
     speedup = many.rps / one.rps if one.rps else 0
@@ -596,6 +665,7 @@ def process_pool_cpu(run: Run, target: str, threads: str, processes: str, respon
         return f"/healthz p95 {_canary(r)}"
 
     p1, pn, pool = cpu_rows(target)
+    subject(pn)
     evidence = (f"/cpu 1 -> {pn.users} users on {run.machine.cpus} cores: {target} "
                 f"({pn.params.get('cpu_processes')} pool processes) {p1.rps:.1f} -> {pn.rps:.1f} rps "
                 f"({pool:.2f}x), {canary(pn)}")
@@ -638,7 +708,7 @@ def jobs_fix(run: Run, target: str, users: int, reference: str, before: str, res
     check waits for a noticeable part of a job (the app before the fix makes it wait for whole ones).
     A bar relative to the job, not a fixed 100 ms: the p95 of ~32 checks moves by tens of ms between
     repeats where background threads share the GIL with the web (16-124 ms for BackgroundTasks)."""
-    jobs = find(run, target, users, "jobs")
+    jobs = subject(find(run, target, users, "jobs"))
     l1 = l1_ms(run, target, "jobs")
     p95 = jobs.canary_p95_trusted()
     bar_ms = responsive_share * l1
@@ -669,7 +739,7 @@ def queue_overhead(run: Run, target: str, llm_ms: int, share_max: float) -> tupl
     db_ms, run_llm = run.scenario.db_ms, run.scenario.llm_ms
 
     def share(workload: tuple[int, int] | None, work_ms: float) -> tuple[float, float]:
-        r = find(run, target, 1, "jobs", workload)
+        r = subject(find(run, target, 1, "jobs", workload))
         if not r.latency_ms.p50:
             raise NotRun(f"{target} answered no job at 1 user")
         return (r.latency_ms.p50 - work_ms) / r.latency_ms.p50, r.latency_ms.p50
@@ -700,6 +770,7 @@ def workers_match_cores(run: Run, target: str, plateau_share: float, memory_grow
     if len(counts) < 3 or max(counts) <= cores:
         raise NotRun(f"needs a cpu-scenario sweep of {target} {param} past the {cores} cores "
                      f"(make compare-full runs {param}=1,2,4,8)")
+    subject(*rows)
     best = max(rows, key=lambda r: r.rps)
     at_cores = min((r for r in rows if r.params[param] >= cores), key=lambda r: r.params[param])
     most = rows[-1]
@@ -800,16 +871,14 @@ def thread_per_request(run: Run, target: str, users: int, holds_band: list[float
                        partly_band: list[float]) -> tuple[str, str]:
     """Each request holds one of workers x threads from start to end: at `users` well above that,
     throughput is capacity / L1 (every thread busy, none serving two) and the rest wait."""
-    r = find(run, target, users)
+    r = subject(find(run, target, users))
     l1 = l1_ms(run, target)
     per_thread = r.rps * l1 / 1000 / r.capacity  # requests in service per thread
     evidence = (f"{target} at {users} users ({r.processes} processes, {r.capacity} threads in all): "
                 f"{r.rps:.1f} rps = {per_thread:.2f} requests in service per thread (L1 {l1:.0f} ms), "
                 f"{_latency(r)}: {users - r.capacity} users wait for a thread, {r.failures} failures"
                 + flagged(r))
-    # A censored latency (some users starved) does not bear on threads in service: rps is W-checked.
-    disqualifying = [f for f in r.flags if not f.startswith("latency-censored")]
-    if holds_band[0] <= per_thread <= holds_band[1] and not r.failures and not disqualifying:
+    if holds_band[0] <= per_thread <= holds_band[1] and not r.failures:
         return "holds", evidence
     return ("partly" if partly_band[0] <= per_thread <= partly_band[1] else "fails"), evidence
 
@@ -835,7 +904,7 @@ def heavy_cpu_workers(run: Run, experiment_id: str, workers: str, single: list[s
                       flat_max: float) -> tuple[str, str]:
     """Heavy CPU requests scale with cores across worker processes, not in one process."""
     def speedup(target: str) -> tuple[float, dict, str]:
-        exp = get_experiment(run, experiment_id, target)
+        exp = get_experiment(run, experiment_id, target, "subject" if target == workers else "baseline")
         m = exp.measured
         if m["cores"] < 2:
             raise NotRun(f"{experiment_id} ran on {m['cores']} core: parallelism cannot show")
@@ -877,7 +946,7 @@ def single_request_hides(run: Run, target: str, reference: str, users: int, alik
                          apart_min: float, partly_apart: float) -> tuple[str, str]:
     """Two targets alike at 1 user (L1) but far apart under load."""
     l1_t, l1_r = l1_ms(run, target), l1_ms(run, reference)
-    bad, good = find(run, target, users), find(run, reference, users)
+    bad, good = subject(find(run, target, users)), find(run, reference, users)
     alike = max(l1_t, l1_r) / min(l1_t, l1_r)
     apart = good.rps / bad.rps if bad.rps else float("inf")
     evidence = (f"1 user (L1, p50): {target} {l1_t:.0f} ms vs {reference} {l1_r:.0f} ms "

@@ -50,6 +50,8 @@ def test_claims_file_is_well_formed():
         # every number the rule is given says where it comes from (the seed's words, mostly)
         numbers = [k for k, v in spec.get("args", {}).items() if _numeric(v)]
         assert not set(numbers) - set(spec.get("why", {})), (spec["id"], numbers)
+        if "expected_flags" in spec:  # a flag that may stand on the subject row says why
+            assert spec["why"].get("expected_flags"), spec["id"]
     # the claims issue 4 names, at least
     assert {"fifth-request-queues", "flask-16-workers", "async-one-process-pool-15",
             "sync-worker-30mb", "async-process-50mb", "seed004-async-time-sleep",
@@ -152,9 +154,10 @@ def test_a_full_quick_run_answers_every_claim():
 
 def test_evidence_quotes_the_honest_latency_of_a_queueing_target(quick_run):
     # an older run: its p50 counted only the requests that finished, so the evidence quotes W
-    def threadpool(run: Run) -> tuple[str, str]:
-        return claims.handles_load(run, "fastapi-threadpool", 100, holds_efficiency=0.85,
-                                   partly_efficiency=0.6)
+    def threadpool(run: Run) -> claims.Judgement:
+        spec = {"rule": "handles_load", "args": {"target": "fastapi-threadpool", "users": 100,
+                                                 "holds_efficiency": 0.85, "partly_efficiency": 0.6}}
+        return claims.judge(run, spec)
 
     evidence = threadpool(quick_run)[1]
     assert "W = users / rps 1459 ms (older run: its p50 1500 ms counted only" in evidence
@@ -170,7 +173,7 @@ def test_evidence_quotes_the_honest_latency_of_a_queueing_target(quick_run):
     pool = next(r for r in drained.results if r.target == "fastapi-threadpool" and r.users == 100)
     pool.latency_ms.p50, pool.latency_ms.mean = 700.0, 720.0
     pool.flags = ["latency-censored (mean 720 ms vs W = users / rps 1459 ms)"]
-    verdict, evidence = threadpool(drained)
+    verdict, evidence, _ = threadpool(drained)
     assert "W = users / rps 1459 ms (its p50 700 ms is latency-censored)" in evidence
     assert verdict == "partly"  # a flagged row never holds
 
@@ -264,6 +267,8 @@ def test_the_threadpool_claim_is_judged_where_the_seed_says_it_cpu_bound(experim
     assert claim.verdict == "fails" and "the GIL runs one request's Python at a time" in claim.evidence
     many = claims.find(experiments_run, "fastapi-threadpool", None, "cpu")
     many.rps = 2 * claims.find(experiments_run, "fastapi-threadpool", 1, "cpu").rps
+    assert by_id(experiments_run, "def-runs-in-threadpool").verdict == "partly"  # machine-cpu-bound
+    many.flags = []
     assert by_id(experiments_run, "def-runs-in-threadpool").verdict == "holds"
 
 
@@ -275,7 +280,7 @@ def test_process_pool_scales_cpu_and_keeps_the_loop_free(experiments_run):
         experiments_run.results.append(row.model_copy(deep=True, update={
             "target": "fastapi-procpool", "params": {"cpu_processes": 2, "pool_size": 15},
             "rps": 95.0 if row.users > 1 else 50.0, "canary_p95_ms": 4.0, "canary_n": 60,
-            "canary_answered": 60, "canary_expected": 60}))
+            "canary_answered": 60, "canary_expected": 60, "flags": []}))
     claim = by_id(experiments_run, "process-pool-heavy-cpu")
     assert claim.verdict == "holds", claim.evidence
     assert "(2 pool processes) 50.0 -> 95.0 rps (1.90x), /healthz p95 4 ms" in claim.evidence
@@ -795,3 +800,64 @@ def test_a_repeated_run_is_judged_on_its_medians_and_on_each_repeat(quick_run):
     assert by_id(quick_run, "sync-worker-30mb").verdict_text().endswith("(3/3 repeats)")
     quick_run.repeats = []
     assert by_id(quick_run, "async-one-process-pool-15").verdict_text() == "holds"
+
+
+# --- what a verdict rests on, and the rule every claim shares --------------------------------------
+
+def test_a_claim_records_the_rows_it_rests_on_with_their_role_and_flags(quick_run):
+    claim = by_id(quick_run, "uvicorn-workers-4-fix")
+    roles = {(ref.target, ref.users): ref.role for ref in claim.rests_on}
+    assert roles == {("fastapi-blocking-w4", 100): "subject", ("fastapi-blocking", 100): "baseline",
+                     ("fastapi-async", 100): "baseline"}
+    sweep = by_id(quick_run, "flask-16-workers")
+    assert sweep.verdict == "not_run" and sweep.rests_on  # the L1 row it read before it stopped
+    fifth = by_id(Run.model_validate_json((DATA / "results_experiments.json").read_text()),
+                  "fifth-request-queues")
+    (ref,) = fifth.rests_on
+    assert (ref.role, ref.experiment, ref.target, ref.users) == (
+        "subject", "fifth-request", "flask-sync", None)
+    # the keys of a row of another workload, and how the report writes it
+    db = claims.find(quick_run, "flask-sync", 100).model_copy(update={"db_ms": 200, "llm_ms": 0,
+                                                                       "flags": ["cpu-bound (99%)"]})
+    ref = claims._ref(db, "subject")
+    assert ref.workload == (200, 0) and ref.flag_names() == ["cpu-bound"]
+    assert ref.text(["workers"]) == "subject flask-sync workers=4 @100 db_ms=200 llm_ms=0 ⚑ cpu-bound"
+
+
+def test_a_flagged_subject_row_cannot_hold(quick_run):
+    """CONSTRUCTED flag on a row a rule would call "holds" on: judge, not the rule, turns it to partly."""
+    assert by_id(quick_run, "goroutines-lightweight").verdict in ("holds", "partly", "fails")
+    go = claims.find(quick_run, "go-gin", 100)
+    for r in quick_run.results:
+        r.cpu_ms_per_request = 0.5 if r.target == "go-gin" else 4.0
+    assert by_id(quick_run, "goroutines-lightweight").verdict == "holds"
+    go.flags = ["locust-bound (97% of a core)"]
+    claim = by_id(quick_run, "goroutines-lightweight")
+    assert claim.verdict == "partly"
+    assert ("Cannot hold on a flagged subject row: go-gin at 100 users is flagged locust-bound"
+            in claim.evidence)
+    # a flagged baseline is context: the verdict stands
+    go.flags = []
+    claims.find(quick_run, "flask-sync", 100).flags = ["machine-cpu-bound (95% of all cores)"]
+    assert by_id(quick_run, "goroutines-lightweight").verdict == "holds"
+
+
+def test_a_flag_the_claim_expects_is_the_effect_it_predicts(quick_run):
+    """A blocked target starves users, which censors its latency: the claim predicts that flag (named
+    in claims.toml's expected_flags with why) and reads rps and /healthz, not latency."""
+    spec = next(s for s in claims.load_claims() if s["id"] == "async-blocking-blocks-all")
+    assert spec["expected_flags"] == ["latency-censored"] and spec["why"]["expected_flags"]
+    blocking = claims.find(quick_run, "fastapi-blocking", 100)
+    blocking.flags = ["latency-censored (mean 3933 ms vs W = users / rps 57147 ms)"]
+    assert by_id(quick_run, "async-blocking-blocks-all").verdict == "holds"
+    blocking.flags.append("machine-cpu-bound (95% of all cores)")  # not the predicted effect
+    claim = by_id(quick_run, "async-blocking-blocks-all")
+    assert claim.verdict == "partly" and "flagged machine-cpu-bound" in claim.evidence
+    assert "latency-censored" not in claim.evidence.split("Cannot hold")[1]
+
+
+def test_an_older_claim_without_rests_on_still_loads():
+    from bench.results import Claim
+    old = Claim.model_validate({"id": "x", "source": "000_a.txt", "text": "t", "verdict": "holds",
+                                "evidence": "e"})
+    assert old.rests_on is None
