@@ -298,11 +298,13 @@ class Claim(BaseModel):
     source: str  # seed file, e.g. "001_bee04df1af4bf523.txt"
     text: str  # the quote
     check: str = ""  # how the lab checks it, in words
-    verdict: Literal["holds", "fails", "partly", "not_run"]
+    # not_testable: the run has the measurement, but this machine cannot show the effect at the
+    # seed's scale (e.g. a parallel speed-up on 2 cores shared with the load generator).
+    verdict: Literal["holds", "fails", "partly", "not_run", "not_testable"]
     evidence: str
     # `bench compare --repeat N`: the verdict judged on each repeat alone (the verdict above is the
     # medians'). None: a run measured once.
-    repeat_verdicts: list[Literal["holds", "fails", "partly", "not_run"]] | None = None
+    repeat_verdicts: list[Literal["holds", "fails", "partly", "not_run", "not_testable"]] | None = None
     # The rows (and experiments) the verdict rests on, each with its role and flags. None: an older
     # file, which did not record them.
     rests_on: list[RowRef] | None = None
