@@ -51,14 +51,25 @@ def judge(run: Run, spec: dict) -> Judgement:
     claim's `expected_flags` does not name) cannot let it hold."""
     token = _READ.set([])
     try:
-        verdict, evidence = RULES[spec["rule"]](run, **spec.get("args", {}))
+        verdict, evidence = RULES[spec["rule"]](run, **spec.get("args", {})) if "rule" in spec else (
+            "not_run", "")
     except NotRun as why:
         verdict, evidence = "not_run", str(why)
     finally:
         read = _READ.get() or []
         _READ.reset(token)
+    if "missing" in spec:  # a fair judgement needs a measurement no command makes yet
+        return Judgement("not_run", _missing(spec["missing"], verdict, evidence), read)
     verdict, evidence = _flagged_subject(verdict, evidence, read, spec.get("expected_flags", []))
     return Judgement(verdict, evidence, read)
+
+
+def _missing(missing: str, verdict: str, evidence: str) -> str:
+    """The claim's `missing` measurement first; what the run has instead, as context only."""
+    text = f"not judged: it needs {missing}"
+    if evidence and verdict != "not_run":
+        text += f". Measured instead (a stand-in, not the sentence's case): {evidence}"
+    return text
 
 
 def _flagged_subject(verdict: str, evidence: str, read: list[RowRef],
@@ -544,15 +555,18 @@ def goroutines(run: Run, target: str, users: int, driver_default_pool: str,
                 f"{r.efficiency or 0:.2f} of its ceiling, {_latency(r)}" + flagged(r))
     if not (r.db_pool and default_pool and r.db_pool > default_pool):
         return ("holds" if (r.efficiency or 0) >= efficiency_min else "fails"), evidence
+    cores = run.machine.cpus
+    here = (f"{driver_default_pool} = {default_pool} on this {cores}-core machine; the default grows "
+            "with the cores, so a bigger machine moves this limit, it does not remove it")
     try:  # measured with the driver's default pool (bench compare runs that cell for this claim)
         d = subject(find(run, target, users, pool_size=default_pool))
     except NotRun:
         capped = default_pool / (run.scenario.db_ms / 1000) if run.scenario.db_ms else None
-        evidence += (f". But the pgx pool was raised to {r.db_pool}: its default ({driver_default_pool}"
-                     f" = {default_pool} here) would cap it at {capped:.0f} rps at "
+        evidence += (f". But the pgx pool was raised to {r.db_pool}: its default ({here}) would cap it "
+                     f"at {capped:.0f} rps at "
                      f"db_ms={run.scenario.db_ms} (computed: no pool_size={default_pool} cell in this run)")
         return ("partly" if (r.efficiency or 0) >= efficiency_min else "fails"), evidence
-    evidence += (f". With pgx's default pool ({driver_default_pool} = {default_pool} here): "
+    evidence += (f". With pgx's default pool ({here}): "
                  f"{d.rps:.1f} rps = {d.rps / r.rps if r.rps else 0:.2f}x, {_latency_short(d)}: "
                  f"the goroutines need no setting, the connection pool does" + flagged(d))
     config_needed = d.rps < efficiency_min * r.rps
@@ -574,16 +588,21 @@ def pubsub_blocks(run: Run, experiment_id: str, total_factor: float, canary_fact
 
 
 def pubsub_polling(run: Run, experiment_id: str, start_within_s: float,
-                   partly_factor: float) -> tuple[str, str]:
+                   mean_wait_max_s: float) -> tuple[str, str]:
+    """The seed's two figures for its fix: "All start within 100ms" (the last stream's start) and
+    "Average wait time: <0.1 seconds" (the mean of the streams' waits)."""
     exp = get_experiment(run, experiment_id)
     m = exp.measured
-    last = m["polling_last_start_s"]
+    last, mean = m["polling_last_start_s"], m.get("polling_mean_wait_s")
+    if mean is None:
+        raise NotRun(f"experiment {experiment_id} has no mean wait (an older run: its last start only)")
     evidence = (f"{exp.target}: {exp.description}: the last of {m['listeners']} streams started after "
-                f"{_s(last)} (claimed: all within {start_within_s:g} s); /healthz meanwhile p50 "
+                f"{_s(last)} (claimed: all within {start_within_s:g} s), their mean wait {_s(mean)} "
+                f"(claimed: under {mean_wait_max_s:g} s); /healthz meanwhile p50 "
                 f"{m['polling_healthz_p50_ms']:.0f} ms, slowest {m['polling_healthz_ms']:.0f} ms. "
                 "Each idle sync get_message() still blocks the loop for up to its 0.1 s timeout")
-    ratio = last / start_within_s
-    return ("holds" if ratio <= 1 else "partly" if ratio <= partly_factor else "fails"), evidence
+    parts = [last <= start_within_s, mean < mean_wait_max_s]
+    return ("holds" if all(parts) else "partly" if any(parts) else "fails"), evidence
 
 
 def truly_concurrent(run: Run, target: str, blocking: str, users: int, efficiency_min: float,
@@ -617,16 +636,25 @@ def async_alternative(run: Run, target: str, sync: str, users: int, ratio_min: f
 
 def no_added_concurrency(run: Run, target: str, sync: str, users: int, same_tolerance: float,
                          partly_max: float) -> tuple[str, str]:
-    """Flask's own `async def` views: each runs on an event loop made for that request, so a worker
-    still serves one request at a time (the seed's "no built-in async support", measured)."""
+    """Seed 000: Flask has "No built-in async support". Flask 2.0+ does run `async def` views
+    (`target` is the app with them), each on an event loop made for that request, so a worker still
+    serves one request at a time. The letter of the sentence fails where the views answer; its
+    effect, no concurrency from them, is measured against the sync views."""
     a, s = subject(find(run, target, users)), find(run, sync, users)
     ratio = a.rps / s.rps if s.rps else 0
+    runs = a.rps > 0 and a.failures <= 0.01 * (a.requests or 1)
     evidence = (f"at {users} users, both with {s.processes - 1} gunicorn sync workers: {target} "
                 f"{a.rps:.1f} rps ({_latency_short(a)}, {a.cpu_ms_per_request or 0:.1f} ms CPU per "
-                f"request), {sync} {s.rps:.1f} rps ({_latency_short(s)}, "
+                f"request, {a.failures} failures), {sync} {s.rps:.1f} rps ({_latency_short(s)}, "
                 f"{s.cpu_ms_per_request or 0:.1f} ms CPU): {ratio:.2f}x" + flagged(a, s))
+    if not runs:
+        return "holds", evidence + ": Flask's async views did not serve"
+    if ratio >= partly_max:
+        return "fails", evidence + ": the async views added concurrency"
     same = 1 / same_tolerance <= ratio <= same_tolerance
-    return ("holds" if same and not a.failures else "partly" if ratio < partly_max else "fails"), evidence
+    return "partly", evidence + (". Flask does support async def views, built in since 2.0 (they served "
+                                 "without failures)" + ("; they add no concurrency: a worker still "
+                                                        "serves one request at a time" if same else ""))
 
 
 def most_efficient(run: Run, target: str, users: int) -> tuple[str, str]:
@@ -654,32 +682,52 @@ def most_efficient(run: Run, target: str, users: int) -> tuple[str, str]:
     return ("holds" if lighter and cheaper else "partly" if lighter or cheaper else "fails"), evidence
 
 
-def no_extra_threads(run: Run, target: str, users: int, others: list[str],
-                     partly_threads: int) -> tuple[str, str]:
-    """Seed 001: the event loop is one thread in one process. Counted: the most OS threads each
-    process of the tree had at once while serving."""
-    r = subject(find(run, target, users))
+def _threads(r: Result) -> int | None:
     counts = [p.threads for p in r.per_process if p.threads is not None]
-    if not counts:
-        raise NotRun(f"no thread counts for {target} (measured natively since issue 11)")
+    return sum(counts) if counts else None
 
-    def shape(x: Result) -> str:
-        threads = [p.threads for p in x.per_process if p.threads is not None]
-        return (f"{x.target}: {len(x.per_process)} process{'es' if len(x.per_process) != 1 else ''}, "
-                f"{sum(threads)} threads")
-    context = []
-    for name in others:
-        try:
-            context.append(shape(find(run, name, users)))
-        except NotRun:
-            continue
-    evidence = (f"at {users} users: {shape(r)} ({', '.join(map(str, counts))} per process)"
-                + (f"; for comparison {'; '.join(context)}" if context else "")
-                + ". Any thread beyond the loop's own is a library's helper (e.g. the default "
-                  "executor for DNS lookups), not one per request")
-    total = sum(counts)
-    return ("holds" if len(counts) == 1 and total == 1 else
-            "partly" if len(counts) == 1 and total <= partly_threads else "fails"), evidence
+
+def _thread_levels(run: Run, target: str, levels: list[int], role: str) -> dict[int, Result]:
+    """The target's rows with thread counts at each users level the run has."""
+    rows = {}
+    for users in levels:
+        with contextlib.suppress(NotRun):
+            r = find(run, target, users)
+            if _threads(r) is not None and r.users == users:
+                rows[users] = subject(r) if role == "subject" else r
+    return rows
+
+
+def no_extra_threads(run: Run, target: str, levels: list[int], others: list[str],
+                     growth_max: float) -> tuple[str, str]:
+    """Seed 001: "a single thread in a single process ... No extra processes, no extra threads".
+    Its point is the async model's against "1 thread per request": the thread count does not grow
+    with the requests in flight. Counted: the most OS threads the tree had at once, per users level;
+    judged on the slope across the levels the run has (a fixed few are a library's helpers)."""
+    rows = _thread_levels(run, target, levels, "subject")
+    if len(rows) < 2:
+        raise NotRun(f"needs thread counts of {target} at two or more of {levels} users (the run has "
+                     f"{sorted(rows) or 'none'}; measured natively since issue 11)")
+    low, top = min(rows), max(rows)
+    slope = (_threads(rows[top]) - _threads(rows[low])) / (top - low)
+    processes = {r.processes for r in rows.values()}
+    evidence = (f"{target}: " + _thread_text(rows) + f": {slope:+.3f} threads per added user"
+                + "".join(f"; {name}: {_thread_text(_thread_levels(run, name, levels, 'baseline'))}"
+                          for name in others if _thread_levels(run, name, levels, "baseline"))
+                + f". The fixed {_threads(rows[low])} are the loop's and its libraries' helpers "
+                  "(the default executor, the driver's), not one per request")
+    if slope > growth_max or processes != {1}:
+        return "fails", evidence
+    absent = [u for u in levels if u not in rows]
+    if absent:
+        return "partly", evidence + (f". Flat from {low} to {top} users; not measured at "
+                                     f"{', '.join(map(str, absent))} (the seed's 100s of requests)")
+    return "holds", evidence
+
+
+def _thread_text(rows: dict[int, Result]) -> str:
+    return ", ".join(f"{_threads(r)} threads in {r.processes} process{'es' if r.processes != 1 else ''} "
+                     f"at {u} user{'s' if u != 1 else ''}" for u, r in sorted(rows.items()))
 
 
 def _responsive(r: Result, responsive_ms: float) -> bool:
@@ -861,9 +909,12 @@ def queue_overhead(run: Run, target: str, llm_ms: int, share_max: float) -> tupl
     return ("holds" if short is not None and short > share_max else "partly"), evidence
 
 
-def workers_match_cores(run: Run, target: str, plateau_share: float, memory_growth: float,
+def workers_match_cores(run: Run, target: str, plateau_share: float, exhaustion_share: float,
                         param: str = "workers") -> tuple[str, str]:
-    """Seed 004: for CPU-bound work, more workers than cores buys no throughput, only memory."""
+    """Seed 004: "Too many workers | Memory exhaustion | Workers ≤ CPU cores": past the cores, more
+    workers buy no throughput (CPU-bound), and what too many of them cost is the machine's memory
+    running out, not merely memory that grows: judged at the sweep's most workers, with how many
+    the machine would hold at the measured cost per worker."""
     cpu = [r for r in run.results if r.target == target and r.scenario == "cpu" and param in r.params]
     top = max((r.users for r in cpu), default=0)  # the sweep's level (the default cell stops lower)
     rows = sorted((r for r in cpu if r.users == top and top > 1), key=lambda r: r.params[param])
@@ -881,10 +932,28 @@ def workers_match_cores(run: Run, target: str, plateau_share: float, memory_grow
     evidence = (f"{target}, CPU-bound /cpu at {most.users} users on {cores} cores (Locust shares "
                 f"them): " + "; ".join(parts) + f". Past {at_cores.params[param]} workers: "
                 f"{most.rps / at_cores.rps if at_cores.rps else 0:.2f}x the rps for "
-                f"{(most.memory_mb.peak_pss or 0) / (at_cores.memory_mb.peak_pss or 1):.2f}x the memory")
+                f"{(most.memory_mb.peak_pss or 0) / (at_cores.memory_mb.peak_pss or 1):.2f}x the memory"
+                + _exhaustion(run, at_cores, most, param))
     plateau = at_cores.rps >= plateau_share * best.rps and most.rps * plateau_share <= at_cores.rps
-    costs = (most.memory_mb.peak_pss or 0) > memory_growth * (at_cores.memory_mb.peak_pss or 0)
-    return ("holds" if plateau and costs else "partly" if plateau or costs else "fails"), evidence
+    exhausted = (most.memory_mb.peak_pss or 0) >= exhaustion_share * _machine_mib(run)
+    return ("holds" if plateau and exhausted else "partly" if plateau else "fails"), evidence
+
+
+def _machine_mib(run: Run) -> float:
+    return run.machine.mem_gb * 1e9 / 2**20
+
+
+def _exhaustion(run: Run, at_cores: Result, most: Result, param: str) -> str:
+    """The memory of the most workers against the machine's, and the count that would exhaust it."""
+    total, high = _machine_mib(run), most.memory_mb.peak_pss or 0
+    extra = most.params[param] - at_cores.params[param]
+    per = (high - (at_cores.memory_mb.peak_pss or 0)) / extra if extra else 0
+    text = (f"; {most.params[param]} workers use {100 * high / total:.1f}% of the machine's "
+            f"{run.machine.mem_gb:g} GB")
+    if per > 0:
+        fill = most.params[param] + (total - high) / per
+        text += f": at {per:.0f} MiB per added worker, ~{fill:.0f} would fill it"
+    return text
 
 
 # --- seeds 002 and 004: event loop, threadpool, GIL (bench/experiments.py's bursts) -----------
@@ -921,7 +990,8 @@ def await_max_not_sum(run: Run, experiment_id: str, holds_share: float,
 
 
 def loop_kept_free(run: Run, experiment_id: str, offloaded: list[str], blocking: str, freed_factor: float,
-                   partly_factor: float, serial_factor: float | None = None) -> tuple[str, str]:
+                   partly_factor: float, serial_factor: float | None = None,
+                   min_checks: int | None = None) -> tuple[str, str]:
     """The offloaded forms keep /healthz fast where the blocking form does not (canary p50s);
     `serial`: the blocking form must also serve the burst one request at a time."""
     exp = get_experiment(run, experiment_id)
@@ -929,6 +999,7 @@ def loop_kept_free(run: Run, experiment_id: str, offloaded: list[str], blocking:
     freed = m[f"{blocking}_canary_p50_ms"] / max(max(m[f"{f}_canary_p50_ms"] for f in offloaded), 0.1)
     evidence = (_forms(exp, [*offloaded, blocking])
                 + f". /healthz p50 while {blocking} runs: {freed:.1f}x the offloaded forms'")
+    _enough_checks(m, [*offloaded, blocking], min_checks, evidence)
     loop_freed = freed >= freed_factor
     if serial_factor is None:
         return ("holds" if loop_freed else "partly" if freed >= partly_factor else "fails"), evidence
@@ -985,8 +1056,17 @@ def thread_per_request(run: Run, target: str, users: int, holds_band: list[float
     return ("partly" if partly_band[0] <= per_thread <= partly_band[1] else "fails"), evidence
 
 
+def _enough_checks(m: dict, forms: list[str], min_checks: int | None, evidence: str) -> None:
+    """A /healthz p50 of a few checks decides nothing: each form needs `min_checks` of them."""
+    few = {f: m[f"{f}_canary_n"] for f in forms if min_checks and m[f"{f}_canary_n"] < min_checks}
+    if few:
+        raise NotRun(f"needs >= {min_checks} /healthz checks per form (this burst took "
+                     + ", ".join(f"{n} with {f}" for f, n in few.items())
+                     + "; a longer burst of the same requests would take more). Measured: " + evidence)
+
+
 def light_cpu_def(run: Run, experiment_id: str, form: str, reference: str,
-                  cost_max: float) -> tuple[str, str]:
+                  cost_max: float, min_checks: int | None = None) -> tuple[str, str]:
     """Light CPU work in `def`: the burst costs no more than running it inline (throughput), and
     other requests wait less than one such request takes (/healthz p50 <= its CPU time)."""
     exp = get_experiment(run, experiment_id)
@@ -998,6 +1078,7 @@ def light_cpu_def(run: Run, experiment_id: str, form: str, reference: str,
                 + f". {n} x {cpu_ms:.0f} ms of CPU = {n * cpu_ms / 1000:.2f} s on one core (one GIL): "
                 f"{form} took {cost:.2f}x {reference}'s wall; /healthz p50 "
                 f"{'within' if fast else 'above'} one request's {cpu_ms:.0f} ms of CPU")
+    _enough_checks(m, [form, reference], min_checks, evidence)
     cheap = cost <= cost_max
     return ("holds" if cheap and fast else "partly" if cheap or fast else "fails"), evidence
 

@@ -46,6 +46,17 @@ def by_id(run: Run, claim_id: str):
     return next(c for c in claims.evaluate(run) if c.id == claim_id)
 
 
+def rule_alone(run: Run, claim_id: str) -> claims.Judgement:
+    """A claim's rule as if the measurement its `missing` names were the one measured: the rule's
+    own verdict, which the claim does not use until that measurement exists."""
+    spec = next(s for s in claims.load_claims() if s["id"] == claim_id)
+    return claims.judge(run, {k: v for k, v in spec.items() if k != "missing"})
+
+
+def missing_ids() -> set[str]:
+    return {s["id"] for s in claims.load_claims() if "missing" in s}
+
+
 def test_claims_file_is_well_formed():
     specs = claims.load_claims()
     ids = [s["id"] for s in specs]
@@ -76,7 +87,10 @@ def test_verdicts_from_the_recorded_quick_run(quick_run):
     # judged on the DB-bound cell, where the pool can limit: that older run has none
     assert got["async-one-process-pool-15"] == "not_run"
     assert "db_ms=200" in by_id(quick_run, "async-one-process-pool-15").evidence
-    assert got["sync-worker-30mb"] == "fails"  # 67 MiB PSS per worker
+    # measured on an app with the openai SDK where seed 001 describes a DB-only API: not judged
+    assert got["sync-worker-30mb"] == "not_run"
+    assert "DB-only variant of flask-sync" in by_id(quick_run, "sync-worker-30mb").evidence
+    assert rule_alone(quick_run, "sync-worker-30mb").verdict == "fails"  # 67 MiB PSS per worker
     assert got["workers-cost-memory"] == "holds"
     assert got["async-blocking-blocks-all"] == "holds"  # canary 3.9 s vs 9 ms
     # 4x the blocking app at 4x the memory, but 4% of what 100 users ask for: relieved, not fixed
@@ -109,7 +123,7 @@ def test_verdicts_follow_the_data(quick_run):
     flask = next(r for r in quick_run.results if r.target == "flask-sync" and r.users == 100)
     for proc in flask.per_process:
         proc.peak_pss = 31.0
-    assert verdicts(quick_run)["sync-worker-30mb"] == "holds"
+    assert rule_alone(quick_run, "sync-worker-30mb").verdict == "holds"
 
 
 def test_verdicts_from_experiments(experiments_run):
@@ -161,9 +175,11 @@ def test_a_full_quick_run_answers_every_claim():
              "seed002-small-cpu-threadpool", "seed002-cpu-in-async-blocks", "seed004-light-cpu-def",
              "seed004-heavy-cpu-workers", "seed004-ml-inference-gil", "django-request-blocks",
              "process-pool-heavy-cpu", "queue-for-slow-models", "flask-async-views-not-concurrent"}
-    assert not [c for c, v in got.items() if v == "not_run" and c not in newer | SEED003_LATER], got
+    newer.add("pubsub-polling-fix")  # its experiment did not record the streams' mean wait yet
+    assert not [c for c, v in got.items()
+                if v == "not_run" and c not in newer | SEED003_LATER | missing_ids()], got
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
-    assert got["pubsub-polling-fix"] == "fails"  # the 10th stream started after 2.3 s, not 0.1 s
+    assert "no mean wait" in by_id(run, "pubsub-polling-fix").evidence
     assert got["flask-16-workers"] == "partly"
 
 
@@ -254,13 +270,21 @@ def test_db_bound_claims_are_judged_on_their_own_workload(quick_run):
 
 
 def test_thread_counts_judge_no_extra_threads(quick_run):
+    """CONSTRUCTED thread counts: the seed's point is a count that does not grow with the load."""
     assert by_id(quick_run, "no-extra-threads").verdict == "not_run"  # older file: no counts
-    fast = claims.find(quick_run, "fastapi-async", 100)
-    for threads in ((1, "holds"), (3, "partly"), (9, "fails")):
-        fast.per_process[0].threads = threads[0]
-        claim = by_id(quick_run, "no-extra-threads")
-        assert claim.verdict == threads[1], claim.evidence
-    assert "fastapi-async: 1 process, 9 threads" in claim.evidence
+    one, hundred = claims.find(quick_run, "fastapi-async", 1), claims.find(quick_run, "fastapi-async", 100)
+    one.per_process[0].threads = hundred.per_process[0].threads = 6
+    claim = by_id(quick_run, "no-extra-threads")
+    # flat from 1 to 100 users, 500 not measured: partly
+    assert claim.verdict == "partly", claim.evidence
+    assert "6 threads in 1 process at 1 user, 6 threads in 1 process at 100 users" in claim.evidence
+    assert "not measured at 500" in claim.evidence
+    top = hundred.model_copy(deep=True, update={"users": 500})
+    quick_run.results.append(top)
+    top.per_process[0].threads = 8  # two helpers more for 400 more requests in flight: still flat
+    assert by_id(quick_run, "no-extra-threads").verdict == "holds"
+    top.per_process[0].threads = 120  # a thread per request: the seed's sentence is false
+    assert by_id(quick_run, "no-extra-threads").verdict == "fails"
 
 
 def test_goroutines_measured_with_the_drivers_default_pool(quick_run):
@@ -270,7 +294,9 @@ def test_goroutines_measured_with_the_drivers_default_pool(quick_run):
         _copy(quick_run, "go-gin", users, rps=rps, params={"pool_size": 4}, db_pool=4)
     measured = by_id(quick_run, "goroutines-no-config")
     assert measured.verdict == "partly" and "computed" not in measured.evidence
-    assert "With pgx's default pool (max(4, cpus) = 4 here): 78.5 rps" in measured.evidence
+    assert "With pgx's default pool (max(4, cpus) = 4 on this 2-core machine; the default grows" in (
+        measured.evidence)
+    assert "78.5 rps" in measured.evidence
     default = claims.find(quick_run, "go-gin", 100)
     next(r for r in quick_run.results if r.params.get("pool_size") == 4 and r.users == 100).rps = default.rps
     assert by_id(quick_run, "goroutines-no-config").verdict == "holds"  # the pool did not matter
@@ -378,13 +404,15 @@ def test_queue_overhead_small_for_a_one_second_model(quick_run):
     add_jobs_rows(quick_run, "fastapi-celery", params, l1=db_ms + 1000 + 80.0, rps=3.5, ceiling=3.7,
                   canary_p95=3.0, workload=(db_ms, 1000))
     claim = by_id(quick_run, "queue-for-slow-models")
-    assert claim.verdict == "holds", claim.evidence
+    # "best" compares the options at a > 1 s model, which the run lacks: not run, the queue as context
+    assert claim.verdict == "not_run" and "side by side with a model taking > 1 s" in claim.evidence
     assert f"{db_ms + 1000 + 80} ms for {db_ms + 1000} ms of work: 7 % is the queue's" in claim.evidence
+    assert rule_alone(quick_run, "queue-for-slow-models").verdict == "holds"
     short, slow = (r for r in quick_run.results if r.target == "fastapi-celery" and r.users == 1)
     short.latency_ms.p50 = db_ms + llm_ms + 20.0  # a queue this cheap suits short models too:
-    assert by_id(quick_run, "queue-for-slow-models").verdict == "partly"  # ">1 second" draws no line
+    assert rule_alone(quick_run, "queue-for-slow-models").verdict == "partly"  # ">1 second" draws no line
     slow.latency_ms.p50 = db_ms + 1000 + 400.0  # the queue's own cost is large even at 1 s
-    assert by_id(quick_run, "queue-for-slow-models").verdict == "fails"
+    assert rule_alone(quick_run, "queue-for-slow-models").verdict == "fails"
 
 
 def test_workers_needed_fails_when_fewer_suffice_or_more_do_not_help(quick_run):
@@ -427,7 +455,13 @@ def test_workers_match_cores_from_a_cpu_sweep(quick_run):
             "scenario": "cpu", "users": 8, "rps": rps, "params": {"workers": workers, "pool_size": 1},
             "memory_mb": base.memory_mb.model_copy(update={"peak_pss": pss})}))
     claim = by_id(quick_run, "workers-match-cores")
-    assert claim.verdict == "holds" and "Past 2 workers: 1.01x the rps for 3.12x the memory" in claim.evidence
+    # no gain past the cores, but 8 workers are far from exhausting the machine's memory: partly
+    assert claim.verdict == "partly" and "would fill it" in claim.evidence
+    assert "Past 2 workers: 1.01x the rps for 3.12x the memory" in claim.evidence
+    quick_run.machine.mem_gb = 0.6  # a machine that 8 workers do fill: "Memory exhaustion"
+    assert by_id(quick_run, "workers-match-cores").verdict == "holds"
+    quick_run.results[-1].rps = 220.0  # throughput still grows past the cores: the sentence is false
+    assert by_id(quick_run, "workers-match-cores").verdict == "fails"
 
 
 def test_rails_puma_holds_a_thread_per_request(quick_run):
@@ -466,8 +500,13 @@ def test_quart_and_flask_async_views_against_flask_sync(quick_run):
         "target": "flask-async-views", "params": {"workers": 4}, "rps": 0.95 * sync.rps,
         "cpu_ms_per_request": 14.7, "flags": []}))
     claim = by_id(quick_run, "flask-async-views-not-concurrent")
-    assert claim.verdict == "holds" and "0.95x" in claim.evidence and "14.7 ms CPU" in claim.evidence
-    quick_run.results[-1].rps = 3 * sync.rps  # as if async views had made the workers concurrent
+    # "No built-in async support": Flask's async views do serve (the letter fails), adding no concurrency
+    assert claim.verdict == "partly" and "0.95x" in claim.evidence and "14.7 ms CPU" in claim.evidence
+    assert "Flask does support async def views" in claim.evidence and "add no concurrency" in claim.evidence
+    views = quick_run.results[-1]
+    views.failures = views.requests  # as if Flask could not run them: no built-in support after all
+    assert by_id(quick_run, "flask-async-views-not-concurrent").verdict == "holds"
+    views.failures, views.rps = 0, 3 * sync.rps  # as if async views had made the workers concurrent
     assert by_id(quick_run, "flask-async-views-not-concurrent").verdict == "fails"
 
 # --- seeds 002 and 004: the burst experiments' rules, on constructed measurements ---------------
@@ -485,10 +524,12 @@ def test_a_cpu_burst_blocks_nodes_one_loop(quick_run):
     add_experiment(quick_run, "node-cpu-burst", "node-express", requests=10, cpu_s=0.016,
                    idle_canary_p50_ms=0.8, **canary("cpu", 0.177, 17.0, 33.1))
     claim = by_id(quick_run, "node-blocking-blocks-loop")
-    assert claim.verdict == "holds", claim.evidence
+    # the seed's example is fs.readFileSync, which no route does yet: the CPU loop is context
+    assert claim.verdict == "not_run" and "fs.readFileSync" in claim.evidence
     assert "p50 17 ms (1.06x one request's work, 21x its 0.8 ms idle), max 33 ms" in claim.evidence
+    assert rule_alone(quick_run, "node-blocking-blocks-loop").verdict == "holds"
     quick_run.experiments[-1].measured.update(canary("cpu", 0.177, 1.0, 3.0))  # as if the loop were free
-    assert by_id(quick_run, "node-blocking-blocks-loop").verdict == "fails"
+    assert rule_alone(quick_run, "node-blocking-blocks-loop").verdict == "fails"
 
 
 def canary(form: str, wall: float, p50: float, top: float, n: int = 8) -> dict:
@@ -541,14 +582,18 @@ def test_wrap_blocking_frees_the_loop_bad_blocking_does_not(quick_run):
     assert by_id(quick_run, "seed002-wrap-vs-bad-blocking").verdict == "fails"
 
 
-def cpu_forms(def_p50: float, def_wall: float = 0.27) -> dict:
+def cpu_forms(def_p50: float, def_wall: float = 0.27, n: int = 120) -> dict:
     return {"requests": 10, "cpu_s": 0.02, "idle_canary_p50_ms": 1.2,
-            **canary("def", def_wall, def_p50, 105.0), **canary("offloaded", 0.27, 12.6, 114.0),
-            **canary("inline", 0.24, 23.5, 110.0)}
+            **canary("def", def_wall, def_p50, 105.0, n), **canary("offloaded", 0.27, 12.6, 114.0, n),
+            **canary("inline", 0.24, 23.5, 110.0, n)}
 
 
 def test_small_cpu_in_the_threadpool_and_the_loop(quick_run):
-    add_experiment(quick_run, "seed002-cpu-forms", **cpu_forms(def_p50=13.9))
+    add_experiment(quick_run, "seed002-cpu-forms", **cpu_forms(def_p50=13.9, n=9))
+    for claim_id in ("seed002-small-cpu-threadpool", "seed004-light-cpu-def"):
+        claim = by_id(quick_run, claim_id)  # a p50 of 9 checks decides nothing
+        assert claim.verdict == "not_run" and "needs >= 100 /healthz checks per form" in claim.evidence
+    quick_run.experiments[-1].measured.update(cpu_forms(def_p50=13.9))
     claim = by_id(quick_run, "seed002-small-cpu-threadpool")
     # one GIL: offloaded, /healthz still waits ~half as long as with the work on the loop itself
     assert claim.verdict == "partly" and "1.7x the offloaded forms'" in claim.evidence
@@ -559,8 +604,8 @@ def test_small_cpu_in_the_threadpool_and_the_loop(quick_run):
     assert by_id(quick_run, "seed004-light-cpu-def").verdict == "fails"
     quick_run.experiments[-1].measured.update(cpu_forms(def_p50=30.0))
     assert by_id(quick_run, "seed004-light-cpu-def").verdict == "partly"
-    quick_run.experiments[-1].measured.update(canary("def", 0.27, 2.0, 9.0),
-                                              **canary("offloaded", 0.27, 3.0, 9.0))
+    quick_run.experiments[-1].measured.update(canary("def", 0.27, 2.0, 9.0, 120),
+                                              **canary("offloaded", 0.27, 3.0, 9.0, 120))
     assert by_id(quick_run, "seed002-small-cpu-threadpool").verdict == "holds"
 
 
@@ -674,7 +719,7 @@ def test_ratios_print_two_decimals(quick_run):
     flask = next(r for r in quick_run.results if r.target == "flask-sync" and r.users == 100)
     for proc in flask.per_process:
         proc.peak_pss = 60.6
-    claim = by_id(quick_run, "sync-worker-30mb")
+    claim = rule_alone(quick_run, "sync-worker-30mb")
     assert "= 2.12x" in claim.evidence and claim.verdict == "fails"  # 60.6 MiB / (30 MB = 28.6 MiB)
 
 
@@ -731,13 +776,14 @@ def seed003_claim(claim_id: str, **measured: dict):
 
 def test_blocking_10_queue_wait():
     claim = seed003_claim("pubsub-blocking-10-wait", **{"seed003-blocking-10": BLOCKING_10})
-    # mean 2.56 s = 5.1 x 0.5 s streams vs a queue's 4.5 x: the seed's 15 s at its 3.33 s streams
-    assert claim.verdict == "holds"
+    # mean 2.56 s = 5.1 x 0.5 s streams vs a queue's 4.5 x: the seed's 15 s at its 3.33 s streams;
+    # but stream 1 waited 0.29 s, not "immediately" (within the seed's 100 ms): partly
+    assert claim.verdict == "partly"
     assert "mean 2.56 s = 5.12 x the stream length" in claim.evidence
     assert "3.33 s streams, where these waits give 17.1 s" in claim.evidence
     # the full run holds the streams 10/3 s: the mean is compared with 15 s directly
     full = {**BLOCKING_10, "hold_s": 3.333, "blocking_mean_wait_s": 15.4,
-            "blocking_waits_s": [0.3 + 3.333 * k for k in range(10)]}
+            "blocking_waits_s": [0.01 + 3.333 * k for k in range(10)]}
     claim = seed003_claim("pubsub-blocking-10-wait", **{"seed003-blocking-10": full})
     assert claim.verdict == "holds" and "mean 15.4 s vs 15 s claimed" in claim.evidence
     # streams that overlap (no queue) fail it; a first stream that waited makes it partly
@@ -754,13 +800,29 @@ def test_timeline_sequential_and_concurrent():
     assert "total 4.54 s = 45.4 s at the seed's scale vs 45 s claimed" in blocking.evidence
     assert "i.e. 0.01 s (unscaled), 29.7 s, 39.4 s vs 0, 30, 40 s claimed" in blocking.evidence
     polling = seed003_claim("pubsub-concurrent-30s", **exps)
-    assert polling.verdict == "holds" and "async beside it: total 3.02 s" in polling.evidence
+    # user 3 waited 0.22 s where the seed says 0 (its own "within 100ms" for this fix): partly
+    assert polling.verdict == "partly" and "async beside it: total 3.02 s" in polling.evidence
+    instant = {**TIMELINE, "polling_waits_s": [0.009, 0.03, 0.06]}
+    assert seed003_claim("pubsub-concurrent-30s", **{"seed003-timeline": instant}).verdict == "holds"
     # a form that queued them would not be "30 seconds, 0 seconds of waiting"
     queued = {**TIMELINE, "polling_total_s": 4.5, "polling_waits_s": [0.0, 3.0, 4.0]}
     assert seed003_claim("pubsub-concurrent-30s", **{"seed003-timeline": queued}).verdict == "fails"
     # the right total but a user waiting 0.8 s: partly
     slow_start = {**TIMELINE, "polling_waits_s": [0.0, 0.1, 0.8]}
     assert seed003_claim("pubsub-concurrent-30s", **{"seed003-timeline": slow_start}).verdict == "partly"
+
+
+def test_polling_fix_is_judged_on_both_of_the_seeds_figures():
+    """"All start within 100ms" (the last start) and "Average wait time: <0.1 seconds" (the mean)."""
+    def verdict(last: float, mean: float) -> str:
+        measured = {**POLLING_10, "polling_last_start_s": last, "polling_mean_wait_s": mean}
+        return seed003_claim("pubsub-polling-fix", **{"seed003-polling-10": measured}).verdict
+
+    assert verdict(2.23, 1.1) == "fails"  # the recorded burst: a 2.2 s queue
+    assert verdict(0.09, 0.04) == "holds"
+    assert verdict(0.5, 0.08) == "partly"  # the average is as claimed, the last start is not
+    claim = seed003_claim("pubsub-polling-fix", **{"seed003-polling-10": POLLING_10})
+    assert claim.verdict == "not_run" and "no mean wait" in claim.evidence  # an older experiment
 
 
 def test_get_message_timeout_sweep():
@@ -826,7 +888,7 @@ def test_a_quick_run_answers_every_seed003_claim():
     assert got == {"pubsub-listen-blocks": "holds", "pubsub-polling-fix": "fails",
                    "pubsub-blocking-10-wait": "holds",  # mean 2.31 s = 4.62 x 0.5 s streams
                    "pubsub-sequential-45s": "holds",  # 45.3 s at scale, waits 0.1 / 29.7 / 39.3 s
-                   "pubsub-concurrent-30s": "holds",  # 30.1 s, waits 0.01 / 0.06 / 0.22 s
+                   "pubsub-concurrent-30s": "partly",  # 30.1 s, waits 0.01 / 0.06 / 0.22 s
                    "get-message-timeout-10-blocks": "holds",  # loop held 9.96 s
                    "get-message-timeout-0.1-safe": "partly",  # 62 ms alone, 1004 ms with 10 streams
                    "pubsub-blocking-low-cpu": "holds",  # 0.8% of a core, /healthz 5 s
@@ -874,7 +936,8 @@ def test_a_recorded_compare_claims_run_judges_every_testable_statement():
     run = Run.model_validate_json((DATA / "results_compare_claims.json").read_text())
     fresh = claims.evaluate(run)
     assert len(fresh) >= 40
-    not_run = [c for c in fresh if c.verdict == "not_run"]
+    # not counted: the claims whose fair judgement needs a measurement no command makes yet
+    not_run = [c for c in fresh if c.verdict == "not_run" and c.id not in missing_ids()]
     assert len(not_run) <= 10, [(c.id, c.evidence) for c in not_run]
     assert all(c.evidence for c in not_run)
     for r in run.results:
