@@ -1355,6 +1355,162 @@ def pubsub_many_streams(run: Run, experiment_id: str, form: str, reference: str,
     return "fails", evidence + f". Not served at {n}{already} (bars: {bars})"
 
 
+# --- the seeds' remaining statements -------------------------------------------------------------
+
+def sync_core_threads(run: Run, target: str, reference: str, levels: list[int], growth_min: float,
+                      flat_max: float) -> tuple[str, str]:
+    """Seed 000 on Django: "Has async support (Django 3.1+), but most codebase is still synchronous".
+    The async ORM and the request signals run Django's sync code through sync_to_async, a thread
+    per request's DB work: the async app's thread count grows with the requests in flight, where an
+    async-through app's (`reference`) stays flat."""
+    rows = _thread_levels(run, target, levels, "subject")
+    if len(rows) < 2:
+        raise NotRun(f"needs thread counts of {target} at two of {levels} users (the run has "
+                     f"{sorted(rows) or 'none'})")
+    slope = _slope(rows)
+    ref = _thread_levels(run, reference, levels, "baseline")
+    evidence = (f"{target} (async views, the async ORM API): {_thread_text(rows)}: {slope:+.2f} threads per "
+                f"added user" + (f"; {reference}: {_thread_text(ref)}: {_slope(ref):+.2f}" if len(ref) > 1
+                                 else "") + ". The async ORM runs the sync ORM in a thread per request "
+                "(sync_to_async)")
+    return ("holds" if slope >= growth_min else "partly" if slope > flat_max else "fails"), evidence
+
+
+def _slope(rows: dict[int, Result]) -> float:
+    low, top = min(rows), max(rows)
+    return (_threads(rows[top]) - _threads(rows[low])) / (top - low) if top > low else 0.0
+
+
+def fix_ranking(run: Run, fixes: list[str], synchronous: list[str], users: int, responsive_ms: float,
+                tie_factor: float) -> tuple[str, str]:
+    """Seed 000's options in its order, "Quick Fix", "Better Fix", "Production Fix": each later one
+    at least as good as each earlier one on the problem they fix (other requests wait while
+    recommendations are generated): the share of what the users ask for that each delivers (for a
+    job fix, jobs completed; in a closed loop, one job's time over the time to result), with
+    /healthz beside it. Within `tie_factor` counts as as good."""
+    scored = [_fix_score(run, name, name in synchronous, users, responsive_ms) for name in fixes]
+    pairs = [(a, b) for i, a in enumerate(scored) for b in scored[i + 1:]]
+    agree = [b[1] * tie_factor >= a[1] for a, b in pairs]
+    evidence = ("in the seed's order, at " + f"{users} users: " + "; ".join(text for _, _, text in scored)
+                + ". " + "; ".join(f"{b[0]} {'>=' if ok else '<'} {a[0]}" for (a, b), ok in zip(pairs, agree,
+                                                                                          strict=True))
+                + " (the lab measures throughput, time to result and /healthz; a queue's durability "
+                  "and retries are not measured)")
+    if all(agree):
+        return "holds", evidence
+    return ("fails" if agree.count(False) > agree.count(True) else "partly"), evidence
+
+
+def _fix_score(run: Run, name: str, synchronous: bool, users: int,
+               responsive_ms: float) -> tuple[str, float, str]:
+    scenario = "recommendation" if synchronous else "jobs"
+    r = subject(find(run, name, users, scenario))
+    l1 = l1_ms(run, name, scenario)
+    share = r.rps * l1 / 1000 / users
+    how = "answering synchronously" if synchronous else "jobs"
+    return name, share, (f"{name} ({how}) {100 * share:.0f}% of what is asked, /healthz p95 {_canary(r)}"
+                         f"{'' if _responsive(r, responsive_ms) else ' (not responsive)'}, "
+                         f"{_system_mb(r):.0f} MiB")
+
+
+def idle_while_waiting(run: Run, target: str, users: int, params: dict[str, int], workload: list[int],
+                       idle_min: float) -> tuple[str, str]:
+    """Seed 001: "4 threads are just sitting idle waiting for Postgres ... While a thread waits for
+    Postgres, it does nothing - it just holds RAM." On the DB-bound cell: the share of each
+    request's time its worker spends on the CPU (CPU ms per request over L1), and the memory each
+    worker holds meanwhile."""
+    load = tuple(workload)
+    r = subject(find(run, target, users, workload=load, **params))
+    l1 = l1_ms(run, target, workload=load, **params)
+    if r.cpu_ms_per_request is None:
+        raise NotRun(f"no CPU per request for {target} on the DB-bound cell")
+    idle = 1 - r.cpu_ms_per_request / l1
+    held = statistics.median(worker_pss(r) or [0])
+    evidence = (f"DB-bound workload (db_ms={load[0]}, llm_ms={load[1]}): {target} "
+                + " ".join(f"{k}={v}" for k, v in params.items()) + f" at {users} users: "
+                f"{r.cpu_ms_per_request:.1f} ms of CPU per request of L1 {l1:.0f} ms, so each worker is idle "
+                f"{100 * idle:.0f}% of a request's time, holding {held:.0f} MiB PSS (median worker)")
+    return ("holds" if idle >= idle_min else "fails"), evidence
+
+
+def async_low_overhead(run: Run, target: str, threads: str, users: int,
+                       serve_share: float) -> tuple[str, str]:
+    """Seed 002: "Async excels at I/O concurrency with low overhead", beside threading: the async app
+    serves what `users` I/O-bound requests ask for, for less CPU per request and less memory per
+    request in flight than the thread-pool app at the same load."""
+    a, t = subject(find(run, target, users)), find(run, threads, users)
+    share = a.rps * l1_ms(run, target) / 1000 / users
+    a_mb, t_mb = a.mb_per_request_in_flight(), t.mb_per_request_in_flight()
+    if a.cpu_ms_per_request is None or t.cpu_ms_per_request is None or a_mb is None or t_mb is None:
+        raise NotRun(f"needs CPU per request and idle and peak memory of {target} and {threads}")
+    evidence = (f"at {users} I/O-bound users: {target} {a.rps:.1f} rps = {100 * share:.0f}% of what they "
+                f"ask for, {a.cpu_ms_per_request:.2f} CPU ms per request, {a_mb:.3f} MiB per request in "
+                f"flight; {threads} {t.rps:.1f} rps, {t.cpu_ms_per_request:.2f} CPU ms, {t_mb:.3f} MiB"
+                + flagged(a))
+    if share < serve_share or a.failures:
+        return "fails", evidence
+    lower = a.cpu_ms_per_request <= t.cpu_ms_per_request and a_mb <= t_mb
+    return ("holds" if lower else "partly"), evidence
+
+
+def pubsub_realtime(run: Run, experiment_id: str, form: str, reference: str,
+                    within_ms: float) -> tuple[str, str]:
+    """Seed 003: "All three receive chunks in real-time!" on the fix: every stream got its messages
+    within `within_ms` of their publication (the slowest delivery), all streams to their end."""
+    m = get_experiment(run, experiment_id).measured
+    n, ended = m["listeners"], m.get(f"{form}_ended")
+    slowest, p50 = m.get(f"{form}_delivery_ms"), m.get(f"{form}_delivery_p50_ms")
+    if slowest is None or p50 is None:
+        raise NotRun(f"experiment {experiment_id} has no delivery times for {form}")
+    evidence = (f"{n} streams on {form} (the seed's timeline, scaled): {ended}/{n} to their end, "
+                f"messages delivered p50 {_ms(p50)}, slowest {_ms(slowest)} after publication; "
+                f"{reference} beside it: p50 {_ms(m.get(f'{reference}_delivery_p50_ms'))}, slowest "
+                f"{_ms(m.get(f'{reference}_delivery_ms'))}")
+    if ended == n and slowest <= within_ms:
+        return "holds", evidence
+    return ("partly" if ended == n and p50 <= within_ms else "fails"), evidence
+
+
+def own_thread(run: Run, target: str, levels: list[int], band: list[float]) -> tuple[str, str]:
+    """Seed 004 on `def` handlers: "Each request gets its own thread". From 1 user to the top level
+    the thread count grows by one per request in service, up to the pool's size, and each of those
+    threads serves one request at a time (requests in service per thread = rps x L1 / threads)."""
+    rows = _thread_levels(run, target, levels, "subject")
+    if len(rows) < 2:
+        raise NotRun(f"needs thread counts of {target} at two of {levels} users")
+    low, top = min(rows), max(rows)
+    pool = rows[top].capacity or rows[top].params.get("threads") or top
+    expected = min(top, pool) - min(low, pool)
+    grew = (_threads(rows[top]) - _threads(rows[low])) / expected if expected else 0
+    per_thread = rows[top].rps * l1_ms(run, target) / 1000 / min(top, pool)
+    evidence = (f"{target} (def handlers, a pool of {pool} threads): {_thread_text(rows)}: "
+                f"{grew:.2f}x the {expected} threads one per request in service would add; at {top} users "
+                f"{per_thread:.2f} requests in service per thread"
+                + (f", and {top - pool} requests wait for one of the {pool} threads" if top > pool else ""))
+    parts = [band[0] <= grew <= band[1], band[0] <= per_thread <= band[1]]
+    return ("holds" if all(parts) else "partly" if any(parts) else "fails"), evidence
+
+
+def def_safe_default(run: Run, target: str, unsafe: str, reference: str, users: int, responsive_ms: float,
+                     ratio_min: float, busy_min: float) -> tuple[str, str]:
+    """Seed 004: "Slow I/O (blocking database driver) -> def (let thread pool handle it)" and "When in
+    doubt, use def - FastAPI's thread pool is a safe default": the same blocking calls in `def`
+    (`target`) keep the app answering (/healthz) and serve as many at once as the pool has threads,
+    where in `async def` (`unsafe`) they block everything. The async rewrite (`reference`) as context."""
+    d, u, ref = subject(find(run, target, users)), find(run, unsafe, users), find(run, reference, users)
+    threads = d.capacity or d.params.get("threads") or users
+    busy = d.rps * l1_ms(run, target) / 1000 / min(users, threads)
+    ratio = d.rps / u.rps if u.rps else float("inf")
+    responsive = _responsive(d, responsive_ms)
+    evidence = (f"at {users} users, the same blocking SQLAlchemy and OpenAI calls: in def ({target}, "
+                f"{threads} threads) {d.rps:.1f} rps = {busy:.2f} requests in service per thread, "
+                f"/healthz p95 {_canary(d)}; in async def ({unsafe}) {u.rps:.1f} rps, /healthz p95 "
+                f"{_canary(u)}: {ratio:.1f}x; the async rewrite ({reference}) {ref.rps:.1f} rps. Safe, "
+                f"not fastest: the pool's {threads} threads are its limit")
+    safe = responsive and ratio >= ratio_min and busy >= busy_min
+    return ("holds" if safe else "partly" if responsive or ratio >= ratio_min else "fails"), evidence
+
+
 RULES: dict[str, Callable[..., tuple[str, str]]] = {
     "async_alternative": async_alternative,
     "no_added_concurrency": no_added_concurrency,
@@ -1395,4 +1551,11 @@ RULES: dict[str, Callable[..., tuple[str, str]]] = {
     "pubsub_short_timeout": pubsub_short_timeout,
     "pubsub_low_cpu": pubsub_low_cpu,
     "pubsub_many_streams": pubsub_many_streams,
+    "sync_core_threads": sync_core_threads,
+    "fix_ranking": fix_ranking,
+    "idle_while_waiting": idle_while_waiting,
+    "async_low_overhead": async_low_overhead,
+    "pubsub_realtime": pubsub_realtime,
+    "own_thread": own_thread,
+    "def_safe_default": def_safe_default,
 }

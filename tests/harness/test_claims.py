@@ -62,7 +62,8 @@ def test_claims_file_is_well_formed():
     ids = [s["id"] for s in specs]
     assert len(ids) == len(set(ids))
     for spec in specs:
-        assert spec["rule"] in claims.RULES, spec["id"]
+        # a statement no rule can judge yet names the measurement it needs instead
+        assert spec.get("rule") in claims.RULES or ("rule" not in spec and spec["missing"]), spec["id"]
         assert spec["source"].endswith(".txt") and spec["quote"] and spec["check"]
         # every number the rule is given says where it comes from (the seed's words, mostly)
         numbers = [k for k, v in spec.get("args", {}).items() if _numeric(v)]
@@ -154,6 +155,11 @@ def test_approx_tolerance():
     assert claims._within(0.11, 0.03, 1.5) == "fails"
 
 
+# The seeds' statements judged since the recorded runs in tests/harness/data (some cells they read,
+# the bgtasks and celery jobs, thread counts, postdate those runs).
+JUDGED_SINCE = {"django-core-still-sync", "fixes-ranked", "idle-workers-hold-ram", "async-io-low-overhead",
+                "pubsub-realtime-chunks", "tight-loop-monopolises", "def-own-thread", "def-safe-default"}
+
 # Seed-003 claims whose experiments postdate results_quick_claims.json; results_seed003_quick.json
 # (bench compare --targets fastapi-async --quick) answers them.
 SEED003_LATER = {"pubsub-blocking-10-wait", "pubsub-sequential-45s", "pubsub-concurrent-30s",
@@ -176,6 +182,7 @@ def test_a_full_quick_run_answers_every_claim():
              "seed004-heavy-cpu-workers", "seed004-ml-inference-gil", "django-request-blocks",
              "process-pool-heavy-cpu", "queue-for-slow-models", "flask-async-views-not-concurrent"}
     newer.add("pubsub-polling-fix")  # its experiment did not record the streams' mean wait yet
+    newer |= JUDGED_SINCE
     assert not [c for c, v in got.items()
                 if v == "not_run" and c not in newer | SEED003_LATER | missing_ids()], got
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
@@ -543,13 +550,13 @@ def test_every_claimed_experiment_is_planned():
     ids = {exp_id for exp_id, _ in planned}
     for spec in claims.load_claims():
         args = spec.get("args", {})
-        for key in ("experiment_id", "serial_experiment"):
+        for key in ("experiment_id", "serial_experiment", "many_experiment_id"):
             if key in args:
                 assert args[key] in ids, spec["id"]
-        if spec["rule"] in ("fifth_request_waits", "burst_concurrent"):
+        if spec.get("rule") in ("fifth_request_waits", "burst_concurrent"):
             assert ("fifth-request", args["target"]) in planned, spec["id"]
-        if spec["rule"] == "heavy_cpu_workers":
-            for target in (args["workers"], *args["single"]):
+        if spec.get("rule") == "heavy_cpu_workers":
+            for target in (args["workers"], args["control"], *args["single"]):
                 assert (args["experiment_id"], target) in planned, (spec["id"], target)
 
 
@@ -883,7 +890,8 @@ def test_failed_seed003_experiment_is_not_run():
 def test_a_quick_run_answers_every_seed003_claim():
     """A real `bench compare --targets fastapi-async --quick` with every seed-003 experiment."""
     run = Run.model_validate_json((DATA / "results_seed003_quick.json").read_text())
-    got = {c.id: c.verdict for c in claims.evaluate(run) if c.source.startswith("003_")}
+    got = {c.id: c.verdict for c in claims.evaluate(run) if c.source.startswith("003_")
+           and c.id != "tight-loop-monopolises"}  # judged on seed 002's CPU burst, not in this run
     assert set(got) >= SEED003_LATER and "not_run" not in got.values(), got
     assert got == {"pubsub-listen-blocks": "holds", "pubsub-polling-fix": "fails",
                    "pubsub-blocking-10-wait": "holds",  # mean 2.31 s = 4.62 x 0.5 s streams
@@ -892,7 +900,8 @@ def test_a_quick_run_answers_every_seed003_claim():
                    "get-message-timeout-10-blocks": "holds",  # loop held 9.96 s
                    "get-message-timeout-0.1-safe": "partly",  # 62 ms alone, 1004 ms with 10 streams
                    "pubsub-blocking-low-cpu": "holds",  # 0.8% of a core, /healthz 5 s
-                   "pubsub-thousands-of-streams": "fails"}  # 100 polling streams: 10.7 s to start
+                   "pubsub-thousands-of-streams": "fails",  # 100 polling streams: 10.7 s to start
+                   "pubsub-realtime-chunks": "partly"}  # p50 22 ms, the slowest 110 ms
 
 
 def test_thousands_of_streams_full_run():
@@ -937,7 +946,7 @@ def test_a_recorded_compare_claims_run_judges_every_testable_statement():
     fresh = claims.evaluate(run)
     assert len(fresh) >= 40
     # not counted: the claims whose fair judgement needs a measurement no command makes yet
-    not_run = [c for c in fresh if c.verdict == "not_run" and c.id not in missing_ids()]
+    not_run = [c for c in fresh if c.verdict == "not_run" and c.id not in missing_ids() | JUDGED_SINCE]
     assert len(not_run) <= 10, [(c.id, c.evidence) for c in not_run]
     assert all(c.evidence for c in not_run)
     for r in run.results:
@@ -1023,3 +1032,85 @@ def test_an_older_claim_without_rests_on_still_loads():
     old = Claim.model_validate({"id": "x", "source": "000_a.txt", "text": "t", "verdict": "holds",
                                 "evidence": "e"})
     assert old.rests_on is None
+
+
+# --- the seeds' statements judged since: each rule on the README's run, then made false ---------
+
+def test_djangos_async_app_runs_its_sync_core_in_threads(latest_run):
+    claim = by_id(latest_run, "django-core-still-sync")
+    assert claim.verdict == "holds", claim.evidence  # 12 -> 119 threads from 1 to 100 users
+    assert "+1.08 threads per added user" in claim.evidence
+    top = claims.find(latest_run, "django-async", 100)
+    top.per_process[0].threads = 40  # some sync work in threads, not one per request
+    assert by_id(latest_run, "django-core-still-sync").verdict == "partly"
+    top.per_process[0].threads = 13  # async through: the sentence would be false
+    assert by_id(latest_run, "django-core-still-sync").verdict == "fails"
+
+
+def test_the_seeds_fixes_are_ranked_as_it_ranks_them(latest_run):
+    claim = by_id(latest_run, "fixes-ranked")
+    # the production fix delivers 4% of what is asked, the quick one 40%, the better one 99%
+    assert claim.verdict == "fails", claim.evidence
+    assert "fastapi-celery < fastapi-async" in claim.evidence
+    celery = claims.find(latest_run, "fastapi-celery", 100, "jobs")
+    celery.rps = 100.0  # 62% of what is asked: above the quick fix, below the better one
+    assert by_id(latest_run, "fixes-ranked").verdict == "partly"
+    celery.rps = 175.0  # as many workers as the load needs: the seed's order
+    assert by_id(latest_run, "fixes-ranked").verdict == "holds"
+
+
+def test_idle_workers_hold_their_memory_while_they_wait(latest_run):
+    claim = by_id(latest_run, "idle-workers-hold-ram")
+    assert claim.verdict == "holds", claim.evidence
+    assert "idle 98% of a request's time, holding 69 MiB PSS" in claim.evidence
+    cell = claims.find(latest_run, "flask-sync", 100, workload=(200, 0), workers=16)
+    cell.cpu_ms_per_request = 100.0  # a worker busy half the time: not "does nothing"
+    assert by_id(latest_run, "idle-workers-hold-ram").verdict == "fails"
+
+
+def test_async_io_concurrency_with_low_overhead(latest_run):
+    assert by_id(latest_run, "async-io-low-overhead").verdict == "holds"
+    fast = claims.find(latest_run, "fastapi-async", 100)
+    fast.cpu_ms_per_request = 5.0  # concurrent, but dearer per request than the threads
+    assert by_id(latest_run, "async-io-low-overhead").verdict == "partly"
+    fast.rps = 50.0  # not concurrent: the sentence is false
+    assert by_id(latest_run, "async-io-low-overhead").verdict == "fails"
+
+
+def test_three_streams_receive_their_chunks_in_real_time(latest_run):
+    claim = by_id(latest_run, "pubsub-realtime-chunks")
+    assert claim.verdict == "partly", claim.evidence  # p50 13 ms, the slowest 106 ms
+    m = next(e for e in latest_run.experiments if e.id == "seed003-timeline").measured
+    m["polling_delivery_ms"] = 60.0
+    assert by_id(latest_run, "pubsub-realtime-chunks").verdict == "holds"
+    m["polling_delivery_ms"], m["polling_delivery_p50_ms"] = 900.0, 400.0
+    assert by_id(latest_run, "pubsub-realtime-chunks").verdict == "fails"
+
+
+def test_each_def_request_gets_its_own_thread(latest_run):
+    latest_run.repeats = []
+    claim = by_id(latest_run, "def-own-thread")
+    assert claim.verdict == "holds", claim.evidence
+    assert "1.00x the 39 threads one per request in service would add" in claim.evidence
+    assert "60 requests wait for one of the 40 threads" in claim.evidence
+    top = claims.find(latest_run, "fastapi-threadpool", 100)
+    top.per_process[0].threads = 8  # requests served without a thread each
+    assert by_id(latest_run, "def-own-thread").verdict == "partly"
+    top.rps = 20.0  # and the threads not each busy with one
+    assert by_id(latest_run, "def-own-thread").verdict == "fails"
+
+
+def test_def_is_a_safe_default_for_blocking_calls(latest_run):
+    claim = by_id(latest_run, "def-safe-default")
+    assert claim.verdict == "holds", claim.evidence
+    pool = claims.find(latest_run, "fastapi-threadpool", 100)
+    pool.canary_p95_ms = 900.0  # the app stopped answering: not safe
+    assert by_id(latest_run, "def-safe-default").verdict == "partly"
+    pool.rps = 2.0  # and no better than the same calls in async def
+    assert by_id(latest_run, "def-safe-default").verdict == "fails"
+
+
+def test_a_statement_no_rule_can_judge_yet_names_what_it_needs(latest_run):
+    claim = by_id(latest_run, "asyncio-no-os-context-switch")
+    assert claim.verdict == "not_run" and claim.rests_on == []
+    assert claim.evidence.startswith("not judged: it needs the target's OS context switches")
