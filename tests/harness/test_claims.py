@@ -1114,3 +1114,70 @@ def test_a_statement_no_rule_can_judge_yet_names_what_it_needs(latest_run):
     claim = by_id(latest_run, "asyncio-no-os-context-switch")
     assert claim.verdict == "not_run" and claim.rests_on == []
     assert claim.evidence.startswith("not judged: it needs the target's OS context switches")
+
+
+# --- the rules the recorded runs only ever show holding, made false ------------------------------
+
+def _measured(run: Run, exp_id: str, target: str = "fastapi-async") -> dict:
+    return next(e for e in run.experiments if e.id == exp_id and e.target == target).measured
+
+
+def test_the_fifth_request_that_does_not_wait(latest_run):
+    assert by_id(latest_run, "fifth-request-queues").verdict == "holds"
+    m = _measured(latest_run, "fifth-request", "flask-sync")
+    m["fifth_over_others"] = 1.4  # waited for part of a request
+    assert by_id(latest_run, "fifth-request-queues").verdict == "partly"
+    m["fifth_over_others"] = 1.0  # five workers' worth of service: the 5th did not wait
+    assert by_id(latest_run, "fifth-request-queues").verdict == "fails"
+
+
+def test_one_process_that_queues_the_five(latest_run):
+    assert by_id(latest_run, "async-serves-five").verdict == "holds"
+    m = _measured(latest_run, "fifth-request")
+    m["fifth_over_others"] = 1.45
+    assert by_id(latest_run, "async-serves-five").verdict == "partly"
+    m["fifth_over_others"] = 2.0  # served one at a time after all
+    assert by_id(latest_run, "async-serves-five").verdict == "fails"
+
+
+def test_workers_that_cost_no_more_memory(latest_run):
+    assert by_id(latest_run, "workers-cost-memory").verdict == "holds"
+    light = claims.find(latest_run, "fastapi-async", 100).memory_mb.peak_pss
+    claims.find(latest_run, "flask-sync", 100).memory_mb.peak_pss = light / 2
+    assert by_id(latest_run, "workers-cost-memory").verdict == "partly"
+    claims.find(latest_run, "django-sync", 100).memory_mb.peak_pss = light / 2
+    assert by_id(latest_run, "workers-cost-memory").verdict == "fails"
+
+
+def test_a_listen_that_does_not_block(latest_run):
+    assert by_id(latest_run, "pubsub-listen-blocks").verdict == "holds"
+    m = _measured(latest_run, "seed003-pubsub")
+    m["blocking_healthz_ms"] = m["async_healthz_ms"]  # the loop answered, the streams still queued
+    assert by_id(latest_run, "pubsub-listen-blocks").verdict == "partly"
+    m["blocking_total_s"] = m["async_total_s"]  # concurrent after all
+    assert by_id(latest_run, "pubsub-listen-blocks").verdict == "fails"
+
+
+def test_a_long_timeout_that_does_not_hold_the_loop(latest_run):
+    assert by_id(latest_run, "get-message-timeout-10-blocks").verdict == "holds"
+    _measured(latest_run, "seed003-poll-timeout")["t10_healthz_ms"] = 120.0
+    assert by_id(latest_run, "get-message-timeout-10-blocks").verdict == "fails"
+
+
+def test_threads_that_speed_up_cpu_or_processes_that_do_not(latest_run):
+    def speedup(target: str, x: float) -> None:
+        many = claims.find(latest_run, target, None, "cpu")
+        many.rps = x * claims.find(latest_run, target, 1, "cpu").rps
+
+    latest_run.repeats = []
+    assert by_id(latest_run, "threads-vs-processes-cpu").verdict == "holds"
+    speedup("flask-sync", 1.0)  # processes no faster either
+    assert by_id(latest_run, "threads-vs-processes-cpu").verdict == "partly"
+    speedup("fastapi-threadpool", 1.9)  # threads in parallel: the GIL did not hold them
+    assert by_id(latest_run, "threads-vs-processes-cpu").verdict == "fails"
+
+
+def test_an_async_alternative_that_is_not_one(latest_run):
+    assert by_id(latest_run, "quart-async-flask").verdict == "holds"
+    claims.find(latest_run, "quart", 100).rps = claims.find(latest_run, "flask-sync", 100).rps
+    assert by_id(latest_run, "quart-async-flask").verdict == "fails"
