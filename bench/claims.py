@@ -1,10 +1,12 @@
 """Verdicts on the seeds' claims, computed from a run's results (bench/claims.toml lists them).
 
-Each claim names a rule below. A rule reads the run's results and experiments and returns a verdict
-with the numbers behind it: holds, partly, fails, or not_run when the run lacks what it needs (the
-evidence then says which command would measure it). The rows a rule reads are recorded as the
-claim's `rests_on`, each as the claim's subject or a baseline; `judge` lets no claim hold on a
-flagged subject row (CPU-, Locust-, failure-limited or latency-censored), and names the flag.
+Each claim names a rule below and gives it its thresholds (claims.toml says why each). A rule reads
+the run's results and experiments and returns a verdict with the numbers behind it: holds, partly,
+fails, not_run when the run lacks what it needs (the evidence then says what would measure it), or
+not_testable when this machine cannot show the effect at the seed's scale. The rows a rule reads
+are recorded as the claim's `rests_on`, each as the claim's subject or a baseline; `judge` lets no
+claim hold on a flagged subject row (CPU-, Locust-, failure-limited or latency-censored), naming
+the flag, and turns a claim whose measurement does not exist yet (`missing`) into not_run.
 """
 
 from __future__ import annotations
