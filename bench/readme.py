@@ -105,7 +105,8 @@ def _render(template: str, **context) -> str:
 def render_block(run: Run) -> str:
     counts = Counter(c.verdict for c in run.claims)
     summary = ", ".join(f"{counts[v]} {v.replace('_', ' ')}" for v in ("holds", "partly", "fails",
-                                                                        "not_run") if counts[v])
+                                                                        "not_testable", "not_run")
+                        if counts[v])
     rows = headline(run)
     return _render("readme.md.j2", run=run, headline=rows, counts=summary, min_tail=MIN_TAIL_SAMPLES,
                    # a snapshot from before drained windows: Locust's censored percentiles, no mean

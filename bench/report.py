@@ -297,9 +297,11 @@ def targets_table(all_rows: list[Row]) -> Table:
 
 def claims_table(run: Run) -> Table:
     t = Table("claims", [Column("claim"), Column("source"), Column("how checked"),
-                         Column("verdict", strong=True), Column("evidence")])
+                         Column("verdict", strong=True), Column("evidence"), Column("rests on")])
+    shown = varying_params(run.results)  # a row's params worth naming: those its target varies
     for c in run.claims:
-        t.add(c.text, c.source, c.check or "—", c.verdict_text().replace("_", " "), c.evidence,
+        rests = "; ".join(ref.text(shown.get(ref.target, ())) for ref in c.rests_on or []) or "—"
+        t.add(c.text, c.source, c.check or "—", c.verdict_text().replace("_", " "), c.evidence, rests,
               marks=(f"verdict-{c.verdict}",))
     return t
 

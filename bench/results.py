@@ -263,16 +263,51 @@ class Result(BaseModel):
                                 self.latency_ms.mean, self.w_ms())
 
 
+class RowRef(BaseModel):
+    """A result row (or an experiment) a claim's verdict rests on: the row's keys, its role and its
+    flags. The subject is what the sentence speaks of (a flagged subject row never lets it hold);
+    a baseline is what it is measured against, or context."""
+    role: Literal["subject", "baseline"]
+    target: str
+    scenario: str = "recommendation"  # the row's scenario; "experiment" for an experiment
+    params: dict[str, int] = Field(default_factory=dict)
+    users: int | None = None  # None: an experiment
+    workload: tuple[int, int] | None = None  # (db_ms, llm_ms) when not the run's
+    runtime: str = "native"
+    experiment: str | None = None  # the experiment's id
+    flags: list[str] = Field(default_factory=list)
+
+    def flag_names(self) -> list[str]:
+        """The flags without their figures: "latency-censored", "machine-cpu-bound", ..."""
+        return [f.split(" (")[0] for f in self.flags]
+
+    def text(self, params: Sequence[str] = ()) -> str:
+        """Compact: "subject flask-sync workers=16 @100 db_ms=200 llm_ms=0 ⚑ latency-censored";
+        `params`: the ones worth showing (those that vary between the target's rows)."""
+        shown = "".join(f" {k}={self.params[k]}" for k in params if k in self.params)
+        where = (f" experiment {self.experiment}" if self.experiment
+                 else f" @{self.users}" + (f" {self.scenario}" if self.scenario != "recommendation" else ""))
+        load = f" db_ms={self.workload[0]} llm_ms={self.workload[1]}" if self.workload else ""
+        docker = " (docker)" if self.runtime == "docker" else ""
+        flags = f" ⚑ {', '.join(self.flag_names())}" if self.flags else ""
+        return f"{self.role} {self.target}{shown}{where}{load}{docker}{flags}"
+
+
 class Claim(BaseModel):
     id: str
     source: str  # seed file, e.g. "001_bee04df1af4bf523.txt"
     text: str  # the quote
     check: str = ""  # how the lab checks it, in words
-    verdict: Literal["holds", "fails", "partly", "not_run"]
+    # not_testable: the run has the measurement, but this machine cannot show the effect at the
+    # seed's scale (e.g. a parallel speed-up on 2 cores shared with the load generator).
+    verdict: Literal["holds", "fails", "partly", "not_run", "not_testable"]
     evidence: str
     # `bench compare --repeat N`: the verdict judged on each repeat alone (the verdict above is the
     # medians'). None: a run measured once.
-    repeat_verdicts: list[Literal["holds", "fails", "partly", "not_run"]] | None = None
+    repeat_verdicts: list[Literal["holds", "fails", "partly", "not_run", "not_testable"]] | None = None
+    # The rows (and experiments) the verdict rests on, each with its role and flags. None: an older
+    # file, which did not record them.
+    rests_on: list[RowRef] | None = None
 
     def verdict_text(self) -> str:
         """The verdict, and how the repeats agree with it: "holds (3/3 repeats)"."""

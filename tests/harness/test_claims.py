@@ -19,9 +19,23 @@ def quick_run() -> Run:
 
 
 @pytest.fixture
+def latest_run() -> Run:
+    """docs/latest-run.json: the README's run (--quick --repeat 3 --all-claims, 2 cores)."""
+    return Run.model_validate_json((Path(__file__).parents[2] / "docs" / "latest-run.json").read_text())
+
+
+@pytest.fixture
 def experiments_run() -> Run:
     """A real run with the claims' experiments, the flask-sync worker sweep and a cpu cell."""
     return Run.model_validate_json((DATA / "results_experiments.json").read_text())
+
+
+def _numeric(value) -> bool:
+    if isinstance(value, dict):
+        return any(_numeric(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_numeric(v) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def verdicts(run: Run) -> dict[str, str]:
@@ -32,13 +46,30 @@ def by_id(run: Run, claim_id: str):
     return next(c for c in claims.evaluate(run) if c.id == claim_id)
 
 
+def rule_alone(run: Run, claim_id: str) -> claims.Judgement:
+    """A claim's rule as if the measurement its `missing` names were the one measured: the rule's
+    own verdict, which the claim does not use until that measurement exists."""
+    spec = next(s for s in claims.load_claims() if s["id"] == claim_id)
+    return claims.judge(run, {k: v for k, v in spec.items() if k != "missing"})
+
+
+def missing_ids() -> set[str]:
+    return {s["id"] for s in claims.load_claims() if "missing" in s}
+
+
 def test_claims_file_is_well_formed():
     specs = claims.load_claims()
     ids = [s["id"] for s in specs]
     assert len(ids) == len(set(ids))
     for spec in specs:
-        assert spec["rule"] in claims.RULES, spec["id"]
+        # a statement no rule can judge yet names the measurement it needs instead
+        assert spec.get("rule") in claims.RULES or ("rule" not in spec and spec["missing"]), spec["id"]
         assert spec["source"].endswith(".txt") and spec["quote"] and spec["check"]
+        # every number the rule is given says where it comes from (the seed's words, mostly)
+        numbers = [k for k, v in spec.get("args", {}).items() if _numeric(v)]
+        assert not set(numbers) - set(spec.get("why", {})), (spec["id"], numbers)
+        if "expected_flags" in spec:  # a flag that may stand on the subject row says why
+            assert spec["why"].get("expected_flags"), spec["id"]
     # the claims issue 4 names, at least
     assert {"fifth-request-queues", "flask-16-workers", "async-one-process-pool-15",
             "sync-worker-30mb", "async-process-50mb", "seed004-async-time-sleep",
@@ -48,17 +79,23 @@ def test_claims_file_is_well_formed():
 
 def test_every_claim_gets_a_verdict_with_evidence(quick_run):
     for claim in claims.evaluate(quick_run):
-        assert claim.verdict in ("holds", "partly", "fails", "not_run")
+        assert claim.verdict in ("holds", "partly", "fails", "not_run", "not_testable")
         assert claim.evidence
 
 
 def test_verdicts_from_the_recorded_quick_run(quick_run):
     got = verdicts(quick_run)
-    assert got["async-one-process-pool-15"] == "holds"  # 171.7 rps = 0.96 of its ceiling
-    assert got["sync-worker-30mb"] == "fails"  # 67 MiB PSS per worker
+    # judged on the DB-bound cell, where the pool can limit: that older run has none
+    assert got["async-one-process-pool-15"] == "not_run"
+    assert "db_ms=200" in by_id(quick_run, "async-one-process-pool-15").evidence
+    # measured on an app with the openai SDK where seed 001 describes a DB-only API: not judged
+    assert got["sync-worker-30mb"] == "not_run"
+    assert "DB-only variant of flask-sync" in by_id(quick_run, "sync-worker-30mb").evidence
+    assert rule_alone(quick_run, "sync-worker-30mb").verdict == "fails"  # 67 MiB PSS per worker
     assert got["workers-cost-memory"] == "holds"
     assert got["async-blocking-blocks-all"] == "holds"  # canary 3.9 s vs 9 ms
-    assert got["uvicorn-workers-4-fix"] == "holds"  # 4x the blocking app at 4x the memory (0.04x of async)
+    # 4x the blocking app at 4x the memory, but 4% of what 100 users ask for: relieved, not fixed
+    assert got["uvicorn-workers-4-fix"] == "partly"
     assert got["goroutines-no-config"] == "partly"  # the pgx pool had to be raised
     # no experiments or sweeps in that run: said so, with the command that would measure it
     assert got["fifth-request-queues"] == "not_run"
@@ -72,17 +109,22 @@ def test_evidence_carries_the_numbers(quick_run):
 
 
 def test_verdicts_follow_the_data(quick_run):
-    fast = next(r for r in quick_run.results if r.target == "fastapi-async" and r.users == 100)
-    fast.efficiency = 0.5
+    """CONSTRUCTED DB-bound rows of fastapi-async: the claim is judged against what 100 users ask for."""
+    for users, rps in ((1, 4.8), (100, 440.0)):
+        fast = _copy(quick_run, "fastapi-async", users, rps=rps, db_ms=200, llm_ms=0, flags=[])
+        fast.latency_ms.p50 = 205.0 if users == 1 else 227.0
+    claim = by_id(quick_run, "async-one-process-pool-15")
+    assert claim.verdict == "holds", claim.evidence  # 440 of the 488 rps 100 users ask for
+    fast.rps = 0.5 * 100 / 0.205
     assert verdicts(quick_run)["async-one-process-pool-15"] == "fails"
-    fast.efficiency = 0.95
+    fast.rps = 440.0
     fast.flags = ["machine-cpu-bound (95% of all cores)"]
     claim = by_id(quick_run, "async-one-process-pool-15")
     assert claim.verdict == "partly" and "machine-cpu-bound" in claim.evidence
     flask = next(r for r in quick_run.results if r.target == "flask-sync" and r.users == 100)
     for proc in flask.per_process:
         proc.peak_pss = 31.0
-    assert verdicts(quick_run)["sync-worker-30mb"] == "holds"
+    assert rule_alone(quick_run, "sync-worker-30mb").verdict == "holds"
 
 
 def test_verdicts_from_experiments(experiments_run):
@@ -105,12 +147,18 @@ def test_failed_experiment_is_not_run_with_its_error(experiments_run):
 
 
 def test_approx_tolerance():
-    assert claims._approx(30, 30) == "holds"
-    assert claims._approx(44, 30) == "holds"
-    assert claims._approx(55, 30) == "partly"
-    assert claims._approx(67, 30) == "fails"
-    assert claims._approx(0.11, 0.03) == "fails"
+    # the seed's "~X" at tolerance 1.5: holds within 1.5x either way, partly within 2x
+    assert claims._within(30, 30, 1.5) == "holds"
+    assert claims._within(44, 30, 1.5) == "holds"
+    assert claims._within(55, 30, 1.5) == "partly"
+    assert claims._within(67, 30, 1.5) == "fails"
+    assert claims._within(0.11, 0.03, 1.5) == "fails"
 
+
+# The seeds' statements judged since the recorded runs in tests/harness/data (some cells they read,
+# the bgtasks and celery jobs, thread counts, postdate those runs).
+JUDGED_SINCE = {"django-core-still-sync", "fixes-ranked", "idle-workers-hold-ram", "async-io-low-overhead",
+                "pubsub-realtime-chunks", "tight-loop-monopolises", "def-own-thread", "def-safe-default"}
 
 # Seed-003 claims whose experiments postdate results_quick_claims.json; results_seed003_quick.json
 # (bench compare --targets fastapi-async --quick) answers them.
@@ -125,23 +173,30 @@ def test_a_full_quick_run_answers_every_claim():
     got = verdicts(run)
     # the claims that run predates: issue 11's experiments, DB-bound cells, thread counts, cpu sweep,
     # and later targets (each experiment is planned: see test_every_claimed_experiment_is_planned)
-    newer = {"flask-16-workers-db-bound", "async-pool-15-db-bound", "no-extra-threads",
+    newer = {"flask-16-workers-db-bound", "async-pool-15-db-bound", "async-one-process-pool-15",
+             "no-extra-threads",
              "workers-match-cores", "node-async-by-default", "node-blocking-blocks-loop",
              "quart-async-flask", "rails-puma-workers", "bgtasks-quick-fix", "celery-production-fix",
              "goroutines-lightweight", "seed002-await-many-max", "seed002-wrap-vs-bad-blocking",
              "seed002-small-cpu-threadpool", "seed002-cpu-in-async-blocks", "seed004-light-cpu-def",
              "seed004-heavy-cpu-workers", "seed004-ml-inference-gil", "django-request-blocks",
              "process-pool-heavy-cpu", "queue-for-slow-models", "flask-async-views-not-concurrent"}
-    assert not [c for c, v in got.items() if v == "not_run" and c not in newer | SEED003_LATER], got
+    newer.add("pubsub-polling-fix")  # its experiment did not record the streams' mean wait yet
+    newer |= JUDGED_SINCE
+    assert not [c for c, v in got.items()
+                if v == "not_run" and c not in newer | SEED003_LATER | missing_ids()], got
     assert got["threads-vs-processes-cpu"] == "holds"  # 0.95x with threads, 1.88x with processes
-    assert got["pubsub-polling-fix"] == "fails"  # the 10th stream started after 2.3 s, not 0.1 s
+    assert "no mean wait" in by_id(run, "pubsub-polling-fix").evidence
     assert got["flask-16-workers"] == "partly"
 
 
 def test_evidence_quotes_the_honest_latency_of_a_queueing_target(quick_run):
     # an older run: its p50 counted only the requests that finished, so the evidence quotes W
-    def threadpool(run: Run) -> tuple[str, str]:
-        return claims.handles_load(run, "fastapi-threadpool", 100)
+    def threadpool(run: Run) -> claims.Judgement:
+        # bars low enough that its 38% of the load would hold: only the flag may stop it
+        spec = {"rule": "handles_load", "args": {"target": "fastapi-threadpool", "users": 100,
+                                                 "holds_share": 0.35, "partly_share": 0.2}}
+        return claims.judge(run, spec)
 
     evidence = threadpool(quick_run)[1]
     assert "W = users / rps 1459 ms (older run: its p50 1500 ms counted only" in evidence
@@ -152,12 +207,12 @@ def test_evidence_quotes_the_honest_latency_of_a_queueing_target(quick_run):
     # a drained run quotes its p50, with mean and W beside it
     from tests.harness.test_report import drained_run
     drained = drained_run()
-    assert "p50 1459 ms (mean 1459 ms, W 1459 ms) vs L1" in threadpool(drained)[1]
+    assert "p50 1459 ms (mean 1459 ms, W 1459 ms), 0 failures" in threadpool(drained)[1]
     # ...unless it was flagged latency-censored: then W again
     pool = next(r for r in drained.results if r.target == "fastapi-threadpool" and r.users == 100)
     pool.latency_ms.p50, pool.latency_ms.mean = 700.0, 720.0
     pool.flags = ["latency-censored (mean 720 ms vs W = users / rps 1459 ms)"]
-    verdict, evidence = threadpool(drained)
+    verdict, evidence, _ = threadpool(drained)
     assert "W = users / rps 1459 ms (its p50 700 ms is latency-censored)" in evidence
     assert verdict == "partly"  # a flagged row never holds
 
@@ -205,23 +260,38 @@ def test_db_bound_claims_are_judged_on_their_own_workload(quick_run):
     assert claim.verdict == "partly" and "DB-bound workload (db_ms=200, llm_ms=0)" in claim.evidence
     assert "workers=16: 78.0 rps = 16% of the 488 rps" in claim.evidence
     claim = by_id(quick_run, "async-pool-15-db-bound")
-    assert claim.verdict == "holds" and "0.92x" in claim.evidence  # the same load, in one process
+    # as much as the 16 workers, in one process, but both leave 84% of the load waiting: partly
+    assert claim.verdict == "partly" and "0.92x" in claim.evidence, claim.evidence
+    assert "its DB pool caps it: 15 connections held 200 ms each allow 75 rps" in claim.evidence
+    assert "the seed's takes 50 ms" in claim.evidence
     fast.rps = 40.0
-    assert by_id(quick_run, "async-pool-15-db-bound").verdict == "partly"  # lighter, not the same load
+    assert by_id(quick_run, "async-pool-15-db-bound").verdict == "fails"  # below the workers
+    fast.rps, flask.rps = 440.0, 450.0  # both serve what 100 users ask for
+    assert by_id(quick_run, "async-pool-15-db-bound").verdict == "holds"
+    assert by_id(quick_run, "flask-16-workers-db-bound").verdict == "holds"
+    fast.rps, flask.rps = 72.0, 78.0
     # the rows of another workload never stand in for the run's own
     after = verdicts(quick_run)
-    assert {k: v for k, v in after.items() if "db-bound" not in k} == {
-        k: v for k, v in before.items() if "db-bound" not in k}
+    own = {s["id"] for s in claims.load_claims() if "workload" not in s.get("args", {})}
+    assert {k: v for k, v in after.items() if k in own} == {k: v for k, v in before.items() if k in own}
 
 
 def test_thread_counts_judge_no_extra_threads(quick_run):
+    """CONSTRUCTED thread counts: the seed's point is a count that does not grow with the load."""
     assert by_id(quick_run, "no-extra-threads").verdict == "not_run"  # older file: no counts
-    fast = claims.find(quick_run, "fastapi-async", 100)
-    for threads in ((1, "holds"), (3, "partly"), (9, "fails")):
-        fast.per_process[0].threads = threads[0]
-        claim = by_id(quick_run, "no-extra-threads")
-        assert claim.verdict == threads[1], claim.evidence
-    assert "fastapi-async: 1 process, 9 threads" in claim.evidence
+    one, hundred = claims.find(quick_run, "fastapi-async", 1), claims.find(quick_run, "fastapi-async", 100)
+    one.per_process[0].threads = hundred.per_process[0].threads = 6
+    claim = by_id(quick_run, "no-extra-threads")
+    # flat from 1 to 100 users, 500 not measured: partly
+    assert claim.verdict == "partly", claim.evidence
+    assert "6 threads in 1 process at 1 user, 6 threads in 1 process at 100 users" in claim.evidence
+    assert "not measured at 500" in claim.evidence
+    top = hundred.model_copy(deep=True, update={"users": 500})
+    quick_run.results.append(top)
+    top.per_process[0].threads = 8  # two helpers more for 400 more requests in flight: still flat
+    assert by_id(quick_run, "no-extra-threads").verdict == "holds"
+    top.per_process[0].threads = 120  # a thread per request: the seed's sentence is false
+    assert by_id(quick_run, "no-extra-threads").verdict == "fails"
 
 
 def test_goroutines_measured_with_the_drivers_default_pool(quick_run):
@@ -231,7 +301,9 @@ def test_goroutines_measured_with_the_drivers_default_pool(quick_run):
         _copy(quick_run, "go-gin", users, rps=rps, params={"pool_size": 4}, db_pool=4)
     measured = by_id(quick_run, "goroutines-no-config")
     assert measured.verdict == "partly" and "computed" not in measured.evidence
-    assert "With pgx's default pool (max(4, cpus) = 4 here): 78.5 rps" in measured.evidence
+    assert "With pgx's default pool (max(4, cpus) = 4 on this 2-core machine; the default grows" in (
+        measured.evidence)
+    assert "78.5 rps" in measured.evidence
     default = claims.find(quick_run, "go-gin", 100)
     next(r for r in quick_run.results if r.params.get("pool_size") == 4 and r.users == 100).rps = default.rps
     assert by_id(quick_run, "goroutines-no-config").verdict == "holds"  # the pool did not matter
@@ -246,12 +318,34 @@ def test_goroutines_lightweight_against_every_other_framework(quick_run):
     assert by_id(quick_run, "goroutines-lightweight").verdict == "partly"
 
 
-def test_the_threadpool_claim_is_judged_where_the_seed_says_it_cpu_bound(experiments_run):
-    claim = by_id(experiments_run, "def-runs-in-threadpool")
-    assert claim.verdict == "fails" and "the GIL runs one request's Python at a time" in claim.evidence
-    many = claims.find(experiments_run, "fastapi-threadpool", None, "cpu")
-    many.rps = 2 * claims.find(experiments_run, "fastapi-threadpool", 1, "cpu").rps
-    assert by_id(experiments_run, "def-runs-in-threadpool").verdict == "holds"
+def test_the_threadpool_claim_judges_concurrency_not_a_speed_up(latest_run):
+    """Seed 004's CPU-bound `def predict`: "the thread pool handles concurrency. Limited by thread
+    count." No speed-up is asked; on 2 cores the CPU-bound thread limit cannot show."""
+    claim = by_id(latest_run, "def-runs-in-threadpool")
+    assert claim.verdict == "not_testable", claim.evidence
+    assert claim.evidence.startswith("not testable on 2 cores: for CPU-bound work a thread count")
+    assert "the threads are the limit" in claim.evidence
+    many = claims.find(latest_run, "fastapi-threadpool", None, "cpu")
+    many.canary_p95_ms = 900.0  # the app stopped answering while the CPU-bound requests ran
+    claim = by_id(latest_run, "def-runs-in-threadpool")
+    assert claim.verdict == "fails" and "not answered within 100 ms" in claim.evidence
+
+
+def test_the_threadpool_thread_limit_judged_with_cores_to_spare(latest_run):
+    """CONSTRUCTED: an 8-core machine and cpu cells with threads = 1, 2 and 40."""
+    latest_run.machine.cpus = 8
+    latest_run.repeats = []
+    claim = by_id(latest_run, "def-runs-in-threadpool")
+    assert claim.verdict == "not_run" and "--set threads=1,2,40" in claim.evidence
+    many = claims.find(latest_run, "fastapi-threadpool", None, "cpu")
+    for threads, rps in ((1, 60.0), (2, 115.0)):  # beside the default's 40 threads
+        latest_run.results.append(many.model_copy(deep=True, update={
+            "params": {**many.params, "threads": threads}, "rps": rps}))
+    claim = by_id(latest_run, "def-runs-in-threadpool")
+    assert claim.verdict == "holds", claim.evidence  # GIL-releasing work: the threads are the limit
+    assert "threads=1 60.0 rps, threads=2 115.0 rps, threads=40 67.6 rps (1.92x" in claim.evidence
+    latest_run.results[-1].rps = 61.0  # pure Python: 2 threads no better than 1, the GIL limits
+    assert by_id(latest_run, "def-runs-in-threadpool").verdict == "partly"
 
 
 def test_process_pool_scales_cpu_and_keeps_the_loop_free(experiments_run):
@@ -262,7 +356,7 @@ def test_process_pool_scales_cpu_and_keeps_the_loop_free(experiments_run):
         experiments_run.results.append(row.model_copy(deep=True, update={
             "target": "fastapi-procpool", "params": {"cpu_processes": 2, "pool_size": 15},
             "rps": 95.0 if row.users > 1 else 50.0, "canary_p95_ms": 4.0, "canary_n": 60,
-            "canary_answered": 60, "canary_expected": 60}))
+            "canary_answered": 60, "canary_expected": 60, "flags": []}))
     claim = by_id(experiments_run, "process-pool-heavy-cpu")
     assert claim.verdict == "holds", claim.evidence
     assert "(2 pool processes) 50.0 -> 95.0 rps (1.90x), /healthz p95 4 ms" in claim.evidence
@@ -288,23 +382,24 @@ def add_jobs_rows(run: Run, target: str, params: dict, l1: float, rps: float, ce
             "db_ms": workload[0] if workload else None, "llm_ms": workload[1] if workload else None}))
 
 
-def test_job_fixes_judged_on_rate_and_responsiveness(quick_run):
+def test_job_fixes_judged_on_throughput_time_to_result_and_responsiveness(quick_run):
+    """CONSTRUCTED jobs rows: a fix answers other requests meanwhile AND delivers the recommendations
+    at the rate 100 users ask for (100 / the 0.6 s time to result at 1 user = 167 jobs/s)."""
     assert by_id(quick_run, "celery-production-fix").verdict == "not_run"
     add_jobs_rows(quick_run, "fastapi-celery", {"celery_workers": 4, "pool_size": 15}, l1=600.0,
                   rps=6.4, ceiling=6.67, canary_p95=3.0)
     claim = by_id(quick_run, "celery-production-fix")
-    assert claim.verdict == "holds", claim.evidence
-    assert "6.4 jobs completed/s = 0.96 of its ceiling 6.7" in claim.evidence
-    assert "1.6 jobs/s per worker process" in claim.evidence
-    # responsive: the /healthz p95 under a quarter of the 600 ms time to result (150 ms)
-    assert "/healthz p95 under 25% of the time to result, 150 ms" in claim.evidence
-    quick_run.results[-1].canary_p95_ms = 140.0
+    # responsive, but its own ceiling of 6.7 jobs/s is 4% of what is asked: the jobs wait in the queue
+    assert claim.verdict == "partly", claim.evidence
+    assert "6.4 jobs completed/s = 4% of the 167/s they ask for" in claim.evidence
+    assert "its own ceiling 6.7/s" in claim.evidence and "1.6 jobs/s per worker process" in claim.evidence
+    assert "before the fix, fastapi-blocking-w4 answering synchronously: 7.2/s" in claim.evidence
+    jobs = quick_run.results[-1]
+    jobs.rps = 160.0  # enough workers: the jobs complete as fast as they are asked for
     assert by_id(quick_run, "celery-production-fix").verdict == "holds"
-    quick_run.results[-1].canary_p95_ms = 160.0
+    jobs.canary_p95_ms = 900.0  # the web stalled while the jobs ran
     assert by_id(quick_run, "celery-production-fix").verdict == "partly"
-    quick_run.results[-1].canary_p95_ms = 900.0  # the web stalled while the jobs ran
-    assert by_id(quick_run, "celery-production-fix").verdict == "partly"
-    quick_run.results[-1].efficiency = 0.3
+    jobs.rps = 6.4  # stalled and parked: the seed's sentence is false
     assert by_id(quick_run, "celery-production-fix").verdict == "fails"
 
 
@@ -316,8 +411,46 @@ def test_queue_overhead_small_for_a_one_second_model(quick_run):
     add_jobs_rows(quick_run, "fastapi-celery", params, l1=db_ms + 1000 + 80.0, rps=3.5, ceiling=3.7,
                   canary_p95=3.0, workload=(db_ms, 1000))
     claim = by_id(quick_run, "queue-for-slow-models")
-    assert claim.verdict == "holds", claim.evidence
+    # "best" compares the options at a > 1 s model, which the run lacks: not run, the queue as context
+    assert claim.verdict == "not_run" and "side by side with a model taking > 1 s" in claim.evidence
     assert f"{db_ms + 1000 + 80} ms for {db_ms + 1000} ms of work: 7 % is the queue's" in claim.evidence
+    assert rule_alone(quick_run, "queue-for-slow-models").verdict == "holds"
+    short, slow = (r for r in quick_run.results if r.target == "fastapi-celery" and r.users == 1)
+    short.latency_ms.p50 = db_ms + llm_ms + 20.0  # a queue this cheap suits short models too:
+    assert rule_alone(quick_run, "queue-for-slow-models").verdict == "partly"  # ">1 second" draws no line
+    slow.latency_ms.p50 = db_ms + 1000 + 400.0  # the queue's own cost is large even at 1 s
+    assert rule_alone(quick_run, "queue-for-slow-models").verdict == "fails"
+
+
+def test_workers_needed_fails_when_fewer_suffice_or_more_do_not_help(quick_run):
+    """CONSTRUCTED DB-bound sweeps of flask-sync (L1 205 ms: 100 users ask for 488 rps)."""
+    def sweep(*points: tuple[int, float]) -> str:
+        quick_run.results = [r for r in quick_run.results if r.db_ms is None]
+        for users, rows in ((1, [(16, 4.9)]), (100, points)):
+            for workers, rps in rows:
+                row = _copy(quick_run, "flask-sync", users, rps=rps, db_ms=200, llm_ms=0, flags=[],
+                            params={"workers": workers, "pool_size": 1})
+                row.latency_ms.p50, row.efficiency = 205.0, 0.99
+        return by_id(quick_run, "flask-16-workers-db-bound").verdict
+
+    assert sweep((4, 19.0), (16, 77.0), (32, 150.0)) == "partly"  # 16 are a lower bound, short of the need
+    assert sweep((4, 19.0), (16, 440.0)) == "holds"  # 16 serve it, 4 do not
+    assert sweep((4, 430.0), (16, 440.0)) == "fails"  # 4 already serve it: "16+" overstates the need
+    assert sweep((4, 76.0), (16, 77.0), (32, 78.0)) == "fails"  # more workers do not help
+    assert "they are not what limits it" in by_id(quick_run, "flask-16-workers-db-bound").evidence
+
+
+def test_workers_fix_is_judged_against_the_problem_it_is_listed_for(quick_run):
+    """CONSTRUCTED: fastapi-blocking-w4 at 100 users, as if 4 workers were enough for the load."""
+    claim = by_id(quick_run, "uvicorn-workers-4-fix")
+    assert claim.verdict == "partly" and "other requests still wait" in claim.evidence
+    fixed = claims.find(quick_run, "fastapi-blocking-w4", 100)
+    l1 = claims.l1_ms(quick_run, "fastapi-blocking-w4")
+    fixed.rps, fixed.canary_p95_ms, fixed.canary_answered, fixed.flags = 0.9 * 100 / (l1 / 1000), 12.0, 80, []
+    claim = by_id(quick_run, "uvicorn-workers-4-fix")
+    assert claim.verdict == "holds" and "other requests are answered" in claim.evidence
+    fixed.rps = 1.2 * claims.find(quick_run, "fastapi-blocking", 100).rps  # no better than one process
+    assert by_id(quick_run, "uvicorn-workers-4-fix").verdict == "fails"
 
 
 def test_workers_match_cores_from_a_cpu_sweep(quick_run):
@@ -329,7 +462,13 @@ def test_workers_match_cores_from_a_cpu_sweep(quick_run):
             "scenario": "cpu", "users": 8, "rps": rps, "params": {"workers": workers, "pool_size": 1},
             "memory_mb": base.memory_mb.model_copy(update={"peak_pss": pss})}))
     claim = by_id(quick_run, "workers-match-cores")
-    assert claim.verdict == "holds" and "Past 2 workers: 1.01x the rps for 3.12x the memory" in claim.evidence
+    # no gain past the cores, but 8 workers are far from exhausting the machine's memory: partly
+    assert claim.verdict == "partly" and "would fill it" in claim.evidence
+    assert "Past 2 workers: 1.01x the rps for 3.12x the memory" in claim.evidence
+    quick_run.machine.mem_gb = 0.6  # a machine that 8 workers do fill: "Memory exhaustion"
+    assert by_id(quick_run, "workers-match-cores").verdict == "holds"
+    quick_run.results[-1].rps = 220.0  # throughput still grows past the cores: the sentence is false
+    assert by_id(quick_run, "workers-match-cores").verdict == "fails"
 
 
 def test_rails_puma_holds_a_thread_per_request(quick_run):
@@ -368,8 +507,13 @@ def test_quart_and_flask_async_views_against_flask_sync(quick_run):
         "target": "flask-async-views", "params": {"workers": 4}, "rps": 0.95 * sync.rps,
         "cpu_ms_per_request": 14.7, "flags": []}))
     claim = by_id(quick_run, "flask-async-views-not-concurrent")
-    assert claim.verdict == "holds" and "0.95x" in claim.evidence and "14.7 ms CPU" in claim.evidence
-    quick_run.results[-1].rps = 3 * sync.rps  # as if async views had made the workers concurrent
+    # "No built-in async support": Flask's async views do serve (the letter fails), adding no concurrency
+    assert claim.verdict == "partly" and "0.95x" in claim.evidence and "14.7 ms CPU" in claim.evidence
+    assert "Flask does support async def views" in claim.evidence and "add no concurrency" in claim.evidence
+    views = quick_run.results[-1]
+    views.failures = views.requests  # as if Flask could not run them: no built-in support after all
+    assert by_id(quick_run, "flask-async-views-not-concurrent").verdict == "holds"
+    views.failures, views.rps = 0, 3 * sync.rps  # as if async views had made the workers concurrent
     assert by_id(quick_run, "flask-async-views-not-concurrent").verdict == "fails"
 
 # --- seeds 002 and 004: the burst experiments' rules, on constructed measurements ---------------
@@ -387,10 +531,12 @@ def test_a_cpu_burst_blocks_nodes_one_loop(quick_run):
     add_experiment(quick_run, "node-cpu-burst", "node-express", requests=10, cpu_s=0.016,
                    idle_canary_p50_ms=0.8, **canary("cpu", 0.177, 17.0, 33.1))
     claim = by_id(quick_run, "node-blocking-blocks-loop")
-    assert claim.verdict == "holds", claim.evidence
+    # the seed's example is fs.readFileSync, which no route does yet: the CPU loop is context
+    assert claim.verdict == "not_run" and "fs.readFileSync" in claim.evidence
     assert "p50 17 ms (1.06x one request's work, 21x its 0.8 ms idle), max 33 ms" in claim.evidence
+    assert rule_alone(quick_run, "node-blocking-blocks-loop").verdict == "holds"
     quick_run.experiments[-1].measured.update(canary("cpu", 0.177, 1.0, 3.0))  # as if the loop were free
-    assert by_id(quick_run, "node-blocking-blocks-loop").verdict == "fails"
+    assert rule_alone(quick_run, "node-blocking-blocks-loop").verdict == "fails"
 
 
 def canary(form: str, wall: float, p50: float, top: float, n: int = 8) -> dict:
@@ -404,13 +550,13 @@ def test_every_claimed_experiment_is_planned():
     ids = {exp_id for exp_id, _ in planned}
     for spec in claims.load_claims():
         args = spec.get("args", {})
-        for key in ("experiment_id", "serial_experiment"):
+        for key in ("experiment_id", "serial_experiment", "many_experiment_id"):
             if key in args:
                 assert args[key] in ids, spec["id"]
-        if spec["rule"] in ("fifth_request_waits", "burst_concurrent"):
+        if spec.get("rule") in ("fifth_request_waits", "burst_concurrent"):
             assert ("fifth-request", args["target"]) in planned, spec["id"]
-        if spec["rule"] == "heavy_cpu_workers":
-            for target in (args["workers"], *args["single"]):
+        if spec.get("rule") == "heavy_cpu_workers":
+            for target in (args["workers"], args["control"], *args["single"]):
                 assert (args["experiment_id"], target) in planned, (spec["id"], target)
 
 
@@ -443,14 +589,18 @@ def test_wrap_blocking_frees_the_loop_bad_blocking_does_not(quick_run):
     assert by_id(quick_run, "seed002-wrap-vs-bad-blocking").verdict == "fails"
 
 
-def cpu_forms(def_p50: float, def_wall: float = 0.27) -> dict:
+def cpu_forms(def_p50: float, def_wall: float = 0.27, n: int = 120) -> dict:
     return {"requests": 10, "cpu_s": 0.02, "idle_canary_p50_ms": 1.2,
-            **canary("def", def_wall, def_p50, 105.0), **canary("offloaded", 0.27, 12.6, 114.0),
-            **canary("inline", 0.24, 23.5, 110.0)}
+            **canary("def", def_wall, def_p50, 105.0, n), **canary("offloaded", 0.27, 12.6, 114.0, n),
+            **canary("inline", 0.24, 23.5, 110.0, n)}
 
 
 def test_small_cpu_in_the_threadpool_and_the_loop(quick_run):
-    add_experiment(quick_run, "seed002-cpu-forms", **cpu_forms(def_p50=13.9))
+    add_experiment(quick_run, "seed002-cpu-forms", **cpu_forms(def_p50=13.9, n=9))
+    for claim_id in ("seed002-small-cpu-threadpool", "seed004-light-cpu-def"):
+        claim = by_id(quick_run, claim_id)  # a p50 of 9 checks decides nothing
+        assert claim.verdict == "not_run" and "needs >= 100 /healthz checks per form" in claim.evidence
+    quick_run.experiments[-1].measured.update(cpu_forms(def_p50=13.9))
     claim = by_id(quick_run, "seed002-small-cpu-threadpool")
     # one GIL: offloaded, /healthz still waits ~half as long as with the work on the loop itself
     assert claim.verdict == "partly" and "1.7x the offloaded forms'" in claim.evidence
@@ -461,8 +611,8 @@ def test_small_cpu_in_the_threadpool_and_the_loop(quick_run):
     assert by_id(quick_run, "seed004-light-cpu-def").verdict == "fails"
     quick_run.experiments[-1].measured.update(cpu_forms(def_p50=30.0))
     assert by_id(quick_run, "seed004-light-cpu-def").verdict == "partly"
-    quick_run.experiments[-1].measured.update(canary("def", 0.27, 2.0, 9.0),
-                                              **canary("offloaded", 0.27, 3.0, 9.0))
+    quick_run.experiments[-1].measured.update(canary("def", 0.27, 2.0, 9.0, 120),
+                                              **canary("offloaded", 0.27, 3.0, 9.0, 120))
     assert by_id(quick_run, "seed002-small-cpu-threadpool").verdict == "holds"
 
 
@@ -479,26 +629,45 @@ def test_cpu_inside_async_def_holds_the_loop(quick_run):
 
 
 def test_heavy_cpu_scales_on_worker_processes_only(quick_run):
-    def heavy(target: str, speedup: float, cores: int = 2) -> None:
-        add_experiment(quick_run, "heavy-cpu", target, cores=cores, concurrent=cores, cpu_one_s=0.1,
-                       cpu_serial_s=0.2, cpu_concurrent_s=round(0.2 / speedup, 3), cpu_speedup=speedup)
+    """CONSTRUCTED bursts on a machine with cores to spare (8), 2 requests per core, 10 repeats: the
+    workers' speed-up is read against the one-loop control's."""
+    def heavy(target: str, speedup: float, cores: int = 8, per_core: int = 2, repeats: int = 10) -> None:
+        add_experiment(quick_run, "heavy-cpu", target, cores=cores, concurrent=per_core * cores,
+                       cpu_one_s=0.1, cpu_serial_s=1.6, cpu_concurrent_s=round(1.6 / speedup, 3),
+                       cpu_speedup=speedup, repeats=repeats)
 
     claim_id = "seed004-heavy-cpu-workers"
-    heavy("flask-sync", 1.9)
-    assert by_id(quick_run, claim_id).verdict == "not_run"  # the single-process targets are missing
+    heavy("flask-sync", 3.8)
+    assert by_id(quick_run, claim_id).verdict == "not_run"  # the control and the threads are missing
     heavy("fastapi-threadpool", 1.05)
     heavy("fastapi-async", 1.0)
     claim = by_id(quick_run, claim_id)
-    assert claim.verdict == "holds"
-    assert "100 ms of pure Python per request on 2 cores" in claim.evidence
-    assert "flask-sync 1.90x (2 requests: 0.20 s one after another, 0.10 s at once)" in claim.evidence
-    quick_run.experiments[1].measured["cpu_speedup"] = 1.6  # threads scaling: not the claim's picture
+    assert claim.verdict == "holds", claim.evidence
+    assert "flask-sync 3.80x (16 requests: 1.60 s one after another, 0.42 s at once)" in claim.evidence
+    assert "the workers' speed-up is 3.80x the control's" in claim.evidence
+    workers, threads, control = quick_run.experiments
+    threads.measured["cpu_speedup"] = 1.6  # threads scaling: not the claim's picture
     assert by_id(quick_run, claim_id).verdict == "partly"
-    quick_run.experiments[0].measured["cpu_speedup"] = 1.1
+    workers.measured["cpu_speedup"] = 1.1  # the seed's sentence false: no parallelism on workers
     assert by_id(quick_run, claim_id).verdict == "fails"
-    for exp in quick_run.experiments:
-        exp.measured["cores"] = 1
-    assert by_id(quick_run, claim_id).verdict == "not_run"
+    # a control that "sped up" as much as the workers: the machine, not parallelism
+    workers.measured["cpu_speedup"], control.measured["cpu_speedup"] = 3.8, 3.0
+    assert by_id(quick_run, claim_id).verdict == "fails"
+
+
+def test_heavy_cpu_is_not_testable_on_two_shared_cores(latest_run):
+    """The recorded run: 2 cores shared with the client, 1 request per core, no repeats recorded."""
+    claim = by_id(latest_run, "seed004-heavy-cpu-workers")
+    assert claim.verdict == "not_testable", claim.evidence
+    assert claim.evidence.startswith("not testable on 2 cores: the load generator shares them")
+    assert ">= 2 requests per core (it sent 2 on 2 cores)" in claim.evidence
+    assert ">= 10 repeats of the burst (it records none)" in claim.evidence
+    # on a bigger machine the missing design is what stops it: not run, with what it needs
+    for exp in latest_run.experiments:
+        if exp.id == "heavy-cpu":
+            exp.measured.update(cores=8, concurrent=16)
+    claim = by_id(latest_run, "seed004-heavy-cpu-workers")
+    assert claim.verdict == "not_run" and claim.evidence.startswith("needs >= 10 repeats")
 
 
 def test_numpy_releases_the_gil_pure_python_does_not(quick_run):
@@ -550,14 +719,14 @@ def test_an_impossible_figure_is_judged_against_its_floor(experiments_run):
     assert claim.verdict == "fails" and "the concurrency does not hold" in claim.evidence
     # without a floor, the figure alone decides, as before
     exp.measured["wall_s"] = 0.11
-    assert claims.approx_seconds(experiments_run, "seed004-async-asyncio-sleep", 0.03)[0] == "fails"
+    assert claims.approx_seconds(experiments_run, "seed004-async-asyncio-sleep", 0.03, 1.5)[0] == "fails"
 
 
 def test_ratios_print_two_decimals(quick_run):
     flask = next(r for r in quick_run.results if r.target == "flask-sync" and r.users == 100)
     for proc in flask.per_process:
         proc.peak_pss = 60.6
-    claim = by_id(quick_run, "sync-worker-30mb")
+    claim = rule_alone(quick_run, "sync-worker-30mb")
     assert "= 2.12x" in claim.evidence and claim.verdict == "fails"  # 60.6 MiB / (30 MB = 28.6 MiB)
 
 
@@ -614,13 +783,14 @@ def seed003_claim(claim_id: str, **measured: dict):
 
 def test_blocking_10_queue_wait():
     claim = seed003_claim("pubsub-blocking-10-wait", **{"seed003-blocking-10": BLOCKING_10})
-    # mean 2.56 s = 5.1 x 0.5 s streams vs a queue's 4.5 x: the seed's 15 s at its 3.33 s streams
-    assert claim.verdict == "holds"
+    # mean 2.56 s = 5.1 x 0.5 s streams vs a queue's 4.5 x: the seed's 15 s at its 3.33 s streams;
+    # but stream 1 waited 0.29 s, not "immediately" (within the seed's 100 ms): partly
+    assert claim.verdict == "partly"
     assert "mean 2.56 s = 5.12 x the stream length" in claim.evidence
     assert "3.33 s streams, where these waits give 17.1 s" in claim.evidence
     # the full run holds the streams 10/3 s: the mean is compared with 15 s directly
     full = {**BLOCKING_10, "hold_s": 3.333, "blocking_mean_wait_s": 15.4,
-            "blocking_waits_s": [0.3 + 3.333 * k for k in range(10)]}
+            "blocking_waits_s": [0.01 + 3.333 * k for k in range(10)]}
     claim = seed003_claim("pubsub-blocking-10-wait", **{"seed003-blocking-10": full})
     assert claim.verdict == "holds" and "mean 15.4 s vs 15 s claimed" in claim.evidence
     # streams that overlap (no queue) fail it; a first stream that waited makes it partly
@@ -637,13 +807,29 @@ def test_timeline_sequential_and_concurrent():
     assert "total 4.54 s = 45.4 s at the seed's scale vs 45 s claimed" in blocking.evidence
     assert "i.e. 0.01 s (unscaled), 29.7 s, 39.4 s vs 0, 30, 40 s claimed" in blocking.evidence
     polling = seed003_claim("pubsub-concurrent-30s", **exps)
-    assert polling.verdict == "holds" and "async beside it: total 3.02 s" in polling.evidence
+    # user 3 waited 0.22 s where the seed says 0 (its own "within 100ms" for this fix): partly
+    assert polling.verdict == "partly" and "async beside it: total 3.02 s" in polling.evidence
+    instant = {**TIMELINE, "polling_waits_s": [0.009, 0.03, 0.06]}
+    assert seed003_claim("pubsub-concurrent-30s", **{"seed003-timeline": instant}).verdict == "holds"
     # a form that queued them would not be "30 seconds, 0 seconds of waiting"
     queued = {**TIMELINE, "polling_total_s": 4.5, "polling_waits_s": [0.0, 3.0, 4.0]}
     assert seed003_claim("pubsub-concurrent-30s", **{"seed003-timeline": queued}).verdict == "fails"
     # the right total but a user waiting 0.8 s: partly
     slow_start = {**TIMELINE, "polling_waits_s": [0.0, 0.1, 0.8]}
     assert seed003_claim("pubsub-concurrent-30s", **{"seed003-timeline": slow_start}).verdict == "partly"
+
+
+def test_polling_fix_is_judged_on_both_of_the_seeds_figures():
+    """"All start within 100ms" (the last start) and "Average wait time: <0.1 seconds" (the mean)."""
+    def verdict(last: float, mean: float) -> str:
+        measured = {**POLLING_10, "polling_last_start_s": last, "polling_mean_wait_s": mean}
+        return seed003_claim("pubsub-polling-fix", **{"seed003-polling-10": measured}).verdict
+
+    assert verdict(2.23, 1.1) == "fails"  # the recorded burst: a 2.2 s queue
+    assert verdict(0.09, 0.04) == "holds"
+    assert verdict(0.5, 0.08) == "partly"  # the average is as claimed, the last start is not
+    claim = seed003_claim("pubsub-polling-fix", **{"seed003-polling-10": POLLING_10})
+    assert claim.verdict == "not_run" and "no mean wait" in claim.evidence  # an older experiment
 
 
 def test_get_message_timeout_sweep():
@@ -704,16 +890,18 @@ def test_failed_seed003_experiment_is_not_run():
 def test_a_quick_run_answers_every_seed003_claim():
     """A real `bench compare --targets fastapi-async --quick` with every seed-003 experiment."""
     run = Run.model_validate_json((DATA / "results_seed003_quick.json").read_text())
-    got = {c.id: c.verdict for c in claims.evaluate(run) if c.source.startswith("003_")}
+    got = {c.id: c.verdict for c in claims.evaluate(run) if c.source.startswith("003_")
+           and c.id != "tight-loop-monopolises"}  # judged on seed 002's CPU burst, not in this run
     assert set(got) >= SEED003_LATER and "not_run" not in got.values(), got
     assert got == {"pubsub-listen-blocks": "holds", "pubsub-polling-fix": "fails",
                    "pubsub-blocking-10-wait": "holds",  # mean 2.31 s = 4.62 x 0.5 s streams
                    "pubsub-sequential-45s": "holds",  # 45.3 s at scale, waits 0.1 / 29.7 / 39.3 s
-                   "pubsub-concurrent-30s": "holds",  # 30.1 s, waits 0.01 / 0.06 / 0.22 s
+                   "pubsub-concurrent-30s": "partly",  # 30.1 s, waits 0.01 / 0.06 / 0.22 s
                    "get-message-timeout-10-blocks": "holds",  # loop held 9.96 s
                    "get-message-timeout-0.1-safe": "partly",  # 62 ms alone, 1004 ms with 10 streams
                    "pubsub-blocking-low-cpu": "holds",  # 0.8% of a core, /healthz 5 s
-                   "pubsub-thousands-of-streams": "fails"}  # 100 polling streams: 10.7 s to start
+                   "pubsub-thousands-of-streams": "fails",  # 100 polling streams: 10.7 s to start
+                   "pubsub-realtime-chunks": "partly"}  # p50 22 ms, the slowest 110 ms
 
 
 def test_thousands_of_streams_full_run():
@@ -757,7 +945,8 @@ def test_a_recorded_compare_claims_run_judges_every_testable_statement():
     run = Run.model_validate_json((DATA / "results_compare_claims.json").read_text())
     fresh = claims.evaluate(run)
     assert len(fresh) >= 40
-    not_run = [c for c in fresh if c.verdict == "not_run"]
+    # not counted: the claims whose fair judgement needs a measurement no command makes yet
+    not_run = [c for c in fresh if c.verdict == "not_run" and c.id not in missing_ids() | JUDGED_SINCE]
     assert len(not_run) <= 10, [(c.id, c.evidence) for c in not_run]
     assert all(c.evidence for c in not_run)
     for r in run.results:
@@ -775,10 +964,220 @@ def test_a_repeated_run_is_judged_on_its_medians_and_on_each_repeat(quick_run):
     quick_run.repeats = [r.model_copy(update={"repeat": i}) for i in range(3) for r in quick_run.results]
     quick_run.repeats[len(quick_run.results) + index].efficiency = 0.3
     quick_run.results[index] = top.model_copy(update={"spread": Spread(n=3, rps=(0.3 * top.rps, top.rps))})
-    claim = by_id(quick_run, "async-one-process-pool-15")
+    claim = by_id(quick_run, "async-libraries-truly-concurrent")
     assert claim.verdict == "holds", claim.evidence
-    assert claim.repeat_verdicts == ["holds", "fails", "holds"]
-    assert claim.verdict_text() == "holds (repeats: holds, fails, holds)"
-    assert by_id(quick_run, "sync-worker-30mb").verdict_text().endswith("(3/3 repeats)")
+    assert claim.repeat_verdicts == ["holds", "partly", "holds"]
+    assert claim.verdict_text() == "holds (repeats: holds, partly, holds)"
+    assert by_id(quick_run, "workers-cost-memory").verdict_text().endswith("(3/3 repeats)")
     quick_run.repeats = []
-    assert by_id(quick_run, "async-one-process-pool-15").verdict_text() == "holds"
+    assert by_id(quick_run, "async-libraries-truly-concurrent").verdict_text() == "holds"
+
+
+# --- what a verdict rests on, and the rule every claim shares --------------------------------------
+
+def test_a_claim_records_the_rows_it_rests_on_with_their_role_and_flags(quick_run):
+    claim = by_id(quick_run, "uvicorn-workers-4-fix")
+    roles = {(ref.target, ref.users): ref.role for ref in claim.rests_on}
+    assert roles == {("fastapi-blocking-w4", 100): "subject", ("fastapi-blocking", 100): "baseline",
+                     ("fastapi-async", 100): "baseline", ("fastapi-blocking-w4", 1): "baseline"}
+    sweep = by_id(quick_run, "flask-16-workers")
+    assert sweep.verdict == "not_run" and sweep.rests_on  # the L1 row it read before it stopped
+    fifth = by_id(Run.model_validate_json((DATA / "results_experiments.json").read_text()),
+                  "fifth-request-queues")
+    (ref,) = fifth.rests_on
+    assert (ref.role, ref.experiment, ref.target, ref.users) == (
+        "subject", "fifth-request", "flask-sync", None)
+    # the keys of a row of another workload, and how the report writes it
+    db = claims.find(quick_run, "flask-sync", 100).model_copy(update={"db_ms": 200, "llm_ms": 0,
+                                                                       "flags": ["cpu-bound (99%)"]})
+    ref = claims._ref(db, "subject")
+    assert ref.workload == (200, 0) and ref.flag_names() == ["cpu-bound"]
+    assert ref.text(["workers"]) == "subject flask-sync workers=4 @100 db_ms=200 llm_ms=0 ⚑ cpu-bound"
+
+
+def test_a_flagged_subject_row_cannot_hold(quick_run):
+    """CONSTRUCTED flag on a row a rule would call "holds" on: judge, not the rule, turns it to partly."""
+    assert by_id(quick_run, "goroutines-lightweight").verdict in ("holds", "partly", "fails")
+    go = claims.find(quick_run, "go-gin", 100)
+    for r in quick_run.results:
+        r.cpu_ms_per_request = 0.5 if r.target == "go-gin" else 4.0
+    assert by_id(quick_run, "goroutines-lightweight").verdict == "holds"
+    go.flags = ["locust-bound (97% of a core)"]
+    claim = by_id(quick_run, "goroutines-lightweight")
+    assert claim.verdict == "partly"
+    assert ("Cannot hold on a flagged subject row: go-gin at 100 users is flagged locust-bound"
+            in claim.evidence)
+    # a flagged baseline is context: the verdict stands
+    go.flags = []
+    claims.find(quick_run, "flask-sync", 100).flags = ["machine-cpu-bound (95% of all cores)"]
+    assert by_id(quick_run, "goroutines-lightweight").verdict == "holds"
+
+
+def test_a_flag_the_claim_expects_is_the_effect_it_predicts(quick_run):
+    """A blocked target starves users, which censors its latency: the claim predicts that flag (named
+    in claims.toml's expected_flags with why) and reads rps and /healthz, not latency."""
+    spec = next(s for s in claims.load_claims() if s["id"] == "async-blocking-blocks-all")
+    assert spec["expected_flags"] == ["latency-censored"] and spec["why"]["expected_flags"]
+    blocking = claims.find(quick_run, "fastapi-blocking", 100)
+    blocking.flags = ["latency-censored (mean 3933 ms vs W = users / rps 57147 ms)"]
+    assert by_id(quick_run, "async-blocking-blocks-all").verdict == "holds"
+    blocking.flags.append("machine-cpu-bound (95% of all cores)")  # not the predicted effect
+    claim = by_id(quick_run, "async-blocking-blocks-all")
+    assert claim.verdict == "partly" and "flagged machine-cpu-bound" in claim.evidence
+    assert "latency-censored" not in claim.evidence.split("Cannot hold")[1]
+
+
+def test_an_older_claim_without_rests_on_still_loads():
+    from bench.results import Claim
+    old = Claim.model_validate({"id": "x", "source": "000_a.txt", "text": "t", "verdict": "holds",
+                                "evidence": "e"})
+    assert old.rests_on is None
+
+
+# --- the seeds' statements judged since: each rule on the README's run, then made false ---------
+
+def test_djangos_async_app_runs_its_sync_core_in_threads(latest_run):
+    claim = by_id(latest_run, "django-core-still-sync")
+    assert claim.verdict == "holds", claim.evidence  # 12 -> 119 threads from 1 to 100 users
+    assert "+1.08 threads per added user" in claim.evidence
+    top = claims.find(latest_run, "django-async", 100)
+    top.per_process[0].threads = 40  # some sync work in threads, not one per request
+    assert by_id(latest_run, "django-core-still-sync").verdict == "partly"
+    top.per_process[0].threads = 13  # async through: the sentence would be false
+    assert by_id(latest_run, "django-core-still-sync").verdict == "fails"
+
+
+def test_the_seeds_fixes_are_ranked_as_it_ranks_them(latest_run):
+    claim = by_id(latest_run, "fixes-ranked")
+    # the production fix delivers 4% of what is asked, the quick one 40%, the better one 99%
+    assert claim.verdict == "fails", claim.evidence
+    assert "fastapi-celery < fastapi-async" in claim.evidence
+    celery = claims.find(latest_run, "fastapi-celery", 100, "jobs")
+    celery.rps = 100.0  # 62% of what is asked: above the quick fix, below the better one
+    assert by_id(latest_run, "fixes-ranked").verdict == "partly"
+    celery.rps = 175.0  # as many workers as the load needs: the seed's order
+    assert by_id(latest_run, "fixes-ranked").verdict == "holds"
+
+
+def test_idle_workers_hold_their_memory_while_they_wait(latest_run):
+    claim = by_id(latest_run, "idle-workers-hold-ram")
+    assert claim.verdict == "holds", claim.evidence
+    assert "idle 98% of a request's time, holding 69 MiB PSS" in claim.evidence
+    cell = claims.find(latest_run, "flask-sync", 100, workload=(200, 0), workers=16)
+    cell.cpu_ms_per_request = 100.0  # a worker busy half the time: not "does nothing"
+    assert by_id(latest_run, "idle-workers-hold-ram").verdict == "fails"
+
+
+def test_async_io_concurrency_with_low_overhead(latest_run):
+    assert by_id(latest_run, "async-io-low-overhead").verdict == "holds"
+    fast = claims.find(latest_run, "fastapi-async", 100)
+    fast.cpu_ms_per_request = 5.0  # concurrent, but dearer per request than the threads
+    assert by_id(latest_run, "async-io-low-overhead").verdict == "partly"
+    fast.rps = 50.0  # not concurrent: the sentence is false
+    assert by_id(latest_run, "async-io-low-overhead").verdict == "fails"
+
+
+def test_three_streams_receive_their_chunks_in_real_time(latest_run):
+    claim = by_id(latest_run, "pubsub-realtime-chunks")
+    assert claim.verdict == "partly", claim.evidence  # p50 13 ms, the slowest 106 ms
+    m = next(e for e in latest_run.experiments if e.id == "seed003-timeline").measured
+    m["polling_delivery_ms"] = 60.0
+    assert by_id(latest_run, "pubsub-realtime-chunks").verdict == "holds"
+    m["polling_delivery_ms"], m["polling_delivery_p50_ms"] = 900.0, 400.0
+    assert by_id(latest_run, "pubsub-realtime-chunks").verdict == "fails"
+
+
+def test_each_def_request_gets_its_own_thread(latest_run):
+    latest_run.repeats = []
+    claim = by_id(latest_run, "def-own-thread")
+    assert claim.verdict == "holds", claim.evidence
+    assert "1.00x the 39 threads one per request in service would add" in claim.evidence
+    assert "60 requests wait for one of the 40 threads" in claim.evidence
+    top = claims.find(latest_run, "fastapi-threadpool", 100)
+    top.per_process[0].threads = 8  # requests served without a thread each
+    assert by_id(latest_run, "def-own-thread").verdict == "partly"
+    top.rps = 20.0  # and the threads not each busy with one
+    assert by_id(latest_run, "def-own-thread").verdict == "fails"
+
+
+def test_def_is_a_safe_default_for_blocking_calls(latest_run):
+    claim = by_id(latest_run, "def-safe-default")
+    assert claim.verdict == "holds", claim.evidence
+    pool = claims.find(latest_run, "fastapi-threadpool", 100)
+    pool.canary_p95_ms = 900.0  # the app stopped answering: not safe
+    assert by_id(latest_run, "def-safe-default").verdict == "partly"
+    pool.rps = 2.0  # and no better than the same calls in async def
+    assert by_id(latest_run, "def-safe-default").verdict == "fails"
+
+
+def test_a_statement_no_rule_can_judge_yet_names_what_it_needs(latest_run):
+    claim = by_id(latest_run, "asyncio-no-os-context-switch")
+    assert claim.verdict == "not_run" and claim.rests_on == []
+    assert claim.evidence.startswith("not judged: it needs the target's OS context switches")
+
+
+# --- the rules the recorded runs only ever show holding, made false ------------------------------
+
+def _measured(run: Run, exp_id: str, target: str = "fastapi-async") -> dict:
+    return next(e for e in run.experiments if e.id == exp_id and e.target == target).measured
+
+
+def test_the_fifth_request_that_does_not_wait(latest_run):
+    assert by_id(latest_run, "fifth-request-queues").verdict == "holds"
+    m = _measured(latest_run, "fifth-request", "flask-sync")
+    m["fifth_over_others"] = 1.4  # waited for part of a request
+    assert by_id(latest_run, "fifth-request-queues").verdict == "partly"
+    m["fifth_over_others"] = 1.0  # five workers' worth of service: the 5th did not wait
+    assert by_id(latest_run, "fifth-request-queues").verdict == "fails"
+
+
+def test_one_process_that_queues_the_five(latest_run):
+    assert by_id(latest_run, "async-serves-five").verdict == "holds"
+    m = _measured(latest_run, "fifth-request")
+    m["fifth_over_others"] = 1.45
+    assert by_id(latest_run, "async-serves-five").verdict == "partly"
+    m["fifth_over_others"] = 2.0  # served one at a time after all
+    assert by_id(latest_run, "async-serves-five").verdict == "fails"
+
+
+def test_workers_that_cost_no_more_memory(latest_run):
+    assert by_id(latest_run, "workers-cost-memory").verdict == "holds"
+    light = claims.find(latest_run, "fastapi-async", 100).memory_mb.peak_pss
+    claims.find(latest_run, "flask-sync", 100).memory_mb.peak_pss = light / 2
+    assert by_id(latest_run, "workers-cost-memory").verdict == "partly"
+    claims.find(latest_run, "django-sync", 100).memory_mb.peak_pss = light / 2
+    assert by_id(latest_run, "workers-cost-memory").verdict == "fails"
+
+
+def test_a_listen_that_does_not_block(latest_run):
+    assert by_id(latest_run, "pubsub-listen-blocks").verdict == "holds"
+    m = _measured(latest_run, "seed003-pubsub")
+    m["blocking_healthz_ms"] = m["async_healthz_ms"]  # the loop answered, the streams still queued
+    assert by_id(latest_run, "pubsub-listen-blocks").verdict == "partly"
+    m["blocking_total_s"] = m["async_total_s"]  # concurrent after all
+    assert by_id(latest_run, "pubsub-listen-blocks").verdict == "fails"
+
+
+def test_a_long_timeout_that_does_not_hold_the_loop(latest_run):
+    assert by_id(latest_run, "get-message-timeout-10-blocks").verdict == "holds"
+    _measured(latest_run, "seed003-poll-timeout")["t10_healthz_ms"] = 120.0
+    assert by_id(latest_run, "get-message-timeout-10-blocks").verdict == "fails"
+
+
+def test_threads_that_speed_up_cpu_or_processes_that_do_not(latest_run):
+    def speedup(target: str, x: float) -> None:
+        many = claims.find(latest_run, target, None, "cpu")
+        many.rps = x * claims.find(latest_run, target, 1, "cpu").rps
+
+    latest_run.repeats = []
+    assert by_id(latest_run, "threads-vs-processes-cpu").verdict == "holds"
+    speedup("flask-sync", 1.0)  # processes no faster either
+    assert by_id(latest_run, "threads-vs-processes-cpu").verdict == "partly"
+    speedup("fastapi-threadpool", 1.9)  # threads in parallel: the GIL did not hold them
+    assert by_id(latest_run, "threads-vs-processes-cpu").verdict == "fails"
+
+
+def test_an_async_alternative_that_is_not_one(latest_run):
+    assert by_id(latest_run, "quart-async-flask").verdict == "holds"
+    claims.find(latest_run, "quart", 100).rps = claims.find(latest_run, "flask-sync", 100).rps
+    assert by_id(latest_run, "quart-async-flask").verdict == "fails"

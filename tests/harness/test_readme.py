@@ -146,3 +146,12 @@ def test_update_profile_rewrites_only_its_block_and_copies_the_flame_graph(tmp_p
     assert "\nold\n" not in text and text.endswith(f"{readme.PROFILE.end}\n\ntail\n")
     assert "| HTTP client/SDK |" in text
     assert sorted(f.name for f in images.iterdir()) == sorted(p.flame_graph for p in run.profiles)
+
+
+def test_the_claims_summary_counts_the_not_testable_verdicts():
+    from bench.results import Claim
+    run = Run.model_validate_json(readme.SNAPSHOT.read_text())
+    run.claims = [*run.claims, Claim(id="x", source="004_a.txt", text="true parallelism",
+                                     verdict="not_testable", evidence="not testable on 2 cores: ...")]
+    block = readme.render_block(run)
+    assert "1 not testable" in block and "| **not testable** |" in block

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.report import console_table, render_html, render_markdown, write_reports
-from bench.results import Claim, Experiment, Latency, Memory, Phases, Run
+from bench.results import Claim, Experiment, Latency, Memory, Phases, RowRef, Run
 
 DATA = Path(__file__).parent / "data"
 REPO_ROOT = Path(__file__).parents[2]
@@ -49,7 +49,11 @@ def constructed_run() -> Run:
     ]
     run.claims = [
         Claim(id="sync-queues", source="000_example.txt", text="sync workers queue the 5th request",
-              check="5 concurrent requests on 4 workers", verdict="holds", evidence="2 rounds | 1.1 s"),
+              check="5 concurrent requests on 4 workers", verdict="holds", evidence="2 rounds | 1.1 s",
+              rests_on=[RowRef(role="subject", target="flask-sync", scenario="experiment",
+                               params={"workers": 4}, experiment="ten-concurrent"),
+                        RowRef(role="baseline", target="flask-sync", params={"workers": 4}, users=100,
+                               flags=["latency-censored (mean 1 ms vs W 2 ms)"])]),
         Claim(id="thirty-mb", source="001_example.txt", text="~30 MB per worker",
               verdict="fails", evidence="67 MiB PSS per worker"),
     ]
@@ -157,6 +161,10 @@ def test_constructed_run_renders_every_section():
     assert "| sync workers queue the 5th request | 000_example.txt | 5 concurrent requests on 4 workers |" \
            " **holds** | 2 rounds \\| 1.1 s |" in claims  # a pipe in a cell must not split it
     assert "**fails**" in claims
+    # what each verdict rests on, compactly: role, target, the params its rows vary, users, flags
+    assert ("| subject flask-sync workers=4 experiment ten-concurrent; baseline flask-sync workers=4 @100"
+            " ⚑ latency-censored |" in claims)  # workers: the run's flask-sync rows vary it
+    assert claims.count("| — |") >= 1  # an older claim: no rows recorded
     experiments = section(text, "## Experiments")
     assert "| ten-concurrent | flask-sync workers=4 |" in experiments
     assert "latencies_s=[10 values: min 0.4, median 0.8, max 1.2]" in experiments
