@@ -62,4 +62,6 @@ def test_the_command_reads_two_runs_and_refuses_what_is_not_one(tmp_path):
     assert "bench diff: 20261121-055150 → 20261121-081914" in done.stdout
     bad = subprocess.run([*bench, "diff", str(tmp_path), str(B)], capture_output=True, text=True,
                          timeout=60, check=False, cwd=REPO_ROOT)
-    assert bad.returncode == 2 and "neither a results file nor a run folder" in bad.stderr
+    # the error box wraps at the terminal's width, and a long temporary path moves the break
+    said = " ".join(part.strip("│ ") for part in bad.stderr.splitlines())
+    assert bad.returncode == 2 and "neither a results file nor a run folder" in " ".join(said.split())
