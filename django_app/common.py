@@ -4,6 +4,7 @@ import inspect
 import json
 import logging
 import re
+from contextlib import contextmanager
 from functools import wraps
 from math import isqrt
 
@@ -162,6 +163,26 @@ def completion_args(f: dict, llm_ms: int, **extra) -> dict:
 
 def stream_args(f: dict, llm_ms: int, tokens: int) -> dict:
     return completion_args(f, llm_ms, stream=True, max_completion_tokens=tokens)
+
+
+@contextmanager
+def upstream_answer():
+    """Around step 3's call and the reading of its answer: a 200 that is no completion (half a
+    JSON document, no choices[0].message.content) is the upstream's failure, 502, not a bug. The
+    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError."""
+    try:
+        yield
+    except (ValueError, LookupError, AttributeError, TypeError) as exc:
+        log.warning("upstream answered no completion: %r", exc)
+        raise ApiError(502, "upstream_error", "the upstream failed") from exc
+
+
+def advice_of(completion) -> str:
+    """choices[0].message.content, the advice; a ValueError when there is none (upstream_answer)."""
+    content = completion.choices[0].message.content
+    if not isinstance(content, str):
+        raise ValueError("a completion without choices[0].message.content")
+    return content
 
 
 def recommendation_response(f: dict, advice: str) -> JsonResponse:

@@ -27,6 +27,7 @@ from fastapi_app.common import (
     USER_SQL,
     ApiError,
     User,
+    advice_of,
     chat_request,
     cpu_sum,
     db_url,
@@ -41,6 +42,7 @@ from fastapi_app.common import (
     retry_on,
     sse_error,
     sse_token,
+    upstream_answer,
 )
 
 
@@ -83,8 +85,10 @@ async def recommendation(request: Request, user_id: str, db_ms: str | None = Non
                          llm_ms: str | None = None) -> dict:
     q = parse_query(user_id, db_ms, llm_ms)
     user = await load_user(request.state.engine, q.user_id, q.db_ms)
-    completion = await request.state.llm.chat.completions.create(**chat_request(user, q.llm_ms))
-    return user.payload(completion.choices[0].message.content, get_settings().target_name)
+    call = chat_request(user, q.llm_ms)
+    with upstream_answer():
+        advice = advice_of(await request.state.llm.chat.completions.create(**call))
+    return user.payload(advice, get_settings().target_name)
 
 
 @routes.get("/stream/{user_id}")

@@ -11,8 +11,8 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -257,6 +257,26 @@ def chat_request(user: User, llm_ms: int, tokens: int | None = None) -> dict[str
     if tokens is not None:
         kwargs |= {"stream": True, "max_completion_tokens": tokens}
     return kwargs
+
+
+@contextmanager
+def upstream_answer() -> Iterator[None]:
+    """Around step 3's call and the reading of its answer: a 200 that is no completion (half a
+    JSON document, no choices[0].message.content) is the upstream's failure, 502, not a bug. The
+    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError."""
+    try:
+        yield
+    except (ValueError, LookupError, AttributeError, TypeError) as exc:
+        log.warning("upstream answered no completion: %r", exc)
+        raise ApiError(502, "upstream_error", "the upstream failed") from exc
+
+
+def advice_of(completion: Any) -> str:
+    """choices[0].message.content, the advice; a ValueError when there is none (upstream_answer)."""
+    content = completion.choices[0].message.content
+    if not isinstance(content, str):
+        raise ValueError("a completion without choices[0].message.content")
+    return content
 
 
 def sse_token(chunk: Any) -> str | None:

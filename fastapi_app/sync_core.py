@@ -24,6 +24,7 @@ from fastapi_app.common import (
     ApiError,
     Params,
     User,
+    advice_of,
     chat_request,
     db_url,
     engine_kwargs,
@@ -34,6 +35,7 @@ from fastapi_app.common import (
     retry_on,
     sse_error,
     sse_token,
+    upstream_answer,
 )
 
 
@@ -72,8 +74,10 @@ def load_user(engine: Engine, user_id: int, db_ms: int) -> User:
 
 def recommend(engine: Engine, llm: OpenAI, q: Params) -> dict:
     user = load_user(engine, q.user_id, q.db_ms)
-    completion = llm.chat.completions.create(**chat_request(user, q.llm_ms))
-    return user.payload(completion.choices[0].message.content, get_settings().target_name)
+    call = chat_request(user, q.llm_ms)
+    with upstream_answer():
+        advice = advice_of(llm.chat.completions.create(**call))
+    return user.payload(advice, get_settings().target_name)
 
 
 def open_stream(engine: Engine, llm: OpenAI, q: Params) -> Stream:

@@ -23,6 +23,7 @@ from flask_app.common import (
     SSE_HEADERS,
     USER_SQL,
     Settings,
+    advice_of,
     chat_request,
     configure,
     connect_args,
@@ -34,6 +35,7 @@ from flask_app.common import (
     retry_on,
     sse_events,
     stream_tokens,
+    upstream_answer,
     user_from_row,
 )
 
@@ -110,8 +112,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def recommendation(user_id: str):
         user_id, db_ms, llm_ms = request_params(settings, user_id, request.args)
         user = load_user(user_id, db_ms)
-        completion = res.client.chat.completions.create(**chat_request(user, llm_ms))
-        return recommendation_body(user, completion, settings.target_name)
+        call = chat_request(user, llm_ms)
+        with upstream_answer(app.logger):
+            advice = advice_of(res.client.chat.completions.create(**call))
+        return recommendation_body(user, advice, settings.target_name)
 
     @app.get("/stream/", defaults={"user_id": ""}, strict_slashes=False)
     @app.get("/stream/<user_id>")

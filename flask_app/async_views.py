@@ -69,6 +69,7 @@ from flask_app import aio
 from flask_app.common import (
     SSE_HEADERS,
     Settings,
+    advice_of,
     chat_request,
     configure,
     connect_args,
@@ -78,6 +79,7 @@ from flask_app.common import (
     recommendation_body,
     request_params,
     stream_tokens,
+    upstream_answer,
 )
 
 
@@ -165,9 +167,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     async def recommendation(user_id: str):
         user_id, db_ms, llm_ms = request_params(settings, user_id, request.args)
         user = await aio.load_user(res.engine, user_id, db_ms, app.logger)
+        call = chat_request(user, llm_ms)
         async with res.client() as llm:
-            completion = await llm.chat.completions.create(**chat_request(user, llm_ms))
-        return recommendation_body(user, completion, settings.target_name)
+            with upstream_answer(app.logger):
+                advice = advice_of(await llm.chat.completions.create(**call))
+        return recommendation_body(user, advice, settings.target_name)
 
     @app.get("/stream/", defaults={"user_id": ""}, strict_slashes=False)
     @app.get("/stream/<user_id>")

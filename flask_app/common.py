@@ -189,9 +189,29 @@ def chat_request(user: dict[str, Any], llm_ms: int, **kwargs: Any) -> dict[str, 
             "extra_headers": {"X-Mock-Latency-Ms": str(llm_ms)}, **kwargs}
 
 
-def recommendation_body(user: dict[str, Any], completion: Any, served_by: str) -> dict[str, Any]:
+@contextmanager
+def upstream_answer(log: logging.Logger) -> Iterator[None]:
+    """Around step 3's call and the reading of its answer: a 200 that is no completion (half a
+    JSON document, no choices[0].message.content) is the upstream's failure, 502, not a bug. The
+    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError."""
+    try:
+        yield
+    except (ValueError, LookupError, AttributeError, TypeError) as exc:
+        log.warning("upstream answered no completion: %r", exc)
+        raise ApiError(502, "upstream_error", "the upstream failed") from exc
+
+
+def advice_of(completion: Any) -> str:
+    """choices[0].message.content, the advice; a ValueError when there is none (upstream_answer)."""
+    content = completion.choices[0].message.content
+    if not isinstance(content, str):
+        raise ValueError("a completion without choices[0].message.content")
+    return content
+
+
+def recommendation_body(user: dict[str, Any], advice: str, served_by: str) -> dict[str, Any]:
     # Key order is part of the contract.
-    return {**user, "advice": completion.choices[0].message.content, "served_by": served_by}
+    return {**user, "advice": advice, "served_by": served_by}
 
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",

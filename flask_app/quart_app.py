@@ -27,6 +27,7 @@ from flask_app import aio
 from flask_app.common import (
     SSE_HEADERS,
     Settings,
+    advice_of,
     chat_request,
     configure,
     connect_args,
@@ -36,6 +37,7 @@ from flask_app.common import (
     recommendation_body,
     request_params,
     stream_tokens,
+    upstream_answer,
 )
 
 
@@ -81,8 +83,10 @@ def create_app(settings: Settings | None = None) -> Quart:
     async def recommendation(user_id: str):
         user_id, db_ms, llm_ms = request_params(settings, user_id, request.args)
         user = await aio.load_user(pools().engine, user_id, db_ms, log)
-        completion = await pools().llm.chat.completions.create(**chat_request(user, llm_ms))
-        return recommendation_body(user, completion, settings.target_name)
+        call = chat_request(user, llm_ms)
+        with upstream_answer(log):
+            advice = advice_of(await pools().llm.chat.completions.create(**call))
+        return recommendation_body(user, advice, settings.target_name)
 
     @app.get("/stream/", defaults={"user_id": ""}, strict_slashes=False)
     @app.get("/stream/<user_id>")
