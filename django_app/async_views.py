@@ -25,6 +25,7 @@ loop), the request concurrency is not capped, and the upstream call runs on the 
 the connection went back to the pool.
 """
 
+import asyncio
 from functools import cache
 
 import openai
@@ -92,7 +93,9 @@ async def recommendation(request, user_id: str):
     f = await load_facts(user_id, db_ms)
     call = completion_args(f, llm_ms)
     with upstream_answer():
-        advice = advice_of(await llm().chat.completions.create(**call))
+        # One deadline for the whole call: the SDK's `timeout=` bounds each read only.
+        async with asyncio.timeout(get_settings().upstream_timeout_s):
+            advice = advice_of(await llm().chat.completions.create(**call))
     return recommendation_response(f, advice)
 
 

@@ -13,6 +13,7 @@ from django.http import StreamingHttpResponse
 from django_app.common import (
     DONE,
     SSE_HEADERS,
+    WholeCallDeadline,
     advice_of,
     completion_args,
     cpu_body,
@@ -36,8 +37,10 @@ from django_app.models import load_user, select_one
 def llm() -> openai.OpenAI:
     """One client per worker process, created on first use, i.e. after gunicorn's fork."""
     env = get_settings()
+    deadline = WholeCallDeadline(env.upstream_timeout_s)  # for each whole call, not each read
     return openai.OpenAI(base_url=env.upstream_url.rstrip("/") + "/v1", api_key="mock",
-                         max_retries=0, timeout=env.upstream_timeout_s)
+                         max_retries=0, timeout=env.upstream_timeout_s,
+                         http_client=openai.DefaultHttpxClient(transport=deadline))
 
 
 @endpoint

@@ -7,6 +7,7 @@ pool (DB_POOL_SIZE) during step 2.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -87,7 +88,9 @@ async def recommendation(request: Request, user_id: str, db_ms: str | None = Non
     user = await load_user(request.state.engine, q.user_id, q.db_ms)
     call = chat_request(user, q.llm_ms)
     with upstream_answer():
-        advice = advice_of(await request.state.llm.chat.completions.create(**call))
+        # One deadline for the whole call: the SDK's `timeout=` bounds each read only.
+        async with asyncio.timeout(get_settings().upstream_timeout_s):
+            advice = advice_of(await request.state.llm.chat.completions.create(**call))
     return user.payload(advice, get_settings().target_name)
 
 

@@ -263,9 +263,13 @@ def chat_request(user: User, llm_ms: int, tokens: int | None = None) -> dict[str
 def upstream_answer() -> Iterator[None]:
     """Around step 3's call and the reading of its answer: a 200 that is no completion (half a
     JSON document, no choices[0].message.content) is the upstream's failure, 502, not a bug. The
-    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError."""
+    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError. The async
+    targets' deadline for the whole call (asyncio.timeout) raises TimeoutError: 504."""
     try:
         yield
+    except TimeoutError as exc:
+        log.warning("upstream timed out: the whole call outlasted UPSTREAM_TIMEOUT_S")
+        raise ApiError(504, "upstream_timeout", "the upstream timed out") from exc
     except (ValueError, LookupError, AttributeError, TypeError) as exc:
         log.warning("upstream answered no completion: %r", exc)
         raise ApiError(502, "upstream_error", "the upstream failed") from exc

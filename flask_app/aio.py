@@ -9,10 +9,12 @@ not in what a request sends to PostgreSQL and the upstream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from openai import AsyncOpenAI
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,10 +24,12 @@ from flask_app.common import (
     SLEEP_SQL,
     SSE_DONE,
     USER_SQL,
+    advice_of,
     database_errors,
     retry_on,
     sse_error,
     sse_token,
+    upstream_answer,
     user_from_row,
 )
 
@@ -46,6 +50,14 @@ async def load_user(engine: AsyncEngine, user_id: int, db_ms: int, log: logging.
                 if not retry_on(exc, attempt):
                     raise
     return user_from_row(user_id, row)
+
+
+async def complete(llm: AsyncOpenAI, call: dict[str, Any], timeout_s: float, log: logging.Logger) -> str:
+    """Step 3's advice, within one deadline for the whole call: the SDK's `timeout=` bounds each
+    read only, which an answer dribbled a byte at a time never trips (common.upstream_answer)."""
+    with upstream_answer(log):
+        async with asyncio.timeout(timeout_s):
+            return advice_of(await llm.chat.completions.create(**call))
 
 
 async def readyz(engine: AsyncEngine, log: logging.Logger) -> dict[str, str]:

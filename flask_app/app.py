@@ -29,12 +29,12 @@ from flask_app.common import (
     connect_args,
     db_url,
     get_settings,
-    openai_kwargs,
     recommendation_body,
     request_params,
     retry_on,
     sse_events,
     stream_tokens,
+    sync_openai,
     upstream_answer,
     user_from_row,
 )
@@ -67,7 +67,7 @@ class Resources:
                 db_url(s, "psycopg"), pool_size=s.db_pool_size, max_overflow=0,
                 pool_timeout=s.db_pool_timeout_s, isolation_level="AUTOCOMMIT",
                 connect_args=connect_args(s, "psycopg"))
-            self._client = openai.OpenAI(**openai_kwargs(s))
+            self._client = sync_openai(s)
             self._pid = os.getpid()
 
     @property

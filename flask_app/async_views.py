@@ -69,7 +69,6 @@ from flask_app import aio
 from flask_app.common import (
     SSE_HEADERS,
     Settings,
-    advice_of,
     chat_request,
     configure,
     connect_args,
@@ -79,7 +78,6 @@ from flask_app.common import (
     recommendation_body,
     request_params,
     stream_tokens,
-    upstream_answer,
 )
 
 
@@ -169,8 +167,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         user = await aio.load_user(res.engine, user_id, db_ms, app.logger)
         call = chat_request(user, llm_ms)
         async with res.client() as llm:
-            with upstream_answer(app.logger):
-                advice = advice_of(await llm.chat.completions.create(**call))
+            advice = await aio.complete(llm, call, settings.upstream_timeout_s, app.logger)
         return recommendation_body(user, advice, settings.target_name)
 
     @app.get("/stream/", defaults={"user_id": ""}, strict_slashes=False)

@@ -16,11 +16,13 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import httpx2
 import openai
 from flask.json.provider import DefaultJSONProvider
 from pydantic_settings import BaseSettings
@@ -68,6 +70,47 @@ def openai_kwargs(settings: Settings) -> dict[str, Any]:
     # No retries: a failed upstream call is a measured error, not a hidden second attempt.
     return {"base_url": settings.upstream_url.rstrip("/") + "/v1", "api_key": "mock",
             "max_retries": 0, "timeout": settings.upstream_timeout_s}
+
+
+class WholeCallDeadline(httpx2.HTTPTransport):
+    """UPSTREAM_TIMEOUT_S for a whole call of the sync client (connect, headers and body), not for
+    each read: httpx2 has no total timeout, and the SDK's `timeout=` bounds each read, which a body
+    dribbled a byte at a time never trips. The async targets use asyncio.timeout (aio.complete)."""
+
+    def __init__(self, timeout_s: float):
+        super().__init__(limits=openai.DEFAULT_CONNECTION_LIMITS)  # what the SDK's own client has
+        self.timeout_s = timeout_s
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        deadline = time.monotonic() + self.timeout_s
+        response = super().handle_request(request)
+        # A stream (/stream) keeps the contract's per-read rule: it may last as long as it moves.
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.stream = DeadlineStream(response.stream, deadline, request)
+        return response
+
+
+class DeadlineStream(httpx2.SyncByteStream):
+    """A body whose read ending past the deadline raises httpx2.ReadTimeout (the SDK's
+    APITimeoutError: a 504). A body that stops altogether still ends at the per-read timeout."""
+
+    def __init__(self, stream: httpx2.SyncByteStream, deadline: float, request: httpx2.Request):
+        self.stream, self.deadline, self.request = stream, deadline, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.stream:
+            if time.monotonic() > self.deadline:
+                raise httpx2.ReadTimeout("the call outlasted UPSTREAM_TIMEOUT_S", request=self.request)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def sync_openai(settings: Settings) -> openai.OpenAI:
+    """The sync targets' client: openai_kwargs, and one deadline for each whole call."""
+    deadline = WholeCallDeadline(settings.upstream_timeout_s)
+    return openai.OpenAI(**openai_kwargs(settings), http_client=openai.DefaultHttpxClient(transport=deadline))
 
 
 # --- step 2: the database --------------------------------------------------------------------
@@ -193,9 +236,13 @@ def chat_request(user: dict[str, Any], llm_ms: int, **kwargs: Any) -> dict[str, 
 def upstream_answer(log: logging.Logger) -> Iterator[None]:
     """Around step 3's call and the reading of its answer: a 200 that is no completion (half a
     JSON document, no choices[0].message.content) is the upstream's failure, 502, not a bug. The
-    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError."""
+    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError. The async
+    targets' deadline for the whole call (asyncio.timeout) raises TimeoutError: 504."""
     try:
         yield
+    except TimeoutError as exc:
+        log.warning("upstream timed out: the whole call outlasted UPSTREAM_TIMEOUT_S")
+        raise ApiError(504, "upstream_timeout", "the upstream timed out") from exc
     except (ValueError, LookupError, AttributeError, TypeError) as exc:
         log.warning("upstream answered no completion: %r", exc)
         raise ApiError(502, "upstream_error", "the upstream failed") from exc

@@ -27,7 +27,6 @@ from flask_app import aio
 from flask_app.common import (
     SSE_HEADERS,
     Settings,
-    advice_of,
     chat_request,
     configure,
     connect_args,
@@ -37,7 +36,6 @@ from flask_app.common import (
     recommendation_body,
     request_params,
     stream_tokens,
-    upstream_answer,
 )
 
 
@@ -84,8 +82,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         user_id, db_ms, llm_ms = request_params(settings, user_id, request.args)
         user = await aio.load_user(pools().engine, user_id, db_ms, log)
         call = chat_request(user, llm_ms)
-        with upstream_answer(log):
-            advice = advice_of(await pools().llm.chat.completions.create(**call))
+        advice = await aio.complete(pools().llm, call, settings.upstream_timeout_s, log)
         return recommendation_body(user, advice, settings.target_name)
 
     @app.get("/stream/", defaults={"user_id": ""}, strict_slashes=False)
