@@ -61,7 +61,7 @@ module Lab
 
   # Step 3: one keep-alive Net::HTTP connection per Puma thread, UPSTREAM_TIMEOUT_S on every wait.
   module Upstream
-    TIMEOUTS = [Net::OpenTimeout, Net::ReadTimeout, Net::WriteTimeout].freeze
+    TIMEOUTS = [Timeout::Error].freeze # Net::HTTP's own (OpenTimeout, ReadTimeout...) are among them
 
     def self.http
       Thread.current[:lab_upstream] ||= begin
@@ -97,7 +97,9 @@ module Lab
     end
 
     def self.complete(messages, llm_ms)
-      res = http.request(request(messages, llm_ms))
+      # One deadline for the whole call: Net::HTTP's read_timeout bounds each read, which a body
+      # dribbled a byte at a time never trips. A timeout leaves the connection to failure's reset.
+      res = Timeout.timeout(SETTINGS[:timeout_s]) { http.request(request(messages, llm_ms)) }
       raise "the upstream answered #{res.code}" unless res.is_a?(Net::HTTPSuccess)
 
       JSON.parse(res.body).dig("choices", 0, "message", "content")
