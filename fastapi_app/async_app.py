@@ -43,6 +43,7 @@ from fastapi_app.common import (
     retry_on,
     sse_error,
     sse_token,
+    statements_within,
     upstream_answer,
 )
 
@@ -71,9 +72,10 @@ async def load_user(engine: AsyncEngine, user_id: int, db_ms: int) -> User:
     for attempt in RETRY_ON_DEAD_CONNECTION:
         try:
             async with engine.connect() as conn:
-                if db_ms:
-                    await conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
-                row = (await conn.execute(USER_SQL, {"user_id": user_id})).first()
+                with statements_within(get_settings().db_timeout_s):
+                    if db_ms:
+                        await conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
+                    row = (await conn.execute(USER_SQL, {"user_id": user_id})).first()
             return User.from_row(user_id, row)
         except sqlalchemy.exc.DBAPIError as exc:
             if not retry_on(exc, attempt):
@@ -121,7 +123,8 @@ async def stream(request: Request, user_id: str, db_ms: str | None = None,
 async def readyz(request: Request) -> dict:
     try:
         async with request.state.engine.connect() as conn:
-            await conn.execute(READY_SQL)
+            with statements_within(get_settings().db_timeout_s):
+                await conn.execute(READY_SQL)
     except Exception as exc:
         if not is_db_down(exc):
             raise

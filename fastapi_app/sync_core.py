@@ -28,6 +28,7 @@ from fastapi_app.common import (
     Settings,
     User,
     advice_of,
+    bound_statements,
     chat_request,
     db_url,
     engine_kwargs,
@@ -50,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = s.threadpool_tokens
     # Neither connects here: the app starts without a reachable DB (readyz then says 503).
     engine = create_engine(db_url(s.database_url, "psycopg"), **engine_kwargs(s, "psycopg"))
+    bound_statements(engine, s.db_timeout_s)
     llm = sync_openai(s)
     try:
         yield {"engine": engine, "llm": llm}

@@ -24,6 +24,7 @@ from flask_app.common import (
     USER_SQL,
     Settings,
     advice_of,
+    bound_statements,
     chat_request,
     configure,
     connect_args,
@@ -67,6 +68,7 @@ class Resources:
                 db_url(s, "psycopg"), pool_size=s.db_pool_size, max_overflow=0,
                 pool_timeout=s.db_pool_timeout_s, isolation_level="AUTOCOMMIT",
                 connect_args=connect_args(s, "psycopg"))
+            bound_statements(self._engine, s.db_timeout_s)
             self._client = sync_openai(s)
             self._pid = os.getpid()
 

@@ -24,9 +24,10 @@ from typing import Any
 
 import httpx2
 import openai
+import psycopg
 from flask.json.provider import DefaultJSONProvider
 from pydantic_settings import BaseSettings
-from sqlalchemy import URL, make_url, text
+from sqlalchemy import URL, Engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -56,7 +57,8 @@ def db_url(settings: Settings, driver: str) -> URL:
 
 def connect_args(settings: Settings, driver: str) -> dict[str, Any]:
     """DB_TIMEOUT_S on every connection: to open it, and for each statement, which the server
-    cancels (statement_timeout) and asyncpg also gives up on by itself (a server that hangs)."""
+    cancels (statement_timeout) and the client also gives up on by itself, for a server that hangs
+    (asyncpg's command_timeout; psycopg: BoundedConnection)."""
     seconds = settings.db_timeout_s
     ms = str(round(seconds * 1000))
     if driver == "asyncpg":
@@ -134,8 +136,43 @@ RETRY_ATTEMPTS = (1, 2)  # of the request's read: once more on a fresh connectio
 def retry_on(exc: DBAPIError, attempt: int) -> bool:
     """Run the read again? Only once, and only when the connection was one the server had closed
     (SQLAlchemy recognised a disconnect and dropped the pool's connections): the fresh connection
-    then answers. A database that is down fails the second attempt too, as a 503."""
-    return attempt == 1 and exc.connection_invalidated
+    then answers. A database that is down fails the second attempt too, as a 503. A statement left
+    unanswered is not run again (its connection is closed too): it would only wait as long again."""
+    return attempt == 1 and exc.connection_invalidated and not isinstance(exc.orig, StatementTimeout)
+
+
+class StatementTimeout(psycopg.OperationalError):
+    """No answer to a statement within DB_TIMEOUT_S (BoundedConnection): a 503, not retried."""
+
+
+class BoundedConnection(psycopg.Connection):
+    """psycopg waits for the server's answer without limit: libpq has no client-side statement
+    timeout, and a stopped server's kernel still acknowledges what is sent, so no TCP timeout fires
+    either (bench faults' pg-hang). Each wait here that has no timeout of its own ends after
+    `timeout_s`, and the connection, its statement unanswered, is closed: it cannot be used again."""
+
+    timeout_s: float | None = None
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_s
+        try:
+            return super().wait(gen, *args, **kwargs)
+        except psycopg.OperationalError as exc:
+            if self.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
+                raise
+            self.close()
+            raise StatementTimeout(f"no answer within {self.timeout_s} s") from exc
+
+
+def bound_statements(engine: Engine, timeout_s: float) -> None:
+    """The engine's psycopg connections are BoundedConnections waiting at most `timeout_s`."""
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        conn = BoundedConnection.connect(*cargs, **cparams)
+        conn.timeout_s = timeout_s
+        return conn
 
 
 def user_from_row(user_id: int, row: Any) -> dict[str, Any]:
