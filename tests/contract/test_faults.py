@@ -45,7 +45,7 @@ FAST = "?db_ms=0&llm_ms=0"
 # (flask_app/async_views.py). Every other target must have pooled connections to lose.
 NO_IDLE_CONNECTIONS = {"flask-async-views"}
 STAGGER_S = 0.05  # one at a time, so uvicorn --workers cannot take a burst into one process
-DRIP_NOTICED_S = 0.5  # the mock notices a client gone between two dribbled bytes (0.25 s apart)
+DRIP_NOTICED_S = 0.5  # the mock notices a client gone between two dribbled bytes
 
 
 def terminate_lab_connections(db) -> int:
@@ -218,7 +218,7 @@ def test_a_hanging_upstream_is_504_at_the_timeout_with_no_db_connection_held(cli
 
 
 def test_a_dribbled_answer_is_504_at_the_timeout_not_read_to_its_end(client, target, upstream):
-    # A 200, then the completion a byte every 0.25 s for longer than the timeout: UPSTREAM_TIMEOUT_S
+    # A 200, then the completion a byte at a time for longer than the timeout: UPSTREAM_TIMEOUT_S
     # bounds the whole call, so the target hangs up at the timeout (a per-read timeout never trips).
     upstream.post("/mock/faults", json={"mode": "drip", "for_s": 30, "drip_s": UPSTREAM_TIMEOUT_S + 3}
                   ).raise_for_status()
