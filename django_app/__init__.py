@@ -6,5 +6,6 @@ django-async  uvicorn + ASGIHandler, async views, the ORM's async API, a psycopg
               (settings_async.py, urls_async.py, async_views.py, asgi.py).
 
 Shared: config.py (environment), models.py (unmanaged users/transactions), common.py (validation,
-errors, prompt). The measured behaviour of django-async is described in async_views.py.
+errors, prompt), postgresql/ (the database ENGINE: Django's, each wait for the server bounded).
+The measured behaviour of django-async is described in async_views.py.
 """

@@ -25,6 +25,7 @@ loop), the request concurrency is not capped, and the upstream call runs on the 
 the connection went back to the pool.
 """
 
+import asyncio
 from functools import cache
 
 import openai
@@ -35,6 +36,7 @@ from django.http import StreamingHttpResponse
 from django_app.common import (
     DONE,
     SSE_HEADERS,
+    advice_of,
     completion_args,
     cpu_body,
     endpoint,
@@ -47,6 +49,7 @@ from django_app.common import (
     stream_error_event,
     stream_params,
     token_of,
+    upstream_answer,
 )
 from django_app.config import get_settings
 from django_app.models import Outage, auser_summary, pg_sleep, release, select_one
@@ -88,8 +91,12 @@ async def load_facts(user_id: int, db_ms: int) -> dict:
 async def recommendation(request, user_id: str):
     user_id, db_ms, llm_ms = recommendation_params(request, user_id)
     f = await load_facts(user_id, db_ms)
-    completion = await llm().chat.completions.create(**completion_args(f, llm_ms))
-    return recommendation_response(f, completion.choices[0].message.content)
+    call = completion_args(f, llm_ms)
+    with upstream_answer():
+        # One deadline for the whole call: the SDK's `timeout=` bounds each read only.
+        async with asyncio.timeout(get_settings().upstream_timeout_s):
+            advice = advice_of(await llm().chat.completions.create(**call))
+    return recommendation_response(f, advice)
 
 
 @endpoint

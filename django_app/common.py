@@ -4,9 +4,12 @@ import inspect
 import json
 import logging
 import re
+import time
+from contextlib import contextmanager
 from functools import wraps
 from math import isqrt
 
+import httpx2
 import openai
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import InterfaceError, OperationalError
@@ -162,6 +165,65 @@ def completion_args(f: dict, llm_ms: int, **extra) -> dict:
 
 def stream_args(f: dict, llm_ms: int, tokens: int) -> dict:
     return completion_args(f, llm_ms, stream=True, max_completion_tokens=tokens)
+
+
+class WholeCallDeadline(httpx2.HTTPTransport):
+    """UPSTREAM_TIMEOUT_S for a whole call of django-sync's client (connect, headers and body), not
+    for each read: httpx2 has no total timeout, and the SDK's `timeout=` bounds each read, which a
+    body dribbled a byte at a time never trips. django-async uses asyncio.timeout instead."""
+
+    def __init__(self, timeout_s: float):
+        super().__init__(limits=openai.DEFAULT_CONNECTION_LIMITS)  # what the SDK's own client has
+        self.timeout_s = timeout_s
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        deadline = time.monotonic() + self.timeout_s
+        response = super().handle_request(request)
+        # A stream (/stream) keeps the contract's per-read rule: it may last as long as it moves.
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.stream = DeadlineStream(response.stream, deadline, request)
+        return response
+
+
+class DeadlineStream(httpx2.SyncByteStream):
+    """A body whose read ending past the deadline raises httpx2.ReadTimeout (the SDK's
+    APITimeoutError: a 504). A body that stops altogether still ends at the per-read timeout."""
+
+    def __init__(self, stream: httpx2.SyncByteStream, deadline: float, request: httpx2.Request):
+        self.stream, self.deadline, self.request = stream, deadline, request
+
+    def __iter__(self):
+        for chunk in self.stream:
+            if time.monotonic() > self.deadline:
+                raise httpx2.ReadTimeout("the call outlasted UPSTREAM_TIMEOUT_S", request=self.request)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+@contextmanager
+def upstream_answer():
+    """Around step 3's call and the reading of its answer: a 200 that is no completion (half a
+    JSON document, no choices[0].message.content) is the upstream's failure, 502, not a bug. The
+    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError. django-async's
+    deadline for the whole call (asyncio.timeout) raises TimeoutError: 504."""
+    try:
+        yield
+    except TimeoutError as exc:
+        log.warning("upstream timed out: the whole call outlasted UPSTREAM_TIMEOUT_S")
+        raise ApiError(504, "upstream_timeout", "the upstream timed out") from exc
+    except (ValueError, LookupError, AttributeError, TypeError) as exc:
+        log.warning("upstream answered no completion: %r", exc)
+        raise ApiError(502, "upstream_error", "the upstream failed") from exc
+
+
+def advice_of(completion) -> str:
+    """choices[0].message.content, the advice; a ValueError when there is none (upstream_answer)."""
+    content = completion.choices[0].message.content
+    if not isinstance(content, str):
+        raise ValueError("a completion without choices[0].message.content")
+    return content
 
 
 def recommendation_response(f: dict, advice: str) -> JsonResponse:

@@ -25,10 +25,13 @@ USE_I18N = False
 # request (503); Django then sees errors_occurred and closes it, and the next request reconnects.
 _db = database_from_url(_env.database_url)
 # DB_TIMEOUT_S to open a connection (libpq counts whole seconds) and for each statement, which the
-# server cancels: a database that hangs is a 503 within it, not a request stuck until gunicorn's.
+# server cancels (and the client gives up on, django_app/postgresql): a database that hangs is a
+# 503 within it, not a request stuck until gunicorn's.
 _db["OPTIONS"] = {"connect_timeout": ceil(_env.db_timeout_s),
                   "options": f"-c statement_timeout={round(_env.db_timeout_s * 1000)}", **_db["OPTIONS"]}
-DATABASES = {"default": {**_db, "CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": False}}
+# ENGINE: Django's PostgreSQL backend, with a client-side bound on each wait for the server.
+DATABASES = {"default": {**_db, "ENGINE": "django_app.postgresql", "CONN_MAX_AGE": None,
+                         "CONN_HEALTH_CHECKS": False}}
 
 # Errors (5xx, uncaught exceptions with their traceback) go to stderr, never to the client;
 # expected 4xx responses are not logged.

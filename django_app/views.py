@@ -13,6 +13,8 @@ from django.http import StreamingHttpResponse
 from django_app.common import (
     DONE,
     SSE_HEADERS,
+    WholeCallDeadline,
+    advice_of,
     completion_args,
     cpu_body,
     endpoint,
@@ -25,6 +27,7 @@ from django_app.common import (
     stream_error_event,
     stream_params,
     token_of,
+    upstream_answer,
 )
 from django_app.config import get_settings
 from django_app.models import load_user, select_one
@@ -34,16 +37,20 @@ from django_app.models import load_user, select_one
 def llm() -> openai.OpenAI:
     """One client per worker process, created on first use, i.e. after gunicorn's fork."""
     env = get_settings()
+    deadline = WholeCallDeadline(env.upstream_timeout_s)  # for each whole call, not each read
     return openai.OpenAI(base_url=env.upstream_url.rstrip("/") + "/v1", api_key="mock",
-                         max_retries=0, timeout=env.upstream_timeout_s)
+                         max_retries=0, timeout=env.upstream_timeout_s,
+                         http_client=openai.DefaultHttpxClient(transport=deadline))
 
 
 @endpoint
 def recommendation(request, user_id: str):
     user_id, db_ms, llm_ms = recommendation_params(request, user_id)
     f = facts(load_user(user_id, db_ms))  # User.DoesNotExist -> 404
-    completion = llm().chat.completions.create(**completion_args(f, llm_ms))
-    return recommendation_response(f, completion.choices[0].message.content)
+    call = completion_args(f, llm_ms)
+    with upstream_answer():
+        advice = advice_of(llm().chat.completions.create(**call))
+    return recommendation_response(f, advice)
 
 
 @endpoint

@@ -7,6 +7,7 @@ pool (DB_POOL_SIZE) during step 2.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,7 @@ from fastapi_app.common import (
     USER_SQL,
     ApiError,
     User,
+    advice_of,
     chat_request,
     cpu_sum,
     db_url,
@@ -41,6 +43,8 @@ from fastapi_app.common import (
     retry_on,
     sse_error,
     sse_token,
+    statements_within,
+    upstream_answer,
 )
 
 
@@ -68,9 +72,10 @@ async def load_user(engine: AsyncEngine, user_id: int, db_ms: int) -> User:
     for attempt in RETRY_ON_DEAD_CONNECTION:
         try:
             async with engine.connect() as conn:
-                if db_ms:
-                    await conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
-                row = (await conn.execute(USER_SQL, {"user_id": user_id})).first()
+                with statements_within(get_settings().db_timeout_s):
+                    if db_ms:
+                        await conn.execute(SLEEP_SQL, {"seconds": db_ms / 1000})
+                    row = (await conn.execute(USER_SQL, {"user_id": user_id})).first()
             return User.from_row(user_id, row)
         except sqlalchemy.exc.DBAPIError as exc:
             if not retry_on(exc, attempt):
@@ -83,8 +88,12 @@ async def recommendation(request: Request, user_id: str, db_ms: str | None = Non
                          llm_ms: str | None = None) -> dict:
     q = parse_query(user_id, db_ms, llm_ms)
     user = await load_user(request.state.engine, q.user_id, q.db_ms)
-    completion = await request.state.llm.chat.completions.create(**chat_request(user, q.llm_ms))
-    return user.payload(completion.choices[0].message.content, get_settings().target_name)
+    call = chat_request(user, q.llm_ms)
+    with upstream_answer():
+        # One deadline for the whole call: the SDK's `timeout=` bounds each read only.
+        async with asyncio.timeout(get_settings().upstream_timeout_s):
+            advice = advice_of(await request.state.llm.chat.completions.create(**call))
+    return user.payload(advice, get_settings().target_name)
 
 
 @routes.get("/stream/{user_id}")
@@ -114,7 +123,8 @@ async def stream(request: Request, user_id: str, db_ms: str | None = None,
 async def readyz(request: Request) -> dict:
     try:
         async with request.state.engine.connect() as conn:
-            await conn.execute(READY_SQL)
+            with statements_within(get_settings().db_timeout_s):
+                await conn.execute(READY_SQL)
     except Exception as exc:
         if not is_db_down(exc):
             raise

@@ -15,11 +15,10 @@ from types import SimpleNamespace
 
 import redis
 from celery import Celery, signals
-from openai import OpenAI
 from sqlalchemy import create_engine
 
 from fastapi_app import jobs, sync_core
-from fastapi_app.common import Params, db_url, engine_kwargs, get_settings, openai_kwargs
+from fastapi_app.common import Params, bound_statements, db_url, engine_kwargs, get_settings
 
 celery = Celery("fastapi_app", broker=jobs.job_settings().redis_url,
                 backend=jobs.job_settings().redis_url)
@@ -39,7 +38,8 @@ def open_clients(**_) -> None:
     # One job at a time per process: one connection (DB_POOL_SIZE is the web process's pool).
     clients.engine = create_engine(db_url(s.database_url, "psycopg"),
                                    **{**engine_kwargs(s, "psycopg"), "pool_size": 1})
-    clients.llm = OpenAI(**openai_kwargs(s))
+    bound_statements(clients.engine, s.db_timeout_s)
+    clients.llm = sync_core.sync_openai(s)
     clients.store = redis.Redis.from_url(jobs.job_settings().redis_url)
 
 

@@ -11,13 +11,16 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import anyio
 import openai
+import psycopg
+import sqlalchemy.event
 import sqlalchemy.exc
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,7 +69,8 @@ def engine_kwargs(s: Settings, driver: str) -> dict[str, Any]:
 
 def connect_args(s: Settings, driver: str) -> dict[str, Any]:
     """DB_TIMEOUT_S on every connection: to open it, and for each statement, which the server
-    cancels (statement_timeout) and asyncpg also gives up on by itself (a server that hangs)."""
+    cancels (statement_timeout) and the client also gives up on by itself, for a server that hangs
+    (asyncpg's command_timeout with statements_within; psycopg: BoundedConnection)."""
     ms = str(round(s.db_timeout_s * 1000))
     if driver == "asyncpg":
         return {"timeout": s.db_timeout_s, "command_timeout": s.db_timeout_s,
@@ -127,8 +131,52 @@ RETRY_ON_DEAD_CONNECTION = (1, 2)  # attempts of the request's read
 def retry_on(exc: sqlalchemy.exc.DBAPIError, attempt: int) -> bool:
     """Run the read again? Only once, and only when the error was a connection the server had
     closed (SQLAlchemy recognised a disconnect and invalidated the pool): the fresh connection
-    then answers. A database that is down fails the second attempt too, fast, as a 503."""
-    return attempt == 1 and exc.connection_invalidated
+    then answers. A database that is down fails the second attempt too, fast, as a 503. A statement
+    left unanswered is not run again (its connection is closed too): it would only wait as long."""
+    return attempt == 1 and exc.connection_invalidated and not isinstance(exc.orig, StatementTimeout)
+
+
+def statements_within(timeout_s: float) -> AbstractContextManager[anyio.CancelScope]:
+    """fastapi-async's bound on the statements of one checkout, their cleanup included. asyncpg's
+    command_timeout ends a statement a server never answers (bench faults' pg-hang), but SQLAlchemy
+    then closes the connection gracefully, which waits a fixed time of its own for that silent
+    server. anyio's cancel scope cancels again at every await until the block is left, so that
+    close is cut short (SQLAlchemy then force-closes the connection): a 503 at the deadline."""
+    return anyio.fail_after(timeout_s)
+
+
+class StatementTimeout(psycopg.OperationalError):
+    """No answer to a statement within DB_TIMEOUT_S (BoundedConnection): a 503, not retried."""
+
+
+class BoundedConnection(psycopg.Connection):
+    """The sync targets' connection. psycopg waits for the server's answer without limit: libpq has
+    no client-side statement timeout, and a stopped server's kernel still acknowledges what is
+    sent, so no TCP timeout fires either (bench faults' pg-hang). Each wait here that has no timeout
+    of its own ends after `timeout_s`, and the connection, its statement unanswered, is closed."""
+
+    timeout_s: float | None = None
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_s
+        try:
+            return super().wait(gen, *args, **kwargs)
+        except psycopg.OperationalError as exc:
+            if self.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
+                raise
+            self.close()
+            raise StatementTimeout(f"no answer within {self.timeout_s} s") from exc
+
+
+def bound_statements(engine: sqlalchemy.Engine, timeout_s: float) -> None:
+    """The engine's psycopg connections are BoundedConnections waiting at most `timeout_s`."""
+
+    @sqlalchemy.event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        conn = BoundedConnection.connect(*cargs, **cparams)
+        conn.timeout_s = timeout_s
+        return conn
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -257,6 +305,30 @@ def chat_request(user: User, llm_ms: int, tokens: int | None = None) -> dict[str
     if tokens is not None:
         kwargs |= {"stream": True, "max_completion_tokens": tokens}
     return kwargs
+
+
+@contextmanager
+def upstream_answer() -> Iterator[None]:
+    """Around step 3's call and the reading of its answer: a 200 that is no completion (half a
+    JSON document, no choices[0].message.content) is the upstream's failure, 502, not a bug. The
+    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError. The async
+    targets' deadline for the whole call (asyncio.timeout) raises TimeoutError: 504."""
+    try:
+        yield
+    except TimeoutError as exc:
+        log.warning("upstream timed out: the whole call outlasted UPSTREAM_TIMEOUT_S")
+        raise ApiError(504, "upstream_timeout", "the upstream timed out") from exc
+    except (ValueError, LookupError, AttributeError, TypeError) as exc:
+        log.warning("upstream answered no completion: %r", exc)
+        raise ApiError(502, "upstream_error", "the upstream failed") from exc
+
+
+def advice_of(completion: Any) -> str:
+    """choices[0].message.content, the advice; a ValueError when there is none (upstream_answer)."""
+    content = completion.choices[0].message.content
+    if not isinstance(content, str):
+        raise ValueError("a completion without choices[0].message.content")
+    return content
 
 
 def sse_token(chunk: Any) -> str | None:

@@ -5,13 +5,15 @@ threadpool thread) or a disaster (the event loop) depends on who calls it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
+import httpx2
 import sqlalchemy.exc
 from fastapi import FastAPI
-from openai import OpenAI, Stream
+from openai import DEFAULT_CONNECTION_LIMITS, DefaultHttpxClient, OpenAI, Stream
 from sqlalchemy import Engine, create_engine
 
 from fastapi_app.common import (
@@ -23,7 +25,10 @@ from fastapi_app.common import (
     USER_SQL,
     ApiError,
     Params,
+    Settings,
     User,
+    advice_of,
+    bound_statements,
     chat_request,
     db_url,
     engine_kwargs,
@@ -34,6 +39,7 @@ from fastapi_app.common import (
     retry_on,
     sse_error,
     sse_token,
+    upstream_answer,
 )
 
 
@@ -45,12 +51,54 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = s.threadpool_tokens
     # Neither connects here: the app starts without a reachable DB (readyz then says 503).
     engine = create_engine(db_url(s.database_url, "psycopg"), **engine_kwargs(s, "psycopg"))
-    llm = OpenAI(**openai_kwargs(s))
+    bound_statements(engine, s.db_timeout_s)
+    llm = sync_openai(s)
     try:
         yield {"engine": engine, "llm": llm}
     finally:
         llm.close()
         engine.dispose()
+
+
+class WholeCallDeadline(httpx2.HTTPTransport):
+    """UPSTREAM_TIMEOUT_S for a whole call of the sync client (connect, headers and body), not for
+    each read: httpx2 has no total timeout, and the SDK's `timeout=` bounds each read, which a body
+    dribbled a byte at a time never trips. fastapi-async uses asyncio.timeout instead."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(limits=DEFAULT_CONNECTION_LIMITS)  # what the SDK's own client has
+        self.timeout_s = timeout_s
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        deadline = time.monotonic() + self.timeout_s
+        response = super().handle_request(request)
+        # A stream (/stream) keeps the contract's per-read rule: it may last as long as it moves.
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.stream = DeadlineStream(response.stream, deadline, request)
+        return response
+
+
+class DeadlineStream(httpx2.SyncByteStream):
+    """A body whose read ending past the deadline raises httpx2.ReadTimeout (the SDK's
+    APITimeoutError: a 504). A body that stops altogether still ends at the per-read timeout."""
+
+    def __init__(self, stream: httpx2.SyncByteStream, deadline: float, request: httpx2.Request) -> None:
+        self.stream, self.deadline, self.request = stream, deadline, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.stream:
+            if time.monotonic() > self.deadline:
+                raise httpx2.ReadTimeout("the call outlasted UPSTREAM_TIMEOUT_S", request=self.request)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def sync_openai(s: Settings) -> OpenAI:
+    """The sync client (also the Celery workers'): openai_kwargs, one deadline for each whole call."""
+    deadline = WholeCallDeadline(s.upstream_timeout_s)
+    return OpenAI(**openai_kwargs(s), http_client=DefaultHttpxClient(transport=deadline))
 
 
 def load_user(engine: Engine, user_id: int, db_ms: int) -> User:
@@ -72,8 +120,10 @@ def load_user(engine: Engine, user_id: int, db_ms: int) -> User:
 
 def recommend(engine: Engine, llm: OpenAI, q: Params) -> dict:
     user = load_user(engine, q.user_id, q.db_ms)
-    completion = llm.chat.completions.create(**chat_request(user, q.llm_ms))
-    return user.payload(completion.choices[0].message.content, get_settings().target_name)
+    call = chat_request(user, q.llm_ms)
+    with upstream_answer():
+        advice = advice_of(llm.chat.completions.create(**call))
+    return user.payload(advice, get_settings().target_name)
 
 
 def open_stream(engine: Engine, llm: OpenAI, q: Params) -> Stream:

@@ -23,17 +23,20 @@ from flask_app.common import (
     SSE_HEADERS,
     USER_SQL,
     Settings,
+    advice_of,
+    bound_statements,
     chat_request,
     configure,
     connect_args,
     db_url,
     get_settings,
-    openai_kwargs,
     recommendation_body,
     request_params,
     retry_on,
     sse_events,
     stream_tokens,
+    sync_openai,
+    upstream_answer,
     user_from_row,
 )
 
@@ -65,7 +68,8 @@ class Resources:
                 db_url(s, "psycopg"), pool_size=s.db_pool_size, max_overflow=0,
                 pool_timeout=s.db_pool_timeout_s, isolation_level="AUTOCOMMIT",
                 connect_args=connect_args(s, "psycopg"))
-            self._client = openai.OpenAI(**openai_kwargs(s))
+            bound_statements(self._engine, s.db_timeout_s)
+            self._client = sync_openai(s)
             self._pid = os.getpid()
 
     @property
@@ -110,8 +114,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     def recommendation(user_id: str):
         user_id, db_ms, llm_ms = request_params(settings, user_id, request.args)
         user = load_user(user_id, db_ms)
-        completion = res.client.chat.completions.create(**chat_request(user, llm_ms))
-        return recommendation_body(user, completion, settings.target_name)
+        call = chat_request(user, llm_ms)
+        with upstream_answer(app.logger):
+            advice = advice_of(res.client.chat.completions.create(**call))
+        return recommendation_body(user, advice, settings.target_name)
 
     @app.get("/stream/", defaults={"user_id": ""}, strict_slashes=False)
     @app.get("/stream/<user_id>")

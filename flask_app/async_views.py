@@ -164,10 +164,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/recommendation/<user_id>")
     async def recommendation(user_id: str):
         user_id, db_ms, llm_ms = request_params(settings, user_id, request.args)
-        user = await aio.load_user(res.engine, user_id, db_ms, app.logger)
+        user = await aio.load_user(res.engine, user_id, db_ms, settings.db_timeout_s, app.logger)
+        call = chat_request(user, llm_ms)
         async with res.client() as llm:
-            completion = await llm.chat.completions.create(**chat_request(user, llm_ms))
-        return recommendation_body(user, completion, settings.target_name)
+            advice = await aio.complete(llm, call, settings.upstream_timeout_s, app.logger)
+        return recommendation_body(user, advice, settings.target_name)
 
     @app.get("/stream/", defaults={"user_id": ""}, strict_slashes=False)
     @app.get("/stream/<user_id>")
@@ -177,7 +178,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         runner = asyncio.Runner()  # this request's one loop, until the body is sent
         llm = res.client()
         try:
-            user = runner.run(aio.load_user(res.engine, user_id, db_ms, app.logger))
+            user = runner.run(aio.load_user(res.engine, user_id, db_ms, settings.db_timeout_s, app.logger))
             chunks = runner.run(llm.chat.completions.create(
                 **chat_request(user, llm_ms, stream=True, max_completion_tokens=tokens)))
         except BaseException:
@@ -189,7 +190,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/readyz")
     async def readyz():
-        return await aio.readyz(res.engine, app.logger)
+        return await aio.readyz(res.engine, settings.db_timeout_s, app.logger)
 
     return app
 

@@ -16,15 +16,18 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import httpx2
 import openai
+import psycopg
 from flask.json.provider import DefaultJSONProvider
 from pydantic_settings import BaseSettings
-from sqlalchemy import URL, make_url, text
+from sqlalchemy import URL, Engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -54,7 +57,8 @@ def db_url(settings: Settings, driver: str) -> URL:
 
 def connect_args(settings: Settings, driver: str) -> dict[str, Any]:
     """DB_TIMEOUT_S on every connection: to open it, and for each statement, which the server
-    cancels (statement_timeout) and asyncpg also gives up on by itself (a server that hangs)."""
+    cancels (statement_timeout) and the client also gives up on by itself, for a server that hangs
+    (asyncpg's command_timeout; psycopg: BoundedConnection)."""
     seconds = settings.db_timeout_s
     ms = str(round(seconds * 1000))
     if driver == "asyncpg":
@@ -68,6 +72,47 @@ def openai_kwargs(settings: Settings) -> dict[str, Any]:
     # No retries: a failed upstream call is a measured error, not a hidden second attempt.
     return {"base_url": settings.upstream_url.rstrip("/") + "/v1", "api_key": "mock",
             "max_retries": 0, "timeout": settings.upstream_timeout_s}
+
+
+class WholeCallDeadline(httpx2.HTTPTransport):
+    """UPSTREAM_TIMEOUT_S for a whole call of the sync client (connect, headers and body), not for
+    each read: httpx2 has no total timeout, and the SDK's `timeout=` bounds each read, which a body
+    dribbled a byte at a time never trips. The async targets use asyncio.timeout (aio.complete)."""
+
+    def __init__(self, timeout_s: float):
+        super().__init__(limits=openai.DEFAULT_CONNECTION_LIMITS)  # what the SDK's own client has
+        self.timeout_s = timeout_s
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        deadline = time.monotonic() + self.timeout_s
+        response = super().handle_request(request)
+        # A stream (/stream) keeps the contract's per-read rule: it may last as long as it moves.
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.stream = DeadlineStream(response.stream, deadline, request)
+        return response
+
+
+class DeadlineStream(httpx2.SyncByteStream):
+    """A body whose read ending past the deadline raises httpx2.ReadTimeout (the SDK's
+    APITimeoutError: a 504). A body that stops altogether still ends at the per-read timeout."""
+
+    def __init__(self, stream: httpx2.SyncByteStream, deadline: float, request: httpx2.Request):
+        self.stream, self.deadline, self.request = stream, deadline, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.stream:
+            if time.monotonic() > self.deadline:
+                raise httpx2.ReadTimeout("the call outlasted UPSTREAM_TIMEOUT_S", request=self.request)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def sync_openai(settings: Settings) -> openai.OpenAI:
+    """The sync targets' client: openai_kwargs, and one deadline for each whole call."""
+    deadline = WholeCallDeadline(settings.upstream_timeout_s)
+    return openai.OpenAI(**openai_kwargs(settings), http_client=openai.DefaultHttpxClient(transport=deadline))
 
 
 # --- step 2: the database --------------------------------------------------------------------
@@ -91,8 +136,43 @@ RETRY_ATTEMPTS = (1, 2)  # of the request's read: once more on a fresh connectio
 def retry_on(exc: DBAPIError, attempt: int) -> bool:
     """Run the read again? Only once, and only when the connection was one the server had closed
     (SQLAlchemy recognised a disconnect and dropped the pool's connections): the fresh connection
-    then answers. A database that is down fails the second attempt too, as a 503."""
-    return attempt == 1 and exc.connection_invalidated
+    then answers. A database that is down fails the second attempt too, as a 503. A statement left
+    unanswered is not run again (its connection is closed too): it would only wait as long again."""
+    return attempt == 1 and exc.connection_invalidated and not isinstance(exc.orig, StatementTimeout)
+
+
+class StatementTimeout(psycopg.OperationalError):
+    """No answer to a statement within DB_TIMEOUT_S (BoundedConnection): a 503, not retried."""
+
+
+class BoundedConnection(psycopg.Connection):
+    """psycopg waits for the server's answer without limit: libpq has no client-side statement
+    timeout, and a stopped server's kernel still acknowledges what is sent, so no TCP timeout fires
+    either (bench faults' pg-hang). Each wait here that has no timeout of its own ends after
+    `timeout_s`, and the connection, its statement unanswered, is closed: it cannot be used again."""
+
+    timeout_s: float | None = None
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_s
+        try:
+            return super().wait(gen, *args, **kwargs)
+        except psycopg.OperationalError as exc:
+            if self.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
+                raise
+            self.close()
+            raise StatementTimeout(f"no answer within {self.timeout_s} s") from exc
+
+
+def bound_statements(engine: Engine, timeout_s: float) -> None:
+    """The engine's psycopg connections are BoundedConnections waiting at most `timeout_s`."""
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        conn = BoundedConnection.connect(*cargs, **cparams)
+        conn.timeout_s = timeout_s
+        return conn
 
 
 def user_from_row(user_id: int, row: Any) -> dict[str, Any]:
@@ -189,9 +269,33 @@ def chat_request(user: dict[str, Any], llm_ms: int, **kwargs: Any) -> dict[str, 
             "extra_headers": {"X-Mock-Latency-Ms": str(llm_ms)}, **kwargs}
 
 
-def recommendation_body(user: dict[str, Any], completion: Any, served_by: str) -> dict[str, Any]:
+@contextmanager
+def upstream_answer(log: logging.Logger) -> Iterator[None]:
+    """Around step 3's call and the reading of its answer: a 200 that is no completion (half a
+    JSON document, no choices[0].message.content) is the upstream's failure, 502, not a bug. The
+    SDK raises a plain JSONDecodeError there (a ValueError), not an openai.APIError. The async
+    targets' deadline for the whole call (asyncio.timeout) raises TimeoutError: 504."""
+    try:
+        yield
+    except TimeoutError as exc:
+        log.warning("upstream timed out: the whole call outlasted UPSTREAM_TIMEOUT_S")
+        raise ApiError(504, "upstream_timeout", "the upstream timed out") from exc
+    except (ValueError, LookupError, AttributeError, TypeError) as exc:
+        log.warning("upstream answered no completion: %r", exc)
+        raise ApiError(502, "upstream_error", "the upstream failed") from exc
+
+
+def advice_of(completion: Any) -> str:
+    """choices[0].message.content, the advice; a ValueError when there is none (upstream_answer)."""
+    content = completion.choices[0].message.content
+    if not isinstance(content, str):
+        raise ValueError("a completion without choices[0].message.content")
+    return content
+
+
+def recommendation_body(user: dict[str, Any], advice: str, served_by: str) -> dict[str, Any]:
     # Key order is part of the contract.
-    return {**user, "advice": completion.choices[0].message.content, "served_by": served_by}
+    return {**user, "advice": advice, "served_by": served_by}
 
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",

@@ -80,16 +80,17 @@ def create_app(settings: Settings | None = None) -> Quart:
     @app.get("/recommendation/<user_id>")
     async def recommendation(user_id: str):
         user_id, db_ms, llm_ms = request_params(settings, user_id, request.args)
-        user = await aio.load_user(pools().engine, user_id, db_ms, log)
-        completion = await pools().llm.chat.completions.create(**chat_request(user, llm_ms))
-        return recommendation_body(user, completion, settings.target_name)
+        user = await aio.load_user(pools().engine, user_id, db_ms, settings.db_timeout_s, log)
+        call = chat_request(user, llm_ms)
+        advice = await aio.complete(pools().llm, call, settings.upstream_timeout_s, log)
+        return recommendation_body(user, advice, settings.target_name)
 
     @app.get("/stream/", defaults={"user_id": ""}, strict_slashes=False)
     @app.get("/stream/<user_id>")
     async def stream(user_id: str):
         user_id, db_ms, llm_ms = request_params(settings, user_id, request.args)
         tokens = stream_tokens(request.args)
-        user = await aio.load_user(pools().engine, user_id, db_ms, log)
+        user = await aio.load_user(pools().engine, user_id, db_ms, settings.db_timeout_s, log)
         # Opened before the response starts, so an upstream error is still a JSON 502/504.
         chunks = await pools().llm.chat.completions.create(
             **chat_request(user, llm_ms, stream=True, max_completion_tokens=tokens))
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.get("/readyz")
     async def readyz():
-        return await aio.readyz(pools().engine, log)
+        return await aio.readyz(pools().engine, settings.db_timeout_s, log)
 
     return app
 

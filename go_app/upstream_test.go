@@ -237,3 +237,45 @@ func TestClientMidStreamFailures(t *testing.T) {
 		}
 	})
 }
+
+// bench faults' upstream-drip and upstream-malformed: a 200 whose body comes a byte at a time past
+// UPSTREAM_TIMEOUT_S is a timeout of the whole call (not read to its end), and a 200 with half a
+// completion is errUpstream.
+func TestCompleteBoundsTheWholeCallAndRejectsHalfACompletion(t *testing.T) {
+	const body = `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}`
+	answer := func(write func(w http.ResponseWriter, r *http.Request)) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			write(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	drip := answer(func(w http.ResponseWriter, r *http.Request) {
+		for i := range len(body) {
+			io.WriteString(w, body[i:i+1])
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(20 * time.Millisecond): // the whole body takes far longer than the timeout
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	half := answer(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body[:len(body)/2]) })
+	forEachClient(t, func(t *testing.T, client string) {
+		cfg := testConfig(drip)
+		cfg.upstreamTimeout = 100 * time.Millisecond
+		start := time.Now()
+		if _, err := mustLLM(cfg, client).complete(context.Background(), "p", 0); !errors.Is(err, errUpstreamTimeout) {
+			t.Errorf("dribbled body: err = %v, want errUpstreamTimeout", err)
+		}
+		if elapsed := time.Since(start); elapsed > 500*time.Millisecond {
+			t.Errorf("dribbled body: gave up after %v", elapsed)
+		}
+		_, err := mustLLM(testConfig(half), client).complete(context.Background(), "p", 0)
+		if !errors.Is(err, errUpstream) || errors.Is(err, errUpstreamTimeout) {
+			t.Errorf("half a completion: err = %v, want errUpstream", err)
+		}
+	})
+}

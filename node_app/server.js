@@ -87,9 +87,9 @@ function serve() {
     }
   }
 
-  const upstreamError = (e) => {
+  const upstreamError = (e, timedOut = false) => {
     console.error(`upstream failed: ${e.message}`); // the cause: the log's, not the client's
-    return e instanceof OpenAI.APIConnectionTimeoutError
+    return timedOut || e instanceof OpenAI.APIConnectionTimeoutError
       ? new c.ApiError(504, 'upstream_timeout', 'the upstream timed out')
       : new c.ApiError(502, 'upstream_error', 'the upstream failed');
   };
@@ -128,12 +128,15 @@ function serve() {
     const p = params(req, false);
     const s = await loadUser(p.userId, p.dbMs);
     let advice;
+    // One deadline for the whole call: the SDK's timeout stops at the response headers, and a body
+    // dribbled a byte at a time would be read to its end.
+    const deadline = AbortSignal.timeout(S.timeoutMs);
     try {
       const r = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: c.messages(s) },
-        { headers: { 'X-Mock-Latency-Ms': String(p.llmMs) } });
+        { headers: { 'X-Mock-Latency-Ms': String(p.llmMs) }, signal: deadline });
       advice = r.choices[0].message.content;
     } catch (e) {
-      throw upstreamError(e);
+      throw upstreamError(e, deadline.aborted);
     }
     send(res, 200, c.compact(c.recommendation(p.userId, s, advice, S.targetName)));
   });

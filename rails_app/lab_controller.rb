@@ -20,9 +20,10 @@ module Lab
           conn.exec_query(SLEEP, "sleep", [bind("ms", db_ms)]) if db_ms.positive?
           conn.exec_query(Contract::USER_SQL, "user", [bind("user_id", user_id)]).rows.first
         end
-      rescue ActiveRecord::ConnectionNotEstablished, ActiveRecord::QueryCanceled => e
-        # The pool wait, a connection refused or timed out, a statement timeout: a second try would
-        # only fail the same way, later.
+      rescue ActiveRecord::ConnectionNotEstablished, ActiveRecord::QueryCanceled, Timeout::Error => e
+        # The pool wait, a connection refused or timed out, a statement timeout (the server's, or
+        # Store.query's for a server that does not answer): a second try would only fail the same
+        # way, later.
         raise unavailable(e)
       rescue ActiveRecord::ActiveRecordError => e
         # A connection the server closed (a restart): it is dropped with the idle ones, which died
@@ -39,10 +40,14 @@ module Lab
 
     def self.ping = query { |conn| conn.exec_query("SELECT 1") }
 
+    # libpq has no client-side statement timeout, and a stopped server's kernel still acknowledges
+    # what is sent, so no TCP timeout fires either (bench faults' pg-hang): the statements of a
+    # checkout get DB_TIMEOUT_S here. pg's async_exec waits in Ruby, so Timeout interrupts it, and
+    # the connection, its statement unanswered, is dropped below.
     def self.query
       conn = pool.checkout
       begin
-        result = yield conn
+        result = Timeout.timeout(SETTINGS[:db_timeout_s]) { yield conn }
       rescue StandardError
         pool.remove(conn)
         conn.disconnect! rescue nil # rubocop:disable Style/RescueModifier
@@ -61,7 +66,7 @@ module Lab
 
   # Step 3: one keep-alive Net::HTTP connection per Puma thread, UPSTREAM_TIMEOUT_S on every wait.
   module Upstream
-    TIMEOUTS = [Net::OpenTimeout, Net::ReadTimeout, Net::WriteTimeout].freeze
+    TIMEOUTS = [Timeout::Error].freeze # Net::HTTP's own (OpenTimeout, ReadTimeout...) are among them
 
     def self.http
       Thread.current[:lab_upstream] ||= begin
@@ -97,7 +102,9 @@ module Lab
     end
 
     def self.complete(messages, llm_ms)
-      res = http.request(request(messages, llm_ms))
+      # One deadline for the whole call: Net::HTTP's read_timeout bounds each read, which a body
+      # dribbled a byte at a time never trips. A timeout leaves the connection to failure's reset.
+      res = Timeout.timeout(SETTINGS[:timeout_s]) { http.request(request(messages, llm_ms)) }
       raise "the upstream answered #{res.code}" unless res.is_a?(Net::HTTPSuccess)
 
       JSON.parse(res.body).dig("choices", 0, "message", "content")
@@ -195,7 +202,7 @@ module Lab
     def readyz
       Store.ping
       send_json(200, Contract.compact({ status: "ready" }))
-    rescue ActiveRecord::ActiveRecordError
+    rescue ActiveRecord::ActiveRecordError, Timeout::Error
       raise Store.unavailable
     end
 

@@ -9,7 +9,10 @@ a TCP proxy of the test's, with DB_TIMEOUT_S = BUDGET_S:
   and then only accepts, silent): 503 within the budget, not a request held until the client gives
   up; 200 again once it answers;
 - too many connections (SQLSTATE 53300: the role's CONNECTION LIMIT, its connections closed): 503,
-  never a 500; 200 again once connections are allowed.
+  never a 500; 200 again once connections are allowed;
+- PostgreSQL stopped mid-statement (SIGSTOP to it and its backends, `bench faults`' pg-hang): no
+  statement_timeout runs and the kernel still acknowledges what is sent, so only the target's own
+  client-side bound ends a statement: 503 within the budget, the one in flight and those after it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import secrets
+import signal
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psutil
 import psycopg
 import pytest
 
@@ -36,6 +42,7 @@ BUDGET_S = 2  # DB_TIMEOUT_S here: libpq's connect_timeout is whole seconds, and
 MARGIN_S = 1.5  # a request's own work on a loaded 2-core machine, far below a second budget
 ROLE = "lab_limited"
 FAST = "?db_ms=0&llm_ms=0"
+IN_FLIGHT_DB_MS = 1000  # a pg_sleep still running when the server stops
 
 
 class SilentProxy:
@@ -190,4 +197,36 @@ def test_too_many_connections_is_503_not_500(served, admin):
     # The body says nothing of it (docs/CONTRACT.md); the server's log does.
     assert "too many connections" in proc.log_path.read_text(errors="replace"), \
         f"{resolved.name} did not log why the database was unavailable"
+    serves_again(resolved.base_url)
+
+
+def signal_postgres(pid: int, sig: int) -> None:
+    """The postmaster first, then its children (as bench faults' pg-hang), CONT in reverse order."""
+    root = psutil.Process(pid)
+    tree = [root, *root.children(recursive=True)]
+    for proc in tree if sig == signal.SIGSTOP else reversed(tree):
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)
+
+
+def test_a_database_stopped_mid_statement_is_503_within_the_budget(served, own_pg):
+    resolved, _ = served
+    warm(resolved.base_url)
+    concurrent = min(4, resolved.capacity or 4)
+    sleeping = f"/recommendation/1?db_ms={IN_FLIGHT_DB_MS}&llm_ms=0"
+    paths = [f"/recommendation/{i}{FAST}" for i in range(2, concurrent + 1)]
+    with ThreadPoolExecutor(concurrent) as pool:
+        calls = [pool.submit(timed_get, resolved.base_url, sleeping)]
+        time.sleep(0.3)  # its pg_sleep is running
+        signal_postgres(own_pg[1].pid, signal.SIGSTOP)
+        try:
+            calls += [pool.submit(timed_get, resolved.base_url, path) for path in paths]
+            wait(calls, timeout=BUDGET_S + MARGIN_S + 0.5)  # stopped for longer than any answer may take
+        finally:
+            signal_postgres(own_pg[1].pid, signal.SIGCONT)
+        answers = [call.result() for call in calls]
+    for took, resp in answers:
+        assert took < BUDGET_S + MARGIN_S, \
+            f"{resolved.name}: {resp.status_code} after {took:.2f} s (budget {BUDGET_S} s)"
+        assert_error(resp, 503, "database_unavailable")
     serves_again(resolved.base_url)

@@ -46,6 +46,17 @@ def test_an_upstream_error_says_nothing_of_the_upstream(client, upstream, path):
     assert_error(resp, 502, "upstream_error", "the upstream failed")
 
 
+def test_a_completion_that_is_not_json_is_502_not_500(client, upstream):
+    # A 200 with half of the completion's JSON: the upstream answered wrongly, so 502, never a 500
+    # (the Python SDK raises a plain JSONDecodeError there, not an openai.APIError).
+    upstream.post("/mock/faults", json={"mode": "malformed", "for_s": 30}).raise_for_status()
+    try:
+        resp = client.get("/recommendation/3?db_ms=0&llm_ms=0")
+    finally:
+        upstream.delete("/mock/faults")
+    assert_error(resp, 502, "upstream_error", "the upstream failed")
+
+
 def test_an_upstream_timeout_answers_the_documented_message(client):
     llm_ms = int(UPSTREAM_TIMEOUT_S * 1000) + 1500
     assert_error(client.get(f"/recommendation/3?db_ms=0&llm_ms={llm_ms}"), 504, "upstream_timeout",

@@ -10,6 +10,8 @@
 3. The upstream answers 500 for a while: only 502 upstream_error meanwhile, then 200 again.
 4. The upstream hangs: 504 upstream_timeout within the client timeout + 1 s, and no DB connection
    is held meanwhile (the contract releases it before the upstream call).
+5. The upstream dribbles its answer past the client timeout: 504 upstream_timeout within the
+   timeout + 1 s, and the target stopped reading then (the mock's drip_longest_s).
 6. SIGTERM with requests in flight: every one completes, and the server exits cleanly (0, or
    uvicorn's re-raised SIGTERM after a complete shutdown) within its manifest's graceful_s.
 """
@@ -43,6 +45,7 @@ FAST = "?db_ms=0&llm_ms=0"
 # (flask_app/async_views.py). Every other target must have pooled connections to lose.
 NO_IDLE_CONNECTIONS = {"flask-async-views"}
 STAGGER_S = 0.05  # one at a time, so uvicorn --workers cannot take a burst into one process
+DRIP_NOTICED_S = 0.5  # the mock notices a client gone between two dribbled bytes
 
 
 def terminate_lab_connections(db) -> int:
@@ -211,6 +214,25 @@ def test_a_hanging_upstream_is_504_at_the_timeout_with_no_db_connection_held(cli
     for took, resp in results:
         assert_error(resp, 504, "upstream_timeout")
         assert took < UPSTREAM_TIMEOUT_S + 1.0, f"{target.name}: 504 after {took:.2f} s"
+    assert client.get(f"/recommendation/1{FAST}").status_code == 200
+
+
+def test_a_dribbled_answer_is_504_at_the_timeout_not_read_to_its_end(client, target, upstream):
+    # A 200, then the completion a byte at a time for longer than the timeout: UPSTREAM_TIMEOUT_S
+    # bounds the whole call, so the target hangs up at the timeout (a per-read timeout never trips).
+    upstream.post("/mock/faults", json={"mode": "drip", "for_s": 30, "drip_s": UPSTREAM_TIMEOUT_S + 3}
+                  ).raise_for_status()
+    try:
+        started = time.monotonic()
+        resp = client.get(f"/recommendation/3{FAST}")
+        took = time.monotonic() - started
+        time.sleep(DRIP_NOTICED_S)
+        read_s = upstream.get("/mock/stats").json()["drip_longest_s"]
+    finally:
+        upstream.delete("/mock/faults")
+    assert_error(resp, 504, "upstream_timeout")
+    assert took < UPSTREAM_TIMEOUT_S + 1.0, f"{target.name}: 504 after {took:.2f} s"
+    assert read_s < UPSTREAM_TIMEOUT_S + 1.0, f"{target.name} read the dribble for {read_s:.2f} s"
     assert client.get(f"/recommendation/1{FAST}").status_code == 200
 
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.conftest import expected_recommendation
+from tests.conftest import UPSTREAM_TIMEOUT_S, expected_recommendation
 from tests.errors import assert_error
 
 
@@ -26,6 +26,15 @@ def test_stream_forwards_every_token(client, target, db, tokens):
     assert len(received) == tokens
     expected = expected_recommendation(db, 42, target.name, tokens=tokens)["advice"]
     assert "".join(received) == expected
+
+
+def test_a_stream_may_outlast_the_upstream_timeout_while_it_moves(client):
+    # UPSTREAM_TIMEOUT_S bounds each gap of a stream, not the stream: tokens far less than the
+    # timeout apart, for longer than the timeout in all (docs/CONTRACT.md, step 3 and /stream).
+    llm_ms = int(UPSTREAM_TIMEOUT_S * 1000) + 1000
+    resp = client.get(f"/stream/42?db_ms=0&llm_ms={llm_ms}&tokens={llm_ms // 250}")
+    assert resp.status_code == 200, resp.text
+    assert sse_events(resp.text)[-1] == "[DONE]", resp.text[-200:]
 
 
 @pytest.mark.parametrize("path", ["/stream/0", "/stream/abc", "/stream/1?tokens=0",
