@@ -260,19 +260,23 @@ def problems(r: FaultResult, fault: Fault, in_flight_allowed: int, failures: lis
     return found
 
 
-def error_limit_ms(name: str, usual_ms: float, users: int, capacity: int | None) -> float | None:
+def error_limit_ms(name: str, usual_ms: float, users: int, capacity: int | None,
+                   db_pool: int | None = None) -> float | None:
     """How long an error answer may take, as the user sees it (queueing included).
 
     pg-stop, pg-exhausted: 1 s beyond the usual wait (a 503 comes at once, never after a pool wait).
     upstream-hang and -drip, pg-hang: the client's (or the DB's) timeout + 1 s for each round the
     model's capacity makes a user wait behind others (20 users on 4 sync workers: 5 rounds, each
-    worker held for the whole timeout)."""
+    worker held for the whole timeout). Under pg-hang the DB pool is a queue too: a request waiting
+    for a pooled connection gets one when a statement in the frozen server times out, and then its
+    own connection waits out the timeout (20 users on a pool of 15: 2 rounds)."""
     if name in ("pg-stop", "pg-exhausted"):
         return usual_ms + ANSWER_LIMIT_MS
     timeout_s = {"upstream-hang": UPSTREAM_TIMEOUT_S, "upstream-drip": UPSTREAM_TIMEOUT_S,
                  "pg-hang": DB_TIMEOUT_S}.get(name)
     if timeout_s is not None:
-        rounds = -(-users // min(users, capacity or users))
+        slots = min(users, capacity or users, (db_pool or users) if name == "pg-hang" else users)
+        rounds = -(-users // slots)
         return (timeout_s * 1000 + 1000) * rounds
     return None
 
@@ -724,7 +728,8 @@ def run_timeline(tr: TargetRun, server: Server) -> bool:
         allowed = worker_share(resolved.capacity, resolved.processes, opts.users) \
             if step.name == "worker-kill" else 0
         result = analyse(samples, step.name, resolved.name, opts.users, tl, in_flight_allowed=allowed,
-                         limit_ms=error_limit_ms(step.name, usual_ms, opts.users, resolved.capacity))
+                         limit_ms=error_limit_ms(step.name, usual_ms, opts.users, resolved.capacity,
+                                                 resolved.db_pool))
         result.runtime, result.repeat = opts.runtime, step.repeat
         tr.run.faults.append(result)
     if code is not None:

@@ -386,6 +386,9 @@ def test_the_new_faults_limits_follow_their_timeouts():
     assert error_limit_ms("pg-exhausted", 300, 20, 4) == 1300  # refused at once, like pg-stop
     assert error_limit_ms("pg-hang", 0, 20, None) == 3000  # the DB timeout (2 s) + 1 s
     assert error_limit_ms("pg-hang", 0, 20, 4) == 15000  # 5 rounds of held workers
+    assert error_limit_ms("pg-hang", 0, 20, None, 15) == 6000  # 5 of the 20 wait for a pooled connection
+    assert error_limit_ms("pg-hang", 0, 20, 32, 32) == 3000  # pool and threads hold everyone at once
+    assert error_limit_ms("upstream-hang", 0, 20, None, 15) == 3000  # the pool is free meanwhile
     assert error_limit_ms("upstream-drip", 0, 20, None) == 3000  # as a hang
 
 
